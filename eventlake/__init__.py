@@ -1,0 +1,87 @@
+"""eventlake: an event-sourced lakehouse on Delta Lake.
+
+The package namespace is lazy: `import eventlake` is cheap, and heavy libraries (deltalake,
+polars, duckdb, pyarrow) load only when a name that needs them is first touched. That keeps
+`eventlake --help` fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from eventlake.errors import (
+    CommitConflictError,
+    CorruptLakeError,
+    EventlakeError,
+    InvalidEventError,
+    LakeNotFoundError,
+    ReducerError,
+    UnknownActionError,
+    UnknownViewError,
+    ViewDefinitionError,
+)
+
+if TYPE_CHECKING:
+    from eventlake.actions import apply_action
+    from eventlake.lake import AppendResult, Lake
+    from eventlake.materialize import MaterializeResult
+    from eventlake.repository import Repository
+    from eventlake.views import (
+        Agg,
+        AggregateView,
+        ReducerView,
+        document_view,
+        reducer_view,
+    )
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "apply_action": "eventlake.actions",
+    "Lake": "eventlake.lake",
+    "AppendResult": "eventlake.lake",
+    "MaterializeResult": "eventlake.materialize",
+    "Repository": "eventlake.repository",
+    "Agg": "eventlake.views",
+    "AggregateView": "eventlake.views",
+    "ReducerView": "eventlake.views",
+    "document_view": "eventlake.views",
+    "reducer_view": "eventlake.views",
+}
+
+__all__ = [
+    "Agg",
+    "AggregateView",
+    "AppendResult",
+    "CommitConflictError",
+    "CorruptLakeError",
+    "EventlakeError",
+    "InvalidEventError",
+    "Lake",
+    "LakeNotFoundError",
+    "MaterializeResult",
+    "ReducerError",
+    "ReducerView",
+    "Repository",
+    "UnknownActionError",
+    "UnknownViewError",
+    "ViewDefinitionError",
+    "__version__",
+    "apply_action",
+    "document_view",
+    "reducer_view",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eventlake' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,134 @@
+"""The one error hierarchy of eventlake.
+
+Every error raised on purpose by the library derives from `EventlakeError`; subclasses also
+inherit the matching builtin so callers that catch `ValueError` or `KeyError` keep working.
+Each error says whether retrying the same call can succeed (`transient`), which is what flows
+use to decide on retries: bad input is terminal, a lost commit race is transient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CommitConflictError",
+    "CorruptLakeError",
+    "EventlakeError",
+    "InvalidEventError",
+    "LakeNotFoundError",
+    "ReducerError",
+    "UnknownActionError",
+    "UnknownViewError",
+    "ViewDefinitionError",
+]
+
+
+class EventlakeError(Exception):
+    """Root of every error eventlake raises on purpose."""
+
+    transient: bool = False
+
+
+class InvalidEventError(EventlakeError, ValueError):
+    """An event (or an action payload) is malformed.
+
+    Carries `index` (position of the record in its batch, when known), `field`, `value` and
+    `expected`, and says all of them in the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        field: str | None = None,
+        value: Any = None,
+        expected: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.index = index
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.source = source
+        parts = []
+        if source is not None:
+            parts.append(source)
+        if index is not None:
+            parts.append(f"record {index}")
+        if field is not None:
+            parts.append(f"field {field!r}")
+        where = ", ".join(parts)
+        text = f"{where}: {message}" if where else message
+        if value is not None:
+            text += f" (got {_preview(value)})"
+        if expected is not None:
+            text += f"; expected {expected}"
+        super().__init__(text)
+
+
+class UnknownActionError(EventlakeError, ValueError):
+    """`apply_action` was given a type that is not a state action."""
+
+    def __init__(self, action_type: object, known: tuple[str, ...]) -> None:
+        self.action_type = action_type
+        self.known = known
+        super().__init__(
+            f"unknown action type {_preview(action_type)}; known actions: {', '.join(known)}"
+        )
+
+
+class UnknownViewError(EventlakeError, KeyError):
+    """A view name that is not registered on the lake."""
+
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"no view named {name!r}; registered views: {', '.join(known) or '-'}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class ViewDefinitionError(EventlakeError, ValueError):
+    """A view definition (name, version, group keys, aggregates) is not usable."""
+
+
+class ReducerError(EventlakeError):
+    """A view's reducer raised on an event; names view, partition, seq and event type."""
+
+    def __init__(
+        self, *, view: str, partition: str, seq: int, event_type: str, cause: BaseException
+    ) -> None:
+        self.view = view
+        self.partition = partition
+        self.seq = seq
+        self.event_type = event_type
+        super().__init__(
+            f"view {view!r} failed on partition {partition!r} at seq {seq} "
+            f"(event type {event_type!r}): {type(cause).__name__}: {cause}"
+        )
+
+
+class CommitConflictError(EventlakeError, RuntimeError):
+    """Another writer kept winning the commit race; retrying later can succeed."""
+
+    transient = True
+
+
+class LakeNotFoundError(EventlakeError, FileNotFoundError):
+    """The lake root holds no event log and the call does not create one."""
+
+
+class CorruptLakeError(EventlakeError, RuntimeError):
+    """A file the Delta log references is missing or unreadable; names the file."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+def _preview(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,173 @@
+"""`Lake`: the public face of one lake root (event log plus view tables)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from eventlake.errors import UnknownViewError, ViewDefinitionError
+from eventlake.events import DEFAULT_LIMITS, Limits, normalize_batch
+from eventlake.log import EVENTS, AppendResult, EventLog
+from eventlake.storage import Storage
+from eventlake.views import DOCUMENT_VIEW, View
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from eventlake.materialize import MaterializeResult
+
+__all__ = ["AppendResult", "Lake", "LakeInfo"]
+
+
+@dataclass(frozen=True)
+class LakeInfo:
+    root: str
+    events: int
+    last_seq: int
+    partitions: int
+    version: int
+    files: int
+    size_bytes: int
+    views: tuple[str, ...]
+
+
+class Lake:
+    """An event log at `<root>/events` and one Delta table per view at `<root>/views/<name>`.
+
+    Open with `Lake.open(root)`; the document view is always registered, more come from
+    `views=`.
+    """
+
+    def __init__(self, storage: Storage, log: EventLog, views: Sequence[View],
+                 limits: Limits) -> None:
+        self.storage = storage
+        self.log = log
+        self.limits = limits
+        registered: dict[str, View] = {}
+        for view in [DOCUMENT_VIEW, *views]:
+            if view.name in registered and registered[view.name] is not view:
+                if view.name == DOCUMENT_VIEW.name:
+                    raise ViewDefinitionError(
+                        "the view name 'document' is taken by the built-in document view")
+                raise ViewDefinitionError(f"two views are named {view.name!r}")
+            registered[view.name] = view
+        self._views = registered
+
+    @classmethod
+    def open(
+        cls,
+        root: str | os.PathLike[str] = "data/lake",
+        *,
+        views: Sequence[View] = (),
+        storage_options: dict[str, str] | None = None,
+        create: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> Lake:
+        """Open the lake at `root`, creating an empty one if missing (unless `create=False`)."""
+        storage = Storage.at(root, storage_options)
+        if storage.is_local and create:
+            os.makedirs(storage.local_path(), exist_ok=True)
+        log = EventLog.open(storage, create=create)
+        return cls(storage, log, views, limits)
+
+    @property
+    def root(self) -> str:
+        return self.storage.root
+
+    @property
+    def views(self) -> dict[str, View]:
+        return dict(self._views)
+
+    def view(self, name: str) -> View:
+        try:
+            return self._views[name]
+        except KeyError:
+            raise UnknownViewError(name, tuple(self._views)) from None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, events: Iterable[dict[str, Any]] | Any, *, producer: str | None = None,
+               batch_no: int | str | None = None) -> AppendResult:
+        """Validate every event, then commit the whole batch atomically with fresh `seq`s.
+
+        The same `(producer, batch_no)` appended again is a no-op returning `duplicate=True`.
+        """
+        batch = normalize_batch(events, limits=self.limits)
+        return self.log.append(batch, producer=producer, batch_no=batch_no)
+
+    # -- reading events --------------------------------------------------------------------
+
+    def events(self, partition: str | Sequence[str] | None = None, since_seq: int | None = None,
+               until_seq: int | None = None) -> pl.LazyFrame:
+        """Events as a polars LazyFrame in `seq` order; `payload` stays JSON text.
+
+        `since_seq` is exclusive, `until_seq` inclusive. Only the files that can hold matching
+        rows are opened.
+        """
+        partitions = [partition] if isinstance(partition, str) else (
+            None if partition is None else list(partition))
+        snap = self.log.snapshot()
+        plan = self.log.plan(partitions=partitions, since_seq=since_seq, until_seq=until_seq,
+                             snapshot=snap)
+        frame = snap.scan(plan)
+        if partitions is not None:
+            frame = frame.filter(pl.col("partition_id").is_in(partitions))
+        if since_seq is not None:
+            frame = frame.filter(pl.col("seq") > since_seq)
+        if until_seq is not None:
+            frame = frame.filter(pl.col("seq") <= until_seq)
+        return frame.sort("seq")
+
+    def last_seq(self) -> int:
+        return self.log.last_seq()
+
+    def info(self) -> LakeInfo:
+        snap = self.log.snapshot()
+        actions = snap.add_actions()
+        import pyarrow.compute as pc
+
+        rows = int(pc.sum(actions.column("num_records")).as_py() or 0)
+        size = int(pc.sum(actions.column("size_bytes")).as_py() or 0)
+        partitions = (len(pc.unique(actions.column("partition.partition_id")))
+                      if actions.num_rows else 0)
+        return LakeInfo(self.storage.root, rows, self.log.last_seq(snap), partitions,
+                        snap.version, actions.num_rows, size, tuple(self._views))
+
+    # -- views -----------------------------------------------------------------------------
+
+    def materialize(self, views: Sequence[str] | None = None, *, rebuild: bool = False,
+                    chunk_events: int | None = None) -> dict[str, MaterializeResult]:
+        """Bring views up to date by folding only events above each view's watermark."""
+        from eventlake.materialize import materialize_views
+
+        chosen = [self.view(name) for name in (views or list(self._views))]
+        return materialize_views(self, chosen, rebuild=rebuild, chunk_events=chunk_events)
+
+    def state(self, partition: str, *, view: str = "document",
+              as_of_seq: int | None = None) -> Any:
+        """The exact state of one partition: stored row plus a fold of newer events."""
+        from eventlake.materialize import read_state
+
+        return read_state(self, self.view(view), partition, as_of_seq=as_of_seq)
+
+    def scan(self, view: str, *, as_of_version: int | None = None) -> pl.LazyFrame:
+        """The logical view (one current row per partition, or per partition and group)."""
+        from eventlake.viewstore import ViewStore
+
+        return ViewStore(self.storage, self.view(view)).scan_logical(version=as_of_version)
+
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        """Run DuckDB SQL with `events` and every view registered as tables."""
+        from eventlake.query import connect
+
+        return connect(self).sql(query)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.storage.root!r}, views={list(self._views)})"
+
+
+__all__ += ["EVENTS"]

@@ -1,0 +1,360 @@
+"""The refresh engine: read what changed, fold it with `folds`, commit rows and watermark.
+
+Incremental refresh of a view: events above the view's watermark are read in seq-range chunks;
+for each chunk only the buckets holding the touched partitions are read, folded and rewritten
+in one commit that also advances the watermark. A rebuild (new view version, `rebuild=True`,
+or a first build) writes a new generation bucket by bucket, reading only the events of the
+partitions in those buckets, and flips readers to it in a final atomic commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow.compute as pc
+
+from eventlake.errors import EventlakeError, ReducerError
+from eventlake.folds import fold_events, fold_view
+from eventlake.storage import Snapshot, retry_commit
+from eventlake.views import AggregateView, ReducerView, View
+from eventlake.viewstore import ViewStore, bucket_of, buckets_of
+
+if TYPE_CHECKING:
+    from eventlake.lake import Lake
+
+__all__ = ["DEFAULT_CHUNK_EVENTS", "MaterializeError", "MaterializeResult",
+           "materialize_views", "read_state", "refresh_view"]
+
+DEFAULT_CHUNK_EVENTS = 500_000
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    """What one view's refresh did."""
+
+    view: str
+    version: int
+    partitions: int
+    events: int
+    old_watermark: int
+    new_watermark: int
+    seconds: float
+    rebuilt: bool
+    commits: int
+
+
+class MaterializeError(EventlakeError):
+    """Some views failed to refresh; `failures` maps view name to its error, `results` holds
+    the views that did refresh."""
+
+    def __init__(self, failures: dict[str, EventlakeError],
+                 results: dict[str, MaterializeResult]) -> None:
+        self.failures = failures
+        self.results = results
+        first = next(iter(failures.values()))
+        more = f" (and {len(failures) - 1} more views)" if len(failures) > 1 else ""
+        super().__init__(f"{first}{more}")
+
+
+def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = False,
+                      chunk_events: int | None = None, progress: Progress | None = None
+                      ) -> dict[str, MaterializeResult]:
+    """Refresh each view; a failing view does not stop the others (they still commit)."""
+    results: dict[str, MaterializeResult] = {}
+    failures: dict[str, EventlakeError] = {}
+    for view in views:
+        try:
+            results[view.name] = refresh_view(lake, view, rebuild=rebuild,
+                                              chunk_events=chunk_events, progress=progress)
+        except ReducerError as exc:
+            failures[view.name] = exc
+    if failures:
+        raise MaterializeError(failures, results)
+    return results
+
+
+def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
+                 chunk_events: int | None = None, progress: Progress | None = None,
+                 target_seq: int | None = None) -> MaterializeResult:
+    started = time.perf_counter()
+    chunk = chunk_events or DEFAULT_CHUNK_EVENTS
+    store = ViewStore(lake.storage, view)
+    store.ensure()
+    head = lake.log.last_seq() if target_seq is None else target_seq
+    marks = store.marks(store.snapshot())
+    old_watermark = marks.watermark if marks.active_version == view.version else 0
+    partitions: set[str] = set()
+    events = 0
+    commits = 0
+    rebuilt = False
+    resume = marks.building is not None and marks.building_version == view.version
+    if rebuild or resume or marks.active is None or marks.active_version != view.version:
+        touched, folded, commits = _rebuild(lake, store, chunk=chunk, fresh=not resume,
+                                            progress=progress)
+        partitions |= touched
+        events += folded
+        rebuilt = True
+    while True:
+        step = retry_commit(lambda: _refresh_step(lake, store, head, chunk),
+                            what=f"refresh of view {view.name!r}")
+        if step is None:
+            break
+        touched, folded = step
+        partitions |= touched
+        events += folded
+        commits += 1
+        if progress is not None:
+            progress(view.name, store.marks(store.snapshot()).watermark, head)
+    final = store.marks(store.snapshot()).watermark
+    return MaterializeResult(view.name, view.version, len(partitions), events, old_watermark,
+                             final, time.perf_counter() - started, rebuilt, commits)
+
+
+def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int
+                  ) -> tuple[set[str], int] | None:
+    snap = store.snapshot()
+    marks = store.marks(snap)
+    assert marks.active is not None
+    if marks.watermark >= head:
+        return None
+    end = min(head, marks.watermark + chunk)
+    events = lake.events(since_seq=marks.watermark, until_seq=end).collect()
+    touched = sorted(set(events.get_column("partition_id").to_list()))
+    buckets = sorted(set(buckets_of(touched, store.buckets(snap))))
+    prior = store.read_buckets(snap, buckets, generation=marks.active) if buckets else None
+    rows = _replace_partitions(store, snap, prior, events)
+    store.commit_buckets(snap, rows, buckets=buckets, generation=marks.active,
+                         marks={f"v{store.view.version}": end})
+    return set(touched), events.height
+
+
+def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | None,
+                        events: pl.DataFrame) -> pl.DataFrame:
+    """All rows of the touched buckets: refolded rows of touched partitions, others as-is."""
+    view = store.view
+    buckets = store.buckets(snap)
+    if prior is None or not prior.height:
+        prior = pl.DataFrame()
+    new_rows = fold_view(view, prior, events) if events.height else pl.DataFrame()
+    if not new_rows.height and not prior.height:
+        return new_rows
+    if new_rows.height:
+        new_rows = _placed(new_rows, buckets)
+    if not prior.height:
+        return new_rows
+    touched = events.get_column("partition_id").unique().implode()
+    keep = prior.filter(~pl.col("partition_id").is_in(touched))
+    if not new_rows.height:
+        return keep
+    return pl.concat([keep.select(new_rows.columns), new_rows], how="vertical_relaxed")
+
+
+def _placed(rows: pl.DataFrame, buckets: int) -> pl.DataFrame:
+    """Rows with their bucket and the time they were (re)computed."""
+    placed = pl.Series("bucket", buckets_of(rows.get_column("partition_id").to_list(), buckets),
+                       dtype=pl.Int32)
+    return rows.with_columns(placed, pl.lit(datetime.now(UTC)).cast(
+        pl.Datetime("us", "UTC")).alias("updated_at"))
+
+
+def _partition_sizes(lake: Lake, until_seq: int) -> dict[str, int]:
+    """Events per partition from the log's file statistics (no data is read)."""
+    actions = lake.log.snapshot().add_actions()
+    if not actions.num_rows:
+        return {}
+    kept = actions.filter(pc.less_equal(actions.column("min.seq"), until_seq))
+    sizes: dict[str, int] = defaultdict(int)
+    for partition, rows in zip(kept.column("partition.partition_id").to_pylist(),
+                               kept.column("num_records").to_pylist(), strict=True):
+        sizes[partition] += int(rows or 0)
+    return dict(sizes)
+
+
+def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
+             progress: Progress | None) -> tuple[set[str], int, int]:
+    """Build a new generation bucket by bucket, then make it the active one atomically."""
+    view = store.view
+    commits = 0
+
+    def start() -> tuple[int, int, int]:
+        snap = store.snapshot()
+        marks = store.marks(snap)
+        if not fresh and marks.building and marks.building_version == view.version:
+            return marks.building, marks.target, marks.done
+        generation = max(marks.active or 0, marks.building or 0,
+                         marks.commits) + 1
+        target = lake.log.last_seq()
+        store.commit_buckets(snap, pl.DataFrame(), buckets=[], generation=generation,
+                             drop_generation=generation,
+                             marks={"building": generation, "building-version": view.version,
+                                    f"g{generation}/target": target, f"g{generation}/done": 0})
+        return generation, target, 0
+
+    generation, target, done = retry_commit(start, what=f"rebuild of view {view.name!r}")
+    commits += 1
+    buckets = store.buckets(store.snapshot())
+    sizes = _partition_sizes(lake, target)
+    by_bucket: dict[int, list[str]] = defaultdict(list)
+    for partition in sorted(sizes):
+        by_bucket[bucket_of(partition, buckets)].append(partition)
+    touched: set[str] = set()
+    folded = 0
+    bucket = done
+    while bucket < buckets:
+        # A group of consecutive buckets holding about `chunk` events (at least one bucket).
+        group = [bucket]
+        total = sum(sizes[p] for p in by_bucket[bucket])
+        while group[-1] + 1 < buckets:
+            extra = sum(sizes[p] for p in by_bucket[group[-1] + 1])
+            if total + extra > chunk:
+                break
+            group.append(group[-1] + 1)
+            total += extra
+        members = [p for b in group for p in by_bucket[b]]
+        rows = _fold_partitions(lake, view, members, sizes, target, chunk)
+        if rows.height:
+            rows = _placed(rows, buckets)
+        end = group[-1] + 1
+
+        def write(rows: pl.DataFrame = rows, group: list[int] = group, end: int = end) -> None:
+            snap = store.snapshot()
+            marks = store.marks(snap)
+            if marks.building != generation or marks.done >= end:
+                raise _Superseded()
+            store.commit_buckets(snap, rows, buckets=group, generation=generation,
+                                 marks={f"g{generation}/done": end})
+
+        try:
+            retry_commit(write, what=f"rebuild of view {view.name!r}")
+        except _Superseded:
+            raise EventlakeError(
+                f"rebuild of view {view.name!r} was taken over by another materializer; "
+                "run materialize again") from None
+        commits += 1
+        touched.update(members)
+        folded += total
+        bucket = end
+        if progress is not None:
+            progress(view.name, bucket, buckets)
+
+    def activate() -> None:
+        snap = store.snapshot()
+        marks = store.marks(snap)
+        if marks.building != generation:
+            raise _Superseded()
+        old = marks.active if marks.active != generation else None
+        store.commit_buckets(snap, pl.DataFrame(), buckets=[], generation=generation,
+                             drop_generation=old,
+                             marks={"active": generation, "active-version": view.version,
+                                    f"v{view.version}": target, "building": 0})
+
+    try:
+        retry_commit(activate, what=f"rebuild of view {view.name!r}")
+    except _Superseded:
+        raise EventlakeError(
+            f"rebuild of view {view.name!r} was taken over by another materializer; run "
+            "materialize again") from None
+    return touched, folded, commits + 1
+
+
+class _Superseded(Exception):
+    """Another materializer owns the rebuild now."""
+
+
+def _fold_partitions(lake: Lake, view: View, members: list[str], sizes: dict[str, int],
+                     target: int, chunk: int) -> pl.DataFrame:
+    """From-scratch rows of `members` using events up to `target`, in bounded slices."""
+    if not members:
+        return pl.DataFrame()
+    parts: list[pl.DataFrame] = []
+    small: list[str] = []
+    for partition in members:
+        if sizes.get(partition, 0) > chunk:
+            parts.append(_fold_large(lake, view, partition, target, chunk))
+        else:
+            small.append(partition)
+    if small:
+        events = lake.events(small, until_seq=target).collect()
+        if events.height:
+            parts.append(fold_view(view, pl.DataFrame(), events))
+    parts = [p for p in parts if p.height]
+    if not parts:
+        return pl.DataFrame()
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def _fold_large(lake: Lake, view: View, partition: str, target: int, chunk: int
+                ) -> pl.DataFrame:
+    """One partition with more events than a chunk: fold it slice by slice of seq."""
+    rows = pl.DataFrame()
+    after = 0
+    while after < target:
+        events = lake.events(partition, since_seq=after).head(chunk).collect()
+        events = events.filter(pl.col("seq") <= target)
+        if not events.height:
+            break
+        rows = fold_view(view, rows, events)
+        after = int(events.get_column("seq").max())  # type: ignore[arg-type]
+    return rows
+
+
+def read_state(lake: Lake, view: View, partition: str, *, as_of_seq: int | None = None,
+               history_depth: int = 25) -> Any:
+    """Exact state of one partition: the stored row plus a fold of the events after it."""
+    if not isinstance(view, ReducerView):
+        raise EventlakeError(
+            f"view {view.name!r} is an aggregate view: read it with lake.scan({view.name!r}) "
+            "or lake.sql(...); lake.state serves reducer views")
+    target = lake.log.last_seq() if as_of_seq is None else as_of_seq
+    store = ViewStore(lake.storage, view)
+    state: Any = None
+    after = 0
+    if store.exists():
+        row = _row_at_or_before(store, partition, target, history_depth)
+        if row is not None:
+            state, after = json.loads(row["state"]), int(row["last_seq"])
+    if state is None:
+        state, after = view.initial_state(), 0
+    if target > after:
+        events = lake.events(partition, since_seq=after, until_seq=target).collect()
+        state, _, _ = fold_events(view, state, events, after_seq=after)
+    return state
+
+
+def _row_at_or_before(store: ViewStore, partition: str, target: int, depth: int
+                      ) -> dict[str, Any] | None:
+    """The newest stored row of `partition` folded no further than `target`.
+
+    The view table's own history serves as checkpoints for reads in the past; when that
+    history is gone (vacuumed) the caller folds from the start instead, which is exact too.
+    """
+    snap = store.snapshot()
+    for _ in range(depth):
+        try:
+            row = store.read_row(snap, partition)
+        except (OSError, EventlakeError, pl.exceptions.ComputeError):
+            return None
+        if row is None:
+            return None
+        if int(row["last_seq"]) <= target:
+            return row
+        if snap.version == 0:
+            return None
+        try:
+            snap = store.snapshot(version=snap.version - 1)
+        except Exception:
+            return None
+    return None
+
+
+def aggregate_view_rows(view: AggregateView, events: pl.DataFrame) -> pl.DataFrame:
+    """From-scratch rows of an aggregate view (what verify and tests compare against)."""
+    return fold_view(view, pl.DataFrame(), events)

@@ -1,0 +1,269 @@
+"""View tables: the physical layout of `<root>/views/<name>` and its commits.
+
+Layout: one Delta table per view, partitioned by `generation` (one per full build) and by
+`bucket`, a stable hash (CRC-32) of `partition_id` modulo a fixed bucket count. Every bucket is
+kept as one file and a refresh rewrites only the buckets its batch touched, so
+
+- a refresh costs the batch plus the touched buckets, never the whole view;
+- reading one partition's row opens one bucket file (`bucket = crc32(partition) % buckets`);
+- a full scan opens `buckets` files, not one tiny file per partition (100k partitions fit).
+
+The table's app transactions carry the bookkeeping, committed atomically with the rows:
+`eventlake.view/<name>/v<version>` is the watermark (last seq folded for all partitions by the
+generation built for that view version), `.../active` the generation readers see and
+`.../active-version` the view version it was built for, `.../building` a generation under
+construction with its target seq and finished bucket count, and `.../commits` a counter every
+commit bumps, so any two concurrent view commits collide and one re-reads. Rows of a generation
+that is not active are invisible to every query surface, so a rebuild proceeds bucket by bucket
+and flips atomically at the end.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+from eventlake.errors import ViewDefinitionError
+from eventlake.storage import Snapshot, Storage
+from eventlake.views import AggregateView, ReducerView, View
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "ViewStore",
+    "Watermarks",
+    "bucket_of",
+    "row_schema",
+]
+
+DEFAULT_BUCKETS = 32
+TS_TYPE = pa.timestamp("us", tz="UTC")
+_BUCKETS_KEY = "eventlake.buckets"
+
+
+def bucket_of(partition: str, buckets: int) -> int:
+    return zlib.crc32(partition.encode("utf-8")) % buckets
+
+
+def buckets_of(partitions: Iterable[str], buckets: int) -> list[int]:
+    return [zlib.crc32(p.encode("utf-8")) % buckets for p in partitions]
+
+
+def _agg_fields(view: AggregateView) -> list[pa.Field]:
+    fields: list[pa.Field] = []
+    for name, agg in view.aggs.items():
+        if agg.fn == "count":
+            fields.append(pa.field(name, pa.int64()))
+        elif agg.fn in ("sum", "min", "max"):
+            fields.append(pa.field(name, pa.float64()))
+        elif agg.fn == "avg":
+            fields += [pa.field(name, pa.float64()), pa.field(f"_{name}__sum", pa.float64()),
+                       pa.field(f"_{name}__n", pa.int64())]
+        else:  # first / last keep the JSON scalar text and the seq that chose it
+            fields += [pa.field(name, pa.string()), pa.field(f"_{name}__seq", pa.int64())]
+    return fields
+
+
+def row_schema(view: View) -> pa.Schema:
+    """The physical columns of a view's rows (logical columns plus bookkeeping)."""
+    head = [pa.field("partition_id", pa.string(), nullable=False)]
+    if isinstance(view, ReducerView):
+        body = [pa.field("state", pa.string(), nullable=False)]
+    else:
+        body = [pa.field(c, pa.string()) for c in view.group_columns] + _agg_fields(view)
+    tail = [
+        pa.field("last_seq", pa.int64(), nullable=False),
+        pa.field("event_count", pa.int64(), nullable=False),
+        pa.field("updated_at", TS_TYPE, nullable=False),
+        pa.field("bucket", pa.int32(), nullable=False),
+        pa.field("generation", pa.int64(), nullable=False),
+    ]
+    return pa.schema(head + body + tail)
+
+
+def logical_columns(view: View) -> list[str]:
+    return [f.name for f in row_schema(view)
+            if not f.name.startswith("_") and f.name not in ("bucket", "generation")]
+
+
+@dataclass(frozen=True)
+class Watermarks:
+    """The bookkeeping of one view table snapshot."""
+
+    active: int | None
+    active_version: int | None
+    watermark: int
+    building: int | None
+    building_version: int | None
+    target: int
+    done: int
+    commits: int
+
+    @property
+    def current(self) -> bool:
+        return self.active is not None
+
+
+class ViewStore:
+    """Read and write side of one view's table."""
+
+    def __init__(self, storage: Storage, view: View) -> None:
+        self.storage = storage
+        self.view = view
+        self.name = f"views/{view.name}"
+        self.app = f"eventlake.view/{view.name}"
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.storage.exists(self.name)
+
+    def ensure(self, *, buckets: int = DEFAULT_BUCKETS) -> None:
+        """Create the table if missing; add columns a new version needs."""
+        schema = row_schema(self.view)
+        if not self.exists():
+            try:
+                # The bucket count is fixed for the table's life; it lives in its properties.
+                DeltaTable.create(
+                    self.storage.uri(self.name), schema=schema,
+                    partition_by=["generation", "bucket"], name=self.view.name,
+                    configuration={"delta.checkpointInterval": "20", _BUCKETS_KEY: str(buckets)},
+                    storage_options=self.storage.options or None,
+                    raise_if_key_not_exists=False,
+                )
+            except Exception:
+                if not self.exists():
+                    raise
+            return
+        table = self.storage.table(self.name)
+        current = {f.name: f.type for f in pa.schema(table.schema())}
+        missing = []
+        for f in schema:
+            if f.name not in current:
+                missing.append(f)
+            elif current[f.name] != f.type:
+                raise ViewDefinitionError(
+                    f"view {self.view.name!r} v{self.view.version}: column {f.name!r} changes "
+                    f"type from {current[f.name]} to {f.type}; give the view a new name")
+        if missing:
+            from deltalake.schema import Field as DeltaField
+
+            table.alter.add_columns(
+                [DeltaField.from_arrow(f.with_nullable(True)) for f in missing])
+
+    def snapshot(self, *, version: int | None = None) -> Snapshot:
+        return Snapshot.load(self.storage, self.name, version=version)
+
+    def buckets(self, snap: Snapshot) -> int:
+        return int(snap.table.metadata().configuration.get(_BUCKETS_KEY, DEFAULT_BUCKETS))
+
+    def marks(self, snap: Snapshot) -> Watermarks:
+        def txn(suffix: str) -> int | None:
+            return snap.transaction_version(f"{self.app}/{suffix}")
+
+        building = txn("building") or None
+        return Watermarks(
+            active=txn("active"),
+            active_version=txn("active-version"),
+            watermark=txn(f"v{self.view.version}") or 0,
+            building=building,
+            building_version=txn("building-version") if building else None,
+            target=(txn(f"g{building}/target") or 0) if building else 0,
+            done=(txn(f"g{building}/done") or 0) if building else 0,
+            commits=txn("commits") or 0,
+        )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read_buckets(self, snap: Snapshot, buckets: Sequence[int], *, generation: int,
+                     partitions: Sequence[str] | None = None) -> pl.DataFrame:
+        plan = snap.plan(equals={"generation": [generation], "bucket": list(buckets)})
+        frame = snap.scan(plan).filter(pl.col("generation") == generation)
+        if partitions is not None:
+            frame = frame.filter(pl.col("partition_id").is_in(list(partitions)))
+        return frame.collect()
+
+    def read_row(self, snap: Snapshot, partition: str) -> dict[str, Any] | None:
+        marks = self.marks(snap)
+        if marks.active is None or marks.active_version != self.view.version:
+            return None
+        bucket = bucket_of(partition, self.buckets(snap))
+        rows = self.read_buckets(snap, [bucket], generation=marks.active,
+                                 partitions=[partition])
+        return rows.row(0, named=True) if rows.height else None
+
+    def scan_logical(self, *, version: int | None = None) -> pl.LazyFrame:
+        """One current row per partition (and group), without bookkeeping columns."""
+        columns = logical_columns(self.view)
+        if not self.exists():
+            schema = pa.schema([f for f in row_schema(self.view) if f.name in columns])
+            frame = pl.from_arrow(schema.empty_table())
+            assert isinstance(frame, pl.DataFrame)
+            return frame.lazy()
+        snap = self.snapshot(version=version)
+        active = self.marks(snap).active
+        if active is None:
+            plan = snap.plan(equals={"generation": [-1]})
+            return snap.scan(plan).select(columns)
+        plan = snap.plan(equals={"generation": [active]})
+        return snap.scan(plan).filter(pl.col("generation") == active).select(columns)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def commit_buckets(
+        self, snap: Snapshot, rows: pl.DataFrame, *, buckets: Sequence[int], generation: int,
+        marks: dict[str, int], drop_generation: int | None = None,
+    ) -> None:
+        """Replace whole buckets of `generation` with `rows` plus bookkeeping, in one commit.
+
+        `marks` maps app-id suffixes (`v3`, `active`, `building`, ...) to their new values.
+        Written on the pinned snapshot: if another writer committed since, the shared
+        `commits` counter collides, Delta refuses, and the caller re-reads and refolds.
+        """
+        table_schema = pa.schema(snap.table.schema())
+        arrow = _conform(rows, row_schema(self.view), table_schema, generation)
+        counter = (snap.transaction_version(f"{self.app}/commits") or 0) + 1
+        txns = [Transaction(app_id=f"{self.app}/commits", version=counter)]
+        txns += [Transaction(app_id=f"{self.app}/{k}", version=int(v)) for k, v in marks.items()]
+        bucket_list = ", ".join(str(int(b)) for b in sorted(set(buckets)))
+        clauses = []
+        if bucket_list:
+            clauses.append(f"(generation = {int(generation)} AND bucket IN ({bucket_list}))")
+        if drop_generation is not None:
+            clauses.append(f"generation = {int(drop_generation)}")
+        # With nothing to replace the predicate matches no file: a bookkeeping-only commit.
+        predicate = " OR ".join(clauses) or "generation = -1"
+        write_deltalake(
+            snap.table, arrow, mode="overwrite", predicate=predicate,
+            partition_by=["generation", "bucket"],
+            commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=0),
+        )
+
+
+def _conform(rows: pl.DataFrame, schema: pa.Schema, table_schema: pa.Schema,
+             generation: int) -> pa.Table:
+    """Arrow rows in the table's column order; columns of other versions stay null."""
+    n = rows.height
+    if not n:
+        return table_schema.empty_table()
+    now = pa.scalar(datetime.now(UTC), TS_TYPE)
+    source = rows.to_arrow()
+    columns = []
+    for f in table_schema:
+        if f.name in source.column_names:
+            columns.append(source.column(f.name).cast(f.type))
+        elif f.name == "updated_at":
+            columns.append(pa.repeat(now, n))
+        elif f.name == "generation":
+            columns.append(pa.repeat(pa.scalar(generation, pa.int64()), n))
+        else:
+            if f.name in schema.names and not schema.field(f.name).nullable:
+                raise ValueError(f"missing view column {f.name}")
+            columns.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(columns, schema=table_schema)

@@ -1,0 +1,443 @@
+"""Incremental materialization: exact, incremental, atomic, resumable."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import eventlake as el
+from eventlake import storage as storage_module
+from eventlake import viewstore as viewstore_module
+from eventlake.actions import apply_action
+from eventlake.folds import rows_for
+from eventlake.materialize import MaterializeError
+from eventlake.verify import verify_view
+from eventlake.views import Agg, AggregateView, ReducerView
+from eventlake.viewstore import ViewStore, bucket_of
+
+
+def _balance(state, event):
+    if event["type"] == "deposit":
+        return {**state, "balance": state["balance"] + event["payload"]["amount"],
+                "n": state["n"] + 1}
+    if event["type"] == "withdrawal":
+        return {**state, "balance": state["balance"] - event["payload"]["amount"],
+                "n": state["n"] + 1}
+    return state
+
+
+def _doubled(state, event):
+    new = _balance(state, event)
+    return {"balance": state["balance"] + 2 * (new["balance"] - state["balance"]),
+            "n": new["n"]}
+
+
+BALANCES = ReducerView(name="balances", version=1,
+                       initial_state=lambda: {"balance": 0, "n": 0}, reduce=_balance)
+TOTALS = AggregateView(
+    name="totals", version=1, group_by=["type", "currency"],
+    aggregates={"n": "count", "total": Agg("sum", "amount"), "mean": Agg("avg", "amount"),
+                "lo": Agg("min", "amount"), "hi": Agg("max", "amount"),
+                "first_ref": Agg("first", "ref"), "last_ref": Agg("last", "ref"),
+                "with_ref": Agg("count", "ref")},
+)
+DEPOSITS = AggregateView(name="deposits", version=1, where=["deposit"],
+                         aggregates={"total": Agg("sum", "amount"), "n": "count"})
+VIEWS = [BALANCES, TOTALS, DEPOSITS]
+
+
+def _logical(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    drop = [c for c in frame.columns if c == "updated_at" or c.startswith("_")]
+    return frame.drop(drop).sort(keys, nulls_last=True)
+
+
+def assert_views_exact(lake: el.Lake, names: list[str] | None = None) -> None:
+    """Every view equals a from-scratch fold of each partition's full history."""
+    events = lake.events().collect()
+    for view in lake.views.values():
+        if names is not None and view.name not in names:
+            continue
+        marks = ViewStore(lake.storage, view).marks(ViewStore(lake.storage, view).snapshot())
+        assert marks.watermark == lake.last_seq(), view.name
+        keys = ["partition_id", *getattr(view, "group_columns", ())]
+        got = _logical(lake.scan(view.name).collect(), keys)
+        want = _logical(rows_for(view, events), keys) if events.height else None
+        if want is None:
+            assert got.height == 0
+            continue
+        assert got.columns == want.columns, view.name
+        if isinstance(view, ReducerView):
+            assert got.height == want.height
+            for a, b in zip(got.iter_rows(named=True), want.iter_rows(named=True),
+                            strict=True):
+                assert a["partition_id"] == b["partition_id"]
+                assert json.loads(a["state"]) == json.loads(b["state"]), (view.name, a)
+                assert (a["last_seq"], a["event_count"]) == (b["last_seq"], b["event_count"])
+        else:
+            assert got.equals(want), (view.name, got, want)
+
+
+def reference_state(events: list[dict], partition: str, view: ReducerView, upto: int):
+    state = view.initial_state()
+    for event in events:
+        if event["partition"] == partition and event["seq"] <= upto:
+            state = view.reduce(state, event)
+    return state
+
+
+# -- generated event streams -------------------------------------------------------------
+
+PATHS = ["a", "b", "b.c", "d.e.f"]
+
+
+@st.composite
+def streams(draw):
+    """Batches of valid events: state actions (kept only if they apply), deposits, noise."""
+    partitions = [f"p{i}" for i in range(draw(st.integers(1, 9)))]
+    states = {p: {} for p in partitions}
+    batches = []
+    ref = 0
+    for _ in range(draw(st.integers(1, 7))):
+        shape = draw(st.sampled_from(["mixed", "one", "all", "empty"]))
+        size = 0 if shape == "empty" else draw(st.integers(1, 25))
+        batch = []
+        single = draw(st.sampled_from(partitions))
+        for i in range(size):
+            part = single if shape == "one" else (
+                partitions[i % len(partitions)] if shape == "all"
+                else draw(st.sampled_from(partitions)))
+            kind = draw(st.sampled_from(
+                ["set", "unset", "treePush", "treeDelete", "treeUpdate", "treeMove", "init",
+                 "deposit", "withdrawal", "note"]))
+            if kind in ("deposit", "withdrawal"):
+                ref += 1
+                payload = {"amount": draw(st.integers(-50, 500)),
+                           "currency": draw(st.sampled_from(["EUR", "USD", None])),
+                           "ref": ref if draw(st.booleans()) else None}
+                if payload["currency"] is None:
+                    del payload["currency"]
+            elif kind == "note":
+                payload = {"text": draw(st.text(max_size=5))}
+            else:
+                payload = _action_payload(draw, kind)
+                try:
+                    states[part] = apply_action(states[part], kind, payload)
+                except el.EventlakeError:
+                    continue
+            batch.append({"type": kind, "payload": payload, "partition": part})
+        batches.append((batch, draw(st.booleans())))
+    return batches
+
+
+def _action_payload(draw, kind):
+    node = draw(st.sampled_from(["n1", "n2", "n3", "n4"]))
+    if kind == "set":
+        value = draw(st.one_of(st.integers(), st.text(max_size=3),
+                               st.dictionaries(st.sampled_from("xyz"), st.integers(),
+                                               max_size=2)))
+        return {"target": draw(st.sampled_from(PATHS)), "value": value,
+                **({"options": {"replace": True}} if draw(st.booleans()) else {})}
+    if kind == "unset":
+        return {"target": draw(st.sampled_from(PATHS))}
+    if kind == "init":
+        return {"value": {"fresh": draw(st.integers(0, 3)), "tree": {}}}
+    if kind == "treePush":
+        position = draw(st.sampled_from(["first", "last", {"after": "n1"}, {"before": "n2"}]))
+        return {"target": "tree", "value": {"id": node, "v": draw(st.integers(0, 9))},
+                "options": {"parent": draw(st.sampled_from(["_root", "n1", "n2"])),
+                            "position": position}}
+    if kind == "treeDelete":
+        return {"target": "tree", "options": {"id": node}}
+    if kind == "treeUpdate":
+        return {"target": "tree", "value": {"v": draw(st.integers(0, 9))},
+                "options": {"id": node, "replace": draw(st.booleans())}}
+    return {"target": "tree", "options": {"id": node,
+                                          "parent": draw(st.sampled_from(["_root", "n1"])),
+                                          "position": draw(st.sampled_from(["first", "last"]))}}
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batches=streams(), chunk=st.sampled_from([None, 7, 40]))
+def test_incremental_equals_full_fold(batches, chunk):
+    # `tree` has to exist for tree actions to apply: every partition starts with one.
+    root = Path(tempfile.mkdtemp())
+    lake = el.Lake.open(root / "lake", views=VIEWS)
+    seeded = sorted({e["partition"] for batch, _ in batches for e in batch})
+    if seeded:
+        lake.append([{"type": "set", "payload": {"target": "tree", "value": {}},
+                      "partition": p} for p in seeded])
+    for batch, refresh in batches:
+        lake.append(batch)
+        all_events = [
+            {**row, "partition": row["partition_id"], "payload": json.loads(row["payload"])}
+            for row in lake.events().collect().iter_rows(named=True)
+        ]
+        head = lake.last_seq()
+        # lake.state is exact whether or not materialize ran since the append.
+        for partition in seeded:
+            assert lake.state(partition) == reference_state(
+                all_events, partition, lake.view("document"), head)
+            assert lake.state(partition, view="balances") == reference_state(
+                all_events, partition, BALANCES, head)
+            if head > 3:
+                assert lake.state(partition, as_of_seq=head - 3) == reference_state(
+                    all_events, partition, lake.view("document"), head - 3)
+        if refresh:
+            lake.materialize(chunk_events=chunk)
+            assert_views_exact(lake)
+    lake.materialize(chunk_events=chunk)
+    assert_views_exact(lake)
+
+
+# -- incrementality ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_log(monkeypatch):
+    """Record every scan: (table name, files) — the seam all reads go through."""
+    seen: list[tuple[str, tuple[str, ...], int]] = []
+    original = storage_module.Snapshot.scan
+
+    def recording(self, plan, **kwargs):
+        seen.append((self.name, plan.files, plan.rows))
+        return original(self, plan, **kwargs)
+
+    monkeypatch.setattr(storage_module.Snapshot, "scan", recording)
+    return seen
+
+
+def test_refresh_reads_only_new_events_and_touched_buckets(tmp_path, make_events, read_log):
+    lake = el.Lake.open(tmp_path / "lake", views=[BALANCES, TOTALS])
+    for n in range(5):
+        lake.append(make_events(400, partitions=120, seed=n))
+    lake.materialize()
+    touched = ["acct-3", "acct-77"]
+    lake.append([{"type": "deposit", "payload": {"amount": 5, "currency": "EUR"},
+                  "partition": p} for p in touched * 3])
+    read_log.clear()
+    results = lake.materialize(["balances", "totals"])
+    assert {r.events for r in results.values()} == {6}
+    assert {r.partitions for r in results.values()} == {2}
+    event_reads = [(files, rows) for name, files, rows in read_log if name == "events"]
+    view_reads = [files for name, files, _ in read_log if name.startswith("views/")]
+    # Events: only the new batch's files (one per touched partition), 6 rows.
+    for files, rows in event_reads:
+        assert rows == 6
+        assert sorted(f.split("partition_id=")[1].split("/")[0] for f in files) == touched
+    buckets = lake.storage.table("views/balances").metadata().configuration["eventlake.buckets"]
+    wanted = {f"bucket={bucket_of(p, int(buckets))}" for p in touched}
+    for files in view_reads:
+        assert files, "the touched buckets hold rows"
+        assert {f.split("/")[-2] for f in files} <= wanted
+    assert_views_exact(lake, ["balances", "totals"])
+
+
+# -- atomicity and crash safety ----------------------------------------------------------
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_crash_after_view_files_written_before_commit(tmp_path, make_events, monkeypatch):
+    lake = el.Lake.open(tmp_path / "lake", views=[BALANCES, TOTALS])
+    lake.append(make_events(300, partitions=20, seed=1))
+    lake.materialize()
+    lake.append(make_events(300, partitions=20, seed=2))
+    original = viewstore_module.write_deltalake
+
+    def write_then_die(table, data, **kwargs):
+        # Write the files the commit would add, as orphans, then die before the commit.
+        orphan = Path(lake.storage.local_path("views", "balances", "orphan"))
+        orphan.mkdir(parents=True, exist_ok=True)
+        import pyarrow.parquet as pq
+
+        pq.write_table(data, orphan / "part-crash.parquet")
+        raise Boom("crash before commit")
+
+    monkeypatch.setattr(viewstore_module, "write_deltalake", write_then_die)
+    before = lake.scan("balances").collect()
+    with pytest.raises(Boom):
+        lake.materialize(["balances"])
+    assert lake.scan("balances").collect().equals(before)
+    monkeypatch.setattr(viewstore_module, "write_deltalake", original)
+    lake.materialize()
+    assert_views_exact(lake)
+
+
+def test_crash_between_chunked_commits(tmp_path, make_events, monkeypatch):
+    lake = el.Lake.open(tmp_path / "lake", views=[BALANCES, TOTALS])
+    lake.append(make_events(200, partitions=15, seed=3))
+    lake.materialize()
+    for seed in range(4, 8):
+        lake.append(make_events(100, partitions=15, seed=seed))
+    original = viewstore_module.write_deltalake
+    calls = {"n": 0}
+
+    def fail_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Boom("crash between chunk commits")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(viewstore_module, "write_deltalake", fail_on_third)
+    with pytest.raises(Boom):
+        lake.materialize(["balances"], chunk_events=90)
+    store = ViewStore(lake.storage, BALANCES)
+    partial = store.marks(store.snapshot()).watermark
+    assert 200 < partial < lake.last_seq()
+    monkeypatch.setattr(viewstore_module, "write_deltalake", original)
+    lake.materialize(chunk_events=90)
+    assert_views_exact(lake)
+
+
+def test_reducer_error_names_event_and_leaves_rows(tmp_path):
+    def fragile(state, event):
+        if event["payload"].get("explode"):
+            raise ZeroDivisionError("bad event")
+        return {"n": state.get("n", 0) + 1}
+
+    view = ReducerView(name="fragile", version=1, initial_state=dict, reduce=fragile)
+    lake = el.Lake.open(tmp_path / "lake", views=[view, BALANCES])
+    lake.append([{"type": "deposit", "payload": {"amount": 1}, "partition": "a"}] * 3)
+    lake.materialize()
+    before = lake.scan("fragile").collect()
+    lake.append([{"type": "deposit", "payload": {"amount": 1}, "partition": "a"},
+                 {"type": "deposit", "payload": {"amount": 2, "explode": True},
+                  "partition": "b"}])
+    with pytest.raises(MaterializeError) as caught:
+        lake.materialize()
+    error = caught.value.failures["fragile"]
+    assert isinstance(error, el.ReducerError)
+    assert (error.view, error.partition, error.seq, error.event_type) == (
+        "fragile", "b", 5, "deposit")
+    assert "fragile" in str(error) and "'b'" in str(error) and "seq 5" in str(error)
+    assert lake.scan("fragile").collect().equals(before)
+    # The other views still refreshed.
+    assert "balances" in caught.value.results
+    assert lake.state("b", view="balances") == {"balance": 2, "n": 1}
+
+
+# -- versions, rebuilds, verify ----------------------------------------------------------
+
+
+def test_version_bump_rebuilds_without_mixing(tmp_path, make_events, monkeypatch):
+    lake = el.Lake.open(tmp_path / "lake", views=[BALANCES])
+    lake.append(make_events(500, partitions=60, seed=5))
+    lake.materialize()
+    doubled = ReducerView(name="balances", version=2,
+                          initial_state=lambda: {"balance": 0, "n": 0}, reduce=_doubled)
+    lake2 = el.Lake.open(tmp_path / "lake", views=[doubled])
+    old = {r["partition_id"]: json.loads(r["state"])
+           for r in lake2.scan("balances").collect().iter_rows(named=True)}
+    original = viewstore_module.write_deltalake
+    calls = {"n": 0}
+
+    def die_mid_rebuild(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Boom("crash mid rebuild")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(viewstore_module, "write_deltalake", die_mid_rebuild)
+    with pytest.raises(Boom):
+        lake2.materialize(chunk_events=60)
+    # Mid-rebuild, readers still see exactly the old generation.
+    mid = {r["partition_id"]: json.loads(r["state"])
+           for r in lake2.scan("balances").collect().iter_rows(named=True)}
+    assert mid == old
+    monkeypatch.setattr(viewstore_module, "write_deltalake", original)
+    result = lake2.materialize(chunk_events=60)["balances"]
+    assert result.rebuilt
+    assert_views_exact(lake2)
+    new = {r["partition_id"]: json.loads(r["state"])
+           for r in lake2.scan("balances").collect().iter_rows(named=True)}
+    assert new.keys() == old.keys()
+    assert all(new[p]["balance"] == 2 * old[p]["balance"] for p in old)
+    # Old generation rows are gone from the table, not just hidden.
+    table = pl.from_arrow(lake2.storage.table("views/balances").to_pyarrow_table())
+    assert table.get_column("generation").n_unique() == 1
+
+
+def test_forced_rebuild_and_verify_detects_corruption(tmp_path, make_events):
+    lake = el.Lake.open(tmp_path / "lake", views=[BALANCES, TOTALS])
+    lake.append(make_events(400, partitions=30, seed=9))
+    lake.materialize()
+    assert verify_view(lake, BALANCES).ok
+    assert verify_view(lake, TOTALS).ok
+    # Corrupt one stored row through the storage seam, as a bad writer would.
+    store = ViewStore(lake.storage, BALANCES)
+    snap = store.snapshot()
+    marks = store.marks(snap)
+    victim = "acct-7"
+    buckets = store.buckets(snap)
+    rows = store.read_buckets(snap, [bucket_of(victim, buckets)], generation=marks.active)
+    bad_state = copy.deepcopy(json.loads(rows.filter(pl.col("partition_id") == victim)
+                                         .get_column("state")[0]))
+    bad_state["balance"] += 1
+    rows = rows.with_columns(
+        pl.when(pl.col("partition_id") == victim).then(pl.lit(json.dumps(bad_state)))
+        .otherwise(pl.col("state")).alias("state"))
+    store.commit_buckets(snap, rows, buckets=[bucket_of(victim, buckets)],
+                         generation=marks.active, marks={})
+    report = verify_view(lake, BALANCES)
+    assert not report.ok
+    assert [(d.partition, d.field) for d in report.differences] == [(victim, "state.balance")]
+    assert victim in str(report.differences[0])
+    lake.materialize(["balances"], rebuild=True)
+    assert verify_view(lake, BALANCES).ok
+    assert_views_exact(lake)
+
+
+def test_state_as_of_uses_view_history(tmp_path, make_events, read_log):
+    lake = el.Lake.open(tmp_path / "lake", views=[BALANCES])
+    history = []
+    for seed in range(4):
+        lake.append(make_events(100, partitions=5, seed=seed))
+        lake.materialize()
+        history.append(lake.last_seq())
+    events = [{**r, "partition": r["partition_id"], "payload": json.loads(r["payload"])}
+              for r in lake.events().collect().iter_rows(named=True)]
+    for upto in [1, 57, history[0], history[1] + 13, history[-1]]:
+        for partition in ["acct-0", "acct-4"]:
+            assert lake.state(partition, view="balances", as_of_seq=upto) == reference_state(
+                events, partition, BALANCES, upto)
+    read_log.clear()
+    lake.state("acct-0", view="balances", as_of_seq=history[1] + 13)
+    event_rows = sum(rows for name, _, rows in read_log if name == "events")
+    # Served from the view row at history[1] plus a short fold, not the whole partition.
+    assert event_rows <= 100
+
+
+def test_views_register_and_reject_bad_definitions(tmp_path):
+    with pytest.raises(el.ViewDefinitionError):
+        ReducerView(name="bad name", version=1, initial_state=dict, reduce=lambda s, e: s)
+    with pytest.raises(el.ViewDefinitionError):
+        ReducerView(name="x", version=0, initial_state=dict, reduce=lambda s, e: s)
+    with pytest.raises(el.ViewDefinitionError):
+        AggregateView(name="x", version=1, aggregates={"t": Agg("median", "a")})
+    with pytest.raises(el.ViewDefinitionError):
+        AggregateView(name="x", version=1, aggregates={"state": Agg("sum", "a")})
+    with pytest.raises(el.ViewDefinitionError):
+        el.Lake.open(tmp_path / "lake", views=[
+            ReducerView(name="document", version=1, initial_state=dict,
+                        reduce=lambda s, e: s)])
+    lake = el.Lake.open(tmp_path / "lake2")
+    with pytest.raises(el.UnknownViewError, match="no view named 'nope'"):
+        lake.scan("nope")
+
+    @el.reducer_view("counter", version=3)
+    def counter(state, event):
+        """Events per partition."""
+        return {"n": state.get("n", 0) + 1}
+
+    assert isinstance(counter, ReducerView) and counter.version == 3
+    assert counter.description == "Events per partition."
