@@ -1,0 +1,199 @@
+"""Settings for the CLI and flows: which lake, which user views. No heavy imports here.
+
+Each setting is resolved from the most explicit source that has it:
+
+    lake:  --lake PATH  >  $EVENTLAKE_LAKE  >  [tool.eventlake] lake  >  data/lake
+    views: --views MOD  >  $EVENTLAKE_VIEWS >  [tool.eventlake] views >  none
+
+The pyproject.toml used is the nearest one walking up from the working directory; a relative
+`lake` there is relative to that file's folder, so commands work from any subfolder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from eventlake.errors import ViewDefinitionError
+
+if TYPE_CHECKING:
+    from eventlake.lake import Lake
+    from eventlake.views import View
+
+__all__ = [
+    "DEFAULT_LAKE",
+    "ENV_LAKE",
+    "ENV_VIEWS",
+    "Setting",
+    "find_pyproject",
+    "load_views",
+    "open_lake",
+    "pyproject_settings",
+    "resolve_lake",
+    "resolve_views",
+]
+
+DEFAULT_LAKE = "data/lake"
+ENV_LAKE = "EVENTLAKE_LAKE"
+ENV_VIEWS = "EVENTLAKE_VIEWS"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A resolved value and where it came from (shown by `eventlake info`)."""
+
+    value: str | None
+    source: str
+
+
+def find_pyproject(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The nearest pyproject.toml at or above `start` (default: the working directory)."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def pyproject_settings(start: str | os.PathLike[str] | None = None
+                       ) -> tuple[Path | None, dict[str, Any]]:
+    """The nearest pyproject.toml and its `[tool.eventlake]` table (empty when absent)."""
+    path = find_pyproject(start)
+    if path is None:
+        return None, {}
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ViewDefinitionError(f"cannot read settings from {path}: {exc}") from None
+    table = data.get("tool", {}).get("eventlake", {})
+    if not isinstance(table, dict):
+        raise ViewDefinitionError(f"{path}: [tool.eventlake] must be a table")
+    return path, table
+
+
+def _is_uri(text: str) -> bool:
+    return "://" in text
+
+
+def resolve_lake(explicit: str | os.PathLike[str] | None = None, *,
+                 env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike[str] | None = None) -> Setting:
+    """Which lake root to use, and from where that choice came."""
+    if explicit is not None:
+        return Setting(os.fspath(explicit), "--lake")
+    environ = os.environ if env is None else env
+    if environ.get(ENV_LAKE):
+        return Setting(environ[ENV_LAKE], f"${ENV_LAKE}")
+    path, table = pyproject_settings(cwd)
+    value = table.get("lake")
+    if path is not None and value is not None:
+        if not isinstance(value, str) or not value:
+            raise ViewDefinitionError(f"{path}: [tool.eventlake] lake must be a non-empty string")
+        if not _is_uri(value) and not os.path.isabs(value):
+            value = os.fspath(path.parent / value)
+        return Setting(value, str(path))
+    return Setting(DEFAULT_LAKE, "default")
+
+
+def resolve_views(explicit: str | None = None, *, env: Mapping[str, str] | None = None,
+                  cwd: str | os.PathLike[str] | None = None) -> Setting:
+    """Which module holds the user's views (value None when no source names one)."""
+    if explicit is not None:
+        return Setting(explicit, "--views")
+    environ = os.environ if env is None else env
+    if environ.get(ENV_VIEWS):
+        return Setting(environ[ENV_VIEWS], f"${ENV_VIEWS}")
+    path, table = pyproject_settings(cwd)
+    value = table.get("views")
+    if path is not None and value is not None:
+        if not isinstance(value, str) or not value:
+            raise ViewDefinitionError(
+                f"{path}: [tool.eventlake] views must be a module path like 'pkg.views'")
+        return Setting(value, str(path))
+    return Setting(None, "none")
+
+
+def _import(module_path: str) -> ModuleType:
+    if module_path.endswith(".py"):
+        file = Path(module_path)
+        if not file.is_file():
+            raise ViewDefinitionError(f"views file {module_path} does not exist")
+        name = f"_eventlake_user_views_{file.stem}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        if spec is None or spec.loader is None:
+            raise ViewDefinitionError(f"cannot load views from {module_path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    # The CLI runs from a project folder whose modules are usually not installed.
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    return importlib.import_module(module_path)
+
+
+def load_views(module_path: str) -> list[View]:
+    """Import `module_path` (dotted module or a .py file) and collect its view definitions.
+
+    A module-level `VIEWS` sequence wins; otherwise every module-level `ReducerView` or
+    `AggregateView` is taken, in definition order.
+    """
+    from eventlake.views import AggregateView, ReducerView
+
+    try:
+        module = _import(module_path)
+    except ViewDefinitionError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise ViewDefinitionError(
+            f"cannot import views module {module_path!r}: {exc} (is it on the path? run from "
+            "the project folder or install it)") from exc
+    except Exception as exc:
+        raise ViewDefinitionError(
+            f"views module {module_path!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
+    kinds = (ReducerView, AggregateView)
+    declared = getattr(module, "VIEWS", None)
+    if declared is not None:
+        if isinstance(declared, str | bytes) or not hasattr(declared, "__iter__"):
+            raise ViewDefinitionError(f"{module_path}.VIEWS must be a list of views")
+        views = list(declared)
+        for item in views:
+            if not isinstance(item, kinds):
+                raise ViewDefinitionError(
+                    f"{module_path}.VIEWS holds {item!r}, which is not a ReducerView or "
+                    "AggregateView")
+    else:
+        views = [value for value in vars(module).values() if isinstance(value, kinds)]
+    unique: list[View] = []
+    for view in views:
+        if not any(view is seen for seen in unique):
+            unique.append(view)
+    if not unique:
+        raise ViewDefinitionError(
+            f"views module {module_path!r} defines no views (expected a VIEWS list or "
+            "module-level ReducerView/AggregateView objects)")
+    return unique
+
+
+def open_lake(lake: str | os.PathLike[str] | None = None, views: str | None = None, *,
+              create: bool = True, storage_options: dict[str, str] | None = None) -> Lake:
+    """Open the lake named by `lake` (or the settings) with the views module's views."""
+    from eventlake.lake import Lake
+
+    root = resolve_lake(lake).value
+    assert root is not None
+    module = resolve_views(views).value
+    loaded = load_views(module) if module else []
+    return Lake.open(root, views=loaded, storage_options=storage_options, create=create)

@@ -1,0 +1,436 @@
+"""Inbox files: reading JSON Lines, CSV and Parquet into event records, record by record.
+
+An inbox file is the unit of ingestion: it becomes one batch with a stable identity
+(`file_batch_identity`), so dropping the same file twice lands it once. Reading never drops a
+record silently: every non-blank line (or row) of a readable file ends up either as a record or
+as a `RecordProblem` naming its line, and `split_valid` keeps that count whole while it moves
+records that fail validation to the problems. A file that cannot be read at all (not UTF-8, not
+Parquet, an unknown suffix, a header without the event columns) raises `InvalidEventError` with
+`source=<path>`: the caller quarantines it whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from eventlake.errors import InvalidEventError
+
+__all__ = [
+    "FORMATS",
+    "FileRead",
+    "RecordProblem",
+    "SplitFile",
+    "check_file",
+    "file_batch_identity",
+    "file_format",
+    "read_file",
+    "split_valid",
+]
+
+Format = Literal["jsonl", "csv", "parquet"]
+Record = tuple[int, dict[str, Any]]
+
+FORMATS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+DEFAULT_PRODUCER = "inbox"
+_PARTITION_KEYS = ("partition", "partition_id")
+_REQUIRED = ("type", "payload")
+_OPTIONAL = ("event_id", "ts")
+# Validate in chunks so a file with a few bad records among millions costs one pass plus a
+# chunk per bad record, instead of one `normalize_batch` call per record.
+_CHUNK = 2048
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """One record that cannot become an event: where it is, why, and its raw text.
+
+    `line` is the 1-based line of a JSON Lines or CSV file, or the 1-based row of a Parquet
+    file. `raw` is the line as written (or the row as JSON), so a quarantine file can be fixed
+    and dropped back into the inbox.
+    """
+
+    file: str
+    line: int
+    reason: str
+    raw: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        unit = "row" if self.file.endswith(".parquet") else "line"
+        return f"{self.file}, {unit} {self.line}: {self.reason}"
+
+    def to_error(self, *, note: str | None = None) -> InvalidEventError:
+        """The problem as an `InvalidEventError` whose message names file, line and field."""
+        unit = "row" if self.file.endswith(".parquet") else "line"
+        reason = self.reason if note is None else f"{self.reason} [{note}]"
+        # The reason already says the field; set it as an attribute only, not twice in text.
+        error = InvalidEventError(reason, source=f"{self.file}, {unit} {self.line}")
+        error.field = self.field
+        return error
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field,
+                "reason": self.reason, "raw": self.raw}
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """What reading one file produced: records in file order plus the unreadable ones."""
+
+    path: str
+    format: Format
+    records: list[Record] = field(default_factory=list)
+    errors: list[RecordProblem] = field(default_factory=list)
+
+    @property
+    def read(self) -> int:
+        """Number of non-blank lines (or rows) seen: records plus problems."""
+        return len(self.records) + len(self.errors)
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """A file after reading and validation: `good` records are ready for `Lake.append`.
+
+    `len(good) + len(problems) == read` always holds; `problems` is in line order.
+    """
+
+    path: str
+    format: Format
+    read: int
+    good: list[Record]
+    problems: list[RecordProblem]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [record for _, record in self.good]
+
+
+def file_format(path: str | os.PathLike[str]) -> Format:
+    """The format a file is read as, from its suffix; unknown suffixes raise."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        raise InvalidEventError(
+            f"unknown file type {suffix or '(no suffix)'!r}", source=os.fspath(path),
+            expected=f"one of {', '.join(FORMATS)}") from None
+
+
+def read_file(path: str | os.PathLike[str]) -> FileRead:
+    """Read an inbox file into `(line, record)` pairs and per-record problems.
+
+    Raises `InvalidEventError` (with `source` set to the path) when the file as a whole cannot
+    be read; `OSError` when it cannot be opened.
+    """
+    name = os.fspath(path)
+    kind = file_format(name)
+    if kind == "parquet":
+        return _read_parquet(name)
+    data = Path(name).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidEventError(f"not UTF-8 text (bad byte at offset {exc.start}, line {line})",
+                                source=name, expected="a UTF-8 encoded text file") from None
+    if "\x00" in text:
+        raise InvalidEventError("holds NUL bytes, so it is not a text file", source=name,
+                                expected=f"{kind} text")
+    if kind == "csv":
+        return _read_csv(name, text)
+    return _read_jsonl(name, text)
+
+
+def _reject_constant(token: str) -> NoReturn:
+    raise ValueError(f"{token} is not valid JSON")
+
+
+def _read_jsonl(name: str, text: str) -> FileRead:
+    result = FileRead(name, "jsonl")
+    # Split on "\n" only: str.splitlines() would also split on U+2028 and friends, which JSON
+    # allows raw inside strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        raw = line.rstrip("\r")
+        try:
+            value = json.loads(stripped, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            result.errors.append(RecordProblem(name, number, f"not valid JSON: {exc}", raw))
+            continue
+        if not isinstance(value, dict):
+            result.errors.append(RecordProblem(
+                name, number, f"a JSON {_json_kind(value)}, not an object", raw))
+            continue
+        result.records.append((number, value))
+    return result
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _check_columns(name: str, columns: Sequence[str]) -> None:
+    present = set(columns)
+    expected = "columns type, payload, partition (or partition_id), optionally event_id, ts"
+    missing = [c for c in _REQUIRED if c not in present]
+    if not present & set(_PARTITION_KEYS):
+        missing.append("partition")
+    if missing:
+        raise InvalidEventError(f"missing column(s) {', '.join(missing)}", source=name,
+                                value=list(columns), expected=expected)
+    if all(key in present for key in _PARTITION_KEYS):
+        raise InvalidEventError("both 'partition' and 'partition_id' columns", source=name,
+                                expected="exactly one of them")
+    # Unknown columns would be dropped on the floor; refuse the file instead.
+    unknown = [c for c in columns if c not in (*_REQUIRED, *_PARTITION_KEYS, *_OPTIONAL)]
+    if unknown:
+        raise InvalidEventError(f"unknown column(s) {', '.join(map(repr, unknown))}",
+                                source=name, expected=expected)
+    if len(present) != len(columns):
+        raise InvalidEventError("a column name appears twice", source=name,
+                                value=list(columns), expected=expected)
+
+
+def _read_csv(name: str, text: str) -> FileRead:
+    result = FileRead(name, "csv")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidEventError("empty CSV file (no header row)", source=name,
+                                expected="a header row") from None
+    except csv.Error as exc:
+        raise InvalidEventError(f"unreadable CSV header: {exc}", source=name) from None
+    header = [column.strip() for column in header]
+    _check_columns(name, header)
+    lines = text.split("\n")
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # The csv module cannot resynchronise after a broken quote; what follows is
+            # unreadable, which is a whole-file problem rather than one bad row.
+            raise InvalidEventError(f"malformed CSV at line {start}: {exc}", source=name) from None
+        end = reader.line_num
+        raw = "\n".join(lines[start - 1:end]).rstrip("\r")
+        number, start = start, end + 1
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            result.errors.append(RecordProblem(
+                name, number, f"has {len(row)} fields, the header has {len(header)}", raw))
+            continue
+        record: dict[str, Any] = {}
+        for column, cell in zip(header, row, strict=True):
+            if column in _OPTIONAL and cell == "":
+                continue  # an empty optional cell means "not given"
+            record[column] = cell
+        problem = _payload_problem(record.get("payload"))
+        if problem is not None:
+            result.errors.append(RecordProblem(name, number, problem, raw, field="payload"))
+            continue
+        result.records.append((number, record))
+    return result
+
+
+def _payload_problem(text: object) -> str | None:
+    if not isinstance(text, str) or not text.strip():
+        return "field 'payload': empty; expected the JSON text of an object"
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return f"field 'payload': not valid JSON ({exc}); expected the JSON text of an object"
+    if not isinstance(value, dict):
+        return (f"field 'payload': a JSON {_json_kind(value)}, not an object; expected the JSON "
+                "text of an object")
+    return None
+
+
+def _read_parquet(name: str) -> FileRead:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(name)
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise InvalidEventError(f"not a readable Parquet file: {exc}", source=name) from None
+    _check_columns(name, table.column_names)
+    result = FileRead(name, "parquet")
+    payload_type = table.schema.field("payload").type
+    if not (pa.types.is_string(payload_type) or pa.types.is_large_string(payload_type)
+            or pa.types.is_struct(payload_type) or pa.types.is_map(payload_type)):
+        raise InvalidEventError(f"column 'payload' has type {payload_type}", source=name,
+                                field="payload", expected="JSON text (string) or a struct")
+    for number, row in enumerate(table.to_pylist(), start=1):
+        record = {key: value for key, value in row.items()
+                  if not (key in _OPTIONAL and value is None)}
+        payload = record.get("payload")
+        if pa.types.is_map(payload_type) and isinstance(payload, list):
+            record["payload"] = payload = dict(payload)
+        problem = (_payload_problem(payload) if not isinstance(payload, dict) else None)
+        if problem is not None:
+            result.errors.append(RecordProblem(name, number, problem, _raw_json(row),
+                                               field="payload"))
+            continue
+        result.records.append((number, record))
+    return result
+
+
+def _raw_json(record: object) -> str:
+    def default(value: object) -> str:
+        return value.isoformat() if isinstance(value, datetime) else repr(value)
+
+    return json.dumps(record, ensure_ascii=False, default=default, separators=(",", ":"))
+
+
+def _describe(exc: InvalidEventError) -> str:
+    # Drop the index: it counts records of an internal sub-batch, not lines of the file.
+    return str(InvalidEventError(exc.reason, field=exc.field, value=exc.value,
+                                 expected=exc.expected))
+
+
+def split_valid(records: Sequence[Record], *, file: str = "<records>"
+                ) -> tuple[list[Record], list[RecordProblem]]:
+    """Split `(line, record)` pairs into those `Lake.append` accepts and `RecordProblem`s.
+
+    Every record ends up on exactly one side; `good` keeps the input order, problems are in
+    line order. A repeated `event_id` keeps its first *valid* record; later ones are problems
+    naming that record's line.
+    """
+    from eventlake.events import normalize_batch
+
+    everything = list(enumerate(records))
+    try:
+        normalize_batch([record for _, (_, record) in everything])
+    except InvalidEventError:
+        pass
+    else:
+        return list(records), []
+    good: list[tuple[int, Record]] = []
+    bad: list[RecordProblem] = []
+    claimed: dict[str, int] = {}  # event_id -> line of the valid record holding it
+    pending = everything
+    # Each round validates at most one candidate per event_id, so a first occurrence that is
+    # itself invalid does not make a later valid one a "duplicate". Rounds are rare beyond one.
+    while pending:
+        batch: list[tuple[int, Record]] = []
+        deferred: list[tuple[int, Record]] = []
+        in_round: set[str] = set()
+        for item in pending:
+            number, record = item[1]
+            event_id = record.get("event_id") if isinstance(record, dict) else None
+            if isinstance(event_id, str):
+                if event_id in claimed:
+                    bad.append(RecordProblem(
+                        file, number, f"field 'event_id': duplicate event_id {event_id!r}, "
+                        f"also line {claimed[event_id]}", _raw_json(record), field="event_id"))
+                    continue
+                if event_id in in_round:
+                    deferred.append(item)
+                    continue
+                in_round.add(event_id)
+            batch.append(item)
+        for item in _validate(batch, file, bad):
+            good.append(item)
+            event_id = item[1][1].get("event_id")
+            if isinstance(event_id, str):
+                claimed[event_id] = item[1][0]
+        pending = deferred
+    good.sort(key=lambda item: item[0])
+    return [pair for _, pair in good], sorted(bad, key=lambda p: p.line)
+
+
+def _validate(batch: list[tuple[int, Record]], file: str, bad: list[RecordProblem]
+              ) -> list[tuple[int, Record]]:
+    """The records of `batch` that pass `normalize_batch`; the others are added to `bad`."""
+    from eventlake.events import normalize_batch
+
+    good: list[tuple[int, Record]] = []
+    for begin in range(0, len(batch), _CHUNK):
+        chunk = batch[begin:begin + _CHUNK]
+        rest = 0
+        while rest < len(chunk):
+            try:
+                normalize_batch([record for _, (_, record) in chunk[rest:]])
+            except InvalidEventError as exc:
+                if exc.index is None or not 0 <= exc.index < len(chunk) - rest:
+                    # Not pinned to one record: decide each remaining record on its own.
+                    for item in chunk[rest:]:
+                        if _check_one(item[1], file, bad):
+                            good.append(item)
+                    break
+                good.extend(chunk[rest:rest + exc.index])
+                number, record = chunk[rest + exc.index][1]
+                bad.append(RecordProblem(file, number, _describe(exc), _raw_json(record),
+                                         field=exc.field))
+                rest += exc.index + 1
+            else:
+                good.extend(chunk[rest:])
+                break
+    return good
+
+
+def _check_one(pair: Record, file: str, bad: list[RecordProblem]) -> bool:
+    from eventlake.events import normalize_batch
+
+    number, record = pair
+    try:
+        normalize_batch([record])
+    except InvalidEventError as exc:
+        bad.append(RecordProblem(file, number, _describe(exc), _raw_json(record),
+                                 field=exc.field))
+        return False
+    return True
+
+
+def check_file(path: str | os.PathLike[str]) -> SplitFile:
+    """Read and validate a file: its good records plus every problem, in line order."""
+    read = read_file(path)
+    good, bad = split_valid(read.records, file=read.path)
+    problems = sorted([*read.errors, *bad], key=lambda p: p.line)
+    return SplitFile(read.path, read.format, read.read, good, problems)
+
+
+def file_batch_identity(path: str | os.PathLike[str], *, producer: str = DEFAULT_PRODUCER
+                        ) -> tuple[str, str]:
+    """`(producer, batch_no)` for a file: same name and same bytes give the same pair.
+
+    The content hash makes a corrected file (same name, new bytes) a new batch, while a file
+    delivered twice, or a retried ingest, is recognised as already landed.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return producer, f"{Path(path).name}@{digest.hexdigest()[:16]}"
