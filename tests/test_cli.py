@@ -1,4 +1,4 @@
-"""The `eventlake` command line (eventlake/cli.py) and its settings (eventlake/config.py)."""
+"""The `eventlake` command line (eventlake/cli/) and its settings (eventlake/config.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import eventlake as el
-from eventlake.cli import COMMANDS, EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
+from eventlake.cli import COMMANDS, EXIT_ERROR, EXIT_OK, EXIT_USAGE, build_parser, main
 from eventlake.config import load_views, resolve_lake, resolve_views
 from eventlake.errors import InvalidEventError, ViewDefinitionError
 from eventlake.files import check_file
@@ -79,6 +79,7 @@ def test_help_in_a_subprocess_is_light():
 
 
 def test_commands_are_registered_in_order():
+    build_parser()
     assert list(COMMANDS)[:4] == ["init", "ingest", "events", "info"]
 
 

@@ -1,0 +1,256 @@
+"""The `eventlake` command line: registry, parser, error handling and shared helpers.
+
+Each subcommand is one function registered with `@command(...)` in one of the modules listed
+in `COMMAND_MODULES` (one module per group of commands); adding a subcommand means writing a
+function `(args) -> exit code` and, when it takes options, a `configure(parser)`.
+Nothing heavy is imported at module level (ruff bans it here): polars, deltalake, duckdb,
+pyarrow and rich load inside the command that needs them, so `eventlake --help` stays fast.
+
+Only this module turns an `EventlakeError` into a one-line `error: ...` and an exit code;
+`--debug` re-raises instead, with the full traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from eventlake.config import ENV_LAKE, ENV_VIEWS, open_lake, resolve_lake
+from eventlake.errors import EventlakeError, LakeNotFoundError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from eventlake.lake import Lake
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "EXIT_VERIFY_FAILED",
+    "Command",
+    "build_parser",
+    "command",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_VERIFY_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+Runner = Callable[[argparse.Namespace], int]
+Configure = Callable[[argparse.ArgumentParser], None]
+
+EPILOG = f"""\
+global options (--lake, --views, --json, --debug) go before or after the command.
+
+settings:
+  lake   --lake PATH > ${ENV_LAKE} > [tool.eventlake] lake in pyproject.toml > data/lake
+  views  --views MODULE > ${ENV_VIEWS} > [tool.eventlake] views in pyproject.toml
+
+exit codes:
+  0    success
+  1    error (bad input, missing lake, failed commit, ...): one line on stderr
+  2    usage error (unknown command or option)
+  3    verification failed
+  130  interrupted (Ctrl-C)
+
+examples:
+  eventlake init data/lake
+  eventlake ingest data/samples
+  eventlake events --partition acct-001 --since 100 --limit 5
+  eventlake info --json
+"""
+
+
+class CommandError(EventlakeError):
+    """A command cannot run as asked (for example an input file does not exist)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, help line, option setup and the function that runs it."""
+
+    name: str
+    run: Runner
+    help: str
+    description: str = ""
+    configure: Configure | None = None
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, *, help: str, description: str = "",
+            configure: Configure | None = None) -> Callable[[Runner], Runner]:
+    """Register `run(args) -> exit code` as subcommand `name` (in registration order)."""
+
+    def register(run: Runner) -> Runner:
+        if name in COMMANDS:
+            raise ValueError(f"subcommand {name!r} registered twice")
+        COMMANDS[name] = Command(name, run, help, description or help, configure)
+        return run
+
+    return register
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def _global_options(*, on_subcommand: bool) -> argparse.ArgumentParser:
+    # The same options exist on the main parser and on every subcommand, so they may come
+    # before or after the command. On subcommands their default is SUPPRESS: an option not
+    # given after the command then leaves the value given before it untouched.
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if on_subcommand else value
+
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("global options")
+    group.add_argument("--lake", metavar="PATH", default=default(None),
+                       help=f"lake root folder or URI (default: ${ENV_LAKE}, pyproject "
+                            "[tool.eventlake] lake, or data/lake)")
+    group.add_argument("--views", metavar="MODULE", default=default(None),
+                       help="module (or .py file) defining your views (default: "
+                            f"${ENV_VIEWS} or pyproject [tool.eventlake] views)")
+    group.add_argument("--json", action="store_true", default=default(False),
+                       help="machine-readable JSON output on stdout")
+    group.add_argument("--debug", action="store_true", default=default(False),
+                       help="on error, show the full traceback instead of one line")
+    return parent
+
+
+# Command groups, imported when the parser is built; their order is the order in --help.
+COMMAND_MODULES = (
+    "eventlake.cli.log_commands",
+)
+
+
+def _load_commands() -> None:
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_commands()
+    parser = argparse.ArgumentParser(
+        prog="eventlake",
+        description="eventlake: an event-sourced lakehouse on Delta Lake.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_global_options(on_subcommand=False)],
+    )
+    from eventlake import __version__
+
+    parser.add_argument("--version", action="version", version=f"eventlake {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    common = _global_options(on_subcommand=True)
+    for spec in COMMANDS.values():
+        child = sub.add_parser(spec.name, help=spec.help, description=spec.description,
+                               parents=[common],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        if spec.configure is not None:
+            spec.configure(child)
+        child.set_defaults(run=spec.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see `EPILOG`)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into `head` and friends: stop quietly, as Unix tools do.
+        _silence_stdout()
+        return EXIT_OK
+    except (EventlakeError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, EventlakeError) and exc.filename:
+        text = f"{exc.strerror or exc}: {exc.filename}"
+    else:
+        text = str(exc) or type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# -- shared helpers --------------------------------------------------------------------------
+
+
+def _console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _open_existing(args: argparse.Namespace) -> Lake:
+    """Open the lake for a read command; a missing lake says how to create one."""
+    root = resolve_lake(args.lake).value
+    try:
+        return open_lake(root, args.views, create=False)
+    except LakeNotFoundError:
+        raise LakeNotFoundError(
+            f"no lake at {_display(root)} (create one with `eventlake init {root}` or ingest "
+            "files)") from None
+
+
+def _display(root: str | None) -> str:
+    if root is None:
+        return "?"
+    return root if "://" in root else os.path.abspath(root)
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
