@@ -12,6 +12,7 @@ version is the batch's last seq, checked before writing and made conflict-safe b
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,10 +22,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
+from eventlake.errors import CommitConflictError, InvalidEventError, LakeNotFoundError
 from eventlake.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
 from eventlake.storage import ScanPlan, Snapshot, Storage, retry_commit
 
-__all__ = ["EVENTS", "SEQ_APP_ID", "AppendResult", "EventLog", "batch_app_id"]
+__all__ = [
+    "EVENTS",
+    "SEQ_APP_ID",
+    "AppendResult",
+    "EventLog",
+    "StaleLogError",
+    "batch_app_id",
+    "check_batch_key",
+]
 
 EVENTS = "events"
 SEQ_APP_ID = "eventlake.seq"
@@ -32,18 +42,63 @@ _TABLE_CONFIGURATION: dict[str, str | None] = {
     # Checkpoints keep opening the log cheap as commits pile up.
     "delta.checkpointInterval": "50",
 }
+_MAX_KEY_CHARS = 512
+_BAD_PRODUCER = re.compile(r"[/\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def batch_app_id(producer: str, batch_no: int | str) -> str:
+    """The Delta app id that records that `(producer, batch_no)` has landed.
+
+    Unambiguous because a producer never contains '/' (`check_batch_key` enforces it).
+    """
     return f"eventlake.batch/{producer}/{batch_no}"
+
+
+def check_batch_key(producer: object, batch_no: object) -> tuple[str, int | str] | None:
+    """Validate an exactly-once key; None when neither part is given."""
+    if producer is None and batch_no is None:
+        return None
+    if producer is None or batch_no is None:
+        missing = "producer" if producer is None else "batch_no"
+        raise InvalidEventError(f"{missing} is missing: producer and batch_no go together",
+                                field=missing, expected="both or neither")
+    if (not isinstance(producer, str) or not producer or len(producer) > _MAX_KEY_CHARS
+            or _BAD_PRODUCER.search(producer)):
+        raise InvalidEventError("bad producer", field="producer", value=producer,
+                                expected=f"a non-empty string of at most {_MAX_KEY_CHARS} "
+                                         "characters without '/' or control characters")
+    if isinstance(batch_no, bool) or not isinstance(batch_no, int | str) or (
+            isinstance(batch_no, str) and (not batch_no or len(batch_no) > _MAX_KEY_CHARS
+                                           or _CONTROL.search(batch_no))):
+        raise InvalidEventError("bad batch_no", field="batch_no", value=batch_no,
+                                expected=f"an int, or a non-empty string of at most "
+                                         f"{_MAX_KEY_CHARS} characters without control "
+                                         "characters")
+    return producer, batch_no
+
+
+class StaleLogError(CommitConflictError):
+    """`append(..., expected_last_seq=n)` found the log at another seq; nothing was written.
+
+    Carries `expected` and `actual` (the log's last seq). Transient: re-read and try again.
+    """
+
+    def __init__(self, *, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"the event log is at seq {actual}, not at the expected seq {expected}: "
+                         "another writer appended first; re-read the log and try again")
 
 
 @dataclass(frozen=True)
 class AppendResult:
     """What one `append` did.
 
-    For a duplicate `(producer, batch_no)` nothing was written: `count` is 0, `first_seq` is
-    None and `last_seq` is the last seq of the batch that landed first.
+    `partitions` are the distinct partitions of the batch, sorted; `version` is the Delta
+    version of the commit. For a duplicate `(producer, batch_no)` nothing was written: `count`
+    is 0, `first_seq` and `version` are None, `partitions` is empty and `last_seq` is the last
+    seq of the batch that landed first.
     """
 
     first_seq: int | None
@@ -66,8 +121,6 @@ class EventLog:
         log = cls(storage)
         if not storage.exists(EVENTS):
             if not create:
-                from eventlake.errors import LakeNotFoundError
-
                 raise LakeNotFoundError(f"no event log at {storage.uri(EVENTS)}")
             try:
                 DeltaTable.create(
@@ -94,16 +147,17 @@ class EventLog:
 
     def append(
         self, batch: NormalizedBatch, *, producer: str | None = None,
-        batch_no: int | str | None = None,
+        batch_no: int | str | None = None, expected_last_seq: int | None = None,
     ) -> AppendResult:
-        if (producer is None) != (batch_no is None):
-            from eventlake.errors import InvalidEventError
+        """Commit `batch` in one Delta commit, numbering it after the log's last seq.
 
-            raise InvalidEventError("producer and batch_no go together",
-                                    field="batch_no" if batch_no is None else "producer",
-                                    expected="both or neither")
-        batch_key = None if producer is None else batch_app_id(producer, batch_no)  # type: ignore[arg-type]
-        batch_id = (f"{producer}/{batch_no}" if batch_key is not None
+        With `producer` and `batch_no` the batch lands at most once (a repeat returns
+        `duplicate=True`). With `expected_last_seq` it lands only if the log's last seq is
+        exactly that when it commits, else `StaleLogError` is raised and nothing is written.
+        """
+        key = check_batch_key(producer, batch_no)
+        batch_key = None if key is None else batch_app_id(*key)
+        batch_id = (f"{key[0]}/{key[1]}" if key is not None
                     else f"anonymous/{uuid.uuid4().hex}")
         table = batch.table
         count = table.num_rows
@@ -119,6 +173,8 @@ class EventLog:
                 if landed is not None:
                     return AppendResult(None, landed, 0, (), True, batch_id, None)
             last = dt.transaction_version(SEQ_APP_ID) or 0
+            if expected_last_seq is not None and last != expected_last_seq:
+                raise StaleLogError(expected=expected_last_seq, actual=last)
             if count == 0 and batch_key is None:
                 return AppendResult(None, last, 0, (), False, batch_id, None)
             rows = _with_log_columns(table, first_seq=last + 1, event_ids=event_ids,
@@ -126,6 +182,8 @@ class EventLog:
             txns = [Transaction(app_id=SEQ_APP_ID, version=last + count)]
             if batch_key is not None:
                 txns.append(Transaction(app_id=batch_key, version=last + count))
+            # No retries inside delta-rs: any concurrent commit fails this one, and the retry
+            # loop re-reads the log and renumbers, so a seq is never handed out twice.
             write_deltalake(
                 dt, rows, mode="append", partition_by=["partition_id"],
                 commit_properties=CommitProperties(
@@ -137,7 +195,7 @@ class EventLog:
             )
             return AppendResult(
                 last + 1 if count else None, last + count, count, partitions, False, batch_id,
-                None,
+                dt.version(),
             )
 
         return retry_commit(attempt, what=f"append of batch {batch_id}")
@@ -162,7 +220,18 @@ def _fill_event_ids(ids: pa.ChunkedArray, batch_id: str) -> pa.Array:
         return ids.combine_chunks()
     if ids.null_count == n:
         return generated
-    return pc.coalesce(ids.combine_chunks(), generated)
+    filled = pc.coalesce(ids.combine_chunks(), generated)
+    if pc.count_distinct(filled).as_py() != n:
+        # A caller-supplied id equals an id generated for another record of the batch.
+        seen: dict[str, int] = {}
+        for index, value in enumerate(filled.to_pylist()):
+            if value in seen:
+                raise InvalidEventError(
+                    f"event_id is also the id of record {seen[value]} (one of the two was "
+                    "generated)", index=index, field="event_id", value=value,
+                    expected="event ids unique within a batch")
+            seen[value] = index
+    return filled
 
 
 def _with_log_columns(table: pa.Table, *, first_seq: int, event_ids: pa.Array,

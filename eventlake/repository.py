@@ -7,19 +7,30 @@ so `get_state(i)` replays at most one interval. Partition state never needs any 
 served from the materialized document view (`Lake.state`), reading only that partition.
 
 Unlike insieme's in-memory store the log here is shared: before every write and every read of
-the current state the repository folds in events other writers appended meanwhile.
+the current state the repository folds in events other writers appended meanwhile. Writes are
+optimistic: an event is checked against the state at the log's last seq and committed only if
+the log is still at that seq (`expected_last_seq`); otherwise the repository catches up and
+checks again, so an action never lands against a state it was not checked on.
 """
 
 from __future__ import annotations
 
 import copy
-import json
+import random
+import time
 from bisect import bisect_right
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from eventlake.actions import apply_action, is_state_action
-from eventlake.errors import EventlakeError, InvalidEventError
+from eventlake.errors import (
+    CommitConflictError,
+    EventlakeError,
+    InvalidEventError,
+    ReducerError,
+)
+from eventlake.events import NormalizedBatch, decode_payload, normalize_batch
+from eventlake.log import StaleLogError
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
@@ -28,6 +39,8 @@ __all__ = ["DEFAULT_PARTITION", "Repository"]
 
 DEFAULT_PARTITION = "_default"
 _INIT = "init"
+# How often add_event re-checks an event after other writers moved the log under it.
+_WRITE_ATTEMPTS = 50
 
 
 def _apply(state: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -57,22 +70,29 @@ class Repository:
     # -- insieme API ---------------------------------------------------------------------
 
     def init(self, initial_state: Mapping[str, Any] | None = None) -> None:
-        """Load the log; on an empty log with `initial_state`, write one `init` event."""
+        """Load the log; on an empty log with `initial_state`, write one `init` event.
+
+        The `init` event is committed only if the log is still empty at commit time, so two
+        repositories initialising the same empty lake at once write one `init` between them.
+        """
         self._reset()
         self._catch_up()
-        if not self._events and initial_state is not None:
-            payload = {"value": copy.deepcopy(dict(initial_state))}
-            result = self.lake.append(
-                [{"type": _INIT, "payload": payload, "partition": self.default_partition}])
-            if result.first_seq != 1:
-                # Another writer got there first: the log is not empty any more; replay it.
-                self._catch_up()
-                return
-            self._record({"type": _INIT, "payload": payload,
-                          "partition": self.default_partition, "seq": result.first_seq})
+        if self._events or initial_state is None:
+            return
+        if not isinstance(initial_state, Mapping):
+            raise InvalidEventError("initial state is not an object", field="initial_state",
+                                    value=initial_state, expected="a dict")
+        batch = self._normalize({"type": _INIT, "payload": {"value": dict(initial_state)},
+                                 "partition": self.default_partition})
+        try:
+            self.lake.log.append(batch, expected_last_seq=0)
+        except StaleLogError:
+            pass  # someone else wrote first: the log is not empty any more
+        self._catch_up()
 
     def add_event(self, event: Mapping[str, Any]) -> None:
-        """Append one event; state actions are checked against the state first."""
+        """Append one event; a state action must apply to the current state, else
+        `InvalidEventError` is raised and nothing is written."""
         if not isinstance(event, Mapping):
             raise InvalidEventError("event is not a mapping", value=event,
                                     expected="a dict with type, payload and partition")
@@ -81,33 +101,40 @@ class Repository:
             raise InvalidEventError(
                 "init events can only be created through init()", field="type", value=kind,
                 expected="any type but 'init'; use Repository.init(initial_state)")
+        record = dict(event)
+        if not record.get("partition") and "partition_id" not in record:
+            record["partition"] = self.default_partition
+        batch = self._normalize(record)
+        payload = decode_payload(batch.table.column("payload")[0].as_py())
         self._ensure_loaded()
-        self._catch_up()
-        partition = event.get("partition") or self.default_partition
-        payload = event.get("payload")
-        record = {"type": kind, "payload": payload, "partition": partition}
-        if isinstance(kind, str) and is_state_action(kind):
-            if not isinstance(payload, Mapping):
-                raise InvalidEventError("payload is not an object", field="payload",
-                                        value=payload, expected="a JSON object")
-            # Refuse, before anything is written, an action that cannot apply.
-            new_state = apply_action(self._state, kind, dict(payload))
-        else:
-            new_state = self._state
-        result = self.lake.append([record])
-        assert result.first_seq is not None
-        if result.first_seq != self._last_seq + 1:
-            # Someone appended between our catch-up and our commit: replay in seq order.
+        delay = 0.005
+        for _ in range(_WRITE_ATTEMPTS):
             self._catch_up()
+            # Refuse, before anything is written, an action that cannot apply.
+            state = _apply(self._state, batch.table.column("type")[0].as_py(), payload)
+            try:
+                result = self.lake.log.append(batch, expected_last_seq=self._last_seq)
+            except StaleLogError:
+                time.sleep(random.uniform(0, delay))
+                delay = min(0.25, delay * 2)
+                continue
+            assert result.first_seq == self._last_seq + 1
+            self._record({"type": kind, "payload": payload,
+                          "partition": batch.table.column("partition_id")[0].as_py(),
+                          "seq": result.first_seq}, state)
             return
-        stored = {"type": kind, "payload": json.loads(json.dumps(payload)),
-                  "partition": partition, "seq": result.first_seq}
-        self._record(stored, state=new_state)
+        raise CommitConflictError(
+            f"add_event: other writers kept appending for {_WRITE_ATTEMPTS} attempts; "
+            "try again")
 
     def get_state(self, until_event_index: int | None = None) -> dict[str, Any]:
-        """State after the first `until_event_index` events (clamped), a private copy."""
+        """State after the first `until_event_index` events (clamped to 0..N), a private copy.
+
+        Without an index (or with one beyond the events seen so far) the repository first
+        folds in events other writers appended.
+        """
         self._ensure_loaded()
-        if until_event_index is None:
+        if until_event_index is None or until_event_index > len(self._events):
             self._catch_up()
         total = len(self._events)
         target = total if until_event_index is None else max(0, min(until_event_index, total))
@@ -123,7 +150,7 @@ class Repository:
         """Events in `seq` order as dicts `{type, payload, partition, seq}`."""
         frame = self.lake.events(partition).collect()
         return [
-            {"type": kind, "payload": json.loads(payload), "partition": part, "seq": seq}
+            {"type": kind, "payload": decode_payload(payload), "partition": part, "seq": seq}
             for kind, payload, part, seq in zip(
                 frame.get_column("type").to_list(), frame.get_column("payload").to_list(),
                 frame.get_column("partition_id").to_list(), frame.get_column("seq").to_list(),
@@ -131,13 +158,20 @@ class Repository:
         ]
 
     def get_partition_state(self, partition: str) -> dict[str, Any]:
-        """The document state of one partition, from the materialized document view."""
+        """The document state of one partition, from the materialized document view.
+
+        Reads that partition's view row and folds its events newer than the row; no other
+        partition's events are read.
+        """
         state = self.lake.state(partition, view="document")
         if not isinstance(state, dict):
             raise EventlakeError(f"document state of {partition!r} is not an object")
         return state
 
     # -- internals -----------------------------------------------------------------------
+
+    def _normalize(self, record: dict[str, Any]) -> NormalizedBatch:
+        return normalize_batch([record], limits=self.lake.limits)
 
     def _reset(self) -> None:
         self._events = []
@@ -152,7 +186,7 @@ class Repository:
             self.init()
 
     def _catch_up(self) -> None:
-        """Fold in events appended to the log since we last looked."""
+        """Fold in, in seq order, the events appended to the log since we last looked."""
         if self.lake.last_seq() <= self._last_seq:
             return
         frame = self.lake.events(since_seq=self._last_seq).collect()
@@ -161,12 +195,18 @@ class Repository:
             frame.get_column("partition_id").to_list(), frame.get_column("seq").to_list(),
             strict=True,
         ):
-            self._record({"type": kind, "payload": json.loads(payload),
-                          "partition": partition, "seq": seq})
+            event = {"type": kind, "payload": decode_payload(payload), "partition": partition,
+                     "seq": seq}
+            try:
+                state = _apply(self._state, kind, event["payload"])
+            except EventlakeError as exc:
+                # Written by a writer that bypassed the repository's checks; the document
+                # view fails on the same event, so say so in the same terms.
+                raise ReducerError(view="document", partition=partition, seq=seq,
+                                   event_type=kind, cause=exc) from exc
+            self._record(event, state)
 
-    def _record(self, event: dict[str, Any], *, state: dict[str, Any] | None = None) -> None:
-        if state is None:
-            state = _apply(self._state, event["type"], event["payload"])
+    def _record(self, event: dict[str, Any], state: dict[str, Any]) -> None:
         self._events.append(event)
         self._state = state
         self._last_seq = event["seq"]
