@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CHUNK_EVENTS", "MaterializeError", "MaterializeResult",
            "materialize_views", "read_state", "refresh_view"]
 
-DEFAULT_CHUNK_EVENTS = 500_000
+DEFAULT_CHUNK_EVENTS = 100_000
 Progress = Callable[[str, int, int], None]
 
 
@@ -313,39 +313,49 @@ def read_state(lake: Lake, view: View, partition: str, *, as_of_seq: int | None 
         raise EventlakeError(
             f"view {view.name!r} is an aggregate view: read it with lake.scan({view.name!r}) "
             "or lake.sql(...); lake.state serves reducer views")
-    target = lake.log.last_seq() if as_of_seq is None else as_of_seq
+    log = lake.log.snapshot()
+    head = lake.log.last_seq(log)
+    target = head if as_of_seq is None else max(0, min(as_of_seq, head))
     store = ViewStore(lake.storage, view)
-    state: Any = None
-    after = 0
-    if store.exists():
-        row = _row_at_or_before(store, partition, target, history_depth)
-        if row is not None:
-            state, after = json.loads(row["state"]), int(row["last_seq"])
-    if state is None:
+    start = _checkpoint(store, partition, target, history_depth)
+    if start is None:
         state, after = view.initial_state(), 0
+    else:
+        text, after = start
+        state = view.initial_state() if text is None else json.loads(text)
     if target > after:
-        events = lake.events(partition, since_seq=after, until_seq=target).collect()
+        events = lake.events(partition, since_seq=after, until_seq=target,
+                             snapshot=log).collect()
         state, _, _ = fold_events(view, state, events, after_seq=after)
     return state
 
 
-def _row_at_or_before(store: ViewStore, partition: str, target: int, depth: int
-                      ) -> dict[str, Any] | None:
-    """The newest stored row of `partition` folded no further than `target`.
+def _checkpoint(store: ViewStore, partition: str, target: int, depth: int
+                ) -> tuple[str | None, int] | None:
+    """The partition's stored state valid at some seq <= `target`, and that seq.
 
-    The view table's own history serves as checkpoints for reads in the past; when that
-    history is gone (vacuumed) the caller folds from the start instead, which is exact too.
+    A row of the active generation is exact up to the view's watermark, not only up to its
+    own `last_seq`: the partition had no events in between. So a view that is up to date
+    answers without reading the log at all, and a missing row there means the initial state.
+    For reads in the past the view table's own history serves as checkpoints; when that
+    history is gone (vacuumed) the caller folds from the start, which is exact too.
     """
-    snap = store.snapshot()
+    try:
+        snap = store.snapshot()
+    except EventlakeError:
+        return None  # no view table yet
     for _ in range(depth):
         try:
-            row = store.read_row(snap, partition)
+            found = store.read_checkpoint(snap, partition)
         except (OSError, EventlakeError, pl.exceptions.ComputeError):
             return None
-        if row is None:
+        if found is None:
             return None
-        if int(row["last_seq"]) <= target:
-            return row
+        row, watermark = found
+        last = 0 if row is None else int(row["last_seq"])
+        if last <= target:
+            return (None if row is None else str(row["state"]), min(target, watermark)
+                    if watermark >= last else last)
         if snap.version == 0:
             return None
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,13 @@ __all__ = [
 T = TypeVar("T")
 
 FILE_COLUMN = "__eventlake_file"
+
+# Opening a Delta table replays its log (hundreds of ms for thousands of files); bringing an
+# open one up to date reads only the new commits (about a millisecond). Open tables are kept
+# per thread, because a commit must be based on exactly the version its caller read: sharing
+# one mutable table object across threads would let one thread advance another's snapshot.
+_open_tables = threading.local()
+_TXN_MEMO: dict[tuple[str, int, str], int | None] = {}
 
 
 @dataclass(frozen=True)
@@ -62,12 +70,30 @@ class Storage:
         return DeltaTable.is_deltatable(self.uri(*parts), storage_options=self.options or None)
 
     def table(self, *parts: str, version: int | None = None) -> DeltaTable:
+        """The table at its latest version (or at `version`)."""
+        uri = self.uri(*parts)
+        if version is not None:
+            return self._open(uri, version)
+        cache: dict[tuple[str, tuple[tuple[str, str], ...]], DeltaTable] = getattr(
+            _open_tables, "tables", None) or {}
+        _open_tables.tables = cache
+        key = (uri, tuple(sorted(self.options.items())))
+        table = cache.get(key)
+        if table is None:
+            table = cache[key] = self._open(uri, None)
+        else:
+            try:
+                table.update_incremental()
+            except Exception:
+                # The log was rewritten under us (restore, vacuum of logs): open afresh.
+                table = cache[key] = self._open(uri, None)
+        return table
+
+    def _open(self, uri: str, version: int | None) -> DeltaTable:
         try:
-            return DeltaTable(self.uri(*parts), version=version,
-                              storage_options=self.options or None)
+            return DeltaTable(uri, version=version, storage_options=self.options or None)
         except TableNotFoundError as exc:
-            raise CorruptLakeError(f"no Delta table at {self.uri(*parts)}: {exc}",
-                                   path=self.uri(*parts)) from None
+            raise CorruptLakeError(f"no Delta table at {uri}: {exc}", path=uri) from None
 
     def local_path(self, *parts: str) -> str:
         root = self.root.removeprefix("file://")
@@ -81,6 +107,9 @@ class ScanPlan:
     files: tuple[str, ...]
     partitions: tuple[str | None, ...]
     rows: int
+    # Partition column -> the value of each file, in `files` order (Delta keeps partition
+    # values in the log, not in the data files).
+    values: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -92,16 +121,39 @@ class Snapshot:
     def __init__(self, storage: Storage, name: str, table: DeltaTable) -> None:
         self.storage = storage
         self.name = name
-        self.table = table
+        self._table = table
         self.version = table.version()
         self._actions: pa.Table | None = None
+        self._schema: dict[str, pl.DataType] | None = None
+        self._id: str | None = None
+
+    @property
+    def table(self) -> DeltaTable:
+        """The Delta table at exactly this snapshot's version (commits are based on it)."""
+        if self._table.version() != self.version:
+            # The thread's shared table object moved on since this snapshot was taken.
+            self._table = self.storage.table(self.name, version=self.version)
+        return self._table
 
     @classmethod
     def load(cls, storage: Storage, name: str, *, version: int | None = None) -> Snapshot:
         return cls(storage, name, storage.table(name, version=version))
 
     def transaction_version(self, app_id: str) -> int | None:
-        return self.table.transaction_version(app_id)
+        # A version of a table never changes, so answers are remembered per version: the
+        # lookup replays the log and costs tens of milliseconds on a table of many files.
+        key = (self._identity(), self.version, app_id)
+        if key not in _TXN_MEMO:
+            if len(_TXN_MEMO) > 4096:
+                _TXN_MEMO.clear()
+            _TXN_MEMO[key] = self.table.transaction_version(app_id)
+        return _TXN_MEMO[key]
+
+    def _identity(self) -> str:
+        # The table id tells apart a table re-created at the same place.
+        if self._id is None:
+            self._id = f"{self.storage.uri(self.name)}#{self.table.metadata().id}"
+        return self._id
 
     @property
     def partition_columns(self) -> list[str]:
@@ -130,9 +182,9 @@ class Snapshot:
         if partitions is not None:
             mask = pc.and_(mask, pc.is_in(actions.column("partition.partition_id"),
                                           value_set=pa.array(list(partitions), pa.string())))
-        for column, values in (equals or {}).items():
+        for column, accepted in (equals or {}).items():
             stats = actions.column(f"partition.{column}")
-            wanted = pa.array([str(v) for v in values], pa.string())
+            wanted = pa.array([str(v) for v in accepted], pa.string())
             mask = pc.and_(mask, pc.is_in(pc.cast(stats, pa.string()), value_set=wanted))
         if min_seq is not None and "max.seq" in actions.column_names:
             mask = pc.and_(mask, pc.fill_null(pc.greater_equal(actions.column("max.seq"),
@@ -147,7 +199,9 @@ class Snapshot:
         else:
             owners = [None] * len(paths)
         rows = int(pc.sum(chosen.column("num_records")).as_py() or 0) if len(paths) else 0
-        return ScanPlan(tuple(paths), tuple(owners), rows)
+        values = {c: tuple(chosen.column(f"partition.{c}").to_pylist())
+                  for c in self.partition_columns}
+        return ScanPlan(tuple(paths), tuple(owners), rows, values)
 
     def _file_uri(self, path: str) -> str:
         # The add-action path is percent-encoded once more than the object name on storage.
@@ -171,26 +225,23 @@ class Snapshot:
             schema=self._file_schema(),
         )
         if partition_columns:
-            actions = self.add_actions()
-            lookup = {
-                "files": [self._file_uri(p) for p in actions.column("path").to_pylist()],
-            }
-            for column in partition_columns:
-                lookup[column] = actions.column(f"partition.{column}").to_pylist()
-            mapping = pl.LazyFrame(lookup).filter(pl.col("files").is_in(list(plan.files)))
             types = self._polars_schema()
-            mapping = mapping.with_columns(
-                [pl.col(c).cast(types[c]) for c in partition_columns]
-            ).rename({"files": FILE_COLUMN})
-            frame = frame.join(mapping, on=FILE_COLUMN, how="left").drop(FILE_COLUMN)
+            lookup: dict[str, Any] = {FILE_COLUMN: list(plan.files)}
+            for column in partition_columns:
+                lookup[column] = pl.Series(column, list(plan.values[column])).cast(
+                    types[column])
+            frame = frame.join(pl.LazyFrame(lookup), on=FILE_COLUMN, how="left").drop(
+                FILE_COLUMN)
         order = list(self._polars_schema())
         return frame.select(order)
 
     def _polars_schema(self) -> dict[str, pl.DataType]:
-        arrow = pa.schema(self.table.schema())
-        frame = pl.from_arrow(arrow.empty_table())
-        assert isinstance(frame, pl.DataFrame)
-        return dict(frame.schema)
+        if self._schema is None:
+            arrow = pa.schema(self.table.schema())
+            frame = pl.from_arrow(arrow.empty_table())
+            assert isinstance(frame, pl.DataFrame)
+            self._schema = dict(frame.schema)
+        return self._schema
 
     def _file_schema(self) -> dict[str, pl.DataType]:
         partition_columns = set(self.partition_columns)

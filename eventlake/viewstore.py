@@ -189,12 +189,30 @@ class ViewStore:
             frame = frame.filter(pl.col("partition_id").is_in(list(partitions)))
         return frame.collect()
 
+    def active(self, snap: Snapshot) -> int | None:
+        """The generation readers see, if it was built for this view's version."""
+        generation = snap.transaction_version(f"{self.app}/active")
+        version = snap.transaction_version(f"{self.app}/active-version")
+        return generation if generation is not None and version == self.view.version else None
+
+    def read_checkpoint(self, snap: Snapshot, partition: str
+                        ) -> tuple[dict[str, Any] | None, int] | None:
+        """(row or None, view watermark) from the active generation, or None without one."""
+        generation = self.active(snap)
+        if generation is None:
+            return None
+        watermark = snap.transaction_version(f"{self.app}/v{self.view.version}") or 0
+        bucket = bucket_of(partition, self.buckets(snap))
+        rows = self.read_buckets(snap, [bucket], generation=generation,
+                                 partitions=[partition])
+        return (rows.row(0, named=True) if rows.height else None), watermark
+
     def read_row(self, snap: Snapshot, partition: str) -> dict[str, Any] | None:
-        marks = self.marks(snap)
-        if marks.active is None or marks.active_version != self.view.version:
+        generation = self.active(snap)
+        if generation is None:
             return None
         bucket = bucket_of(partition, self.buckets(snap))
-        rows = self.read_buckets(snap, [bucket], generation=marks.active,
+        rows = self.read_buckets(snap, [bucket], generation=generation,
                                  partitions=[partition])
         return rows.row(0, named=True) if rows.height else None
 
