@@ -337,13 +337,34 @@ def _as_text(table: pa.Table, column: str, *, field: str, allow_null_type: bool 
 def _check_label_column(array: pa.ChunkedArray, *, field: str, max_chars: int,
                         pattern: str, expected: str, nullable: bool = False,
                         partition: bool = False) -> None:
+    if not nullable:
+        # Partitions and types repeat a lot: check each distinct value once, then find the
+        # first row holding a bad one.
+        distinct = pc.unique(array)
+        if len(distinct) * 4 < len(array):
+            bad_values = distinct.filter(_bad_labels(distinct, max_chars, pattern, nullable))
+            if len(bad_values) == 0:
+                return
+            array_bad = pc.is_in(array, value_set=bad_values, skip_nulls=False)
+            _raise_first(array, array_bad, field=field, max_chars=max_chars,
+                         expected=expected, partition=partition)
+            return
+    _raise_first(array, _bad_labels(array, max_chars, pattern, nullable), field=field,
+                 max_chars=max_chars, expected=expected, partition=partition)
+
+
+def _bad_labels(array: pa.ChunkedArray | pa.Array, max_chars: int, pattern: str,
+                nullable: bool) -> pa.ChunkedArray | pa.Array:
     lengths = pc.utf8_length(array)
     bad = pc.or_(pc.equal(lengths, 0), pc.greater(lengths, max_chars))
     bad = pc.or_(bad, pc.match_substring_regex(array, pattern))
     if nullable:
-        bad = pc.and_(pc.is_valid(array), pc.fill_null(bad, False))
-    else:
-        bad = pc.or_(pc.is_null(array), bad)
+        return pc.and_(pc.is_valid(array), pc.fill_null(bad, False))
+    return pc.or_(pc.is_null(array), bad)
+
+
+def _raise_first(array: pa.ChunkedArray, bad: pa.ChunkedArray | pa.Array, *, field: str,
+                 max_chars: int, expected: str, partition: bool) -> None:
     index = _first_true(bad)
     if index is None:
         return

@@ -20,7 +20,14 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 
 from eventlake.errors import CommitConflictError, InvalidEventError, LakeNotFoundError
 from eventlake.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
@@ -45,6 +52,18 @@ _TABLE_CONFIGURATION: dict[str, str | None] = {
 _MAX_KEY_CHARS = 512
 _BAD_PRODUCER = re.compile(r"[/\x00-\x1f\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# Payloads and event ids are nearly unique per row: dictionary pages and min/max statistics on
+# them cost more write time than the whole rest of the batch and never prune a read. `seq`
+# keeps its statistics (incremental reads prune on them) but skips the dictionary.
+_WRITER_PROPERTIES = WriterProperties(
+    column_properties={
+        "payload": ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE"),
+        "event_id": ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE"),
+        "seq": ColumnProperties(dictionary_enabled=False),
+    }
+)
 
 
 def batch_app_id(producer: str, batch_no: int | str) -> str:
@@ -186,6 +205,7 @@ class EventLog:
             # loop re-reads the log and renumbers, so a seq is never handed out twice.
             write_deltalake(
                 dt, rows, mode="append", partition_by=["partition_id"],
+                writer_properties=_WRITER_PROPERTIES,
                 commit_properties=CommitProperties(
                     app_transactions=txns, max_commit_retries=0,
                     custom_metadata={"eventlake.batch_id": batch_id,
@@ -251,7 +271,7 @@ def _with_log_columns(table: pa.Table, *, first_seq: int, event_ids: pa.Array,
             "event_id": event_ids,
             "ts": ts,
             "ingested_at": ingested,
-            "batch_id": pa.array(np.full(n, batch_id, dtype=object), pa.string()),
+            "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), n),
         },
         schema=EVENT_SCHEMA,
     )
