@@ -12,7 +12,7 @@ import polars as pl
 from eventlake.errors import UnknownViewError, ViewDefinitionError
 from eventlake.events import DEFAULT_LIMITS, Limits, normalize_batch
 from eventlake.log import EVENTS, AppendResult, EventLog
-from eventlake.storage import Storage
+from eventlake.storage import Snapshot, Storage
 from eventlake.views import DOCUMENT_VIEW, View
 
 if TYPE_CHECKING:
@@ -102,15 +102,16 @@ class Lake:
     # -- reading events --------------------------------------------------------------------
 
     def events(self, partition: str | Sequence[str] | None = None, since_seq: int | None = None,
-               until_seq: int | None = None) -> pl.LazyFrame:
+               until_seq: int | None = None, *, snapshot: Snapshot | None = None
+               ) -> pl.LazyFrame:
         """Events as a polars LazyFrame in `seq` order; `payload` stays JSON text.
 
         `since_seq` is exclusive, `until_seq` inclusive. Only the files that can hold matching
-        rows are opened.
+        rows are opened. `snapshot` pins the log version to read (default: the latest).
         """
         partitions = [partition] if isinstance(partition, str) else (
             None if partition is None else list(partition))
-        snap = self.log.snapshot()
+        snap = snapshot or self.log.snapshot()
         plan = self.log.plan(partitions=partitions, since_seq=since_seq, until_seq=until_seq,
                              snapshot=snap)
         frame = snap.scan(plan)
@@ -160,11 +161,18 @@ class Lake:
 
         return ViewStore(self.storage, self.view(view)).scan_logical(version=as_of_version)
 
-    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
-        """Run DuckDB SQL with `events` and every view registered as tables."""
+    def sql(self, query: str, *, params: Sequence[Any] | dict[str, Any] | None = None
+            ) -> duckdb.DuckDBPyRelation:
+        """Run DuckDB SQL with `events` and every view registered as tables.
+
+        The tables read the latest committed snapshot of each Delta table as of this call
+        (exactly its active files); the relation keeps its own connection alive. Payload fields
+        work with DuckDB's JSON operators, e.g. `payload->>'$.amount'`; pass values with
+        `params` (`$1` / `$name` placeholders) rather than formatting them into `query`.
+        """
         from eventlake.query import connect
 
-        return connect(self).sql(query)
+        return connect(self).sql(query, params=params)
 
     def __repr__(self) -> str:
         return f"Lake({self.storage.root!r}, views={list(self._views)})"

@@ -1,0 +1,289 @@
+"""Commands for SQL: sql (run a query), duckdb (write an init script for the DuckDB shell)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from eventlake.cli._app import EXIT_OK, CommandError, _console, _open_existing, _print_json, command
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+FORMATS = ("table", "csv", "json", "parquet")
+_SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json",
+                   ".parquet": "parquet"}
+_TABLE_ROWS = 1000
+_BATCH = 10_000
+INIT_FILE = "duckdb-init.sql"
+
+
+# -- sql -------------------------------------------------------------------------------------
+
+
+def _sql_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("query", metavar="QUERY",
+                        help="DuckDB SQL; the tables are `events` and every view by name")
+    parser.add_argument("--format", "-f", choices=FORMATS, metavar="FORMAT",
+                        help="table, csv, json (JSON Lines) or parquet (needs --output); "
+                             "default: table on a terminal, csv when piped, json with --json, "
+                             "or from the --output suffix")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="write the result to FILE instead of stdout ('-' is stdout)")
+
+
+def _choose_format(args: argparse.Namespace, to_file: bool) -> str:
+    if args.format is not None:
+        return str(args.format)
+    if to_file:
+        return _SUFFIX_FORMATS.get(Path(args.output).suffix.lower(), "csv")
+    if args.json:
+        return "json"
+    return "table" if sys.stdout.isatty() else "csv"
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell: NULL is empty, nested values are JSON, times are ISO 8601."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, default=_json_value)
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _json_value(value: object) -> Any:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _reader(relation: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
+    reader = relation.to_arrow_reader(_BATCH)
+    if reader is None:
+        raise CommandError("the query returned no result set")
+    return reader
+
+
+def _batches(relation: duckdb.DuckDBPyRelation) -> Iterator[list[tuple[Any, ...]]]:
+    """The result in row batches, streamed (DuckDB 2 relations keep no result between calls:
+    one Arrow record batch reader runs the query once)."""
+    columns = relation.columns
+    for batch in _reader(relation):
+        data = [batch.column(i).to_pylist() for i in range(len(columns))]
+        yield list(zip(*data, strict=True))
+
+
+@contextmanager
+def _text_target(path: str | None) -> Iterator[IO[str]]:
+    """stdout, or FILE written whole then renamed into place (no half-written result)."""
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+
+
+def _write_csv(relation: duckdb.DuckDBPyRelation, path: str | None) -> int:
+    count = 0
+    with _text_target(path) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(relation.columns)
+        for rows in _batches(relation):
+            writer.writerows([_cell(v) for v in row] for row in rows)
+            count += len(rows)
+    return count
+
+
+def _write_json(relation: duckdb.DuckDBPyRelation, path: str | None) -> int:
+    columns = relation.columns
+    count = 0
+    with _text_target(path) as handle:
+        for rows in _batches(relation):
+            for row in rows:
+                record = dict(zip(columns, row, strict=True))
+                handle.write(json.dumps(record, ensure_ascii=False, default=_json_value) + "\n")
+            count += len(rows)
+    return count
+
+
+def _write_parquet(relation: duckdb.DuckDBPyRelation, path: str) -> int:
+    import pyarrow.parquet as pq
+
+    reader = _reader(relation)
+    partial = f"{path}.partial"
+    count = 0
+    try:
+        with pq.ParquetWriter(partial, reader.schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                count += batch.num_rows
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+    return count
+
+
+def _print_table(relation: duckdb.DuckDBPyRelation) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    columns = relation.columns
+    numeric = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
+               "DOUBLE", "FLOAT", "REAL"}
+    types = [str(t) for t in relation.types]
+    rows = relation.limit(_TABLE_ROWS + 1).fetchall()
+    more = len(rows) > _TABLE_ROWS
+    rows = rows[:_TABLE_ROWS]
+    table = Table(show_edge=False, header_style="bold")
+    for name, kind in zip(columns, types, strict=True):
+        right = kind in numeric or kind.startswith("DECIMAL")
+        table.add_column(escape(name), justify="right" if right else "left",
+                         overflow="fold")
+    for row in rows:
+        # Cells are data: escaped, so a value holding "[red]" is shown, not rendered.
+        table.add_row(*(escape(_cell(v)) if v is not None else "[dim]NULL[/dim]" for v in row))
+    console = _console()
+    console.print(table)
+    shown = len(rows)
+    if more:
+        console.print(f"showing the first {_TABLE_ROWS} rows; --format csv or --output FILE "
+                      "for all of them", markup=False)
+    else:
+        console.print(f"{shown} row{'s' if shown != 1 else ''}", markup=False)
+    return shown
+
+
+@command("sql", help="run DuckDB SQL over events and the views", configure=_sql_args,
+         description="Run one DuckDB query. `events` and every view are tables over the "
+                     "latest committed snapshot; payload fields work with DuckDB's JSON "
+                     "operators, e.g. \"select partition_id, sum((payload->>'$.amount')"
+                     "::double) from events group by 1\".")
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    to_file = args.output is not None and args.output != "-"
+    fmt = _choose_format(args, to_file)
+    if fmt == "parquet" and not to_file:
+        raise CommandError("--format parquet needs --output FILE")
+    if fmt == "table" and to_file:
+        raise CommandError("--format table prints to the terminal; use csv, json or parquet "
+                           "with --output")
+    lake = _open_existing(args)
+    try:
+        relation = lake.sql(args.query)
+        if relation is None:  # a statement without a result (SET, CREATE ...)
+            if args.json and not to_file:
+                _print_json({"rows": 0})
+            return EXIT_OK
+        path = args.output if to_file else None
+        if fmt == "table":
+            _print_table(relation)
+            return EXIT_OK
+        if fmt == "csv":
+            count = _write_csv(relation, path)
+        elif fmt == "json":
+            count = _write_json(relation, path)
+        else:
+            count = _write_parquet(relation, args.output)
+    except duckdb.Error as exc:
+        raise CommandError(f"SQL failed: {exc}") from exc
+    if to_file:
+        if args.json:
+            _print_json({"output": os.path.abspath(args.output), "format": fmt, "rows": count})
+        else:
+            _console(stderr=True).print(f"wrote {count} rows to {args.output} ({fmt})",
+                                        markup=False)
+    return EXIT_OK
+
+
+# -- duckdb ----------------------------------------------------------------------------------
+
+
+def _duckdb_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help=f"where to write the init script ('-' prints it; default: "
+                             f"<lake>/{INIT_FILE} for a local lake)")
+    parser.add_argument("--delta-extension", action=argparse.BooleanOptionalAction,
+                        default=None, dest="delta",
+                        help="read the tables with DuckDB's delta extension (default: when it "
+                             "loads here without a download)")
+
+
+def _default_output(lake_root: str, is_local: bool, local_path: str) -> str:
+    if not is_local:
+        raise CommandError(f"the lake {lake_root} is not a local folder; give --output FILE "
+                           "(or --output - to print the script)")
+    return local_path
+
+
+@command("duckdb", help="write a DuckDB init script that defines events and the views",
+         configure=_duckdb_args,
+         description="Write a SQL script that defines `events` and every view in a fresh "
+                     "DuckDB; open the shell with `duckdb -init FILE`. Without the delta "
+                     "extension the script lists the files of the current snapshot and must be "
+                     "regenerated after new commits.")
+def cmd_duckdb(args: argparse.Namespace) -> int:
+    from eventlake.query import init_script
+
+    lake = _open_existing(args)
+    script = init_script(lake, use_delta_extension=args.delta)
+    if args.output == "-":
+        sys.stdout.write(script.sql)
+        return EXIT_OK
+    target = args.output or _default_output(lake.root, lake.storage.is_local,
+                                            lake.storage.local_path(INIT_FILE))
+    with _text_target(target) as handle:
+        handle.write(script.sql)
+    usage = f"duckdb -init {_shell_quote(target)}"
+    if script.uses_delta_extension:
+        note = ("reads events with the delta extension (delta_scan): new events show up "
+                "without regenerating; run `eventlake duckdb` again after a view rebuild")
+    else:
+        note = (f"the delta extension is not available, so the script lists the files of the "
+                f"current snapshot (events table version {script.events_version}); run "
+                "`eventlake duckdb` again after new commits (ingest, materialize, compaction)")
+    if args.json:
+        _print_json({"output": os.path.abspath(target), "tables": list(script.tables),
+                     "delta_extension": script.uses_delta_extension,
+                     "events_version": script.events_version, "usage": usage, "note": note})
+        return EXIT_OK
+    console = _console()
+    console.print(f"wrote {target} (tables: {', '.join(script.tables)})", markup=False)
+    console.print(f"open it with: {usage}", markup=False)
+    console.print(note, markup=False)
+    return EXIT_OK
+
+
+def _shell_quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)

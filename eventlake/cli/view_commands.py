@@ -1,0 +1,302 @@
+"""Commands on views: materialize, state, views, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from eventlake.cli._app import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_VERIFY_FAILED,
+    _console,
+    _open_existing,
+    _print_json,
+    command,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from eventlake.lake import Lake
+    from eventlake.materialize import MaterializeResult
+    from eventlake.verify import VerifyReport
+    from eventlake.views import View
+
+
+def _view_option(parser: argparse.ArgumentParser, *, many: bool, help: str) -> None:
+    if many:
+        parser.add_argument("--view", action="append", metavar="NAME", dest="view", help=help)
+    else:
+        parser.add_argument("--view", metavar="NAME", default="document", help=help)
+
+
+def _chosen_views(lake: Lake, names: Sequence[str] | None) -> list[View]:
+    """The named views (unknown names fail with the list of registered ones), or all."""
+    if not names:
+        return list(lake.views.values())
+    chosen: list[View] = []
+    for name in names:
+        view = lake.view(name)
+        if not any(view is seen for seen in chosen):
+            chosen.append(view)
+    return chosen
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+# -- materialize -----------------------------------------------------------------------------
+
+
+def _materialize_args(parser: argparse.ArgumentParser) -> None:
+    _view_option(parser, many=True, help="only this view (repeat for several; default: all)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="rebuild the views from the whole log instead of refreshing them")
+    parser.add_argument("--chunk-events", type=_positive, metavar="N",
+                        help="fold at most about N events per commit (bounds memory)")
+
+
+@contextmanager
+def _progress_bar(console: Console, enabled: bool
+                  ) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A transient bar per view, fed by materialize's `progress(view, done, total)`."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(view: str, done: int, total: int) -> None:
+            if view not in tasks:
+                tasks[view] = progress.add_task(view, total=total)
+            progress.update(tasks[view], completed=done, total=total)
+
+        yield update
+
+
+def _result_json(result: MaterializeResult) -> dict[str, Any]:
+    return {"view": result.view, "version": result.version, "partitions": result.partitions,
+            "events": result.events, "old_watermark": result.old_watermark,
+            "new_watermark": result.new_watermark, "seconds": round(result.seconds, 3),
+            "rebuilt": result.rebuilt, "commits": result.commits}
+
+
+def _results_table(results: Sequence[MaterializeResult]) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("view", no_wrap=True)
+    for header in ("partitions", "events folded", "watermark", "seconds", "rebuilt"):
+        table.add_column(header, justify="left" if header == "watermark" else "right",
+                         no_wrap=True)
+    for r in results:
+        table.add_row(escape(r.view), f"{r.partitions:,}", f"{r.events:,}",
+                      f"{r.old_watermark:,} → {r.new_watermark:,}", f"{r.seconds:.2f}",
+                      "yes" if r.rebuilt else "no")
+    return table
+
+
+@command("materialize", help="bring views up to date with the event log",
+         configure=_materialize_args,
+         description="Fold the events above each view's watermark into the view (only the "
+                     "partitions they touch), committing rows and watermark together. A view "
+                     "whose version changed, or --rebuild, is rebuilt from the whole log. A "
+                     "failing view does not stop the others; the command then exits 1.")
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from eventlake.materialize import MaterializeError, materialize_views
+
+    lake = _open_existing(args)
+    views = _chosen_views(lake, args.view)
+    console = _console()
+    show_bar = not args.json and sys.stdout.isatty()
+    failures: dict[str, str] = {}
+    with _progress_bar(console, show_bar) as progress:
+        try:
+            results = materialize_views(lake, views, rebuild=args.rebuild,
+                                        chunk_events=args.chunk_events, progress=progress)
+        except MaterializeError as exc:
+            results = exc.results
+            failures = {name: str(error) for name, error in exc.failures.items()}
+    done = [results[v.name] for v in views if v.name in results]
+    if args.json:
+        _print_json({"lake": lake.root, "last_seq": lake.last_seq(),
+                     "views": [_result_json(r) for r in done], "failures": failures})
+    else:
+        if done:
+            console.print(_results_table(done))
+        for name, message in failures.items():
+            print(f"error: view {name!r} failed: {message}", file=sys.stderr)
+    return EXIT_ERROR if failures else EXIT_OK
+
+
+# -- state -----------------------------------------------------------------------------------
+
+
+def _state_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("partition", metavar="PARTITION", help="the partition id")
+    _view_option(parser, many=False, help="a reducer view (default: document)")
+    parser.add_argument("--as-of", type=_non_negative, metavar="SEQ", dest="as_of",
+                        help="the state as it was after event SEQ (default: now)")
+
+
+@command("state", help="the state of one partition, as JSON", configure=_state_args,
+         description="Print the exact state of one partition in a reducer view (the stored "
+                     "row plus any newer events), or as it was after --as-of SEQ. Pretty JSON "
+                     "on a terminal, one line when piped; --json wraps it with its context.")
+def cmd_state(args: argparse.Namespace) -> int:
+    lake = _open_existing(args)
+    state = lake.state(args.partition, view=args.view, as_of_seq=args.as_of)
+    if args.json:
+        _print_json({"partition": args.partition, "view": args.view, "as_of_seq": args.as_of,
+                     "state": state})
+    elif sys.stdout.isatty():
+        sys.stdout.write(json.dumps(state, ensure_ascii=False, indent=2, sort_keys=False)
+                         + "\n")
+    else:
+        sys.stdout.write(json.dumps(state, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+# -- views -----------------------------------------------------------------------------------
+
+
+def _view_status(lake: Lake, view: View, last_seq: int) -> dict[str, Any]:
+    import polars as pl
+
+    from eventlake.viewstore import ViewStore
+
+    store = ViewStore(lake.storage, view)
+    row: dict[str, Any] = {"name": view.name, "kind": view.kind, "version": view.version,
+                           "status": "not built", "table_version": None, "watermark": 0,
+                           "lag": last_seq, "rows": 0, "partitions": 0}
+    if not store.exists():
+        return row
+    snap = store.snapshot()
+    marks = store.marks(snap)
+    row["table_version"] = snap.version
+    if marks.active is None:
+        row["status"] = "building" if marks.building else "not built"
+    elif marks.active_version != view.version:
+        row["status"] = f"stale (built for v{marks.active_version})"
+    else:
+        row["status"] = "rebuilding" if marks.building else "ok"
+    if marks.active is not None and marks.active_version == view.version:
+        row["watermark"] = marks.watermark
+        row["lag"] = max(0, last_seq - marks.watermark)
+    counts = lake.scan(view.name).select(
+        pl.len().alias("rows"), pl.col("partition_id").n_unique().alias("partitions")
+    ).collect()
+    row["rows"] = int(counts["rows"][0])
+    row["partitions"] = int(counts["partitions"][0])
+    return row
+
+
+@command("views", help="registered views: version, watermark, lag, rows",
+         description="List the registered views with their version, watermark (last seq "
+                     "folded), lag (events not folded yet), rows and partitions.")
+def cmd_views(args: argparse.Namespace) -> int:
+    lake = _open_existing(args)
+    last_seq = lake.last_seq()
+    rows = [_view_status(lake, view, last_seq) for view in lake.views.values()]
+    if args.json:
+        _print_json({"lake": lake.root, "last_seq": last_seq, "views": rows})
+        return EXIT_OK
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("view", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    for header in ("version", "watermark", "lag", "rows", "partitions"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("status")
+    for row in rows:
+        table.add_row(escape(row["name"]), row["kind"], str(row["version"]),
+                      f"{row['watermark']:,}", f"{row['lag']:,}", f"{row['rows']:,}",
+                      f"{row['partitions']:,}", escape(row["status"]))
+    console = _console()
+    console.print(table)
+    console.print(f"event log: last seq {last_seq:,}", markup=False)
+    return EXIT_OK
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+
+def _verify_args(parser: argparse.ArgumentParser) -> None:
+    _view_option(parser, many=True, help="only this view (repeat for several; default: all)")
+    parser.add_argument("--sample", type=_positive, metavar="N",
+                        help="check N partitions chosen at random (default: every partition)")
+    parser.add_argument("--seed", type=int, metavar="N", help="random seed for --sample")
+    parser.add_argument("--show", type=_positive, default=20, metavar="N",
+                        help="print at most N differences per view (default 20)")
+
+
+def _report_json(report: VerifyReport) -> dict[str, Any]:
+    return {"view": report.view, "ok": report.ok, "watermark": report.watermark,
+            "partitions_checked": report.partitions_checked,
+            "differences": [{"partition": d.partition, "group": list(d.group), "field": d.field,
+                             "stored": d.stored, "expected": d.expected}
+                            for d in report.differences]}
+
+
+@command("verify", help="refold partitions from scratch and compare with the views",
+         configure=_verify_args,
+         description="Refold every partition (or a --sample) from its full history up to the "
+                     "view's watermark and compare with the stored rows. Prints each "
+                     "difference with its partition and field; exits 3 if any is found.")
+def cmd_verify(args: argparse.Namespace) -> int:
+    from eventlake.verify import verify_view
+
+    lake = _open_existing(args)
+    views = _chosen_views(lake, args.view)
+    reports = [verify_view(lake, view, sample=args.sample, seed=args.seed) for view in views]
+    ok = all(r.ok for r in reports)
+    if args.json:
+        _print_json({"lake": lake.root, "ok": ok, "views": [_report_json(r) for r in reports]})
+        return EXIT_OK if ok else EXIT_VERIFY_FAILED
+    console = _console()
+    for report in reports:
+        if report.ok:
+            console.print(f"{report.view}: ok ({report.partitions_checked} partitions, up to "
+                          f"seq {report.watermark})", markup=False)
+            continue
+        count = len(report.differences)
+        console.print(f"{report.view}: {count} difference{'s' if count != 1 else ''} in "
+                      f"{report.partitions_checked} partitions checked (up to seq "
+                      f"{report.watermark})", markup=False)
+        for difference in report.differences[: args.show]:
+            console.print(f"  {difference}", markup=False)
+        if count > args.show:
+            console.print(f"  ... and {count - args.show} more (--show N, or --json for all)",
+                          markup=False)
+    if not ok:
+        print("verify failed: stored views differ from a refold of the log; "
+              "`eventlake materialize --rebuild --view NAME` rebuilds a view", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_VERIFY_FAILED

@@ -1,0 +1,324 @@
+"""SQL over a lake with DuckDB: `connect(lake)` for Python and `duckdb_init_sql(lake)` for shells.
+
+Both present `events` and every registered view as SQL views over one **committed snapshot**:
+the exact data files that snapshot's Delta log lists (`Snapshot.plan()`), so a query never sees
+a half-written file, a file a compaction replaced, or one a vacuum deleted. No DuckDB extension
+is needed: the files are read with `read_parquet([...])`, and partition values, which Delta keeps
+in its log rather than in the data files (their folder names are percent-encoded, so hive
+parsing would be wrong), come from a small file -> partition table joined on the file name.
+A view table shows only its active generation's files, projected to the logical columns.
+
+Every identifier is double-quoted and every literal single-quoted, with inner quotes doubled;
+nothing from a view name, partition value or path is ever spliced into SQL unquoted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+from eventlake.log import EVENTS
+from eventlake.viewstore import ViewStore, logical_columns, row_schema
+
+if TYPE_CHECKING:
+    from eventlake.lake import Lake
+    from eventlake.views import View
+
+__all__ = [
+    "InitScript",
+    "TableSource",
+    "connect",
+    "delta_extension_available",
+    "duckdb_init_sql",
+    "init_script",
+    "quote_identifier",
+    "quote_literal",
+    "snapshot_sources",
+]
+
+_FILE = "__eventlake_file"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def quote_identifier(name: str) -> str:
+    """`name` as a DuckDB identifier: double quotes, inner double quotes doubled."""
+    if "\x00" in name:
+        raise ValueError(f"identifier {name!r} contains a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """`text` as a DuckDB string literal: single quotes, inner single quotes doubled."""
+    if "\x00" in text:
+        raise ValueError(f"literal {text!r} contains a NUL character")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _comment(text: str) -> str:
+    """Text safe inside a `--` comment line (no line breaks or control characters)."""
+    return _CONTROL.sub("?", text)
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """One SQL table of a lake, pinned to one committed snapshot of its Delta table.
+
+    `files` are exactly the snapshot's active data files that hold the table's rows;
+    `partition_values` holds, per partition column the SQL table shows, one value per file.
+    """
+
+    name: str
+    kind: str  # "events" or the view kind
+    uri: str  # the Delta table
+    version: int | None  # Delta version of the snapshot; None when the table does not exist
+    schema: pa.Schema  # the SQL table's columns, in order
+    files: tuple[str, ...]
+    partition_values: dict[str, tuple[str | None, ...]]
+    generation: int | None = None  # views: the active generation (None: nothing built yet)
+
+    @property
+    def file_columns(self) -> list[str]:
+        return [n for n in self.schema.names if n not in self.partition_values]
+
+
+def _local(path: str) -> str:
+    return path.removeprefix("file://") if path.startswith("file:///") else path
+
+
+def _events_source(lake: Lake) -> TableSource:
+    snap = lake.log.snapshot()
+    plan = snap.plan()
+    schema = pa.schema(snap.table.schema())
+    values: dict[str, tuple[str | None, ...]] = {}
+    if "partition_id" in snap.partition_columns:
+        values["partition_id"] = plan.partitions
+    return TableSource(EVENTS, "events", lake.storage.uri(EVENTS), snap.version, schema,
+                       tuple(_local(f) for f in plan.files), values)
+
+
+def _view_source(lake: Lake, view: View) -> TableSource:
+    columns = logical_columns(view)
+    full = row_schema(view)
+    schema = pa.schema([full.field(c) for c in columns])
+    store = ViewStore(lake.storage, view)
+    uri = lake.storage.uri(store.name)
+    if not store.exists():
+        return TableSource(view.name, view.kind, uri, None, schema, (), {})
+    snap = store.snapshot()
+    active = store.marks(snap).active
+    if active is None:
+        return TableSource(view.name, view.kind, uri, snap.version, schema, (), {})
+    plan = snap.plan(equals={"generation": [active]})
+    return TableSource(view.name, view.kind, uri, snap.version, schema,
+                       tuple(_local(f) for f in plan.files), {}, active)
+
+
+def snapshot_sources(lake: Lake, views: Sequence[str] | None = None) -> list[TableSource]:
+    """`events` and each registered view (or the named ones), as of their latest commits."""
+    chosen = [lake.view(name) for name in (views if views is not None else lake.views)]
+    return [_events_source(lake), *(_view_source(lake, view) for view in chosen)]
+
+
+# -- SQL text --------------------------------------------------------------------------------
+
+
+_TYPES = {
+    pa.string(): "VARCHAR", pa.large_string(): "VARCHAR", pa.string_view(): "VARCHAR",
+    pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT", pa.int8(): "TINYINT",
+    pa.float64(): "DOUBLE", pa.float32(): "FLOAT", pa.bool_(): "BOOLEAN",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE", pa.timestamp("us"): "TIMESTAMP",
+}
+
+
+def _duckdb_types(schema: pa.Schema) -> list[str]:
+    """DuckDB type names of `schema`'s columns (DuckDB itself names the uncommon ones)."""
+    if all(f.type in _TYPES for f in schema):
+        return [_TYPES[f.type] for f in schema]
+    scratch = duckdb.connect()
+    try:
+        relation = scratch.from_arrow(schema.empty_table())
+        return [str(t) for t in relation.types]
+    finally:
+        scratch.close()
+
+
+def _typed_empty(schema: pa.Schema, types: list[str]) -> str:
+    columns = ", ".join(f"CAST(NULL AS {t}) AS {quote_identifier(n)}"
+                        for n, t in zip(schema.names, types, strict=True))
+    return f"SELECT {columns} WHERE false"
+
+
+def _projection(schema: pa.Schema, types: list[str], prefix: dict[str, str]) -> str:
+    return ",\n  ".join(
+        f"CAST({prefix.get(n, '')}{quote_identifier(n)} AS {t}) AS {quote_identifier(n)}"
+        for n, t in zip(schema.names, types, strict=True))
+
+
+def _file_list(files: Sequence[str]) -> str:
+    return "[\n    " + ",\n    ".join(quote_literal(f) for f in files) + "\n  ]"
+
+
+def _mapping_values(source: TableSource) -> str:
+    columns = [_FILE, *source.partition_values]
+    rows = []
+    for index, path in enumerate(source.files):
+        cells = [quote_literal(path)]
+        for column in source.partition_values:
+            value = source.partition_values[column][index]
+            cells.append("NULL" if value is None else quote_literal(value))
+        rows.append("(" + ", ".join(cells) + ")")
+    names = ", ".join(quote_identifier(c) for c in columns)
+    return "(VALUES\n    " + ",\n    ".join(rows) + f"\n  ) AS m({names})"
+
+
+def _files_select(source: TableSource, types: list[str], *, mapping: str | None) -> str:
+    """SELECT over exactly `source.files`; `mapping` names a registered file table, or None to
+    inline it as VALUES."""
+    if not source.files:
+        return _typed_empty(source.schema, types)
+    files = _file_list(source.files)
+    if source.partition_values:
+        joined = (f"{quote_identifier(mapping)} AS m" if mapping is not None
+                  else _mapping_values(source))
+        prefix = {n: ("m." if n in source.partition_values else "t.")
+                  for n in source.schema.names}
+        return (f"SELECT\n  {_projection(source.schema, types, prefix)}\n"
+                f"FROM read_parquet({files}, filename = {quote_literal(_FILE)}, "
+                "hive_partitioning = false) AS t\n"
+                f"JOIN {joined}\n  ON t.{quote_identifier(_FILE)} = m.{quote_identifier(_FILE)}")
+    # Files of older view versions may lack columns added later: union_by_name fills them with
+    # NULL, and the typed empty row set guarantees every column exists even if no file has it.
+    empty = _typed_empty(source.schema, types)
+    return (f"SELECT\n  {_projection(source.schema, types, {})}\n"
+            f"FROM (\n  SELECT * FROM read_parquet({files}, union_by_name = true, "
+            f"hive_partitioning = false)\n  UNION ALL BY NAME\n  {empty}\n)")
+
+
+def _delta_select(source: TableSource, types: list[str]) -> str:
+    if source.version is None or (source.kind != "events" and source.generation is None):
+        return _typed_empty(source.schema, types)
+    select = (f"SELECT\n  {_projection(source.schema, types, {})}\n"
+              f"FROM delta_scan({quote_literal(_local(source.uri))})")
+    if source.generation is not None:
+        select += f"\nWHERE {quote_identifier('generation')} = {int(source.generation)}"
+    return select
+
+
+def _create_view(name: str, select: str) -> str:
+    return f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS\n{select};\n"
+
+
+def _mapping_table(source: TableSource) -> pa.Table:
+    data: dict[str, list[str | None]] = {_FILE: list(source.files)}
+    for column, values in source.partition_values.items():
+        data[column] = list(values)
+    return pa.table({k: pa.array(v, pa.string()) for k, v in data.items()})
+
+
+def connect(lake: Lake, *, views: Sequence[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection where `events` and every view are SQL views.
+
+    They read the latest committed snapshot of each table as of this call; open a new
+    connection to see later commits. Payload fields work with DuckDB's JSON operators:
+    `payload->>'$.amount'`.
+    """
+    con = duckdb.connect()
+    try:
+        for index, source in enumerate(snapshot_sources(lake, views)):
+            types = _duckdb_types(source.schema)
+            mapping = None
+            if source.files and source.partition_values:
+                mapping = f"__eventlake_files_{index}"
+                con.register(mapping, _mapping_table(source))
+            con.execute(_create_view(source.name, _files_select(source, types,
+                                                                mapping=mapping)))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+# -- the DuckDB shell ------------------------------------------------------------------------
+
+
+def delta_extension_available() -> bool:
+    """Whether DuckDB's `delta` extension loads here without a download."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("LOAD delta")
+        return True
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+
+
+@dataclass(frozen=True)
+class InitScript:
+    """A DuckDB init script and how it reads the lake."""
+
+    sql: str
+    uses_delta_extension: bool
+    events_version: int | None
+    tables: tuple[str, ...]
+
+
+def init_script(lake: Lake, *, use_delta_extension: bool | None = None) -> InitScript:
+    """Build the init script (see `duckdb_init_sql`) with a note of how it reads the lake."""
+    use_delta = delta_extension_available() if use_delta_extension is None else \
+        use_delta_extension
+    sources = snapshot_sources(lake)
+    events = sources[0]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    header = [
+        f"-- eventlake: DuckDB init script for the lake at {_comment(lake.root)}",
+        f"-- generated {stamp}; use it with: duckdb -init <this file>",
+        "-- tables: " + _comment(", ".join(s.name for s in sources)),
+    ]
+    if use_delta:
+        header += [
+            "-- events are read with the delta extension (delta_scan), so new commits to the",
+            "-- event log show up without regenerating this file. Views show their active",
+            "-- generation as of now: regenerate (`eventlake duckdb`) after a view rebuild.",
+        ]
+    else:
+        header += [
+            f"-- SNAPSHOT: events as of Delta table version {events.version}; every table lists",
+            "-- the data files of its snapshot when this file was generated. Regenerate it",
+            "-- (`eventlake duckdb`) after new commits (ingest, materialize, compaction,",
+            "-- vacuum): later data is missing, and vacuumed files would fail to read.",
+        ]
+        for source in sources[1:]:
+            version = "not built" if source.version is None else f"version {source.version}"
+            header.append(f"-- view {_comment(source.name)}: Delta table {version}")
+    if not lake.storage.is_local:
+        header.append("-- remote lake: DuckDB needs the httpfs extension and credentials "
+                      "(CREATE SECRET) to read it.")
+    parts = ["\n".join(header) + "\n"]
+    if use_delta:
+        parts.append("LOAD delta;\n")
+    for source in sources:
+        types = _duckdb_types(source.schema)
+        select = _delta_select(source, types) if use_delta else _files_select(
+            source, types, mapping=None)
+        parts.append(_create_view(source.name, select))
+    return InitScript("\n".join(parts), use_delta, events.version,
+                      tuple(s.name for s in sources))
+
+
+def duckdb_init_sql(lake: Lake, *, use_delta_extension: bool | None = None) -> str:
+    """SQL that, run in a fresh DuckDB, defines `events` and every view of `lake`.
+
+    With the `delta` extension (when it loads without a download, or when
+    `use_delta_extension=True`) `events` is `delta_scan` of the event log; otherwise every
+    table lists the files of the current snapshot and the text says it must be regenerated
+    after new commits.
+    """
+    return init_script(lake, use_delta_extension=use_delta_extension).sql

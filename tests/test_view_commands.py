@@ -1,0 +1,273 @@
+"""CLI end to end: materialize, state, views, verify, sql, duckdb on a lake of the samples."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+import eventlake as el
+from eventlake.cli import main
+from eventlake.viewstore import ViewStore, bucket_of
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "samples"
+
+VIEWS_MODULE = '''
+from eventlake.views import Agg, AggregateView, ReducerView
+
+
+def _balance(state, event):
+    amount = event["payload"].get("amount", 0)
+    if event["type"] == "deposit":
+        return {"balance": state["balance"] + amount}
+    if event["type"] == "withdrawal":
+        return {"balance": state["balance"] - amount}
+    return state
+
+
+balances = ReducerView(name="balances", version=1, initial_state=lambda: {"balance": 0},
+                       reduce=_balance)
+money = AggregateView(name="money", version=1, group_by=["type", "currency"],
+                      where=["deposit", "withdrawal"],
+                      aggregates={"n": "count", "total": Agg("sum", "amount")})
+'''
+
+FAILING_VIEWS = '''
+from eventlake.views import ReducerView
+
+
+def _boom(state, event):
+    if event["partition"] == "acct-007":
+        raise RuntimeError("no account 7 here")
+    return state
+
+
+fragile = ReducerView(name="fragile", version=1, initial_state=dict, reduce=_boom)
+'''
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def sample_lake(tmp_path, capsys):
+    views = tmp_path / "myviews.py"
+    views.write_text(VIEWS_MODULE, encoding="utf-8")
+    lake = tmp_path / "lake"
+    code, _, err = run(capsys, "--lake", lake, "--views", views, "ingest", SAMPLES)
+    assert code == 0, err
+    return lake, views
+
+
+def _open(lake: Path, views: Path) -> el.Lake:
+    from eventlake.config import open_lake
+
+    return open_lake(str(lake), str(views), create=False)
+
+
+def test_materialize_views_state_verify(sample_lake, capsys):
+    lake, views = sample_lake
+    common = ["--lake", lake, "--views", views]
+    code, out, _ = run(capsys, *common, "views", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [v["name"] for v in listed["views"]] == ["document", "balances", "money"]
+    assert all(v["lag"] == 1778 and v["status"] == "not built" for v in listed["views"])
+
+    code, out, err = run(capsys, *common, "materialize")
+    assert code == 0, err
+    for header in ["partitions", "events folded", "watermark", "seconds", "rebuilt"]:
+        assert header in out
+    assert "0 → 1,778" in out and "balances" in out and "money" in out
+
+    code, out, _ = run(capsys, *common, "--json", "materialize")
+    report = json.loads(out)
+    assert report["failures"] == {}
+    assert {v["view"]: (v["old_watermark"], v["new_watermark"], v["events"], v["rebuilt"])
+            for v in report["views"]} == {name: (1778, 1778, 0, False)
+                                          for name in ["document", "balances", "money"]}
+
+    code, out, _ = run(capsys, *common, "views", "--json")
+    listed = {v["name"]: v for v in json.loads(out)["views"]}
+    assert listed["document"] | {"table_version": None} == {
+        "name": "document", "kind": "reducer", "version": 1, "status": "ok",
+        "table_version": None, "watermark": 1778, "lag": 0, "rows": 46, "partitions": 46}
+    assert listed["money"]["kind"] == "aggregate"
+    assert listed["money"]["partitions"] == 40
+    assert listed["money"]["rows"] > 40
+    code, out, _ = run(capsys, *common, "views")
+    assert code == 0 and "watermark" in out and "money" in out and "aggregate" in out
+
+    opened = _open(lake, views)
+    code, out, _ = run(capsys, *common, "state", "workspace-1")
+    assert code == 0
+    assert json.loads(out) == opened.state("workspace-1")
+    assert "\n  " not in out.strip()  # one line when piped
+    code, out, _ = run(capsys, *common, "state", "acct-003", "--view", "balances",
+                       "--as-of", 600)
+    assert json.loads(out) == opened.state("acct-003", view="balances", as_of_seq=600)
+    code, out, _ = run(capsys, *common, "--json", "state", "acct-003", "--view", "balances")
+    assert json.loads(out)["state"] == opened.state("acct-003", view="balances")
+    code, _, err = run(capsys, *common, "state", "acct-003", "--view", "../evil")
+    assert code == 1 and "no view named '../evil'" in err
+    code, _, err = run(capsys, *common, "state", "acct-003", "--view", "money")
+    assert code == 1 and "aggregate view" in err
+
+    code, out, _ = run(capsys, *common, "verify")
+    assert code == 0
+    assert "document: ok" in out and "money: ok" in out
+    code, out, _ = run(capsys, *common, "verify", "--json", "--sample", 5, "--seed", 1)
+    assert code == 0
+    assert all(v["ok"] and v["partitions_checked"] == 5 for v in json.loads(out)["views"])
+
+
+def _corrupt(lake: el.Lake, view_name: str, victim: str) -> None:
+    store = ViewStore(lake.storage, lake.view(view_name))
+    snap = store.snapshot()
+    marks = store.marks(snap)
+    bucket = bucket_of(victim, store.buckets(snap))
+    rows = store.read_buckets(snap, [bucket], generation=marks.active)
+    state = json.loads(rows.filter(pl.col("partition_id") == victim)["state"][0])
+    state["balance"] += 1
+    rows = rows.with_columns(
+        pl.when(pl.col("partition_id") == victim).then(pl.lit(json.dumps(state)))
+        .otherwise(pl.col("state")).alias("state"))
+    store.commit_buckets(snap, rows, buckets=[bucket], generation=marks.active, marks={})
+
+
+def test_verify_exit_code_3_on_corruption(sample_lake, capsys):
+    lake, views = sample_lake
+    common = ["--lake", lake, "--views", views]
+    assert run(capsys, *common, "materialize")[0] == 0
+    assert run(capsys, *common, "verify")[0] == 0
+    _corrupt(_open(lake, views), "balances", "acct-011")
+    code, out, err = run(capsys, *common, "verify")
+    assert code == 3
+    assert "balances: 1 difference" in out
+    assert "'acct-011'" in out and "state.balance" in out
+    assert "document: ok" in out
+    assert "verify failed" in err
+    code, out, _ = run(capsys, *common, "--json", "verify", "--view", "balances")
+    assert code == 3
+    report = json.loads(out)
+    assert not report["ok"]
+    [difference] = report["views"][0]["differences"]
+    assert difference["partition"] == "acct-011" and difference["field"] == "state.balance"
+    assert difference["stored"]["balance"] == difference["expected"]["balance"] + 1
+    # A rebuild repairs it.
+    assert run(capsys, *common, "materialize", "--view", "balances", "--rebuild")[0] == 0
+    assert run(capsys, *common, "verify", "--view", "balances")[0] == 0
+
+
+def test_materialize_reports_successes_when_a_view_fails(tmp_path, sample_lake, capsys):
+    lake, _ = sample_lake
+    fragile = tmp_path / "fragile.py"
+    fragile.write_text(FAILING_VIEWS, encoding="utf-8")
+    code, out, err = run(capsys, "--lake", lake, "--views", fragile, "--json", "materialize")
+    assert code == 1
+    report = json.loads(out)
+    assert [v["view"] for v in report["views"]] == ["document"]
+    assert "acct-007" in report["failures"]["fragile"]
+    code, out, err = run(capsys, "--lake", lake, "--views", fragile, "materialize",
+                         "--chunk-events", 100)
+    assert code == 1
+    assert "fragile" in err and "no account 7 here" in err and "acct-007" in err
+    assert "document" in out
+    code, _, err = run(capsys, "--lake", lake, "materialize", "--view", "nope")
+    assert code == 1 and "no view named 'nope'" in err
+
+
+def test_sql_formats(sample_lake, capsys, tmp_path, monkeypatch):
+    lake, views = sample_lake
+    common = ["--lake", lake, "--views", views]
+    assert run(capsys, *common, "materialize")[0] == 0
+    query = ("select partition_id, count(*) as n, sum(cast(payload->>'$.amount' as bigint)) "
+             "as amount from events where partition_id like 'acct-%' group by 1 order by 1")
+    expected = _open(lake, views).sql(query).fetchall()
+
+    code, out, _ = run(capsys, *common, "sql", query)  # piped: CSV
+    assert code == 0
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["partition_id", "n", "amount"]
+    assert [(p, int(n), int(a)) for p, n, a in rows[1:]] == expected
+
+    code, out, _ = run(capsys, *common, "sql", query, "--format", "json")
+    assert [tuple(json.loads(line).values()) for line in out.splitlines()] == expected
+    code, out, _ = run(capsys, *common, "--json", "sql", query)
+    assert [tuple(json.loads(line).values()) for line in out.splitlines()] == expected
+
+    target = tmp_path / "out.parquet"
+    code, out, err = run(capsys, *common, "sql", query, "--output", target)
+    assert code == 0 and "wrote 40 rows" in err
+    assert [tuple(r.values()) for r in pq.read_table(target).to_pylist()] == expected
+    code, out, _ = run(capsys, *common, "--json", "sql", query, "-o", tmp_path / "o.jsonl")
+    assert json.loads(out) == {"output": str(tmp_path / "o.jsonl"), "format": "json",
+                               "rows": 40}
+    code, _, err = run(capsys, *common, "sql", query, "--format", "parquet")
+    assert code == 1 and "--output" in err
+    code, _, err = run(capsys, *common, "sql", "select * from nowhere")
+    assert code == 1 and err.startswith("error: SQL failed") and "nowhere" in err
+    assert len(err.strip().splitlines()) == 1
+
+    # On a terminal the default is a table.
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, _ = run(capsys, *common, "sql",
+                       "select partition_id, state->>'$.balance' as b from balances "
+                       "where partition_id = 'acct-001'")
+    assert code == 0 and "partition_id" in out and "acct-001" in out and "1 row" in out
+
+
+def test_duckdb_init_command(sample_lake, capsys, tmp_path):
+    lake, views = sample_lake
+    common = ["--lake", lake, "--views", views]
+    assert run(capsys, *common, "materialize")[0] == 0
+    code, out, _ = run(capsys, *common, "duckdb")
+    assert code == 0
+    script = lake / "duckdb-init.sql"
+    assert script.is_file()
+    assert f"duckdb -init {script}" in out
+    assert "delta extension" in out
+    con = duckdb.connect()
+    con.execute(script.read_text(encoding="utf-8"))
+    opened = _open(lake, views)
+    for table in ["events", "document", "balances", "money"]:
+        query = f"select count(*) from {table}"
+        assert con.sql(query).fetchall() == opened.sql(query).fetchall()
+
+    code, out, _ = run(capsys, *common, "duckdb", "--output", "-", "--no-delta-extension")
+    assert code == 0 and out.startswith("-- eventlake") and "SNAPSHOT" in out
+    code, out, _ = run(capsys, *common, "--json", "duckdb", "-o", tmp_path / "x.sql")
+    info = json.loads(out)
+    assert info["output"] == str(tmp_path / "x.sql")
+    assert info["tables"] == ["events", "document", "balances", "money"]
+    assert (tmp_path / "x.sql").read_text(encoding="utf-8").startswith("-- eventlake")
+
+
+@pytest.mark.integration
+def test_cli_subprocess(sample_lake):
+    lake, views = sample_lake
+    command = [sys.executable, "-m", "eventlake.cli", "--lake", str(lake), "--views",
+               str(views)]
+    done = subprocess.run([*command, "materialize", "--json"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert {v["view"] for v in json.loads(done.stdout)["views"]} == {"document", "balances",
+                                                                     "money"}
+    done = subprocess.run([*command, "sql", "select count(*) as n from money"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "n" and int(done.stdout.splitlines()[1]) > 40
+    done = subprocess.run([*command, "verify"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
