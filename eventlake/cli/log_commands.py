@@ -20,7 +20,7 @@ from eventlake.cli._app import (
     command,
 )
 from eventlake.config import open_lake, resolve_lake
-from eventlake.errors import InvalidEventError, LakeNotFoundError
+from eventlake.errors import LakeNotFoundError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -109,60 +109,15 @@ def _quarantine_dir(args: argparse.Namespace, lake: Lake) -> Path | None:
     return Path(lake.storage.local_path("quarantine"))
 
 
-def _write_quarantine(folder: Path, source: Path, entries: list[dict[str, Any]]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{source.name}.jsonl"
-    # Written whole, then renamed: a crash never leaves half a quarantine file behind, and an
-    # ingest retry rewrites the same content.
-    partial = target.with_name(target.name + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        for entry in entries:
-            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    partial.replace(target)
-    return target
-
-
 def _ingest_one(lake: Lake, path: Path, *, producer: str, quarantine: Path | None
                 ) -> dict[str, Any]:
-    from eventlake.files import check_file, file_batch_identity
-    from eventlake.log import batch_app_id
+    from eventlake.inbox import ingest_file
 
-    producer, batch_no = file_batch_identity(path, producer=producer)
-    result: dict[str, Any] = {"file": str(path), "producer": producer, "batch_no": batch_no,
-                              "batch_id": f"{producer}/{batch_no}", "records": None,
-                              "events": 0, "first_seq": None, "last_seq": None,
-                              "duplicate": False, "quarantined": 0, "quarantine_file": None}
-    # A file that already landed is not read again: it may even hold records that were
-    # quarantined then, which must not fail a strict re-run.
-    landed = lake.log.snapshot().transaction_version(batch_app_id(producer, batch_no))
-    if landed is not None:
-        result.update(duplicate=True, last_seq=landed)
-        return result
-    try:
-        checked = check_file(path)
-    except InvalidEventError as exc:
-        if quarantine is None:
-            raise
-        entry = {"file": str(path), "line": None, "field": None, "reason": str(exc), "raw": None}
-        result.update(quarantined=1,
-                      quarantine_file=str(_write_quarantine(quarantine, path, [entry])))
-        return result
-    result["records"] = checked.read
-    if checked.problems:
-        if quarantine is None:
-            count = len(checked.problems)
-            note = (f"{count} bad record{'s' if count != 1 else ''} in this file, nothing of it "
-                    "written; --quarantine lands the good ones")
-            raise checked.problems[0].to_error(note=note)
-        target = _write_quarantine(quarantine, path,
-                                   [p.to_json() for p in checked.problems])
-        result.update(quarantined=len(checked.problems), quarantine_file=str(target))
-    if not checked.good:
-        return result
-    appended = lake.append(checked.events, producer=producer, batch_no=batch_no)
-    result.update(events=appended.count, first_seq=appended.first_seq,
-                  last_seq=appended.last_seq, duplicate=appended.duplicate)
-    return result
+    # The quarantine file keeps the CLI's historical name `<file name>.jsonl`.
+    result = ingest_file(lake, path, producer=producer, quarantine_dir=quarantine,
+                         quarantine=quarantine is not None,
+                         quarantine_name=f"{path.name}.jsonl")
+    return result.to_json()
 
 
 def _describe_ingest(result: dict[str, Any]) -> str:

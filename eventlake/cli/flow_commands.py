@@ -1,0 +1,208 @@
+"""Commands that run the Prefect flows: pipeline, serve, maintain.
+
+`flows` (and so Prefect) is imported inside the command functions only; the library never
+imports Prefect, and `eventlake --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from eventlake.cli._app import (
+    EXIT_ERROR,
+    EXIT_OK,
+    CommandError,
+    _console,
+    _human_bytes,
+    _open_existing,
+    _print_json,
+    command,
+)
+from eventlake.config import resolve_lake
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _flows(name: str) -> ModuleType:
+    """Import `flows.<name>`, saying how to install Prefect when it is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"flows.{name}")
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        raise CommandError(
+            f"the Prefect flows need the 'flows' extra ({missing} is missing): "
+            "pip install 'eventlake[flows]'") from exc
+
+
+# -- pipeline --------------------------------------------------------------------------------
+
+
+def _pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--inbox", metavar="DIR",
+                        help="folder of JSON Lines / CSV / Parquet files to ingest (default: "
+                             "$EVENTLAKE_INBOX, or the sample inbox data/samples)")
+    parser.add_argument("--task-runner", choices=("threads", "dask"), default="threads",
+                        help="where view refreshes run: a bounded thread pool (default) or "
+                             "Dask worker processes")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="threads, or Dask worker processes (default: "
+                             "$EVENTLAKE_FLOW_WORKERS or min(4, CPUs))")
+    parser.add_argument("--dask-address", metavar="ADDR",
+                        help="scheduler address of an existing Dask cluster (implies "
+                             "--task-runner dask)")
+
+
+@command("pipeline", help="run the Prefect pipeline once: ingest the inbox, refresh the views",
+         configure=_pipeline_args,
+         description="Run the pipeline flow once: every new file of the inbox lands as one "
+                     "batch (bad records go to <lake>/quarantine/), then every view is "
+                     "refreshed, and a summary is printed. Without PREFECT_API_URL, Prefect "
+                     "runs it on a temporary local server (startup takes a few seconds).")
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if args.workers is not None and args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    settings = _flows("settings")
+    settings.quiet_prefect(debug=args.debug)
+    inbox = settings.resolve_inbox(args.inbox)
+    lake = resolve_lake(args.lake)
+    kind = "dask" if args.dask_address else args.task_runner
+    if not args.json and not os.environ.get("PREFECT_API_URL"):
+        note = "running on a temporary Prefect server (set PREFECT_API_URL to use your own)..."
+        if kind == "dask" and not args.dask_address:
+            note += ("\nwith Dask and no PREFECT_API_URL every worker process starts its own "
+                     "temporary server too, which takes tens of seconds each")
+        _console(stderr=True).print(note, markup=False, style="dim")
+    pipeline = _flows("pipeline")
+    summary = pipeline.run_pipeline(str(inbox), lake=lake.value, views=args.views,
+                                    task_runner=kind, workers=args.workers,
+                                    address=args.dask_address)
+    elapsed = time.perf_counter() - started
+    if args.json:
+        _print_json({**summary.to_json(), "total_seconds": round(elapsed, 3)})
+        return EXIT_OK
+    _print_summary(summary, elapsed, explicit_lake=lake.source != "default")
+    return EXIT_OK
+
+
+def _print_summary(summary: Any, elapsed: float, *, explicit_lake: bool) -> None:
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"pipeline: {summary.inbox} -> {summary.lake}", markup=False, style="bold")
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0),
+                  pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    table.add_row("  files", f"{summary.files} in inbox: {summary.batches} new, "
+                           f"{summary.duplicates} already ingested")
+    table.add_row("  events",
+                  f"{summary.events:,} ingested from {summary.records:,} records read")
+    quarantine = f"{summary.quarantined} bad record(s)"
+    if summary.unreadable:
+        quarantine += f", {summary.unreadable} unreadable file(s)"
+    if (summary.quarantined or summary.unreadable) and summary.quarantine_dir:
+        quarantine += f" -> {summary.quarantine_dir}"
+    table.add_row("  quarantined", quarantine)
+    views = ", ".join(f"{name} (+{n:,} events)" for name, n in summary.views.items())
+    table.add_row("  views", views or "-")
+    table.add_row("  last seq", f"{summary.last_seq:,}, views lag by {summary.max_lag:,}")
+    table.add_row("  time", f"{elapsed:.1f} s (flow {summary.seconds:.1f} s)")
+    console.print(table)
+    lake_flag = f" --lake {summary.lake}" if explicit_lake else ""
+    console.print("\nquery it:", markup=False)
+    console.print(f'  eventlake sql "select partition_id, count(*) from events group by 1"'
+                  f"{lake_flag}", markup=False)
+    console.print(f"  eventlake events --limit 5{lake_flag}", markup=False)
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--inbox", metavar="DIR",
+                        help="inbox folder of the pipeline deployment (default: "
+                             "$EVENTLAKE_INBOX, or data/samples)")
+    parser.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
+                        help="seconds between pipeline runs (default 60)")
+    parser.add_argument("--maintenance-cron", default="0 3 * * *", metavar="CRON",
+                        help="cron schedule of the maintenance flow (default '0 3 * * *', "
+                             "daily at 03:00)")
+
+
+@command("serve", help="serve the pipeline and maintenance deployments on their schedules",
+         configure=_serve_args,
+         description="Register and serve two deployments with a running Prefect server: "
+                     "the pipeline every --interval seconds and maintenance on "
+                     "--maintenance-cron. Needs PREFECT_API_URL (start a server with "
+                     "`prefect server start`). Runs until interrupted.")
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.interval <= 0:
+        raise CommandError(f"--interval must be positive, got {args.interval:g}")
+    serve = _flows("serve")
+    code = serve.serve(inbox=args.inbox, lake=args.lake, views=args.views,
+                       interval=args.interval, maintenance_cron=args.maintenance_cron)
+    return EXIT_OK if code == 0 else EXIT_ERROR
+
+
+# -- maintain --------------------------------------------------------------------------------
+
+
+def _maintain_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vacuum-hours", type=float, default=None, metavar="H",
+                        help="delete unreferenced files older than H hours (default 24)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only report what would be compacted and vacuumed")
+
+
+@command("maintain", help="compact small files, checkpoint and vacuum the lake",
+         configure=_maintain_args,
+         description="One maintenance pass, the same as the scheduled maintenance flow: "
+                     "compact small event files that every view has folded, compact view "
+                     "tables, write Delta checkpoints, and delete files that no table version "
+                     "of the last --vacuum-hours references. Runs in this process (no Prefect "
+                     "server needed).")
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from eventlake.maintenance import DEFAULT_VACUUM_HOURS, maintain
+
+    hours = DEFAULT_VACUUM_HOURS if args.vacuum_hours is None else args.vacuum_hours
+    if hours < 0:
+        raise CommandError(f"--vacuum-hours must be 0 or more, got {hours:g}")
+    lake = _open_existing(args)
+    result = maintain(lake, retention_hours=hours, dry_run=args.dry_run)
+    events = result.events
+    vacuumed = {name: list(r.files) for name, r in result.vacuumed.items()}
+    if args.json:
+        from dataclasses import asdict
+
+        _print_json({"lake": lake.root, "dry_run": args.dry_run, "retention_hours": hours,
+                     "events": asdict(events), "views": result.views,
+                     "checkpoints": list(result.checkpoints), "vacuumed": vacuumed})
+        return EXIT_OK
+    console = _console()
+    would = "would " if args.dry_run else ""
+    console.print(f"maintenance of {lake.root}{' (dry run)' if args.dry_run else ''}",
+                  markup=False, style="bold")
+    console.print(f"  events: {would}compact {events.files_removed} file(s) of "
+                  f"{events.partitions} partition(s) into {events.files_added} "
+                  f"({events.rows:,} rows, all views folded up to seq {events.watermark:,})",
+                  markup=False)
+    for name, metrics in result.views.items():
+        console.print(f"  view {name}: {metrics.get('numFilesRemoved', 0)} file(s) compacted",
+                      markup=False)
+    if result.checkpoints:
+        console.print(f"  checkpoints: {', '.join(result.checkpoints)}", markup=False)
+    for name, files in vacuumed.items():
+        console.print(f"  vacuum {name}: {would}delete {len(files)} file(s) older than "
+                      f"{hours:g} h", markup=False)
+    info = lake.info()
+    console.print(f"  now {info.files:,} event file(s), {_human_bytes(info.size_bytes)}",
+                  markup=False)
+    return EXIT_OK
+

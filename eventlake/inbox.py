@@ -1,0 +1,236 @@
+"""Landing inbox files: one batch per file, exactly once, bad records to quarantine.
+
+`ingest_file` is the unit the `eventlake ingest --quarantine` command and the Prefect ingest
+flow share. For one file it
+
+1. computes the file's batch identity (`files.file_batch_identity`: name plus content hash);
+   when the log already holds that batch, the file is not read again (`duplicate=True`);
+2. reads and validates it record by record (`files.check_file`);
+3. writes every bad record to the quarantine folder, one JSON Lines file per file identity,
+   written whole and renamed into place, so a retry rewrites the same content and two runs
+   (or two versions of a file with the same name) never overwrite each other's entries;
+4. appends the good records as one batch under that identity; a file with no good record,
+   or one that cannot be read at all (quarantined whole), still commits an empty batch under
+   its identity, so it is handled once and a re-run reports it as a duplicate.
+
+A crash between any two steps is safe: quarantine entries are rewritten identically, and the
+batch identity makes the append land at most once. Nothing is dropped silently: for a file
+that was read, `events + quarantined == records`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eventlake.errors import EventlakeError, InvalidEventError
+from eventlake.files import DEFAULT_PRODUCER, FORMATS, check_file, file_batch_identity
+
+if TYPE_CHECKING:
+    from eventlake.lake import Lake
+
+__all__ = [
+    "QUARANTINE",
+    "RAW_COPY_LIMIT",
+    "FileIngestResult",
+    "IngestTotals",
+    "default_quarantine_dir",
+    "inbox_files",
+    "ingest_file",
+    "ingest_files",
+    "quarantine_file_name",
+    "read_quarantine",
+]
+
+QUARANTINE = "quarantine"
+# An unreadable file up to this size is copied (as text, undecodable bytes replaced) into its
+# quarantine entry, so it can be inspected without the inbox.
+RAW_COPY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FileIngestResult:
+    """What landing one file did.
+
+    `records` is the number of non-blank lines (or rows) read, None when the file was not read
+    (a duplicate) or could not be read (`unreadable`, quarantined whole, `quarantined == 1`).
+    For a file that was read, `events + quarantined == records`.
+    """
+
+    file: str
+    producer: str
+    batch_no: str
+    records: int | None
+    events: int
+    quarantined: int
+    duplicate: bool
+    unreadable: bool = False
+    first_seq: int | None = None
+    last_seq: int | None = None
+    quarantine_file: str | None = None
+
+    @property
+    def batch_id(self) -> str:
+        return f"{self.producer}/{self.batch_no}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "producer": self.producer, "batch_no": self.batch_no,
+                "batch_id": self.batch_id, "records": self.records, "events": self.events,
+                "first_seq": self.first_seq, "last_seq": self.last_seq,
+                "duplicate": self.duplicate, "unreadable": self.unreadable,
+                "quarantined": self.quarantined, "quarantine_file": self.quarantine_file}
+
+
+@dataclass(frozen=True)
+class IngestTotals:
+    """Sums over the files of one inbox run."""
+
+    files: int
+    batches: int
+    duplicates: int
+    records: int
+    events: int
+    quarantined: int
+    unreadable: int
+
+    @classmethod
+    def of(cls, results: Iterable[FileIngestResult]) -> IngestTotals:
+        items = list(results)
+        return cls(
+            files=len(items),
+            batches=sum(1 for r in items if not r.duplicate),
+            duplicates=sum(1 for r in items if r.duplicate),
+            records=sum(r.records or 0 for r in items),
+            events=sum(r.events for r in items),
+            quarantined=sum(r.quarantined for r in items if not r.unreadable),
+            unreadable=sum(1 for r in items if r.unreadable),
+        )
+
+
+def inbox_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files of `folder` that are ingested, in name order.
+
+    Only known suffixes count (`files.FORMATS`); names starting with `.` or `_` are skipped,
+    so a producer can write `.name.jsonl` (or `_name.jsonl`) and rename it when complete.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise EventlakeError(f"inbox {root} is not a folder")
+    return sorted(p for p in root.iterdir()
+                  if p.is_file() and p.suffix.lower() in FORMATS
+                  and not p.name.startswith((".", "_")))
+
+
+def default_quarantine_dir(lake: Lake) -> Path:
+    """`<root>/quarantine` of a local lake; a lake on object storage needs an explicit folder."""
+    if not lake.storage.is_local:
+        raise EventlakeError(
+            f"the lake {lake.root} is not a local folder; give a quarantine folder explicitly")
+    return Path(lake.storage.local_path(QUARANTINE))
+
+
+def quarantine_file_name(batch_no: str) -> str:
+    """The quarantine file of a file identity: `<name>@<hash>.jsonl`."""
+    return f"{batch_no}.jsonl"
+
+
+def _write_quarantine(target: Path, entries: Sequence[dict[str, Any]]) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole, then renamed: a crash never leaves half a quarantine file behind, and a
+    # retry rewrites the same content instead of adding entries.
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        for entry in entries:
+            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    partial.replace(target)
+    return target
+
+
+def _whole_file_entry(path: Path, exc: InvalidEventError) -> dict[str, Any]:
+    raw: str | None = None
+    try:
+        if path.stat().st_size <= RAW_COPY_LIMIT:
+            raw = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        raw = None
+    return {"file": str(path), "line": None, "field": exc.field, "reason": str(exc), "raw": raw}
+
+
+def ingest_file(lake: Lake, path: str | os.PathLike[str], *, producer: str = DEFAULT_PRODUCER,
+                quarantine_dir: str | os.PathLike[str] | None = None,
+                quarantine: bool = True, quarantine_name: str | None = None
+                ) -> FileIngestResult:
+    """Land one inbox file as one batch, exactly once; bad records go to quarantine.
+
+    `quarantine_dir` defaults to `<root>/quarantine` of a local lake. With `quarantine=False`
+    a bad record (or an unreadable file) raises `InvalidEventError` naming the first problem
+    and nothing of the file is written. `quarantine_name` overrides the quarantine file's
+    name (default `quarantine_file_name(batch_no)`).
+
+    Errors other than bad input propagate: `OSError` when the file cannot be opened,
+    `CommitConflictError` (transient) when the append keeps losing commit races.
+    """
+    source = Path(path)
+    producer, batch_no = file_batch_identity(source, producer=producer)
+    base = FileIngestResult(str(source), producer, batch_no, records=None, events=0,
+                            quarantined=0, duplicate=False)
+    # A file that already landed is not read again: it may even hold records that were
+    # quarantined then, which must not fail a strict re-run.
+    from eventlake.log import batch_app_id
+
+    landed = lake.log.snapshot().transaction_version(batch_app_id(producer, batch_no))
+    if landed is not None:
+        return replace(base, duplicate=True, last_seq=landed)
+    folder: Path | None = None
+    if quarantine:
+        folder = Path(quarantine_dir) if quarantine_dir is not None else (
+            default_quarantine_dir(lake))
+    target = None if folder is None else folder / (quarantine_name
+                                                   or quarantine_file_name(batch_no))
+    try:
+        checked = check_file(source)
+    except InvalidEventError as exc:
+        if target is None:
+            raise
+        written = _write_quarantine(target, [_whole_file_entry(source, exc)])
+        appended = lake.append([], producer=producer, batch_no=batch_no)
+        return replace(base, quarantined=1, unreadable=True, quarantine_file=str(written),
+                        duplicate=appended.duplicate, last_seq=appended.last_seq)
+    result = replace(base, records=checked.read)
+    if checked.problems:
+        if target is None:
+            count = len(checked.problems)
+            note = (f"{count} bad record{'s' if count != 1 else ''} in this file, nothing of it "
+                    "written; --quarantine lands the good ones")
+            raise checked.problems[0].to_error(note=note)
+        written = _write_quarantine(target, [p.to_json() for p in checked.problems])
+        result = replace(result, quarantined=len(checked.problems),
+                          quarantine_file=str(written))
+    appended = lake.append(checked.events, producer=producer, batch_no=batch_no)
+    return replace(result, events=appended.count, first_seq=appended.first_seq,
+                    last_seq=appended.last_seq, duplicate=appended.duplicate)
+
+
+def ingest_files(lake: Lake, paths: Iterable[str | os.PathLike[str]], *,
+                 producer: str = DEFAULT_PRODUCER,
+                 quarantine_dir: str | os.PathLike[str] | None = None
+                 ) -> list[FileIngestResult]:
+    """`ingest_file` for each path in order (seq order follows the order given)."""
+    return [ingest_file(lake, p, producer=producer, quarantine_dir=quarantine_dir)
+            for p in paths]
+
+
+def read_quarantine(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every quarantine entry under `folder`, file by file in name order."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    entries: list[dict[str, Any]] = []
+    for path in sorted(root.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as handle:
+            entries.extend(json.loads(line) for line in handle if line.strip())
+    return entries

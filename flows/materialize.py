@@ -1,0 +1,84 @@
+"""The materialize flow: bring views up to date, one Prefect task per view.
+
+Views are independent tables, so their refreshes run side by side on the flow's task runner
+(threads by default, at most `EVENTLAKE_FLOW_WORKERS` at a time; Dask processes with
+`make_task_runner("dask")`). Within a view the library does the work in seq-range chunks of
+`chunk_events` events, each committed with its watermark, which bounds memory; splitting one
+view over several tasks would only make them race for that view's commits.
+
+A task retries only transient failures (a lost commit race); a refresh is idempotent because
+rows and watermark commit together. A view whose reducer fails does not stop the others: the
+flow raises `MaterializeError` naming it after the rest have committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from eventlake.errors import EventlakeError
+from eventlake.materialize import MaterializeError, MaterializeResult, refresh_view
+from flows.settings import (
+    RETRY_DELAYS,
+    make_task_runner,
+    open_flow_lake,
+    resolve_target,
+    retry_if_transient,
+)
+
+__all__ = ["materialize_flow", "refresh_view_task", "refresh_views"]
+
+
+@task(name="refresh-view", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE,
+      task_run_name="refresh {view}")
+def refresh_view_task(root: str, views_module: str | None, view: str, rebuild: bool = False,
+                      chunk_events: int | None = None) -> MaterializeResult:
+    """Refresh one view of the lake at `root` (see `eventlake.materialize.refresh_view`)."""
+    lake = open_flow_lake(root, views_module, create=False)
+    return refresh_view(lake, lake.view(view), rebuild=rebuild, chunk_events=chunk_events)
+
+
+def refresh_views(root: str, views_module: str | None, names: Sequence[str] | None = None, *,
+                  rebuild: bool = False, chunk_events: int | None = None
+                  ) -> dict[str, MaterializeResult]:
+    """Submit one `refresh_view_task` per view (inside a flow) and wait for all of them."""
+    lake = open_flow_lake(root, views_module)
+    chosen = [lake.view(name).name for name in (names or list(lake.views))]
+    futures = {name: refresh_view_task.submit(root, views_module, name, rebuild=rebuild,
+                                              chunk_events=chunk_events)
+               for name in chosen}
+    results: dict[str, MaterializeResult] = {}
+    failures: dict[str, EventlakeError] = {}
+    other: BaseException | None = None
+    for name, future in futures.items():
+        try:
+            results[name] = future.result()
+        except EventlakeError as exc:
+            failures[name] = exc
+        except Exception as exc:
+            other = other or exc
+    if other is not None:
+        raise other
+    if failures:
+        raise MaterializeError(failures, results)
+    return results
+
+
+@flow(name="eventlake-materialize", task_runner=make_task_runner("threads"))
+def materialize_flow(lake: str | None = None, views: str | None = None,
+                     names: list[str] | None = None, rebuild: bool = False,
+                     chunk_events: int | None = None) -> dict[str, dict[str, Any]]:
+    """Refresh `names` (default: every registered view); returns each view's result."""
+    root, module = resolve_target(lake, views)
+    results = refresh_views(root, module, names, rebuild=rebuild, chunk_events=chunk_events)
+    return {name: _as_dict(result) for name, result in results.items()}
+
+
+def _as_dict(result: MaterializeResult) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(result)

@@ -1,0 +1,212 @@
+"""Settings shared by the flows: task runner, retry policy, inbox, quiet Prefect defaults.
+
+No Prefect import at module level: `privacy_defaults` and `quiet_prefect` must run before
+Prefect reads its settings (it reads the environment once, when first imported).
+
+Task runner (`make_task_runner`):
+
+    threads (default)  ThreadPoolTaskRunner(max_workers=N), N = $EVENTLAKE_FLOW_WORKERS or
+                       min(4, CPUs); bounded so N views refresh at a time
+    dask               prefect_dask.DaskTaskRunner: a local cluster of N worker processes, or
+                       the scheduler at `address` ($EVENTLAKE_DASK_ADDRESS)
+
+Dask workers run the tasks in other processes, which talk to the Prefect API themselves: with
+no `PREFECT_API_URL` each worker starts its own temporary Prefect server (25-45 s each), so
+use Dask with a running server (`prefect server start`) or under the test harness.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from eventlake.errors import EventlakeError
+
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
+
+    from eventlake.lake import Lake
+
+__all__ = [
+    "DEFAULT_INBOX",
+    "ENV_DASK_ADDRESS",
+    "ENV_INBOX",
+    "ENV_WORKERS",
+    "RETRY_DELAYS",
+    "TaskRunnerKind",
+    "default_workers",
+    "is_transient",
+    "make_task_runner",
+    "open_flow_lake",
+    "privacy_defaults",
+    "quiet_prefect",
+    "resolve_inbox",
+    "resolve_target",
+    "retry_if_transient",
+]
+
+TaskRunnerKind = Literal["threads", "dask"]
+
+DEFAULT_INBOX = "data/samples"
+ENV_INBOX = "EVENTLAKE_INBOX"
+ENV_WORKERS = "EVENTLAKE_FLOW_WORKERS"
+ENV_DASK_ADDRESS = "EVENTLAKE_DASK_ADDRESS"
+# Seconds between attempts of a task that failed transiently (three retries).
+RETRY_DELAYS = [0.5, 2.0, 8.0]
+
+_PRIVACY = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
+    # The temporary server takes 20-40 s to start on a small, busy machine; Prefect's default
+    # wait (20 s) is too short there.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+}
+
+
+def privacy_defaults(environ: dict[str, str] | None = None) -> None:
+    """Analytics and telemetry off, unless the environment already says otherwise."""
+    env = os.environ if environ is None else environ
+    for key, value in _PRIVACY.items():
+        env.setdefault(key, value)
+
+
+def quiet_prefect(*, debug: bool = False) -> None:
+    """Command-line defaults: Prefect logs warnings only (and its temporary server nothing
+    below critical, so its shutdown does not print tracebacks). `debug` keeps Prefect's own
+    levels. Call before Prefect is imported; explicit environment settings win."""
+    privacy_defaults()
+    if debug:
+        return
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "ERROR")
+    for name in ("distributed", "asyncio"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def default_workers(environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    text = env.get(ENV_WORKERS)
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            raise EventlakeError(f"${ENV_WORKERS} must be a positive integer, got {text!r}"
+                                 ) from None
+        if value < 1:
+            raise EventlakeError(f"${ENV_WORKERS} must be a positive integer, got {text!r}")
+        return value
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def make_task_runner(kind: TaskRunnerKind = "threads", *, workers: int | None = None,
+                     address: str | None = None) -> TaskRunner[Any]:
+    """The task runner for `kind`, with `workers` threads or Dask worker processes."""
+    count = workers if workers is not None else default_workers()
+    if count < 1:
+        raise EventlakeError(f"workers must be at least 1, got {count}")
+    if kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=count)
+    if kind == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as exc:
+            raise EventlakeError(
+                "the Dask task runner needs prefect-dask: pip install 'eventlake[flows]'"
+            ) from exc
+        address = address or os.environ.get(ENV_DASK_ADDRESS) or None
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": count, "processes": True,
+                                              "threads_per_worker": 1,
+                                              "dashboard_address": None})
+    raise EventlakeError(f"unknown task runner {kind!r}; expected 'threads' or 'dask'")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same call can succeed.
+
+    eventlake errors say so themselves (`transient`: a lost commit race is, bad input is not).
+    Of the rest, a Delta commit conflict and I/O errors are transient, except a missing file,
+    a permission problem or a path of the wrong kind, which no retry fixes.
+    """
+    if isinstance(exc, EventlakeError):
+        return bool(getattr(exc, "transient", False))
+    if getattr(exc, "transient", False):
+        return True
+    from deltalake.exceptions import CommitFailedError
+
+    if isinstance(exc, CommitFailedError):
+        return True
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError
+                  | NotADirectoryError):
+        return False
+    return isinstance(exc, OSError | TimeoutError)
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry only failures `is_transient` accepts."""
+    data = getattr(state, "data", None)
+    if isinstance(data, BaseException):
+        return is_transient(data)
+    try:
+        state.result(raise_on_failure=True)
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+def resolve_inbox(explicit: str | os.PathLike[str] | None = None, *,
+                  environ: Mapping[str, str] | None = None,
+                  cwd: str | os.PathLike[str] | None = None) -> Path:
+    """The inbox folder: `explicit` > $EVENTLAKE_INBOX > `data/samples` under the working
+    directory (the sample inbox shipped in the repository)."""
+    env = os.environ if environ is None else environ
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    if explicit is not None:
+        chosen = Path(explicit)
+        source = "--inbox"
+    elif env.get(ENV_INBOX):
+        chosen = Path(env[ENV_INBOX])
+        source = f"${ENV_INBOX}"
+    else:
+        chosen = Path(DEFAULT_INBOX)
+        source = "default"
+    if not chosen.is_absolute():
+        chosen = base / chosen
+    if not chosen.is_dir():
+        hint = (" (the default is the sample inbox data/samples of the repository: run from "
+                "the repository folder, or give --inbox)" if source == "default" else "")
+        raise EventlakeError(f"inbox {chosen} ({source}) is not a folder{hint}")
+    return chosen.resolve()
+
+
+def resolve_target(lake: str | None, views: str | None) -> tuple[str, str | None]:
+    """The absolute lake root and the views module a flow works on, resolved once in the
+    flow (from arguments, environment or pyproject, as the CLI does) and handed to tasks as
+    plain strings: tasks may run in other processes."""
+    from eventlake.config import resolve_lake, resolve_views
+
+    root = resolve_lake(lake).value
+    assert root is not None
+    module = resolve_views(views).value
+    if module is not None and module.endswith(".py"):
+        module = str(Path(module).resolve())
+    if "://" not in root:
+        root = str(Path(root).resolve())
+    return root, module
+
+
+def open_flow_lake(root: str, views_module: str | None = None, *, create: bool = True) -> Lake:
+    """Open the lake at `root` with the views of `views_module` (a task's view of it)."""
+    from eventlake.config import load_views
+    from eventlake.lake import Lake
+
+    return Lake.open(root, views=load_views(views_module) if views_module else [],
+                     create=create)

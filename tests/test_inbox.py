@@ -1,0 +1,212 @@
+"""Landing inbox files with quarantine (eventlake/inbox.py): exactly once, nothing dropped."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+import eventlake as el
+from eventlake import inbox
+from eventlake.errors import CommitConflictError, EventlakeError, InvalidEventError
+from eventlake.files import check_file, file_batch_identity
+from eventlake.inbox import IngestTotals, inbox_files, ingest_file, ingest_files, read_quarantine
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "samples"
+SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".jsonl", ".csv", ".parquet"})
+
+
+def good(partition: str, amount: int = 1) -> str:
+    return json.dumps({"type": "deposit", "payload": {"amount": amount}, "partition": partition})
+
+
+def write_mixed(folder: Path, name: str = "orders.jsonl") -> Path:
+    """Five lines: three good, a payload that is not an object, and broken JSON."""
+    path = folder / name
+    lines = [good("acct-001"), good("acct-002"),
+             json.dumps({"type": "deposit", "payload": "[1, 2]", "partition": "acct-003"}),
+             "{oops", good("acct-005")]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_sample_inbox_lands_every_record_once(lake, tmp_path):
+    results = ingest_files(lake, inbox_files(SAMPLES), quarantine_dir=tmp_path / "q")
+    assert [Path(r.file).name for r in results] == [p.name for p in SAMPLE_FILES]
+    for result, path in zip(results, SAMPLE_FILES, strict=True):
+        assert result.records == check_file(path).read == result.events
+        assert (result.quarantined, result.duplicate, result.unreadable) == (0, False, False)
+        assert (result.producer, result.batch_no) == file_batch_identity(path)
+    totals = IngestTotals.of(results)
+    assert (totals.files, totals.batches, totals.events, totals.quarantined) == (4, 4, 1778, 0)
+    assert lake.last_seq() == 1778
+    assert not (tmp_path / "q").exists()
+    again = ingest_files(lake, inbox_files(SAMPLES), quarantine_dir=tmp_path / "q")
+    assert all(r.duplicate and r.events == 0 and r.records is None for r in again)
+    assert IngestTotals.of(again).duplicates == 4
+    assert lake.last_seq() == 1778
+
+
+def test_bad_records_are_quarantined_and_counts_add_up(lake, tmp_path):
+    path = write_mixed(tmp_path)
+    result = ingest_file(lake, path)
+    assert (result.records, result.events, result.quarantined) == (5, 3, 2)
+    assert result.events + result.quarantined == result.records
+    target = Path(lake.root) / "quarantine" / f"{file_batch_identity(path)[1]}.jsonl"
+    assert result.quarantine_file == str(target)
+    entries = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [(e["file"], e["line"]) for e in entries] == [(str(path), 3), (str(path), 4)]
+    assert entries[0]["field"] == "payload" and "object" in entries[0]["reason"]
+    assert "not valid JSON" in entries[1]["reason"] and entries[1]["raw"] == "{oops"
+    assert lake.events().collect()["partition_id"].to_list() == ["acct-001", "acct-002",
+                                                                 "acct-005"]
+    # Re-running the file is a no-op, and its quarantine file holds each entry once.
+    again = ingest_file(lake, path)
+    assert again.duplicate and again.quarantined == 0
+    assert read_quarantine(target.parent) == entries
+    assert lake.last_seq() == 3
+
+
+def test_unreadable_file_is_quarantined_whole_and_the_run_goes_on(lake, tmp_path):
+    garbage = tmp_path / "01-blob.parquet"
+    garbage.write_bytes(b"not parquet at all")
+    binary = tmp_path / "02-binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    fine = shutil.copy(SAMPLES / "02-accounts.csv", tmp_path / "03-accounts.csv")
+    results = ingest_files(lake, inbox_files(tmp_path))
+    assert [r.unreadable for r in results] == [True, True, False]
+    assert [r.quarantined for r in results] == [1, 1, 0]
+    assert results[2].events == 500 and lake.last_seq() == 500
+    entries = read_quarantine(Path(lake.root) / "quarantine")
+    assert [e["line"] for e in entries] == [None, None]
+    assert str(garbage) in entries[0]["reason"] and entries[0]["raw"] == "not parquet at all"
+    assert "not UTF-8" in entries[1]["reason"] and entries[1]["raw"].endswith("garbage")
+    # Handled once: a re-run skips all three files.
+    assert all(r.duplicate for r in ingest_files(lake, [garbage, binary, fine]))
+    assert len(read_quarantine(Path(lake.root) / "quarantine")) == 2
+
+
+def test_big_unreadable_file_is_named_not_copied(lake, tmp_path, monkeypatch):
+    monkeypatch.setattr(inbox, "RAW_COPY_LIMIT", 10)
+    garbage = tmp_path / "blob.csv"
+    garbage.write_text("no,header,here\n1,2,3\n")
+    result = ingest_file(lake, garbage)
+    (entry,) = read_quarantine(Path(lake.root) / "quarantine")
+    assert result.unreadable and entry["raw"] is None and str(garbage) in entry["reason"]
+
+
+def test_file_with_only_bad_records_is_handled_once(lake, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("[1]\n{}\n", encoding="utf-8")
+    first = ingest_file(lake, path)
+    assert (first.records, first.events, first.quarantined, first.duplicate) == (2, 0, 2, False)
+    assert ingest_file(lake, path).duplicate
+    assert lake.last_seq() == 0
+
+
+def test_two_versions_of_a_file_keep_separate_quarantine_files(lake, tmp_path):
+    path = write_mixed(tmp_path)
+    ingest_file(lake, path)
+    path.write_text(path.read_text() + "{broken again\n", encoding="utf-8")
+    second = ingest_file(lake, path)
+    assert (second.records, second.events, second.quarantined) == (6, 3, 3)
+    files = sorted((Path(lake.root) / "quarantine").glob("*.jsonl"))
+    assert len(files) == 2 and all(f.name.startswith("orders.jsonl@") for f in files)
+    assert len(read_quarantine(files[0].parent)) == 5
+
+
+def test_crash_after_quarantine_before_append_is_repaired_by_a_rerun(lake, tmp_path,
+                                                                     monkeypatch):
+    path = write_mixed(tmp_path)
+    original = el.Lake.append
+    calls = []
+
+    def failing(self, events, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise CommitConflictError("lost the race")
+        return original(self, events, **kwargs)
+
+    monkeypatch.setattr(el.Lake, "append", failing)
+    with pytest.raises(CommitConflictError):
+        ingest_file(lake, path)
+    assert lake.last_seq() == 0
+    result = ingest_file(lake, path)
+    assert (result.events, result.quarantined) == (3, 2)
+    assert len(read_quarantine(Path(lake.root) / "quarantine")) == 2
+
+
+def test_crash_after_append_lands_nothing_twice(lake, tmp_path, monkeypatch):
+    path = write_mixed(tmp_path)
+    original = el.Lake.append
+
+    def commit_then_fail(self, events, **kwargs):
+        original(self, events, **kwargs)
+        raise CommitConflictError("connection lost after commit")
+
+    monkeypatch.setattr(el.Lake, "append", commit_then_fail)
+    with pytest.raises(CommitConflictError):
+        ingest_file(lake, path)
+    monkeypatch.setattr(el.Lake, "append", original)
+    assert ingest_file(lake, path).duplicate
+    assert lake.last_seq() == 3
+
+
+def test_strict_mode_raises_and_writes_nothing(lake, tmp_path):
+    path = write_mixed(tmp_path)
+    with pytest.raises(InvalidEventError, match="line 3") as info:
+        ingest_file(lake, path, quarantine=False)
+    assert "2 bad records" in str(info.value)
+    garbage = tmp_path / "blob.parquet"
+    garbage.write_bytes(b"nope")
+    with pytest.raises(InvalidEventError, match="Parquet"):
+        ingest_file(lake, garbage, quarantine=False)
+    assert lake.last_seq() == 0 and not (Path(lake.root) / "quarantine").exists()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nothing_is_dropped_on_random_inputs(lake, tmp_path, seed):
+    rng = random.Random(seed)
+    lines = []
+    for i in range(rng.randint(1, 40)):
+        roll = rng.random()
+        if roll < 0.6:
+            lines.append(good(f"p{rng.randrange(3)}", i))
+        elif roll < 0.7:
+            lines.append("")  # blank lines are not records
+        elif roll < 0.8:
+            lines.append(json.dumps({"type": "", "payload": {}, "partition": "p"}))
+        elif roll < 0.9:
+            lines.append(json.dumps({"type": "x", "payload": {}, "partition": "p",
+                                     "event_id": "dup"}))
+        else:
+            lines.append(rng.choice(["{", "[]", "null", '"text"', "{'a': 1}"]))
+    path = tmp_path / f"random-{seed}.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ingest_file(lake, path)
+    non_blank = sum(1 for line in lines if line.strip())
+    assert result.records == non_blank
+    assert result.events + result.quarantined == result.records
+    assert lake.last_seq() == result.events
+    assert len(read_quarantine(Path(lake.root) / "quarantine")) == result.quarantined
+
+
+def test_inbox_files_skips_hidden_partial_and_unknown_files(tmp_path):
+    for name in ["b.csv", "a.jsonl", ".c.jsonl", "_d.parquet", "e.txt", "f.ndjson"]:
+        (tmp_path / name).write_text("")
+    (tmp_path / "sub.jsonl").mkdir()
+    assert [p.name for p in inbox_files(tmp_path)] == ["a.jsonl", "b.csv", "f.ndjson"]
+    with pytest.raises(EventlakeError, match="not a folder"):
+        inbox_files(tmp_path / "missing")
+
+
+def test_result_json_matches_the_cli_shape(lake, tmp_path):
+    result = ingest_file(lake, write_mixed(tmp_path)).to_json()
+    assert {"file", "producer", "batch_no", "batch_id", "records", "events", "first_seq",
+            "last_seq", "duplicate", "quarantined", "quarantine_file"} <= set(result)
+    assert result["batch_id"] == f"inbox/{result['batch_no']}"
+    assert (result["first_seq"], result["last_seq"]) == (1, 3)
