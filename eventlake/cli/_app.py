@@ -132,6 +132,10 @@ def _global_options(*, on_subcommand: bool) -> argparse.ArgumentParser:
 # Command groups, imported when the parser is built; their order is the order in --help.
 COMMAND_MODULES = (
     "eventlake.cli.log_commands",
+    "eventlake.cli.view_commands",
+    "eventlake.cli.query_commands",
+    "eventlake.cli.flow_commands",
+    "eventlake.cli.bench_commands",
 )
 
 
