@@ -47,11 +47,14 @@ class Scale:
     point_partitions: int
     rss_events: tuple[int, int]
     repeats: int
+    action_items: int = 10_000
+    repository_events: int = 100_000
+    layout_partitions: int = 100_000
 
 
 SCALES: dict[str, Scale] = {
     "small": Scale("small", 20_000, 100, 20_000, 100, 500, (1, 2, 5), 500, (10_000, 40_000),
-                   2),
+                   2, action_items=1_000, repository_events=5_000, layout_partitions=5_000),
     "medium": Scale("medium", 1_000_000, 1_000, 1_000_000, 1_000, 10_000, (1, 2, 5), 10_000,
                     (250_000, 1_000_000), 3),
     "large": Scale("large", 1_000_000, 1_000, 5_000_000, 1_000, 50_000, (1, 2, 5), 100_000,
@@ -352,6 +355,85 @@ def _bench_rss(scale: Scale, work: Path, report: BenchReport) -> None:
     report.ratios["rebuild_rss_growth"] = peaks[-1] / peaks[0]
 
 
+def _bench_actions(scale: Scale, work: Path, report: BenchReport) -> None:
+    """apply_action throughput per action type on a document of `action_items` tree items."""
+    from eventlake.actions import apply_action
+
+    items = scale.action_items
+    middle = f"n{items // 2}"
+    state = {"files": {"items": {f"n{i}": {"name": f"f{i}"} for i in range(items)},
+                       "tree": [{"id": f"n{i}", "children": []} for i in range(items)]},
+             "meta": {"a": 1}}
+    operations: dict[str, dict[str, Any]] = {
+        "set": {"target": "meta.b", "value": {"deep": [1, 2]}},
+        "unset": {"target": "meta.a"},
+        "treePush": {"target": "files", "value": {"id": "new", "name": "x"},
+                     "options": {"position": "last"}},
+        "treeUpdate": {"target": "files", "value": {"name": "y"}, "options": {"id": middle}},
+        "treeMove": {"target": "files", "options": {"id": middle, "position": "first"}},
+        "treeDelete": {"target": "files", "options": {"id": middle}},
+        "init": {"value": {"fresh": True}},
+    }
+    for kind, payload in operations.items():
+        calls = 200
+
+        def loop(kind: str = kind, payload: dict[str, Any] = payload, calls: int = calls
+                 ) -> None:
+            for _ in range(calls):
+                apply_action(state, kind, payload)
+
+        times = [_timed(loop) for _ in range(scale.repeats)]
+        report.cases.append(Case(f"apply_{kind}_x{calls}", tuple(times),
+                                 f"document of {items} tree items"))
+        report.figures[f"apply_{kind}_per_s"] = calls / statistics.median(times)
+
+
+def _bench_repository(scale: Scale, work: Path, report: BenchReport) -> None:
+    """Repository.get_state(i): checkpoints every 50 events vs replay from the start."""
+    import random
+
+    import eventlake as el
+
+    lake = el.Lake.open(work / "repo")
+    lake.append(event_table(scale.repository_events, 20, seed=3, kinds="actions"))
+    picks = random.Random(5).sample(range(scale.repository_events), 20)
+    results = {}
+    for label, interval in (("checkpoints", 50), ("replay", 10**12)):
+        repo = el.Repository(lake, checkpoint_interval=interval)
+        repo.init()
+
+        def reads(repo: el.Repository = repo) -> None:
+            for index in picks:
+                repo.get_state(index)
+
+        times = [_timed(reads) / len(picks) for _ in range(scale.repeats)]
+        results[label] = statistics.median(times)
+        report.cases.append(Case(f"get_state_{label}", tuple(times),
+                                 f"one get_state(i) on {scale.repository_events} events"))
+    report.figures["get_state_speedup_checkpoints"] = results["replay"] / results["checkpoints"]
+
+
+def _bench_layout(scale: Scale, work: Path, report: BenchReport) -> None:
+    """The view layout at many partitions: refresh after a small batch, full scan."""
+    import eventlake as el
+
+    partitions = scale.layout_partitions
+    lake = el.Lake.open(work / "layout", views=_views())
+    lake.append(event_table(partitions * 2, partitions, seed=11))
+    lake.materialize()
+    refresh, scans = [], []
+    for run in range(scale.repeats):
+        lake.append(event_table(1_000, partitions, seed=20 + run, start=10**9 + run * 1_000))
+        refresh.append(_timed(lake.materialize))
+        scans.append(_timed(lambda: lake.scan("document").collect()))
+    files = len(lake.storage.table("views/document").file_uris())
+    report.cases += [
+        Case("layout_refresh_1000_events", tuple(refresh), f"{partitions} partitions, 3 views"),
+        Case("layout_full_scan_document", tuple(scans), f"{partitions} rows in {files} files"),
+    ]
+    report.figures["layout_view_files"] = files
+
+
 def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = None
               ) -> BenchReport:
     """Run every case at `scale` and return timings and ratios."""
@@ -365,6 +447,9 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
         ("fold overhead", lambda w: _bench_fold(sizes, w, report)),
         ("point read", lambda w: _bench_point_read(sizes, w, report)),
         ("rebuild peak rss", lambda w: _bench_rss(sizes, w, report)),
+        ("apply_action throughput", lambda w: _bench_actions(sizes, w, report)),
+        ("repository get_state", lambda w: _bench_repository(sizes, w, report)),
+        ("layout at many partitions", lambda w: _bench_layout(sizes, w, report)),
     ]
     os.environ.setdefault("POLARS_VERBOSE", "0")
     for label, step in steps:

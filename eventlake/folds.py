@@ -32,27 +32,33 @@ def encode_state(state: Any) -> str:
                       sort_keys=False)
 
 
-def iter_events(events: pl.DataFrame) -> Iterator[dict[str, Any]]:
+_EVENT_COLUMNS = ("seq", "partition_id", "type", "payload", "ts", "event_id")
+
+
+def iter_events(events: pl.DataFrame, *, after_seq: int = 0) -> Iterator[dict[str, Any]]:
     """Events as the dicts reducers get: seq, partition, type, payload (dict), ts, event_id."""
-    columns = [events.get_column(c).to_list()
-               for c in ("seq", "partition_id", "type", "payload", "ts", "event_id")]
+    columns = [events.get_column(c).to_list() for c in _EVENT_COLUMNS]
     for seq, partition, kind, payload, ts, event_id in zip(*columns, strict=True):
-        yield {"seq": seq, "partition": partition, "type": kind,
-               "payload": decode_payload(payload), "ts": ts, "event_id": event_id}
+        if seq > after_seq:
+            yield {"seq": seq, "partition": partition, "type": kind,
+                   "payload": decode_payload(payload), "ts": ts, "event_id": event_id}
+
+
+def _reduce(view: ReducerView, state: Any, event: dict[str, Any]) -> Any:
+    try:
+        return view.reduce(state, event)
+    except Exception as exc:
+        raise ReducerError(view=view.name, partition=event["partition"], seq=event["seq"],
+                           event_type=event["type"], cause=exc) from exc
 
 
 def fold_events(view: ReducerView, state: Any, events: pl.DataFrame, *,
                 after_seq: int = 0) -> tuple[Any, int, int]:
     """Fold one partition's events (seq order) above `after_seq`; returns state, last, count."""
-    reduce = view.reduce
     last = after_seq
     count = 0
-    for event in iter_events(events.filter(pl.col("seq") > after_seq)):
-        try:
-            state = reduce(state, event)
-        except Exception as exc:
-            raise ReducerError(view=view.name, partition=event["partition"], seq=event["seq"],
-                               event_type=event["type"], cause=exc) from exc
+    for event in iter_events(events, after_seq=after_seq):
+        state = _reduce(view, state, event)
         last = event["seq"]
         count += 1
     return state, last, count
@@ -63,6 +69,7 @@ def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -
 
     `prior` holds the stored rows of (at least) those partitions; events at or below a row's
     `last_seq` were folded already and are skipped, so re-running a step never double-applies.
+    One pass over the events sorted by (partition, seq): no per-partition frame operations.
     """
     stored: dict[str, tuple[str, int, int]] = {}
     if prior.height:
@@ -73,33 +80,43 @@ def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -
         ):
             stored[partition] = (text, last, count)
     ordered = events.sort(["partition_id", "seq"])
-    out_partition: list[str] = []
-    out_state: list[str] = []
-    out_last: list[int] = []
-    out_count: list[int] = []
-    for (partition,), group in ordered.group_by(["partition_id"], maintain_order=True):
-        assert isinstance(partition, str)
-        if partition in stored:
-            text, last, count = stored[partition]
-            state = json.loads(text)
-        else:
-            state, last, count = view.initial_state(), 0, 0
-        state, new_last, folded = fold_events(view, state, group, after_seq=last)
+    out: dict[str, list[Any]] = {"partition_id": [], "state": [], "last_seq": [],
+                                 "event_count": []}
+
+    def finish(partition: str, state: Any, last: int, count: int) -> None:
         try:
             encoded = encode_state(state)
         except (TypeError, ValueError) as exc:
-            raise ReducerError(view=view.name, partition=partition, seq=new_last,
+            raise ReducerError(view=view.name, partition=partition, seq=last,
                                event_type="(state encoding)", cause=exc) from exc
-        out_partition.append(partition)
-        out_state.append(encoded)
-        out_last.append(new_last)
-        out_count.append(count + folded)
-    return pl.DataFrame(
-        {"partition_id": out_partition, "state": out_state, "last_seq": out_last,
-         "event_count": out_count},
-        schema={"partition_id": pl.String, "state": pl.String, "last_seq": pl.Int64,
-                "event_count": pl.Int64},
-    )
+        out["partition_id"].append(partition)
+        out["state"].append(encoded)
+        out["last_seq"].append(last)
+        out["event_count"].append(count)
+
+    current: str | None = None
+    state: Any = None
+    last = count = 0
+    for event in iter_events(ordered):
+        partition = event["partition"]
+        if partition != current:
+            if current is not None:
+                finish(current, state, last, count)
+            current = partition
+            if partition in stored:
+                text, last, count = stored[partition]
+                state = json.loads(text)
+            else:
+                state, last, count = view.initial_state(), 0, 0
+        if event["seq"] <= last:
+            continue
+        state = _reduce(view, state, event)
+        last = event["seq"]
+        count += 1
+    if current is not None:
+        finish(current, state, last, count)
+    return pl.DataFrame(out, schema={"partition_id": pl.String, "state": pl.String,
+                                     "last_seq": pl.Int64, "event_count": pl.Int64})
 
 
 def _field(path: str) -> pl.Expr:

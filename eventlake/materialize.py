@@ -29,7 +29,7 @@ from eventlake.viewstore import ViewStore, bucket_of, buckets_of
 if TYPE_CHECKING:
     from eventlake.lake import Lake
 
-__all__ = ["DEFAULT_CHUNK_EVENTS", "MaterializeError", "MaterializeResult",
+__all__ = ["DEFAULT_CHUNK_EVENTS", "EventWindow", "MaterializeError", "MaterializeResult",
            "materialize_views", "read_state", "refresh_view"]
 
 DEFAULT_CHUNK_EVENTS = 100_000
@@ -70,10 +70,14 @@ def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = Fals
     """Refresh each view; a failing view does not stop the others (they still commit)."""
     results: dict[str, MaterializeResult] = {}
     failures: dict[str, EventlakeError] = {}
+    # Views usually stand at the same watermark: read each window of new events once for all.
+    head = lake.log.last_seq()
+    window = EventWindow()
     for view in views:
         try:
             results[view.name] = refresh_view(lake, view, rebuild=rebuild,
-                                              chunk_events=chunk_events, progress=progress)
+                                              chunk_events=chunk_events, progress=progress,
+                                              target_seq=head, window=window)
         except ReducerError as exc:
             failures[view.name] = exc
     if failures:
@@ -81,10 +85,27 @@ def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = Fals
     return results
 
 
+class EventWindow:
+    """The last window of events read, `(since, until]`, shared by the views of one refresh."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._events: pl.DataFrame | None = None
+
+    def read(self, lake: Lake, since: int, until: int) -> pl.DataFrame:
+        if self._key != (since, until) or self._events is None:
+            self._events = lake.events(since_seq=since, until_seq=until).collect()
+            self._key = (since, until)
+        return self._events
+
+
 def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
                  chunk_events: int | None = None, progress: Progress | None = None,
-                 target_seq: int | None = None) -> MaterializeResult:
+                 target_seq: int | None = None, window: EventWindow | None = None
+                 ) -> MaterializeResult:
+    """Bring one view up to `target_seq` (default: the log's last seq)."""
     started = time.perf_counter()
+    window = window or EventWindow()
     chunk = chunk_events or DEFAULT_CHUNK_EVENTS
     store = ViewStore(lake.storage, view)
     store.ensure()
@@ -103,7 +124,7 @@ def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
         events += folded
         rebuilt = True
     while True:
-        step = retry_commit(lambda: _refresh_step(lake, store, head, chunk),
+        step = retry_commit(lambda: _refresh_step(lake, store, head, chunk, window),
                             what=f"refresh of view {view.name!r}")
         if step is None:
             break
@@ -118,7 +139,7 @@ def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
                              final, time.perf_counter() - started, rebuilt, commits)
 
 
-def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int
+def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int, window: EventWindow
                   ) -> tuple[set[str], int] | None:
     snap = store.snapshot()
     marks = store.marks(snap)
@@ -126,7 +147,7 @@ def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int
     if marks.watermark >= head:
         return None
     end = min(head, marks.watermark + chunk)
-    events = lake.events(since_seq=marks.watermark, until_seq=end).collect()
+    events = window.read(lake, marks.watermark, end)
     touched = sorted(set(events.get_column("partition_id").to_list()))
     buckets = sorted(set(buckets_of(touched, store.buckets(snap))))
     prior = store.read_buckets(snap, buckets, generation=marks.active) if buckets else None

@@ -1,0 +1,37 @@
+"""Views over the sample inbox: what `eventlake pipeline` refreshes besides `document`.
+
+Loaded through `[tool.eventlake] views` in pyproject.toml (or `--views data/samples/views.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventlake.views import Agg, AggregateView, ReducerView
+
+_SIGN = {"deposit": 1, "withdrawal": -1}
+
+
+def _balance(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    sign = _SIGN.get(event["type"])
+    if sign is None:
+        return state
+    amount = event["payload"].get("amount", 0)
+    return {"balance": state["balance"] + sign * amount,
+            "transactions": state["transactions"] + 1}
+
+
+balances = ReducerView(
+    name="balances", version=1, reduce=_balance,
+    initial_state=lambda: {"balance": 0, "transactions": 0},
+    description="account balance in cents: deposits minus withdrawals",
+)
+
+totals = AggregateView(
+    name="totals", version=1, group_by=["type", "currency"], where=["deposit", "withdrawal"],
+    aggregates={"n": "count", "total": Agg("sum", "amount"), "mean": Agg("avg", "amount"),
+                "largest": Agg("max", "amount"), "last_ref": Agg("last", "ref")},
+    description="per account, type and currency: count, sum, mean, max and last reference",
+)
+
+VIEWS = [balances, totals]
