@@ -4,6 +4,9 @@ Each setting is resolved from the most explicit source that has it:
 
     lake:  --lake PATH  >  $EVENTLAKE_LAKE  >  [tool.eventlake] lake  >  data/lake
     views: --views MOD  >  $EVENTLAKE_VIEWS >  [tool.eventlake] views >  none
+    storage options (lakes on object storage), merged key by key:
+           --storage-option KEY=VALUE  >  $EVENTLAKE_STORAGE_OPTIONS (JSON object)
+           >  AWS_* environment variables (for s3:// roots; see eventlake.storage_options)
 
 The pyproject.toml used is the nearest one walking up from the working directory; a relative
 `lake` there is relative to that file's folder, so commands work from any subfolder.
@@ -23,6 +26,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from eventlake.errors import ViewDefinitionError
+from eventlake.storage_options import ENV_STORAGE_OPTIONS, options_from_env
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LAKE",
     "ENV_LAKE",
+    "ENV_STORAGE_OPTIONS",
     "ENV_VIEWS",
     "Setting",
     "find_pyproject",
@@ -38,6 +43,7 @@ __all__ = [
     "open_lake",
     "pyproject_settings",
     "resolve_lake",
+    "resolve_storage_options",
     "resolve_views",
 ]
 
@@ -187,13 +193,24 @@ def load_views(module_path: str) -> list[View]:
     return unique
 
 
+def resolve_storage_options(explicit: Mapping[str, str] | None = None, *,
+                            env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`$EVENTLAKE_STORAGE_OPTIONS` overlaid with `explicit` options (`--storage-option`).
+
+    For s3:// roots, `Lake.open` then adds the AWS environment variables under these.
+    """
+    return {**options_from_env(env), **(explicit or {})}
+
+
 def open_lake(lake: str | os.PathLike[str] | None = None, views: str | None = None, *,
-              create: bool = True, storage_options: dict[str, str] | None = None) -> Lake:
-    """Open the lake named by `lake` (or the settings) with the views module's views."""
+              create: bool = True, storage_options: Mapping[str, str] | None = None) -> Lake:
+    """Open the lake named by `lake` (or the settings) with the views module's views;
+    `storage_options` go over those of `$EVENTLAKE_STORAGE_OPTIONS`."""
     from eventlake.lake import Lake
 
     root = resolve_lake(lake).value
     assert root is not None
     module = resolve_views(views).value
     loaded = load_views(module) if module else []
-    return Lake.open(root, views=loaded, storage_options=storage_options, create=create)
+    return Lake.open(root, views=loaded, storage_options=resolve_storage_options(storage_options),
+                     create=create)

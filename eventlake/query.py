@@ -7,6 +7,10 @@ is needed: the files are read with `read_parquet([...])`, and partition values, 
 in its log rather than in the data files (their folder names are percent-encoded, so hive
 parsing would be wrong), come from a small file -> partition table joined on the file name.
 A view table shows only its active generation's files, projected to the logical columns.
+A lake on object storage (`s3://...`) is read the same way, but through Polars: `connect`
+registers each table's snapshot scan (`Snapshot.scan`, with the lake's storage options) with
+DuckDB instead of handing DuckDB remote paths, so still no network extension or DuckDB secret
+is needed.
 
 Every identifier is double-quoted and every literal single-quoted, with inner quotes doubled;
 nothing from a view name, partition value or path is ever spliced into SQL unquoted.
@@ -21,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 
 from eventlake.log import EVENTS
@@ -229,6 +234,13 @@ def connect(lake: Lake, *, views: Sequence[str] | None = None) -> duckdb.DuckDBP
     `payload->>'$.amount'`.
     """
     con = duckdb.connect()
+    if not lake.storage.is_local:
+        try:
+            _register_remote(con, lake, views)
+        except BaseException:
+            con.close()
+            raise
+        return con
     try:
         for index, source in enumerate(snapshot_sources(lake, views)):
             types = _duckdb_types(source.schema)
@@ -242,6 +254,30 @@ def connect(lake: Lake, *, views: Sequence[str] | None = None) -> duckdb.DuckDBP
         con.close()
         raise
     return con
+
+
+def _register_remote(con: duckdb.DuckDBPyConnection, lake: Lake,
+                     views: Sequence[str] | None) -> None:
+    """A lake on object storage: DuckDB gets no network extension (none is needed, and none
+    is downloaded); each table is a Polars scan of its snapshot's exact files (read with the
+    lake's storage options), registered with DuckDB, which pushes projections and filters
+    into it. The same typed projection as the local path keeps the column types equal."""
+    snap = lake.log.snapshot()
+    tables: list[tuple[str, pa.Schema, pl.LazyFrame]] = [
+        (EVENTS, pa.schema(snap.table.schema()), snap.scan(snap.plan()))]
+    chosen = [lake.view(name) for name in (views if views is not None else lake.views)]
+    for view in chosen:
+        full = row_schema(view)
+        schema = pa.schema([full.field(c) for c in logical_columns(view)])
+        tables.append((view.name, schema,
+                       ViewStore(lake.storage, view).scan_logical()))
+    for index, (name, schema, frame) in enumerate(tables):
+        types = _duckdb_types(schema)
+        registered = f"__eventlake_table_{index}"
+        con.register(registered, frame)
+        select = (f"SELECT\n  {_projection(schema, types, {})}\n"
+                  f"FROM {quote_identifier(registered)}")
+        con.execute(_create_view(name, select))
 
 
 # -- the DuckDB shell ------------------------------------------------------------------------
@@ -299,8 +335,7 @@ def init_script(lake: Lake, *, use_delta_extension: bool | None = None) -> InitS
             version = "not built" if source.version is None else f"version {source.version}"
             header.append(f"-- view {_comment(source.name)}: Delta table {version}")
     if not lake.storage.is_local:
-        header.append("-- remote lake: DuckDB needs the httpfs extension and credentials "
-                      "(CREATE SECRET) to read it.")
+        header += _remote_header(lake.storage.options)
     parts = ["\n".join(header) + "\n"]
     if use_delta:
         parts.append("LOAD delta;\n")
@@ -311,6 +346,26 @@ def init_script(lake: Lake, *, use_delta_extension: bool | None = None) -> InitS
         parts.append(_create_view(source.name, select))
     return InitScript("\n".join(parts), use_delta, events.version,
                       tuple(s.name for s in sources))
+
+
+def _remote_header(options: dict[str, str]) -> list[str]:
+    """How to give the DuckDB shell access to a remote lake; never writes a credential."""
+    lines = ["-- remote lake: the DuckDB shell reads it with the httpfs extension and an S3",
+             "-- secret that must exist before this script runs, for example a persistent one",
+             "-- created once (fill in your key; this file never holds credentials):"]
+    parts = ["TYPE s3", "KEY_ID '<access key id>'", "SECRET '<secret access key>'"]
+    region = options.get("aws_region")
+    if region:
+        parts.append(f"REGION {quote_literal(_comment(region))}")
+    endpoint = options.get("aws_endpoint_url")
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        parts += [f"ENDPOINT {quote_literal(_comment(host or scheme).rstrip('/'))}",
+                  "URL_STYLE 'path'"]
+        if scheme.lower() == "http":
+            parts.append("USE_SSL false")
+    lines.append(f"--   CREATE PERSISTENT SECRET eventlake ({', '.join(parts)});")
+    return lines
 
 
 def duckdb_init_sql(lake: Lake, *, use_delta_extension: bool | None = None) -> str:

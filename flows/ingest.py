@@ -21,6 +21,8 @@ from eventlake.files import DEFAULT_PRODUCER
 from eventlake.inbox import FileIngestResult, IngestTotals, inbox_files
 from flows.settings import (
     RETRY_DELAYS,
+    SecretOptions,
+    flow_storage_options,
     open_flow_lake,
     resolve_inbox,
     resolve_target,
@@ -34,12 +36,13 @@ __all__ = ["ingest_file_task", "ingest_flow", "ingest_inbox"]
       retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE,
       task_run_name="ingest {path}")
 def ingest_file_task(root: str, path: str, producer: str = DEFAULT_PRODUCER,
-                     quarantine_dir: str | None = None) -> FileIngestResult:
+                     quarantine_dir: str | None = None,
+                     storage_options: SecretOptions | None = None) -> FileIngestResult:
     """Land one inbox file (see `eventlake.inbox.ingest_file`)."""
     from eventlake import inbox
 
-    result = inbox.ingest_file(open_flow_lake(root), path, producer=producer,
-                               quarantine_dir=quarantine_dir)
+    lake = open_flow_lake(root, storage_options=storage_options)
+    result = inbox.ingest_file(lake, path, producer=producer, quarantine_dir=quarantine_dir)
     if result.quarantined:
         get_run_logger().warning(
             "%s: %s quarantined to %s", Path(path).name,
@@ -49,23 +52,30 @@ def ingest_file_task(root: str, path: str, producer: str = DEFAULT_PRODUCER,
 
 
 def ingest_inbox(root: str, inbox: str, *, producer: str = DEFAULT_PRODUCER,
-                 quarantine_dir: str | None = None) -> list[FileIngestResult]:
+                 quarantine_dir: str | None = None,
+                 storage_options: SecretOptions | None = None) -> list[FileIngestResult]:
     """Run one `ingest_file_task` per inbox file, in name order (inside a flow)."""
     files = inbox_files(inbox)
     # In order and one at a time: seq order across files must not depend on scheduling.
-    return [ingest_file_task(root, str(path), producer=producer, quarantine_dir=quarantine_dir)
+    return [ingest_file_task(root, str(path), producer=producer, quarantine_dir=quarantine_dir,
+                             storage_options=storage_options)
             for path in files]
 
 
 @flow(name="eventlake-ingest", log_prints=False)
 def ingest_flow(inbox: str | None = None, lake: str | None = None, views: str | None = None,
-                producer: str = DEFAULT_PRODUCER, quarantine_dir: str | None = None
+                producer: str = DEFAULT_PRODUCER, quarantine_dir: str | None = None,
+                storage_options: dict[str, str] | SecretOptions | None = None
                 ) -> IngestTotals:
-    """Land every file of `inbox` in `lake` as one batch each; returns the run's totals."""
+    """Land every file of `inbox` in `lake` as one batch each; returns the run's totals.
+
+    `storage_options` reach a lake on object storage (see `flows.settings`)."""
     folder = str(resolve_inbox(inbox))
     root, _ = resolve_target(lake, views)
     totals = IngestTotals.of(ingest_inbox(root, folder, producer=producer,
-                                          quarantine_dir=quarantine_dir))
+                                          quarantine_dir=quarantine_dir,
+                                          storage_options=flow_storage_options(
+                                              storage_options)))
     get_run_logger().info("ingested %s events from %s new file(s); %s quarantined",
                           totals.events, totals.batches, totals.quarantined)
     return totals

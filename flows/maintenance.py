@@ -25,6 +25,8 @@ from prefect.cache_policies import NO_CACHE
 from eventlake import maintenance
 from flows.settings import (
     RETRY_DELAYS,
+    SecretOptions,
+    flow_storage_options,
     make_task_runner,
     open_flow_lake,
     resolve_target,
@@ -38,46 +40,54 @@ _RETRY: dict[str, Any] = {"retries": len(RETRY_DELAYS), "retry_delay_seconds": R
 
 
 @task(name="compact-events", **_RETRY)
-def compact_events_task(root: str, views_module: str | None, dry_run: bool
+def compact_events_task(root: str, views_module: str | None, dry_run: bool,
+                        storage_options: SecretOptions | None = None
                         ) -> maintenance.CompactionResult:
-    return maintenance.compact_events(open_flow_lake(root, views_module, create=False),
-                                      dry_run=dry_run)
+    lake = open_flow_lake(root, views_module, create=False, storage_options=storage_options)
+    return maintenance.compact_events(lake, dry_run=dry_run)
 
 
 @task(name="compact-view", task_run_name="compact {view}", **_RETRY)
-def compact_view_task(root: str, views_module: str | None, view: str) -> dict[str, Any]:
-    lake = open_flow_lake(root, views_module, create=False)
+def compact_view_task(root: str, views_module: str | None, view: str,
+                      storage_options: SecretOptions | None = None) -> dict[str, Any]:
+    lake = open_flow_lake(root, views_module, create=False, storage_options=storage_options)
     return maintenance.compact_views(lake, [view]).get(view, {})
 
 
 @task(name="checkpoint", **_RETRY)
-def checkpoint_task(root: str, views_module: str | None) -> tuple[str, ...]:
-    return maintenance.checkpoint(open_flow_lake(root, views_module, create=False))
+def checkpoint_task(root: str, views_module: str | None,
+                    storage_options: SecretOptions | None = None) -> tuple[str, ...]:
+    lake = open_flow_lake(root, views_module, create=False, storage_options=storage_options)
+    return maintenance.checkpoint(lake)
 
 
 @task(name="vacuum", **_RETRY)
-def vacuum_task(root: str, views_module: str | None, retention_hours: float, dry_run: bool
+def vacuum_task(root: str, views_module: str | None, retention_hours: float, dry_run: bool,
+                storage_options: SecretOptions | None = None
                 ) -> dict[str, maintenance.VacuumResult]:
-    return maintenance.vacuum(open_flow_lake(root, views_module, create=False),
-                              retention_hours=retention_hours, dry_run=dry_run)
+    lake = open_flow_lake(root, views_module, create=False, storage_options=storage_options)
+    return maintenance.vacuum(lake, retention_hours=retention_hours, dry_run=dry_run)
 
 
 @flow(name="eventlake-maintenance", task_runner=make_task_runner("threads"))
 def maintenance_flow(lake: str | None = None, views: str | None = None,
                      retention_hours: float = maintenance.DEFAULT_VACUUM_HOURS,
-                     dry_run: bool = False) -> dict[str, Any]:
+                     dry_run: bool = False,
+                     storage_options: dict[str, str] | SecretOptions | None = None
+                     ) -> dict[str, Any]:
     """Compact, checkpoint and vacuum the lake; returns what each step did."""
     root, module = resolve_target(lake, views)
-    lake_obj = open_flow_lake(root, module, create=False)
-    events = compact_events_task(root, module, dry_run)
+    options = flow_storage_options(storage_options)
+    lake_obj = open_flow_lake(root, module, create=False, storage_options=options)
+    events = compact_events_task(root, module, dry_run, storage_options=options)
     views_done: dict[str, Any] = {}
     checkpoints: tuple[str, ...] = ()
     if not dry_run:
-        futures = {name: compact_view_task.submit(root, module, name)
+        futures = {name: compact_view_task.submit(root, module, name, storage_options=options)
                    for name in lake_obj.views}
         views_done = {name: future.result() for name, future in futures.items()}
-        checkpoints = checkpoint_task(root, module)
-    vacuumed = vacuum_task(root, module, retention_hours, dry_run)
+        checkpoints = checkpoint_task(root, module, storage_options=options)
+    vacuumed = vacuum_task(root, module, retention_hours, dry_run, storage_options=options)
     create_table_artifact(
         [{"step": "compact events",
           "result": f"{events.files_removed} files -> {events.files_added} "

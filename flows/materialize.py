@@ -23,6 +23,8 @@ from eventlake.errors import EventlakeError
 from eventlake.materialize import MaterializeError, MaterializeResult, refresh_view
 from flows.settings import (
     RETRY_DELAYS,
+    SecretOptions,
+    flow_storage_options,
     make_task_runner,
     open_flow_lake,
     resolve_target,
@@ -36,20 +38,23 @@ __all__ = ["materialize_flow", "refresh_view_task", "refresh_views"]
       retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE,
       task_run_name="refresh {view}")
 def refresh_view_task(root: str, views_module: str | None, view: str, rebuild: bool = False,
-                      chunk_events: int | None = None) -> MaterializeResult:
+                      chunk_events: int | None = None,
+                      storage_options: SecretOptions | None = None) -> MaterializeResult:
     """Refresh one view of the lake at `root` (see `eventlake.materialize.refresh_view`)."""
-    lake = open_flow_lake(root, views_module, create=False)
+    lake = open_flow_lake(root, views_module, create=False, storage_options=storage_options)
     return refresh_view(lake, lake.view(view), rebuild=rebuild, chunk_events=chunk_events)
 
 
 def refresh_views(root: str, views_module: str | None, names: Sequence[str] | None = None, *,
-                  rebuild: bool = False, chunk_events: int | None = None
+                  rebuild: bool = False, chunk_events: int | None = None,
+                  storage_options: SecretOptions | None = None
                   ) -> dict[str, MaterializeResult]:
     """Submit one `refresh_view_task` per view (inside a flow) and wait for all of them."""
-    lake = open_flow_lake(root, views_module)
+    lake = open_flow_lake(root, views_module, storage_options=storage_options)
     chosen = [lake.view(name).name for name in (names or list(lake.views))]
     futures = {name: refresh_view_task.submit(root, views_module, name, rebuild=rebuild,
-                                              chunk_events=chunk_events)
+                                              chunk_events=chunk_events,
+                                              storage_options=storage_options)
                for name in chosen}
     results: dict[str, MaterializeResult] = {}
     failures: dict[str, EventlakeError] = {}
@@ -71,10 +76,13 @@ def refresh_views(root: str, views_module: str | None, names: Sequence[str] | No
 @flow(name="eventlake-materialize", task_runner=make_task_runner("threads"))
 def materialize_flow(lake: str | None = None, views: str | None = None,
                      names: list[str] | None = None, rebuild: bool = False,
-                     chunk_events: int | None = None) -> dict[str, dict[str, Any]]:
+                     chunk_events: int | None = None,
+                     storage_options: dict[str, str] | SecretOptions | None = None
+                     ) -> dict[str, dict[str, Any]]:
     """Refresh `names` (default: every registered view); returns each view's result."""
     root, module = resolve_target(lake, views)
-    results = refresh_views(root, module, names, rebuild=rebuild, chunk_events=chunk_events)
+    results = refresh_views(root, module, names, rebuild=rebuild, chunk_events=chunk_events,
+                            storage_options=flow_storage_options(storage_options))
     return {name: _as_dict(result) for name, result in results.items()}
 
 

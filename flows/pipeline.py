@@ -20,12 +20,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from eventlake.files import DEFAULT_PRODUCER
-from eventlake.inbox import IngestTotals
+from eventlake.inbox import IngestTotals, default_quarantine_dir
 from eventlake.maintenance import view_watermarks
 from flows.ingest import ingest_inbox
 from flows.materialize import refresh_views
 from flows.settings import (
+    SecretOptions,
     TaskRunnerKind,
+    flow_storage_options,
     make_task_runner,
     open_flow_lake,
     resolve_inbox,
@@ -85,21 +87,24 @@ class PipelineSummary:
 @flow(name="eventlake-pipeline", task_runner=make_task_runner("threads"))
 def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str | None = None,
                   names: list[str] | None = None, producer: str = DEFAULT_PRODUCER,
-                  chunk_events: int | None = None, quarantine_dir: str | None = None
+                  chunk_events: int | None = None, quarantine_dir: str | None = None,
+                  storage_options: dict[str, str] | SecretOptions | None = None
                   ) -> PipelineSummary:
     """Ingest every new file of `inbox`, then refresh the views; returns the summary.
 
-    Bad records go to `quarantine_dir` (default `<lake>/quarantine`; required when the lake
-    is not a local folder)."""
+    Bad records go to `quarantine_dir` (default `<lake>/quarantine`, or for a lake on object
+    storage the local `data/quarantine/<bucket>/<prefix>`). `storage_options` reach a lake on
+    object storage (see `flows.settings`; pass `SecretOptions` to keep them out of Prefect)."""
     started = time.perf_counter()
     folder = str(resolve_inbox(inbox))
     root, module = resolve_target(lake, views)
-    opened = open_flow_lake(root, module)
-    quarantine = quarantine_dir or (opened.storage.local_path("quarantine")
-                                    if opened.storage.is_local else None)
+    options = flow_storage_options(storage_options)
+    opened = open_flow_lake(root, module, storage_options=options)
+    quarantine = quarantine_dir or str(default_quarantine_dir(opened))
     totals = IngestTotals.of(ingest_inbox(root, folder, producer=producer,
-                                          quarantine_dir=quarantine))
-    refreshed = refresh_views(root, module, names, chunk_events=chunk_events)
+                                          quarantine_dir=quarantine, storage_options=options))
+    refreshed = refresh_views(root, module, names, chunk_events=chunk_events,
+                              storage_options=options)
     last_seq = opened.last_seq()
     marks = view_watermarks(opened)
     summary = PipelineSummary(
@@ -120,9 +125,14 @@ def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str 
 def run_pipeline(inbox: str | None = None, *, lake: str | None = None,
                  views: str | None = None, names: list[str] | None = None,
                  task_runner: TaskRunnerKind = "threads", workers: int | None = None,
-                 address: str | None = None, chunk_events: int | None = None
+                 address: str | None = None, chunk_events: int | None = None,
+                 storage_options: dict[str, str] | SecretOptions | None = None
                  ) -> PipelineSummary:
     """Run `pipeline_flow` once with the chosen task runner (threads or Dask)."""
     runner = make_task_runner(task_runner, workers=workers, address=address)
     chosen = pipeline_flow.with_options(task_runner=runner)
-    return chosen(inbox=inbox, lake=lake, views=views, names=names, chunk_events=chunk_events)
+    # Wrapped before Prefect sees them: flow parameters are recorded in its API.
+    options = storage_options if isinstance(storage_options, SecretOptions) else (
+        SecretOptions(storage_options) if storage_options else None)
+    return chosen(inbox=inbox, lake=lake, views=views, names=names, chunk_events=chunk_events,
+                  storage_options=options)

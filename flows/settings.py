@@ -13,6 +13,13 @@ Task runner (`make_task_runner`):
 Dask workers run the tasks in other processes, which talk to the Prefect API themselves: with
 no `PREFECT_API_URL` each worker starts its own temporary Prefect server (25-45 s each), so
 use Dask with a running server (`prefect server start`) or under the test harness.
+
+Storage options (a lake on object storage): every flow takes `storage_options`, merged over
+`$EVENTLAKE_STORAGE_OPTIONS` (and, for s3:// lakes, over the AWS_* environment variables,
+which Dask worker processes inherit). Prefect records a flow's parameters in its API, so the
+options travel as `SecretOptions`, which Prefect stores as the placeholder `<SecretOptions>`:
+`run_pipeline` wraps a plain dict itself; a direct call of a flow should pass
+`SecretOptions({...})` (or rely on the environment) to keep credentials out of the API.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ __all__ = [
     "ENV_INBOX",
     "ENV_WORKERS",
     "RETRY_DELAYS",
+    "SecretOptions",
     "TaskRunnerKind",
     "default_workers",
+    "flow_storage_options",
     "is_transient",
     "make_task_runner",
     "open_flow_lake",
@@ -203,10 +212,57 @@ def resolve_target(lake: str | None, views: str | None) -> tuple[str, str | None
     return root, module
 
 
-def open_flow_lake(root: str, views_module: str | None = None, *, create: bool = True) -> Lake:
-    """Open the lake at `root` with the views of `views_module` (a task's view of it)."""
+class SecretOptions:
+    """Storage options that Prefect passes along but never records or shows.
+
+    Prefect serializes flow parameters into its API with FastAPI's `jsonable_encoder`; this
+    object has no `__dict__` and is not iterable, so it is stored as `<SecretOptions>`. It
+    pickles (for Dask workers), and its repr masks secret values.
+    """
+
+    __slots__ = ("_options",)
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        self._options = dict(options or {})
+
+    def reveal(self) -> dict[str, str]:
+        return dict(self._options)
+
+    def __bool__(self) -> bool:
+        return bool(self._options)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretOptions) and other._options == self._options
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._options.items())))
+
+    def __reduce__(self) -> tuple[type[SecretOptions], tuple[dict[str, str]]]:
+        return SecretOptions, (self._options,)
+
+    def __repr__(self) -> str:
+        from eventlake.storage_options import redacted
+
+        return f"SecretOptions({redacted(self._options)!r})"
+
+
+def flow_storage_options(given: Mapping[str, str] | SecretOptions | None = None
+                         ) -> SecretOptions:
+    """A flow's storage options, resolved once in the flow and handed to its tasks:
+    `given` over `$EVENTLAKE_STORAGE_OPTIONS`."""
+    from eventlake.config import resolve_storage_options
+
+    explicit = given.reveal() if isinstance(given, SecretOptions) else dict(given or {})
+    return SecretOptions(resolve_storage_options(explicit))
+
+
+def open_flow_lake(root: str, views_module: str | None = None, *, create: bool = True,
+                   storage_options: SecretOptions | None = None) -> Lake:
+    """Open the lake at `root` with the views of `views_module` (a task's view of it);
+    without `storage_options`, those of the environment (`flow_storage_options()`)."""
     from eventlake.config import load_views
     from eventlake.lake import Lake
 
+    options = storage_options if storage_options is not None else flow_storage_options()
     return Lake.open(root, views=load_views(views_module) if views_module else [],
-                     create=create)
+                     create=create, storage_options=options.reveal())

@@ -19,6 +19,7 @@ from eventlake.cli._app import (
     _human_bytes,
     _open_existing,
     _print_json,
+    _storage_options,
     command,
 )
 from eventlake.config import resolve_lake
@@ -82,7 +83,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     pipeline = _flows("pipeline")
     summary = pipeline.run_pipeline(str(inbox), lake=lake.value, views=args.views,
                                     task_runner=kind, workers=args.workers,
-                                    address=args.dask_address)
+                                    address=args.dask_address,
+                                    storage_options=_storage_options(args) or None)
     elapsed = time.perf_counter() - started
     if args.json:
         _print_json({**summary.to_json(), "total_seconds": round(elapsed, 3)})

@@ -231,18 +231,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def _duckdb_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="FILE",
                         help=f"where to write the init script ('-' prints it; default: "
-                             f"<lake>/{INIT_FILE} for a local lake)")
+                             f"<lake>/{INIT_FILE} for a local lake, "
+                             f"data/duckdb/<bucket>/<prefix>/{INIT_FILE} for one on object "
+                             "storage)")
     parser.add_argument("--delta-extension", action=argparse.BooleanOptionalAction,
                         default=None, dest="delta",
                         help="read the tables with DuckDB's delta extension (default: when it "
                              "loads here without a download)")
-
-
-def _default_output(lake_root: str, is_local: bool, local_path: str) -> str:
-    if not is_local:
-        raise CommandError(f"the lake {lake_root} is not a local folder; give --output FILE "
-                           "(or --output - to print the script)")
-    return local_path
 
 
 @command("duckdb", help="write a DuckDB init script that defines events and the views",
@@ -259,8 +254,15 @@ def cmd_duckdb(args: argparse.Namespace) -> int:
     if args.output == "-":
         sys.stdout.write(script.sql)
         return EXIT_OK
-    target = args.output or _default_output(lake.root, lake.storage.is_local,
-                                            lake.storage.local_path(INIT_FILE))
+    if args.output:
+        target = args.output
+    else:
+        # A lake on object storage gets a local folder of its own (the script is a local file
+        # for a local shell, and never holds credentials).
+        folder = lake.storage.local_folder("duckdb") if not lake.storage.is_local else (
+            lake.storage.local_path())
+        os.makedirs(folder, exist_ok=True)
+        target = os.path.join(folder, INIT_FILE)
     with _text_target(target) as handle:
         handle.write(script.sql)
     usage = f"duckdb -init {_shell_quote(target)}"
