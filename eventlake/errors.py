@@ -130,5 +130,11 @@ class CorruptLakeError(EventlakeError, RuntimeError):
 
 
 def _preview(value: object, limit: int = 80) -> str:
-    text = repr(value)
+    if isinstance(value, str | bytes) and len(value) > 4 * limit:
+        value = value[: 4 * limit]  # no need to repr a megabyte to show 80 characters
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError) as exc:
+        # Nested too deeply to repr, or an int with more digits than Python will print.
+        return f"<{type(value).__name__} that cannot be shown: {type(exc).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,7 +57,12 @@ class Limits:
     """Size limits enforced on every event; each breach is an `InvalidEventError`."""
 
     max_payload_bytes: int = 1_048_576
-    max_partition_chars: int = 256
+    # Nesting of objects and arrays in a payload: every reader (Python's json, folds, DuckDB)
+    # must be able to parse and rebuild it without running out of stack.
+    max_payload_depth: int = 200
+    # A partition names a folder `partition_id=<percent-encoded value>`; besides this limit
+    # that folder name must fit a file system's 255 bytes (see `PARTITION_FOLDER_BYTES`).
+    max_partition_chars: int = 200
     max_type_chars: int = 256
     max_event_id_chars: int = 256
     max_batch_events: int = 50_000_000
@@ -91,9 +97,15 @@ _CONTROL_ARROW = r"[\x00-\x1f\x7f]"
 # hold (huge exponents overflow to inf, > 4300 digits are refused). Rows that might hold any
 # of these, or a surrogate escape, are candidates that Python's strict parser then decides.
 _SUSPICIOUS_ARROW = (
-    r"(?i)[:\[,]\s*[+-]?(nan|inf)|,\s*[\]}]|[0-9]{300}|e[+-]?[0-9]{3}|\\u[d][89ab]"
+    r"(?i)[:\[,]\s*[+-]?(nan|inf)|,\s*[\]}]|[0-9]{300}|e[+-]?[0-9]{3}|\\u[d][89a-f]"
 )
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
+# Any UTF-16 surrogate, high (D800-DBFF) or low (DC00-DFFF).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# The event log's folder for a partition is `partition_id=` + the value percent-encoded (every
+# byte but ASCII letters, digits and `-_.~` becomes `%XX`); one folder name holds 255 bytes.
+PARTITION_FOLDER_BYTES = 255 - len("partition_id=")
+_UNRESERVED_ARROW = r"[A-Za-z0-9_.~-]"
+_NESTING_ARROW = r"[\[{]"
 _PAYLOAD_EXPECTED = "a JSON object (dict) or the JSON text of one, without NaN/Infinity"
 _RECORD_KEYS = frozenset(INPUT_COLUMNS)
 
@@ -115,12 +127,18 @@ def _label_problem(value: object, *, max_chars: int, partition: bool = False) ->
         value.encode("utf-8")
     except UnicodeEncodeError:
         return "holds a lone surrogate (not valid UTF-8)"
+    if partition:
+        encoded = len(quote(value, safe=""))
+        if encoded > PARTITION_FOLDER_BYTES:
+            return (f"is {encoded} bytes percent-encoded as a folder name, more than "
+                    f"{PARTITION_FOLDER_BYTES}")
     return None
 
 
 def _partition_expected(limits: Limits) -> str:
-    return (f"a non-empty string of at most {limits.max_partition_chars} characters without "
-            "'/', '\\', '..' or control characters")
+    return (f"a non-empty string of at most {limits.max_partition_chars} characters "
+            f"({PARTITION_FOLDER_BYTES} bytes percent-encoded) without '/', '\\', '..' or "
+            "control characters")
 
 
 def _label_expected(max_chars: int) -> str:
@@ -166,9 +184,48 @@ def decode_payload(text: str) -> dict[str, Any]:
     return value
 
 
-def _check_json_text(text: str) -> None:
+def _nesting_beyond(value: object, limit: int) -> bool:
+    """Whether objects/arrays in `value` nest deeper than `limit` (iterative: no recursion,
+    and it stops at the limit, so a circular structure ends too)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _check_depth(value: object, text: object, index: int, limits: Limits) -> None:
+    if _nesting_beyond(value, limits.max_payload_depth):
+        raise InvalidEventError(
+            f"payload nests objects/arrays more than {limits.max_payload_depth} levels deep",
+            index=index, field="payload", value=text,
+            expected=f"at most {limits.max_payload_depth} levels of nesting")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Readers disagree on a repeated key (Python keeps the last, DuckDB the first).
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key!r} appears twice in one object")
+            seen.add(key)
+    return value
+
+
+def _check_json_text(text: str) -> dict[str, Any]:
     """Raise ValueError unless `text` is strict JSON of an object every reader decodes alike."""
-    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                       object_pairs_hook=_unique_keys)
     if not isinstance(value, dict):
         kind = "array" if isinstance(value, list) else type(value).__name__
         raise ValueError(f"JSON {kind} is not an object")
@@ -177,6 +234,7 @@ def _check_json_text(text: str) -> None:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("it escapes a lone surrogate (not valid UTF-8)") from None
+    return value
 
 
 def _encode_payload(value: object, index: int, limits: Limits) -> str:
@@ -188,13 +246,20 @@ def _encode_payload(value: object, index: int, limits: Limits) -> str:
                                     index=index, field="payload", value=value,
                                     expected=_PAYLOAD_EXPECTED) from None
         try:
-            _check_json_text(value)
-        except (ValueError, RecursionError) as exc:
+            parsed = _check_json_text(value)
+        except RecursionError:
+            raise InvalidEventError(
+                f"payload nests objects/arrays more than {limits.max_payload_depth} levels "
+                "deep", index=index, field="payload", value=value,
+                expected=f"at most {limits.max_payload_depth} levels of nesting") from None
+        except ValueError as exc:
             raise InvalidEventError(f"payload is not a JSON object: {exc}", index=index,
                                     field="payload", value=value,
                                     expected=_PAYLOAD_EXPECTED) from None
+        _check_depth(parsed, value, index, limits)
         text = value
     elif isinstance(value, Mapping):
+        _check_depth(value, value, index, limits)
         try:
             text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError, RecursionError) as exc:
@@ -342,22 +407,29 @@ def _check_label_column(array: pa.ChunkedArray, *, field: str, max_chars: int,
         # first row holding a bad one.
         distinct = pc.unique(array)
         if len(distinct) * 4 < len(array):
-            bad_values = distinct.filter(_bad_labels(distinct, max_chars, pattern, nullable))
+            bad_values = distinct.filter(_bad_labels(distinct, max_chars, pattern, nullable,
+                                                     partition=partition))
             if len(bad_values) == 0:
                 return
             array_bad = pc.is_in(array, value_set=bad_values, skip_nulls=False)
             _raise_first(array, array_bad, field=field, max_chars=max_chars,
                          expected=expected, partition=partition)
             return
-    _raise_first(array, _bad_labels(array, max_chars, pattern, nullable), field=field,
+    _raise_first(array, _bad_labels(array, max_chars, pattern, nullable, partition=partition),
+                 field=field,
                  max_chars=max_chars, expected=expected, partition=partition)
 
 
 def _bad_labels(array: pa.ChunkedArray | pa.Array, max_chars: int, pattern: str,
-                nullable: bool) -> pa.ChunkedArray | pa.Array:
+                nullable: bool, *, partition: bool = False) -> pa.ChunkedArray | pa.Array:
     lengths = pc.utf8_length(array)
     bad = pc.or_(pc.equal(lengths, 0), pc.greater(lengths, max_chars))
     bad = pc.or_(bad, pc.match_substring_regex(array, pattern))
+    if partition:
+        # Percent-encoded size of the folder name: 3 bytes per UTF-8 byte but unreserved ASCII.
+        encoded = pc.subtract(pc.multiply(pc.binary_length(array), 3), pc.multiply(
+            pc.count_substring_regex(array, _UNRESERVED_ARROW), 2))
+        bad = pc.or_(bad, pc.greater(encoded, PARTITION_FOLDER_BYTES))
     if nullable:
         return pc.and_(pc.is_valid(array), pc.fill_null(bad, False))
     return pc.or_(pc.is_null(array), bad)
@@ -415,6 +487,9 @@ def _check_payload_column(table: pa.Table, limits: Limits) -> pa.ChunkedArray:
     finally:
         con.close()
     suspicious = pc.or_(pc.invert(ok), pc.match_substring_regex(array, _SUSPICIOUS_ARROW))
+    # DuckDB parses any depth; rows that may nest too deeply are decided by Python.
+    suspicious = pc.or_(suspicious, pc.greater(pc.count_substring_regex(array, _NESTING_ARROW),
+                                               limits.max_payload_depth))
     for index in pc.indices_nonzero(pc.fill_null(suspicious, True)).to_pylist():
         _encode_payload(array[index].as_py(), int(index), limits)
     return array

@@ -20,9 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from eventlake.errors import InvalidEventError
+
+if TYPE_CHECKING:
+    from eventlake.events import Limits
 
 __all__ = [
     "FORMATS",
@@ -320,19 +323,20 @@ def _describe(exc: InvalidEventError) -> str:
                                  expected=exc.expected))
 
 
-def split_valid(records: Sequence[Record], *, file: str = "<records>"
-                ) -> tuple[list[Record], list[RecordProblem]]:
+def split_valid(records: Sequence[Record], *, file: str = "<records>",
+                limits: Limits | None = None) -> tuple[list[Record], list[RecordProblem]]:
     """Split `(line, record)` pairs into those `Lake.append` accepts and `RecordProblem`s.
 
     Every record ends up on exactly one side; `good` keeps the input order, problems are in
     line order. A repeated `event_id` keeps its first *valid* record; later ones are problems
-    naming that record's line.
+    naming that record's line. `limits` are the lake's (default: `DEFAULT_LIMITS`).
     """
-    from eventlake.events import normalize_batch
+    from eventlake.events import DEFAULT_LIMITS, normalize_batch
 
+    limits = limits or DEFAULT_LIMITS
     everything = list(enumerate(records))
     try:
-        normalize_batch([record for _, (_, record) in everything])
+        normalize_batch([record for _, (_, record) in everything], limits=limits)
     except InvalidEventError:
         pass
     else:
@@ -361,7 +365,7 @@ def split_valid(records: Sequence[Record], *, file: str = "<records>"
                     continue
                 in_round.add(event_id)
             batch.append(item)
-        for item in _validate(batch, file, bad):
+        for item in _validate(batch, file, bad, limits):
             good.append(item)
             event_id = item[1][1].get("event_id")
             if isinstance(event_id, str):
@@ -371,8 +375,8 @@ def split_valid(records: Sequence[Record], *, file: str = "<records>"
     return [pair for _, pair in good], sorted(bad, key=lambda p: p.line)
 
 
-def _validate(batch: list[tuple[int, Record]], file: str, bad: list[RecordProblem]
-              ) -> list[tuple[int, Record]]:
+def _validate(batch: list[tuple[int, Record]], file: str, bad: list[RecordProblem],
+              limits: Limits) -> list[tuple[int, Record]]:
     """The records of `batch` that pass `normalize_batch`; the others are added to `bad`."""
     from eventlake.events import normalize_batch
 
@@ -382,12 +386,12 @@ def _validate(batch: list[tuple[int, Record]], file: str, bad: list[RecordProble
         rest = 0
         while rest < len(chunk):
             try:
-                normalize_batch([record for _, (_, record) in chunk[rest:]])
+                normalize_batch([record for _, (_, record) in chunk[rest:]], limits=limits)
             except InvalidEventError as exc:
                 if exc.index is None or not 0 <= exc.index < len(chunk) - rest:
                     # Not pinned to one record: decide each remaining record on its own.
                     for item in chunk[rest:]:
-                        if _check_one(item[1], file, bad):
+                        if _check_one(item[1], file, bad, limits):
                             good.append(item)
                     break
                 good.extend(chunk[rest:rest + exc.index])
@@ -401,12 +405,12 @@ def _validate(batch: list[tuple[int, Record]], file: str, bad: list[RecordProble
     return good
 
 
-def _check_one(pair: Record, file: str, bad: list[RecordProblem]) -> bool:
+def _check_one(pair: Record, file: str, bad: list[RecordProblem], limits: Limits) -> bool:
     from eventlake.events import normalize_batch
 
     number, record = pair
     try:
-        normalize_batch([record])
+        normalize_batch([record], limits=limits)
     except InvalidEventError as exc:
         bad.append(RecordProblem(file, number, _describe(exc), _raw_json(record),
                                  field=exc.field))
@@ -414,10 +418,12 @@ def _check_one(pair: Record, file: str, bad: list[RecordProblem]) -> bool:
     return True
 
 
-def check_file(path: str | os.PathLike[str]) -> SplitFile:
-    """Read and validate a file: its good records plus every problem, in line order."""
+def check_file(path: str | os.PathLike[str], *, limits: Limits | None = None) -> SplitFile:
+    """Read and validate a file: its good records plus every problem, in line order.
+
+    `limits` should be the lake's, so that what passes here also passes its `append`."""
     read = read_file(path)
-    good, bad = split_valid(read.records, file=read.path)
+    good, bad = split_valid(read.records, file=read.path, limits=limits)
     problems = sorted([*read.errors, *bad], key=lambda p: p.line)
     return SplitFile(read.path, read.format, read.read, good, problems)
 

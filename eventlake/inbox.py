@@ -126,11 +126,10 @@ def inbox_files(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def default_quarantine_dir(lake: Lake) -> Path:
-    """`<root>/quarantine` of a local lake; a lake on object storage needs an explicit folder."""
-    if not lake.storage.is_local:
-        raise EventlakeError(
-            f"the lake {lake.root} is not a local folder; give a quarantine folder explicitly")
-    return Path(lake.storage.local_path(QUARANTINE))
+    """`<root>/quarantine` of a local lake; for a lake on object storage a local folder,
+    `data/quarantine/<bucket>/<prefix>` under the working directory (quarantine files are
+    for people to read and fix, next to the inbox, not part of the lake's tables)."""
+    return Path(lake.storage.local_folder(QUARANTINE))
 
 
 def quarantine_file_name(batch_no: str) -> str:
@@ -145,7 +144,13 @@ def _write_quarantine(target: Path, entries: Sequence[dict[str, Any]]) -> Path:
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     with partial.open("w", encoding="utf-8") as handle:
         for entry in entries:
-            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            line = json.dumps(entry, ensure_ascii=False)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate from the bad record: keep it as a JSON escape.
+                line = json.dumps(entry)
+            handle.write(line + "\n")
     partial.replace(target)
     return target
 
@@ -192,7 +197,7 @@ def ingest_file(lake: Lake, path: str | os.PathLike[str], *, producer: str = DEF
     target = None if folder is None else folder / (quarantine_name
                                                    or quarantine_file_name(batch_no))
     try:
-        checked = check_file(source)
+        checked = check_file(source, limits=lake.limits)
     except InvalidEventError as exc:
         if target is None:
             raise

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from eventlake.errors import UnknownViewError, ViewDefinitionError
+from eventlake.errors import EventlakeError, UnknownViewError, ViewDefinitionError
 from eventlake.events import DEFAULT_LIMITS, Limits, normalize_batch
 from eventlake.log import EVENTS, AppendResult, EventLog
 from eventlake.storage import Snapshot, Storage
@@ -63,11 +64,18 @@ class Lake:
         root: str | os.PathLike[str] = "data/lake",
         *,
         views: Sequence[View] = (),
-        storage_options: dict[str, str] | None = None,
+        storage_options: Mapping[str, str] | None = None,
         create: bool = True,
         limits: Limits = DEFAULT_LIMITS,
     ) -> Lake:
-        """Open the lake at `root`, creating an empty one if missing (unless `create=False`)."""
+        """Open the lake at `root`, creating an empty one if missing (unless `create=False`).
+
+        `root` is a folder or an object-store URI (`s3://bucket/prefix`). For S3 the options
+        come from the AWS environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+        `AWS_ACCESS_KEY_ID`, ...) overlaid with `storage_options`; commits use conditional
+        PUTs (`aws_conditional_put=etag`) unless told otherwise. See the README's "Running on
+        object storage".
+        """
         storage = Storage.at(root, storage_options)
         if storage.is_local and create:
             os.makedirs(storage.local_path(), exist_ok=True)
@@ -146,14 +154,39 @@ class Lake:
         from eventlake.materialize import materialize_views
 
         chosen = [self.view(name) for name in (views or list(self._views))]
-        return materialize_views(self, chosen, rebuild=rebuild, chunk_events=chunk_events)
+        with self._damage_named([f"views/{view.name}" for view in chosen]):
+            return materialize_views(self, chosen, rebuild=rebuild, chunk_events=chunk_events)
 
     def state(self, partition: str, *, view: str = "document",
               as_of_seq: int | None = None) -> Any:
         """The exact state of one partition: stored row plus a fold of newer events."""
         from eventlake.materialize import read_state
 
-        return read_state(self, self.view(view), partition, as_of_seq=as_of_seq)
+        chosen = self.view(view)
+        with self._damage_named([f"views/{chosen.name}"]):
+            return read_state(self, chosen, partition, as_of_seq=as_of_seq)
+
+    @contextmanager
+    def _damage_named(self, tables: Sequence[str]) -> Iterator[None]:
+        """Turn a read failure caused by a damaged file into `CorruptLakeError` naming it.
+
+        Reads are lazy, so Polars, Delta and the OS raise their own errors, often without
+        the file; this checks the tables' files and names the damaged one. An error that
+        no damaged file explains propagates unchanged.
+        """
+        from deltalake.exceptions import DeltaError
+
+        try:
+            yield
+        except EventlakeError:
+            raise
+        except (pl.exceptions.PolarsError, OSError, DeltaError) as exc:
+            from eventlake.doctor import diagnose
+
+            error = diagnose(self, exc, tables=tables)
+            if error is None:
+                raise
+            raise error from exc
 
     def scan(self, view: str, *, as_of_version: int | None = None) -> pl.LazyFrame:
         """The logical view (one current row per partition, or per partition and group)."""

@@ -318,9 +318,11 @@ def vacuum(lake: Lake, *, retention_hours: float = DEFAULT_VACUUM_HOURS, dry_run
         raise ValueError(f"retention_hours must be 0 or more, got {retention_hours}")
     results: dict[str, VacuumResult] = {}
     for name in _tables(lake, views):
+        # full: also files no commit ever referenced (left by crashed writers and by commit
+        # attempts that lost a race), once older than the retention.
         files = lake.storage.table(name).vacuum(
             retention_hours=int(retention_hours), dry_run=dry_run,
-            enforce_retention_duration=False)
+            enforce_retention_duration=False, full=True)
         results[name] = VacuumResult(name, tuple(sorted(files)), dry_run)
     return results
 

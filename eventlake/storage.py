@@ -13,7 +13,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -22,9 +22,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from eventlake.errors import CommitConflictError, CorruptLakeError
+from eventlake.storage_options import redact, redacted, remember_secrets, resolve_options
 
 __all__ = [
     "ScanPlan",
@@ -47,17 +48,30 @@ _TXN_MEMO: dict[tuple[str, int, str], int | None] = {}
 
 @dataclass(frozen=True)
 class Storage:
-    """A lake root (local folder or object-store URI) plus the options to reach it."""
+    """A lake root (local folder or object-store URI) plus the options to reach it.
+
+    `Storage.at` resolves the options (for `s3://` roots: AWS environment variables under
+    explicit options, `aws_conditional_put=etag` by default; see `eventlake.storage_options`).
+    The repr masks secret values.
+    """
 
     root: str
     options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def at(cls, root: str | os.PathLike[str], options: dict[str, str] | None = None) -> Storage:
+    def at(cls, root: str | os.PathLike[str], options: Mapping[str, object] | None = None
+           ) -> Storage:
         text = os.fspath(root)
         if "://" not in text:
             text = os.path.abspath(text)
-        return cls(text.rstrip("/") or "/", dict(options or {}))
+        text = text.rstrip("/") or "/"
+        return cls(text, resolve_options(text, options))
+
+    def __post_init__(self) -> None:
+        remember_secrets(self.options)
+
+    def __repr__(self) -> str:
+        return f"Storage(root={self.root!r}, options={redacted(self.options)!r})"
 
     @property
     def is_local(self) -> bool:
@@ -93,11 +107,31 @@ class Storage:
         try:
             return DeltaTable(uri, version=version, storage_options=self.options or None)
         except TableNotFoundError as exc:
-            raise CorruptLakeError(f"no Delta table at {uri}: {exc}", path=uri) from None
+            raise CorruptLakeError(redact(f"no Delta table at {uri}: {exc}"), path=uri) from None
+        except DeltaError as exc:
+            # A damaged `_delta_log` (bad JSON, a missing commit): name the file if we can.
+            from eventlake.doctor import find_log_damage
+
+            name = uri[len(self.root) + 1:] if uri.startswith(self.root + "/") else ""
+            damage = find_log_damage(self, name) if name else None
+            if damage is None:
+                raise
+            raise CorruptLakeError(f"damaged Delta log: {damage.path}: {damage.detail}",
+                                   path=damage.path) from exc
 
     def local_path(self, *parts: str) -> str:
         root = self.root.removeprefix("file://")
         return os.path.join(root, *parts)
+
+    def local_folder(self, kind: str) -> str:
+        """A local folder for files of this lake that are not tables (quarantine files, the
+        DuckDB init script): `<root>/<kind>` of a local lake; for a lake on object storage,
+        `data/<kind>/<bucket>/<prefix>` under the working directory, absolute."""
+        if self.is_local:
+            return self.local_path(kind)
+        location = self.root.split("://", 1)[1]
+        parts = [p for p in location.split("/") if p not in ("", ".", "..")]
+        return os.path.abspath(os.path.join("data", kind, *parts))
 
 
 @dataclass(frozen=True)

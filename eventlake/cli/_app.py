@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from eventlake.config import ENV_LAKE, ENV_VIEWS, open_lake, resolve_lake
+from eventlake.config import ENV_LAKE, ENV_STORAGE_OPTIONS, ENV_VIEWS, open_lake, resolve_lake
 from eventlake.errors import EventlakeError, LakeNotFoundError
 
 if TYPE_CHECKING:
@@ -52,11 +52,14 @@ Runner = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
 
 EPILOG = f"""\
-global options (--lake, --views, --json, --debug) go before or after the command.
+global options (--lake, --views, --storage-option, --json, --debug) go before or after the
+command.
 
 settings:
   lake   --lake PATH > ${ENV_LAKE} > [tool.eventlake] lake in pyproject.toml > data/lake
   views  --views MODULE > ${ENV_VIEWS} > [tool.eventlake] views in pyproject.toml
+  storage options (s3:// lakes), key by key: --storage-option KEY=VALUE >
+         ${ENV_STORAGE_OPTIONS} (JSON object) > AWS_* environment variables
 
 exit codes:
   0    success
@@ -122,6 +125,12 @@ def _global_options(*, on_subcommand: bool) -> argparse.ArgumentParser:
     group.add_argument("--views", metavar="MODULE", default=default(None),
                        help="module (or .py file) defining your views (default: "
                             f"${ENV_VIEWS} or pyproject [tool.eventlake] views)")
+    group.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                       dest="storage_option_after" if on_subcommand else "storage_option",
+                       default=default(None),
+                       help="option for a lake on object storage, repeatable (for example "
+                            "AWS_ENDPOINT_URL=http://127.0.0.1:9000); over "
+                            f"${ENV_STORAGE_OPTIONS} and the AWS_* environment variables")
     group.add_argument("--json", action="store_true", default=default(False),
                        help="machine-readable JSON output on stdout")
     group.add_argument("--debug", action="store_true", default=default(False),
@@ -136,6 +145,7 @@ COMMAND_MODULES = (
     "eventlake.cli.query_commands",
     "eventlake.cli.flow_commands",
     "eventlake.cli.bench_commands",
+    "eventlake.cli.doctor_commands",
 )
 
 
@@ -199,12 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
+    from eventlake.storage_options import redact
+
     if isinstance(exc, OSError) and not isinstance(exc, EventlakeError) and exc.filename:
         text = f"{exc.strerror or exc}: {exc.filename}"
     else:
         text = str(exc) or type(exc).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return "; ".join(lines)
+    # Whatever a storage library put in its message, a credential is never shown.
+    return redact("; ".join(lines))
 
 
 def _silence_stdout() -> None:
@@ -234,11 +247,25 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
+def _storage_options(args: argparse.Namespace) -> dict[str, str]:
+    """The `--storage-option KEY=VALUE` pairs given before and after the command."""
+    from eventlake.storage_options import parse_pairs
+
+    pairs = [*(getattr(args, "storage_option", None) or []),
+             *(getattr(args, "storage_option_after", None) or [])]
+    return parse_pairs(pairs)
+
+
+def _open_lake(args: argparse.Namespace, root: str | None, *, create: bool) -> Lake:
+    """`open_lake` with the command's views and storage options."""
+    return open_lake(root, args.views, create=create, storage_options=_storage_options(args))
+
+
 def _open_existing(args: argparse.Namespace) -> Lake:
     """Open the lake for a read command; a missing lake says how to create one."""
     root = resolve_lake(args.lake).value
     try:
-        return open_lake(root, args.views, create=False)
+        return _open_lake(args, root, create=False)
     except LakeNotFoundError:
         raise LakeNotFoundError(
             f"no lake at {_display(root)} (create one with `eventlake init {root}` or ingest "

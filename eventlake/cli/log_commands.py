@@ -16,10 +16,11 @@ from eventlake.cli._app import (
     _console,
     _human_bytes,
     _open_existing,
+    _open_lake,
     _print_json,
     command,
 )
-from eventlake.config import open_lake, resolve_lake
+from eventlake.config import resolve_lake
 from eventlake.errors import LakeNotFoundError
 
 if TYPE_CHECKING:
@@ -42,10 +43,10 @@ def _init_args(parser: argparse.ArgumentParser) -> None:
 def cmd_init(args: argparse.Namespace) -> int:
     root = args.path if args.path is not None else resolve_lake(args.lake).value
     try:
-        lake = open_lake(root, args.views, create=False)
+        lake = _open_lake(args, root, create=False)
         created = False
     except LakeNotFoundError:
-        lake = open_lake(root, args.views, create=True)
+        lake = _open_lake(args, root, create=True)
         created = True
     if args.json:
         _print_json({"root": lake.root, "created": created})
@@ -76,8 +77,9 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
                              "<lake>/quarantine/<file>.jsonl (default: a bad record fails the "
                              "file and nothing of it is written)")
     parser.add_argument("--quarantine-dir", metavar="DIR",
-                        help="folder for quarantine files (implies --quarantine; needed when "
-                             "the lake is not a local folder)")
+                        help="folder for quarantine files (implies --quarantine; default "
+                             "<lake>/quarantine, or data/quarantine/<bucket>/<prefix> under the "
+                             "working folder for a lake on object storage)")
 
 
 def _input_files(names: Sequence[str]) -> list[Path]:
@@ -104,9 +106,9 @@ def _quarantine_dir(args: argparse.Namespace, lake: Lake) -> Path | None:
         return Path(args.quarantine_dir)
     if not args.quarantine:
         return None
-    if not lake.storage.is_local:
-        raise CommandError(f"the lake {lake.root} is not a local folder; give --quarantine-dir")
-    return Path(lake.storage.local_path("quarantine"))
+    from eventlake.inbox import default_quarantine_dir
+
+    return default_quarantine_dir(lake)
 
 
 def _ingest_one(lake: Lake, path: Path, *, producer: str, quarantine: Path | None
@@ -163,7 +165,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     files = _input_files(args.files)
     root = resolve_lake(args.lake).value
-    lake = open_lake(root, args.views, create=True)
+    lake = _open_lake(args, root, create=True)
     quarantine = _quarantine_dir(args, lake)
     producer = args.producer or DEFAULT_PRODUCER
     console = _console()
@@ -271,9 +273,15 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     lake = _open_existing(args)
     info = lake.info()
-    data = {"root": info.root, "events": info.events, "last_seq": info.last_seq,
-            "partitions": info.partitions, "version": info.version, "files": info.files,
-            "size_bytes": info.size_bytes, "views": list(info.views)}
+    data: dict[str, Any] = {
+        "root": info.root, "events": info.events, "last_seq": info.last_seq,
+        "partitions": info.partitions, "version": info.version, "files": info.files,
+        "size_bytes": info.size_bytes, "views": list(info.views)}
+    from eventlake.storage_options import redacted
+
+    options = redacted(lake.storage.options)
+    if options:  # a lake on object storage: how it is reached, credentials masked
+        data["storage_options"] = options
     if args.json:
         _print_json(data)
         return EXIT_OK
@@ -292,6 +300,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("size", _human_bytes(info.size_bytes)),
         ("views", ", ".join(info.views) or "-"),
     ]
+    if options:
+        rows.append(("storage options",
+                     ", ".join(f"{k}={v}" for k, v in sorted(options.items()))))
     from rich.markup import escape
 
     for key, value in rows:

@@ -1,0 +1,495 @@
+"""`doctor`: check that a lake's files are what its Delta logs say, and clean up after crashes.
+
+What a crash or a damaged disk can leave behind, and what `doctor` reports for each table
+(`events` and every view table):
+
+- **orphan**: a data file under the table folder that no commit of the Delta log ever
+  referenced (a writer died after writing its Parquet files and before its commit). Orphans
+  are invisible to every reader; `fix=True` deletes those older than `min_age_seconds`
+  (younger ones may belong to a commit in flight). Files that a commit removed (tombstones,
+  kept for time travel) are not orphans; `vacuum` deletes them after its retention.
+- **temp**: a temporary commit file in `_delta_log` (`<version>.json#<n>`) left by a crash in
+  the middle of a commit; invisible to Delta; `fix=True` deletes it (same age rule).
+- **missing** / **size** / **unreadable** / **rows**: a file the current version references
+  is gone, has another size than its add action says, has no readable Parquet footer, or holds
+  another number of rows than its statistics say. Nothing is deleted; see the README's
+  "Recovery" section (restore the table to an earlier version, rebuild a view).
+- **log**: a commit file of `_delta_log` that is not valid JSON, or a missing commit file in
+  the middle of the log.
+- **seq** (event log only): the rows do not hold each `seq` from 1 to the log's last seq
+  exactly once.
+
+`diagnose` is the read seam's helper: given a Polars/Delta/OS error raised while reading a
+lake, it finds the damaged file and returns a `CorruptLakeError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote
+
+from eventlake.errors import CorruptLakeError, EventlakeError
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from eventlake.lake import Lake
+    from eventlake.storage import Snapshot, Storage
+
+__all__ = [
+    "DEFAULT_MIN_AGE_SECONDS",
+    "DoctorReport",
+    "Problem",
+    "check_log",
+    "check_table_files",
+    "diagnose",
+    "doctor",
+    "find_orphans",
+]
+
+# A file younger than this may belong to a commit still in flight: never deleted by default.
+DEFAULT_MIN_AGE_SECONDS = 3600.0
+LOG_DIR = "_delta_log"
+
+Kind = Literal["orphan", "temp", "missing", "size", "unreadable", "rows", "log", "seq"]
+_FIXABLE: frozenset[str] = frozenset({"orphan", "temp"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: the table, what is wrong, the file (full path or URI) and details."""
+
+    table: str
+    kind: Kind
+    path: str
+    detail: str
+    size: int | None = None
+
+    @property
+    def fixable(self) -> bool:
+        """Whether `doctor(fix=True)` may delete the file (orphans and temp commit files)."""
+        return self.kind in _FIXABLE
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.kind}: {self.path}: {self.detail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"table": self.table, "kind": self.kind, "path": self.path,
+                "detail": self.detail, "size": self.size, "fixable": self.fixable}
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """What `doctor` found (and, with `fix=True`, deleted)."""
+
+    tables: tuple[str, ...]
+    files_checked: int
+    problems: tuple[Problem, ...]
+    removed: tuple[str, ...] = ()
+    skipped_young: tuple[str, ...] = field(default=())
+
+    @property
+    def remaining(self) -> tuple[Problem, ...]:
+        """Problems still present after the fix (all of them without `fix`)."""
+        gone = set(self.removed)
+        return tuple(p for p in self.problems if p.path not in gone)
+
+    @property
+    def ok(self) -> bool:
+        return not self.remaining
+
+    @property
+    def orphans(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.kind in _FIXABLE)
+
+    @property
+    def damage(self) -> tuple[Problem, ...]:
+        """Problems `fix` cannot repair: committed data that is missing or unreadable."""
+        return tuple(p for p in self.problems if p.kind not in _FIXABLE)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "tables": list(self.tables), "files_checked": self.files_checked,
+                "problems": [p.to_json() for p in self.problems],
+                "removed": list(self.removed), "skipped_young": list(self.skipped_young)}
+
+
+# -- file system access ----------------------------------------------------------------------
+
+
+def _table_fs(storage: Storage, name: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow file system and the table's base path on it."""
+    import pyarrow.fs as pafs
+
+    if storage.is_local:
+        return pafs.LocalFileSystem(), storage.local_path(name)
+    from deltalake.fs import DeltaStorageHandler
+
+    handler = DeltaStorageHandler(storage.uri(name), storage.options or None)
+    return pafs.PyFileSystem(handler), ""
+
+
+def _join(base: str, relative: str) -> str:
+    return f"{base}/{relative}" if base else relative
+
+
+def _display(storage: Storage, name: str, relative: str) -> str:
+    if storage.is_local:
+        return storage.local_path(name, relative)
+    return storage.uri(name, relative)
+
+
+def _list(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
+    import pyarrow.fs as pafs
+
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base or "", recursive=True,
+                                                   allow_not_found=True))
+    except FileNotFoundError:
+        return []
+    return [i for i in infos if i.type == pafs.FileType.File]
+
+
+def _relative(base: str, path: str) -> str:
+    if base and path.startswith(base.rstrip("/") + "/"):
+        return path[len(base.rstrip("/")) + 1:]
+    return path.lstrip("/")
+
+
+# -- the Delta log ---------------------------------------------------------------------------
+
+
+def _log_version(name: str) -> int | None:
+    stem = name.split(".", 1)[0]
+    return int(stem) if len(stem) == 20 and stem.isdigit() else None
+
+
+def check_log(storage: Storage, name: str) -> tuple[list[Problem], set[str]]:
+    """Problems of `<table>/_delta_log`, and every data path its commits ever named.
+
+    Reads every JSON commit and the checkpoints. The paths (storage-decoded, relative to the
+    table) are those of add and remove actions: all files the table ever referenced.
+    """
+    import pyarrow.parquet as pq
+
+    fs, base = _table_fs(storage, name)
+    log_base = _join(base, LOG_DIR)
+    problems: list[Problem] = []
+    referenced: set[str] = set()
+    commits: dict[int, str] = {}
+    now = time.time()
+    for info in _list(fs, log_base):
+        relative = _relative(log_base, info.path)
+        file_name = relative.rsplit("/", 1)[-1]
+        shown = _display(storage, name, f"{LOG_DIR}/{relative}")
+        # delta-rs writes a commit as `<version>.json#<n>` and links it into place.
+        if "#" in file_name or file_name.startswith("_commit_") or file_name.endswith(".tmp"):
+            age = now - info.mtime.timestamp() if info.mtime else 0.0
+            problems.append(Problem(name, "temp", shown,
+                                    f"half-written commit file ({age:.0f} s old)", info.size))
+            continue
+        version = _log_version(file_name)
+        if version is None:
+            continue
+        if file_name.endswith(".json"):
+            commits[version] = info.path
+            number = 0
+            try:
+                with fs.open_input_stream(info.path) as handle:
+                    text = handle.read().decode("utf-8")
+                # Not splitlines(): a partition value may hold U+2028 and friends.
+                for line in text.split("\n"):
+                    number += 1
+                    if not line.strip():
+                        continue
+                    action = json.loads(line)
+                    for kind in ("add", "remove"):
+                        entry = action.get(kind)
+                        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                            referenced.add(unquote(entry["path"]))
+            except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+                problems.append(Problem(name, "log", shown,
+                                        f"commit {version} is not valid JSON lines "
+                                        f"(line {number}: {exc})",
+                                        info.size))
+        elif ".checkpoint" in file_name and file_name.endswith(".parquet"):
+            try:
+                with fs.open_input_file(info.path) as handle:
+                    table = pq.read_table(handle, columns=["add", "remove"])
+                for kind in ("add", "remove"):
+                    for entry in table.column(kind).to_pylist():
+                        if entry and entry.get("path"):
+                            referenced.add(unquote(entry["path"]))
+            except Exception as exc:
+                problems.append(Problem(name, "log", shown,
+                                        f"checkpoint {version} is unreadable: {exc}", info.size))
+    if commits:
+        versions = sorted(commits)
+        missing = sorted(set(range(versions[0], versions[-1] + 1)) - set(versions))
+        for version in missing[:10]:
+            problems.append(Problem(name, "log", _display(
+                storage, name, f"{LOG_DIR}/{version:020d}.json"),
+                f"commit {version} is missing between {versions[0]} and {versions[-1]}"))
+    return problems, referenced
+
+
+def find_log_damage(storage: Storage, name: str) -> Problem | None:
+    """The first damaged commit file of a table's log, if any (used when a table won't open)."""
+    try:
+        problems, _ = check_log(storage, name)
+    except Exception:
+        return None
+    return next((p for p in problems if p.kind == "log"), None)
+
+
+# -- data files ------------------------------------------------------------------------------
+
+
+def check_table_files(snap: Snapshot, *, deep: bool = True,
+                      only: Iterable[str] | None = None) -> tuple[int, list[Problem]]:
+    """Check the files `snap` references: present, of the logged size and (with `deep`)
+    with a readable Parquet footer holding the logged number of rows."""
+    import pyarrow.parquet as pq
+
+    fs, base = _table_fs(snap.storage, snap.name)
+    actions = snap.add_actions()
+    wanted = None if only is None else set(only)
+    problems: list[Problem] = []
+    checked = 0
+    sizes = actions.column("size_bytes").to_pylist()
+    rows = (actions.column("num_records").to_pylist() if "num_records" in actions.column_names
+            else [None] * len(sizes))
+    for logged, size, count in zip(actions.column("path").to_pylist(), sizes, rows,
+                                   strict=True):
+        relative = logged if "://" in logged else unquote(logged)
+        shown = _display(snap.storage, snap.name, relative)
+        if wanted is not None and shown not in wanted:
+            continue
+        checked += 1
+        path = _join(base, relative)
+        info = fs.get_file_info(path)
+        import pyarrow.fs as pafs
+
+        if info.type != pafs.FileType.File:
+            problems.append(Problem(snap.name, "missing", shown,
+                                    f"referenced by version {snap.version} but not on storage"))
+            continue
+        if size is not None and info.size != int(size):
+            problems.append(Problem(snap.name, "size", shown,
+                                    f"{info.size} bytes where the log says {int(size)}",
+                                    info.size))
+            continue
+        if not deep:
+            continue
+        try:
+            with fs.open_input_file(path) as handle:
+                metadata = pq.ParquetFile(handle).metadata
+        except Exception as exc:
+            problems.append(Problem(snap.name, "unreadable", shown,
+                                    f"not a readable Parquet file: {exc}", info.size))
+            continue
+        if count is not None and metadata.num_rows != int(count):
+            problems.append(Problem(snap.name, "rows", shown,
+                                    f"{metadata.num_rows} rows where the log says {int(count)}",
+                                    info.size))
+    return checked, problems
+
+
+def find_orphans(snap: Snapshot, referenced: set[str]) -> list[Problem]:
+    """Data files under the table folder that no commit ever referenced."""
+    fs, base = _table_fs(snap.storage, snap.name)
+    active = {unquote(p) for p in snap.add_actions().column("path").to_pylist()}
+    known = referenced | active
+    now = time.time()
+    found: list[Problem] = []
+    for info in _list(fs, base):
+        relative = _relative(base, info.path)
+        parts = relative.split("/")
+        # Delta ignores names starting with '_' or '.' (its log, hidden and temp files).
+        if any(part.startswith(("_", ".")) for part in parts):
+            continue
+        if relative in known:
+            continue
+        age = now - info.mtime.timestamp() if info.mtime else 0.0
+        found.append(Problem(snap.name, "orphan", _display(snap.storage, snap.name, relative),
+                             f"no commit references it ({age:.0f} s old)", info.size))
+    return found
+
+
+def _check_seq(lake: Lake, snap: Snapshot) -> list[Problem]:
+    """Every seq from 1 to the log's last seq exactly once (reads the `seq` column)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from eventlake.log import SEQ_APP_ID
+
+    last = snap.transaction_version(SEQ_APP_ID) or 0
+    fs, base = _table_fs(snap.storage, snap.name)
+    seen = np.zeros(last + 1, dtype=np.uint8)
+    problems: list[Problem] = []
+    shown_root = _display(snap.storage, snap.name, "")
+    for logged in snap.add_actions().column("path").to_pylist():
+        relative = unquote(logged)
+        try:
+            with fs.open_input_file(_join(base, relative)) as handle:
+                seqs = pq.read_table(handle, columns=["seq"]).column("seq").to_numpy()
+        except Exception:
+            continue  # reported by the file check
+        outside = seqs[(seqs < 1) | (seqs > last)]
+        if len(outside):
+            problems.append(Problem(snap.name, "seq", _display(snap.storage, snap.name,
+                                                                 relative),
+                                    f"holds seq {int(outside[0])}, outside 1..{last}"))
+            seqs = seqs[(seqs >= 1) & (seqs <= last)]
+        np.add.at(seen, seqs, 1)
+    twice = np.flatnonzero(seen[1:] > 1) + 1
+    if len(twice):
+        problems.append(Problem(snap.name, "seq", shown_root,
+                                f"{len(twice)} seq values appear more than once "
+                                f"(first: {int(twice[0])})"))
+    gaps = np.flatnonzero(seen[1:] == 0) + 1
+    if len(gaps):
+        problems.append(Problem(snap.name, "seq", shown_root,
+                                f"{len(gaps)} seq values of 1..{last} are missing "
+                                f"(first: {int(gaps[0])})"))
+    return problems
+
+
+# -- the whole lake --------------------------------------------------------------------------
+
+
+def _table_names(lake: Lake, views: Sequence[str] | None) -> list[str]:
+    from eventlake.log import EVENTS
+    from eventlake.viewstore import ViewStore
+
+    names = [EVENTS]
+    for view_name in views or list(lake.views):
+        store = ViewStore(lake.storage, lake.view(view_name))
+        if store.exists():
+            names.append(store.name)
+    return names
+
+
+def doctor(lake: Lake, *, fix: bool = False, deep: bool = True,
+           min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS,
+           views: Sequence[str] | None = None) -> DoctorReport:
+    """Check the event log and the view tables; with `fix`, delete orphans and temp files.
+
+    `deep` reads every referenced file's Parquet footer and the event log's `seq` column;
+    without it only existence and sizes are checked. `fix` never touches a file any commit
+    references, and skips files younger than `min_age_seconds` (a writer may be about to
+    commit them).
+    """
+    from eventlake.log import EVENTS
+    from eventlake.storage import Snapshot
+
+    problems: list[Problem] = []
+    checked = 0
+    names = _table_names(lake, views)
+    for name in names:
+        log_problems, referenced = check_log(lake.storage, name)
+        problems += log_problems
+        try:
+            snap = Snapshot.load(lake.storage, name)
+        except EventlakeError as exc:
+            if not any(p.kind == "log" for p in log_problems):
+                problems.append(Problem(name, "log", lake.storage.uri(name, LOG_DIR),
+                                        f"the table cannot be opened: {exc}"))
+            continue
+        count, file_problems = check_table_files(snap, deep=deep)
+        checked += count
+        problems += file_problems
+        if deep and name == EVENTS:
+            problems += _check_seq(lake, snap)
+        problems += find_orphans(snap, referenced)
+    removed: list[str] = []
+    young: list[str] = []
+    if fix:
+        now = time.time()
+        for problem in problems:
+            if not problem.fixable:
+                continue
+            if _age(lake.storage, problem.path, now) < min_age_seconds:
+                young.append(problem.path)
+                continue
+            if _delete(lake.storage, problem.path):
+                removed.append(problem.path)
+    return DoctorReport(tuple(names), checked, tuple(problems), tuple(removed), tuple(young))
+
+
+def _age(storage: Storage, path: str, now: float) -> float:
+    import pyarrow.fs as pafs
+
+    fs, relative = _fs_for(storage, path)
+    info = fs.get_file_info(relative)
+    if info.type != pafs.FileType.File or info.mtime is None:
+        return 0.0
+    return now - info.mtime.timestamp()
+
+
+def _delete(storage: Storage, path: str) -> bool:
+    fs, relative = _fs_for(storage, path)
+    try:
+        fs.delete_file(relative)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _fs_for(storage: Storage, path: str) -> tuple[pafs.FileSystem, str]:
+    """The file system holding `path` (a displayed path) and the path on it."""
+    if storage.is_local:
+        import pyarrow.fs as pafs
+
+        return pafs.LocalFileSystem(), path
+    root = storage.uri("")
+    fs, _ = _table_fs(storage, "")
+    return fs, path[len(root):] if path.startswith(root) else path
+
+
+# -- the read seam ---------------------------------------------------------------------------
+
+
+def diagnose(lake: Lake, exc: BaseException, *, tables: Sequence[str] = ()
+             ) -> CorruptLakeError | None:
+    """A `CorruptLakeError` naming the damaged file behind a failed read, or None.
+
+    Checks the current version of the event log and of `tables` (cheap checks first: sizes,
+    then footers). None when no damage is found: the error had another cause.
+    """
+    from eventlake.log import EVENTS
+    from eventlake.storage import Snapshot
+
+    found: list[Problem] = []
+    for name in dict.fromkeys([EVENTS, *tables]):
+        try:
+            snap = Snapshot.load(lake.storage, name)
+        except CorruptLakeError as damaged:
+            return damaged
+        except Exception:
+            continue
+        try:
+            _, problems = check_table_files(snap, deep=False)
+            if not problems:
+                _, problems = check_table_files(snap, deep=True)
+        except Exception:
+            continue
+        found += problems
+        if found:
+            break
+    if not found:
+        return None
+    first = found[0]
+    more = f" (and {len(found) - 1} more damaged files)" if len(found) > 1 else ""
+    return CorruptLakeError(
+        f"damaged lake: {first.path}: {first.detail}{more}; reading failed with "
+        f"{type(exc).__name__}: {_first_line(exc)}. Run `eventlake doctor` and see the "
+        "README's Recovery section", path=first.path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
