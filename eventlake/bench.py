@@ -329,13 +329,16 @@ def _bench_point_read(scale: Scale, work: Path, report: BenchReport) -> None:
     report.ratios["state_read_ratio"] = statistics.median(lake_times) / statistics.median(raw)
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child started by a big
+# parent would report the parent's peak.
 _RSS_PROBE = textwrap.dedent(
     """
-    import resource, sys
+    import sys
     import eventlake as el
     lake = el.Lake.open(sys.argv[1], create=False)
     lake.materialize(["document"], rebuild=True)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    status = open("/proc/self/status").read()
+    print(int(status.split("VmHWM:")[1].split()[0]))
     """
 )
 
