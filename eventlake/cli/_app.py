@@ -231,6 +231,22 @@ def _silence_stdout() -> None:
 # -- shared helpers --------------------------------------------------------------------------
 
 
+def number_at_least(minimum: float, *, kind: type[int] | type[float] = int,
+                    what: str = "a number") -> Callable[[str], float]:
+    """An argparse `type=` that parses `kind` and refuses values below `minimum`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
 def _console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 

@@ -13,17 +13,10 @@ from eventlake.cli._app import (
     _open_existing,
     _print_json,
     command,
+    number_at_least,
 )
 
-
-def _non_negative_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value}")
-    return value
+_non_negative_seconds = number_at_least(0, kind=float, what="seconds >= 0")
 
 
 def _doctor_args(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from eventlake.cli._app import (
     _open_existing,
     _print_json,
     command,
+    number_at_least,
 )
 
 if TYPE_CHECKING:
@@ -47,24 +48,8 @@ def _chosen_views(lake: Lake, names: Sequence[str] | None) -> list[View]:
     return chosen
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+_positive = number_at_least(1, what="a positive integer")
+_non_negative = number_at_least(0, what="an integer >= 0")
 
 
 # -- materialize -----------------------------------------------------------------------------
