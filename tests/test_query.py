@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
+from test_materialize import _balance
 
 import eventlake as el
 from eventlake.errors import UnknownViewError, ViewDefinitionError
@@ -28,17 +29,6 @@ from eventlake.query import (
     snapshot_sources,
 )
 from eventlake.views import Agg, AggregateView, ReducerView
-
-
-def _balance(state, event):
-    if event["type"] == "deposit":
-        return {**state, "balance": state["balance"] + event["payload"]["amount"],
-                "n": state["n"] + 1}
-    if event["type"] == "withdrawal":
-        return {**state, "balance": state["balance"] - event["payload"]["amount"],
-                "n": state["n"] + 1}
-    return state
-
 
 BALANCES = ReducerView(name="balances", version=1,
                        initial_state=lambda: {"balance": 0, "n": 0}, reduce=_balance)
