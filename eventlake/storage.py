@@ -264,8 +264,10 @@ class Snapshot:
             for column in partition_columns:
                 lookup[column] = pl.Series(column, list(plan.values[column])).cast(
                     types[column])
-            frame = frame.join(pl.LazyFrame(lookup), on=FILE_COLUMN, how="left").drop(
-                FILE_COLUMN)
+            # Keep the files' row order: a plain join may reorder rows, which made two scans
+            # of the same snapshot disagree on order.
+            frame = frame.join(pl.LazyFrame(lookup), on=FILE_COLUMN, how="left",
+                               maintain_order="left").drop(FILE_COLUMN)
         order = list(self._polars_schema())
         return frame.select(order)
 
