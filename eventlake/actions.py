@@ -22,7 +22,7 @@ from typing import Any, Final, TypeVar, cast
 
 from eventlake.errors import InvalidEventError, UnknownActionError
 
-__all__ = ["ACTION_TYPES", "ROOT_PARENT", "apply_action", "is_state_action"]
+__all__ = ["ACTION_TYPES", "ROOT_PARENT", "apply_action", "check_action", "is_state_action"]
 
 JsonDict = dict[str, Any]
 _T = TypeVar("_T")
@@ -63,6 +63,22 @@ def apply_action(state: JsonDict, type: str, payload: JsonDict) -> JsonDict:
     return handler(state, payload)
 
 
+def check_action(type: str, payload: object) -> None:
+    """Raise `InvalidEventError` if `payload` can never apply as action `type`, whatever the state.
+
+    These are the checks `apply_action` makes before it looks at the state (a missing or empty
+    target, a missing value, options that are not an object, a node without an id, ...), so an
+    event that passes can still be refused later only by the state it meets (a tree target
+    that does not exist yet, a path through a scalar).
+    """
+    parse = _PARSERS.get(type) if isinstance(type, str) else None
+    if parse is None:
+        raise UnknownActionError(type, ACTION_TYPES)
+    if not isinstance(payload, dict):
+        raise _invalid(type, "payload must be an object", "payload", payload, "a JSON object")
+    parse(payload)
+
+
 # --- payload checks ------------------------------------------------------------------------
 
 
@@ -77,9 +93,8 @@ def _target_keys(action: str, payload: JsonDict, *, allow_empty: bool = False) -
         raise _invalid(action, "payload has no target", "target", None, "a dot-separated path")
     target = payload["target"]
     if not isinstance(target, str) or not (target or allow_empty):
-        raise _invalid(
-            action, "target must be a non-empty string", "target", target, "a dot-separated path"
-        )
+        kind = "a string" if allow_empty else "a non-empty string"
+        raise _invalid(action, f"target must be {kind}", "target", target, "a dot-separated path")
     return target.split(".")
 
 
@@ -170,7 +185,7 @@ def _init(_state: JsonDict, payload: JsonDict) -> JsonDict:
     return fresh
 
 
-def _set(state: JsonDict, payload: JsonDict) -> JsonDict:
+def _parse_set(payload: JsonDict) -> tuple[list[str], Any, bool]:
     keys = _target_keys("set", payload)
     if "value" not in payload:
         raise _invalid("set", "payload has no value", "value", None, "any JSON value")
@@ -178,6 +193,11 @@ def _set(state: JsonDict, payload: JsonDict) -> JsonDict:
     replace = _truthy(_options("set", payload).get("replace", False))
     if not replace and isinstance(value, list):
         raise _invalid("set", _ARRAY_WITHOUT_REPLACE, "value", value, "options.replace=true")
+    return keys, value, replace
+
+
+def _set(state: JsonDict, payload: JsonDict) -> JsonDict:
+    keys, value, replace = _parse_set(payload)
     root = dict(state)
     current = root
     for depth, key in enumerate(keys[:-1]):
@@ -193,8 +213,12 @@ def _set(state: JsonDict, payload: JsonDict) -> JsonDict:
     return root
 
 
+def _parse_unset(payload: JsonDict) -> list[str]:
+    return _target_keys("unset", payload, allow_empty=True)
+
+
 def _unset(state: JsonDict, payload: JsonDict) -> JsonDict:
-    keys = _target_keys("unset", payload, allow_empty=True)
+    keys = _parse_unset(payload)
     root = dict(state)
     current = root
     for depth, key in enumerate(keys[:-1]):
@@ -215,15 +239,14 @@ Path = list[int]
 
 
 def _with_target(
-    action: str, state: JsonDict, payload: JsonDict, edit: Callable[[JsonDict], JsonDict | None]
+    action: str, state: JsonDict, target: str, edit: Callable[[JsonDict], JsonDict | None]
 ) -> JsonDict:
-    """Rebuild `state` with the object at `payload.target` replaced by `edit(object)`.
+    """Rebuild `state` with the object at path `target` replaced by `edit(object)`.
 
     Only the containers between the root and the target are copied. `edit` returning None
     means the action leaves the state alone.
     """
-    keys = _target_keys(action, payload)
-    target = payload["target"]
+    keys = target.split(".")
     chain: list[tuple[Any, str | int]] = []
     current: Any = state
     for depth, key in enumerate(keys):
@@ -378,10 +401,16 @@ def _insert(action: str, tree: list[Any], node: Node, options: JsonDict) -> list
     return _edit_list(tree, path, add_child)
 
 
-def _tree_push(state: JsonDict, payload: JsonDict) -> JsonDict:
+def _parse_tree_push(payload: JsonDict) -> tuple[JsonDict, str, JsonDict, str]:
     value = _object_value("treePush", payload)
     node_id = _node_id("treePush", value, "value.id")
     options = _options("treePush", payload)
+    _target_keys("treePush", payload)
+    return value, node_id, options, payload["target"]
+
+
+def _tree_push(state: JsonDict, payload: JsonDict) -> JsonDict:
+    value, node_id, options, target = _parse_tree_push(payload)
 
     def edit(target: JsonDict) -> JsonDict:
         tree = _tree_of("treePush", target)
@@ -390,11 +419,17 @@ def _tree_push(state: JsonDict, payload: JsonDict) -> JsonDict:
         node = {"id": node_id, "children": []}
         return {**target, "tree": _insert("treePush", tree, node, options), "items": items}
 
-    return _with_target("treePush", state, payload, edit)
+    return _with_target("treePush", state, target, edit)
+
+
+def _parse_tree_delete(payload: JsonDict) -> tuple[str, str]:
+    node_id = _node_id("treeDelete", _options("treeDelete", payload, required=True), "options.id")
+    _target_keys("treeDelete", payload)
+    return node_id, payload["target"]
 
 
 def _tree_delete(state: JsonDict, payload: JsonDict) -> JsonDict:
-    node_id = _node_id("treeDelete", _options("treeDelete", payload, required=True), "options.id")
+    node_id, target = _parse_tree_delete(payload)
 
     def edit(target: JsonDict) -> JsonDict:
         tree = _tree_of("treeDelete", target)
@@ -410,14 +445,19 @@ def _tree_delete(state: JsonDict, payload: JsonDict) -> JsonDict:
         # Like insieme, tree and items exist afterwards even if they did not before.
         return {**target, "tree": tree, "items": items}
 
-    return _with_target("treeDelete", state, payload, edit)
+    return _with_target("treeDelete", state, target, edit)
 
 
-def _tree_update(state: JsonDict, payload: JsonDict) -> JsonDict:
+def _parse_tree_update(payload: JsonDict) -> tuple[JsonDict, str, bool, str]:
     value = _object_value("treeUpdate", payload)
     options = _options("treeUpdate", payload, required=True)
     node_id = _node_id("treeUpdate", options, "options.id")
-    replace = _truthy(options.get("replace", False))
+    _target_keys("treeUpdate", payload)
+    return value, node_id, _truthy(options.get("replace", False)), payload["target"]
+
+
+def _tree_update(state: JsonDict, payload: JsonDict) -> JsonDict:
+    value, node_id, replace, target = _parse_tree_update(payload)
 
     def edit(target: JsonDict) -> JsonDict:
         items = target.get("items")
@@ -429,12 +469,18 @@ def _tree_update(state: JsonDict, payload: JsonDict) -> JsonDict:
         merged.pop("id", None)
         return {**target, "items": {**items, node_id: merged}}
 
-    return _with_target("treeUpdate", state, payload, edit)
+    return _with_target("treeUpdate", state, target, edit)
+
+
+def _parse_tree_move(payload: JsonDict) -> tuple[JsonDict, str, str]:
+    options = _options("treeMove", payload, required=True)
+    node_id = _node_id("treeMove", options, "options.id")
+    _target_keys("treeMove", payload)
+    return options, node_id, payload["target"]
 
 
 def _tree_move(state: JsonDict, payload: JsonDict) -> JsonDict:
-    options = _options("treeMove", payload, required=True)
-    node_id = _node_id("treeMove", options, "options.id")
+    options, node_id, target = _parse_tree_move(payload)
 
     def edit(target: JsonDict) -> JsonDict | None:
         tree = target.get("tree")
@@ -449,7 +495,7 @@ def _tree_move(state: JsonDict, payload: JsonDict) -> JsonDict:
         moved = _insert("treeMove", _remove(tree, path), node, options)
         return {**target, "tree": moved}
 
-    return _with_target("treeMove", state, payload, edit)
+    return _with_target("treeMove", state, target, edit)
 
 
 _HANDLERS: Final[dict[str, Callable[[JsonDict, JsonDict], JsonDict]]] = {
@@ -460,4 +506,15 @@ _HANDLERS: Final[dict[str, Callable[[JsonDict, JsonDict], JsonDict]]] = {
     "treeDelete": _tree_delete,
     "treeUpdate": _tree_update,
     "treeMove": _tree_move,
+}
+
+# The state-independent half of each action: what `check_action` runs at append time.
+_PARSERS: Final[dict[str, Callable[[JsonDict], object]]] = {
+    "init": lambda payload: _object_value("init", payload),
+    "set": _parse_set,
+    "unset": _parse_unset,
+    "treePush": _parse_tree_push,
+    "treeDelete": _parse_tree_delete,
+    "treeUpdate": _parse_tree_update,
+    "treeMove": _parse_tree_move,
 }
