@@ -67,6 +67,17 @@ class InvalidEventError(EventlakeError, ValueError):
             text += f"; expected {expected}"
         super().__init__(text)
 
+    def within(self, field: str, *, index: int | None = None) -> InvalidEventError:
+        """The same error for a value found under `field` (of record `index`).
+
+        An action names fields of its payload (`target`); the batch names them from the
+        record (`payload.target`).
+        """
+        inner = field if self.field in (None, field) else f"{field}.{self.field}"
+        return InvalidEventError(self.reason, index=self.index if index is None else index,
+                                 field=inner, value=self.value, expected=self.expected,
+                                 source=self.source)
+
 
 class UnknownActionError(EventlakeError, ValueError):
     """`apply_action` was given a type that is not a state action."""

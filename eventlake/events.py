@@ -324,9 +324,7 @@ def _check_action_payload(kind: str, payload: object, index: int) -> None:
     try:
         check_action(kind, payload)
     except InvalidEventError as exc:
-        field = "payload" if exc.field in (None, "payload") else f"payload.{exc.field}"
-        raise InvalidEventError(exc.reason, index=index, field=field, value=exc.value,
-                                expected=exc.expected) from None
+        raise exc.within("payload", index=index) from None
 
 
 def _parse_ts(value: object, index: int) -> datetime:

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from eventlake.errors import ReducerError
+from eventlake.errors import InvalidEventError, ReducerError
 from eventlake.events import decode_payload
 from eventlake.views import AggregateView, ReducerView, View
 
@@ -44,12 +44,12 @@ def iter_events(events: pl.DataFrame, *, after_seq: int = 0) -> Iterator[dict[st
                    "payload": decode_payload(payload), "ts": ts, "event_id": event_id}
 
 
-def _reduce(view: ReducerView, state: Any, event: dict[str, Any]) -> Any:
-    try:
-        return view.reduce(state, event)
-    except Exception as exc:
+def _refused(view: ReducerView, event: dict[str, Any], exc: Exception) -> str:
+    """The `last_rejected` text for an event the view skips; raises if it may not skip it."""
+    if not (view.skip_invalid and isinstance(exc, InvalidEventError)):
         raise ReducerError(view=view.name, partition=event["partition"], seq=event["seq"],
                            event_type=event["type"], cause=exc) from exc
+    return encode_state({"seq": event["seq"], "type": event["type"], "error": str(exc)})
 
 
 def fold_events(view: ReducerView, state: Any, events: pl.DataFrame, *,
@@ -57,8 +57,12 @@ def fold_events(view: ReducerView, state: Any, events: pl.DataFrame, *,
     """Fold one partition's events (seq order) above `after_seq`; returns state, last, count."""
     last = after_seq
     count = 0
+    reduce = view.reduce
     for event in iter_events(events, after_seq=after_seq):
-        state = _reduce(view, state, event)
+        try:
+            state = reduce(state, event)
+        except Exception as exc:
+            _refused(view, event, exc)
         last = event["seq"]
         count += 1
     return state, last, count
@@ -71,19 +75,27 @@ def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -
     `last_seq` were folded already and are skipped, so re-running a step never double-applies.
     One pass over the events sorted by (partition, seq): no per-partition frame operations.
     """
-    stored: dict[str, tuple[str, int, int]] = {}
+    skips = view.skip_invalid
+    stored: dict[str, tuple[str, int, int, int, str | None]] = {}
     if prior.height:
-        for partition, text, last, count in zip(
+        for partition, text, last, count, refused, why in zip(
             prior.get_column("partition_id").to_list(), prior.get_column("state").to_list(),
             prior.get_column("last_seq").to_list(), prior.get_column("event_count").to_list(),
+            prior.get_column("rejected").to_list() if skips else [0] * prior.height,
+            prior.get_column("last_rejected").to_list() if skips else [None] * prior.height,
             strict=True,
         ):
-            stored[partition] = (text, last, count)
+            stored[partition] = (text, last, count, refused or 0, why)
     ordered = events.sort(["partition_id", "seq"])
-    out: dict[str, list[Any]] = {"partition_id": [], "state": [], "last_seq": [],
-                                 "event_count": []}
+    # The column order of the view table (`viewstore.row_schema`).
+    schema: dict[str, pl.DataType] = {"partition_id": pl.String(), "state": pl.String()}
+    if skips:
+        schema |= {"rejected": pl.Int64(), "last_rejected": pl.String()}
+    schema |= {"last_seq": pl.Int64(), "event_count": pl.Int64()}
+    out: dict[str, list[Any]] = {column: [] for column in schema}
 
-    def finish(partition: str, state: Any, last: int, count: int) -> None:
+    def finish(partition: str, state: Any, last: int, count: int, rejected: int,
+               refusal: str | None) -> None:
         try:
             encoded = encode_state(state)
         except (TypeError, ValueError) as exc:
@@ -93,30 +105,38 @@ def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -
         out["state"].append(encoded)
         out["last_seq"].append(last)
         out["event_count"].append(count)
+        if skips:
+            out["rejected"].append(rejected)
+            out["last_rejected"].append(refusal)
 
+    reduce = view.reduce
     current: str | None = None
     state: Any = None
-    last = count = 0
+    last = count = rejected = 0
+    refusal: str | None = None
     for event in iter_events(ordered):
         partition = event["partition"]
         if partition != current:
             if current is not None:
-                finish(current, state, last, count)
+                finish(current, state, last, count, rejected, refusal)
             current = partition
             if partition in stored:
-                text, last, count = stored[partition]
+                text, last, count, rejected, refusal = stored[partition]
                 state = json.loads(text)
             else:
-                state, last, count = view.initial_state(), 0, 0
+                state, last, count, rejected, refusal = view.initial_state(), 0, 0, 0, None
         if event["seq"] <= last:
             continue
-        state = _reduce(view, state, event)
+        try:
+            state = reduce(state, event)
+        except Exception as exc:
+            refusal = _refused(view, event, exc)
+            rejected += 1
         last = event["seq"]
         count += 1
     if current is not None:
-        finish(current, state, last, count)
-    return pl.DataFrame(out, schema={"partition_id": pl.String, "state": pl.String,
-                                     "last_seq": pl.Int64, "event_count": pl.Int64})
+        finish(current, state, last, count, rejected, refusal)
+    return pl.DataFrame(out, schema=schema)
 
 
 def _field(path: str) -> pl.Expr:

@@ -1,7 +1,8 @@
 """`Repository`: the insieme repository API (init, add_event, get_state, ...) on a lake.
 
 The repository's document state is the fold of every event in the log, in `seq` order, through
-the insieme state actions; event types that are not state actions leave it unchanged. It keeps
+the insieme state actions; event types that are not state actions leave it unchanged, and so
+does a logged action the state refuses (only a writer bypassing `add_event` can log one). It keeps
 the log's events and a checkpoint every `checkpoint_interval` events in memory, as insieme does,
 so `get_state(i)` replays at most one interval. Partition state never needs any of that: it is
 served from the materialized document view (`Lake.state`), reading only that partition.
@@ -27,7 +28,6 @@ from eventlake.errors import (
     CommitConflictError,
     EventlakeError,
     InvalidEventError,
-    ReducerError,
 )
 from eventlake.events import NormalizedBatch, decode_payload, normalize_batch
 from eventlake.log import StaleLogError
@@ -45,6 +45,18 @@ _WRITE_ATTEMPTS = 50
 
 def _apply(state: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     return apply_action(state, kind, payload) if is_state_action(kind) else state
+
+
+def _replay(state: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """`_apply` for an event already in the log: one the state refuses is skipped.
+
+    Only a writer that bypassed `add_event` can have logged it; the document view skips
+    the same events, so both read the log alike.
+    """
+    try:
+        return _apply(state, kind, payload)
+    except InvalidEventError:
+        return state
 
 
 class Repository:
@@ -111,7 +123,10 @@ class Repository:
         for _ in range(_WRITE_ATTEMPTS):
             self._catch_up()
             # Refuse, before anything is written, an action that cannot apply.
-            state = _apply(self._state, batch.table.column("type")[0].as_py(), payload)
+            try:
+                state = _apply(self._state, batch.table.column("type")[0].as_py(), payload)
+            except InvalidEventError as exc:
+                raise exc.within("payload", index=0) from None
             try:
                 result = self.lake.log.append(batch, expected_last_seq=self._last_seq)
             except StaleLogError:
@@ -143,7 +158,7 @@ class Repository:
         start = self._checkpoint_indexes[bisect_right(self._checkpoint_indexes, target) - 1]
         state = self._checkpoints[start]
         for event in self._events[start:target]:
-            state = _apply(state, event["type"], event["payload"])
+            state = _replay(state, event["type"], event["payload"])
         return copy.deepcopy(state)
 
     def get_events(self, partition: str | None = None) -> list[dict[str, Any]]:
@@ -197,14 +212,7 @@ class Repository:
         ):
             event = {"type": kind, "payload": decode_payload(payload), "partition": partition,
                      "seq": seq}
-            try:
-                state = _apply(self._state, kind, event["payload"])
-            except EventlakeError as exc:
-                # Written by a writer that bypassed the repository's checks; the document
-                # view fails on the same event, so say so in the same terms.
-                raise ReducerError(view="document", partition=partition, seq=seq,
-                                   event_type=kind, cause=exc) from exc
-            self._record(event, state)
+            self._record(event, _replay(self._state, kind, event["payload"]))
 
     def _record(self, event: dict[str, Any], state: dict[str, Any]) -> None:
         self._events.append(event)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from eventlake.actions import apply_action, is_state_action
-from eventlake.errors import ViewDefinitionError
+from eventlake.errors import InvalidEventError, ViewDefinitionError
 
 __all__ = [
     "AGG_FUNCTIONS",
@@ -38,7 +38,7 @@ _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # Column names the view tables use themselves.
 RESERVED_COLUMNS = frozenset(
     {"partition_id", "bucket", "view_version", "state", "last_seq", "event_count",
-     "updated_at"})
+     "updated_at", "rejected", "last_rejected"})
 
 Event = dict[str, Any]
 Reduce = Callable[[Any, Event], Any]
@@ -61,6 +61,10 @@ class ReducerView:
     `ts`; it must return the new state (JSON-serializable) and should not mutate its input.
     Bump `version` whenever `reduce` or `initial_state` changes meaning: the view is then
     rebuilt from the whole log.
+
+    With `skip_invalid`, an event whose `reduce` raises `InvalidEventError` leaves the state as
+    it was instead of stopping the view; each row then also counts such events (`rejected`)
+    and describes the newest one (`last_rejected`, JSON text with seq, type and error).
     """
 
     name: str
@@ -68,6 +72,7 @@ class ReducerView:
     initial_state: Callable[[], Any]
     reduce: Reduce
     description: str = ""
+    skip_invalid: bool = False
 
     def __post_init__(self) -> None:
         _check_identity(self.name, self.version)
@@ -82,13 +87,14 @@ class ReducerView:
 
 def reducer_view(
     name: str, *, version: int = 1, initial_state: Callable[[], Any] = dict,
-    description: str = "",
+    description: str = "", skip_invalid: bool = False,
 ) -> Callable[[Reduce], ReducerView]:
     """Decorator form: `@reducer_view("balances", version=2)` over a reduce function."""
 
     def wrap(reduce: Reduce) -> ReducerView:
         return ReducerView(name=name, version=version, initial_state=initial_state,
-                           reduce=reduce, description=description or (reduce.__doc__ or ""))
+                           reduce=reduce, description=description or (reduce.__doc__ or ""),
+                           skip_invalid=skip_invalid)
 
     return wrap
 
@@ -97,7 +103,11 @@ def fold(view: ReducerView, state: Any, events: Iterable[Event]) -> Any:
     """Pure fold of `events` onto `state` (the reference every stored row must equal)."""
     reduce = view.reduce
     for event in events:
-        state = reduce(state, event)
+        try:
+            state = reduce(state, event)
+        except InvalidEventError:
+            if not view.skip_invalid:
+                raise
     return state
 
 
@@ -108,13 +118,16 @@ def _document_reduce(state: Any, event: Event) -> Any:
     return apply_action(state, kind, event["payload"])
 
 
+# v2: an action the state refuses is skipped and counted instead of stopping the view.
 DOCUMENT_VIEW = ReducerView(
     name="document",
-    version=1,
+    version=2,
     initial_state=dict,
     reduce=_document_reduce,
     description="insieme document state: state actions applied in seq order; other event "
-                "types leave it unchanged",
+                "types leave it unchanged, and so does an action the state refuses (counted "
+                "in `rejected`)",
+    skip_invalid=True,
 )
 
 

@@ -75,6 +75,9 @@ def row_schema(view: View) -> pa.Schema:
     head = [pa.field("partition_id", pa.string(), nullable=False)]
     if isinstance(view, ReducerView):
         body = [pa.field("state", pa.string(), nullable=False)]
+        if view.skip_invalid:
+            body += [pa.field("rejected", pa.int64(), nullable=False),
+                     pa.field("last_rejected", pa.string())]
     else:
         body = [pa.field(c, pa.string()) for c in view.group_columns] + _agg_fields(view)
     tail = [

@@ -80,16 +80,37 @@ def assert_views_exact(lake: el.Lake, names: list[str] | None = None) -> None:
                 assert a["partition_id"] == b["partition_id"]
                 assert json.loads(a["state"]) == json.loads(b["state"]), (view.name, a)
                 assert (a["last_seq"], a["event_count"]) == (b["last_seq"], b["event_count"])
+                assert (a.get("rejected"), a.get("last_rejected")) == (
+                    b.get("rejected"), b.get("last_rejected")), (view.name, a)
         else:
             assert got.equals(want), (view.name, got, want)
 
 
 def reference_state(events: list[dict], partition: str, view: ReducerView, upto: int):
+    """Event by event from the initial state; an action the state refuses changes nothing."""
     state = view.initial_state()
     for event in events:
         if event["partition"] == partition and event["seq"] <= upto:
-            state = view.reduce(state, event)
+            try:
+                state = view.reduce(state, event)
+            except el.InvalidEventError:
+                if not view.skip_invalid:
+                    raise
     return state
+
+
+def reference_rejections(events: list[dict], partition: str, view: ReducerView
+                         ) -> tuple[int, int | None]:
+    """How many of a partition's events the view refused, and the seq of the newest one."""
+    state, count, newest = view.initial_state(), 0, None
+    for event in events:
+        if event["partition"] != partition:
+            continue
+        try:
+            state = view.reduce(state, event)
+        except el.InvalidEventError:
+            count, newest = count + 1, event["seq"]
+    return count, newest
 
 
 # -- generated event streams -------------------------------------------------------------
@@ -99,7 +120,11 @@ PATHS = ["a", "b", "b.c", "d.e.f"]
 
 @st.composite
 def streams(draw):
-    """Batches of valid events: state actions (kept only if they apply), deposits, noise."""
+    """Batches of valid events: state actions, deposits, noise.
+
+    An action the simulated state refuses is kept half of the time: it passes the append
+    checks, and the document view must skip and count it the same way in every fold.
+    """
     partitions = [f"p{i}" for i in range(draw(st.integers(1, 9)))]
     states = {p: {} for p in partitions}
     batches = []
@@ -130,7 +155,8 @@ def streams(draw):
                 try:
                     states[part] = apply_action(states[part], kind, payload)
                 except el.EventlakeError:
-                    continue
+                    if not draw(st.booleans()):
+                        continue
             batch.append({"type": kind, "payload": payload, "partition": part})
         batches.append((batch, draw(st.booleans())))
     return batches
@@ -195,6 +221,13 @@ def test_incremental_equals_full_fold(batches, chunk):
             assert_views_exact(lake)
     lake.materialize(chunk_events=chunk)
     assert_views_exact(lake)
+    document = lake.view("document")
+    rows = {r["partition_id"]: r for r in lake.scan("document").collect().iter_rows(named=True)}
+    for partition in seeded:
+        refused, newest = reference_rejections(all_events, partition, document)
+        row = rows[partition]
+        assert row["rejected"] == refused
+        assert (None if newest is None else json.loads(row["last_rejected"])["seq"]) == newest
 
 
 # -- incrementality ----------------------------------------------------------------------
@@ -441,3 +474,57 @@ def test_views_register_and_reject_bad_definitions(tmp_path):
 
     assert isinstance(counter, ReducerView) and counter.version == 3
     assert counter.description == "Events per partition."
+
+
+def test_document_view_skips_and_counts_actions_the_state_refuses(tmp_path):
+    lake = el.Lake.open(tmp_path / "lake")
+    lake.append([
+        {"type": "set", "payload": {"target": "a", "value": 1}, "partition": "p"},
+        {"type": "set", "payload": {"target": "b", "value": 2}, "partition": "q"},
+    ])
+    lake.materialize()
+    # Both pass the append checks; only the state they meet refuses them.
+    lake.append([
+        {"type": "set", "payload": {"target": "a.x", "value": 2}, "partition": "p"},
+        {"type": "treeDelete", "payload": {"target": "tree", "options": {"id": "n"}},
+         "partition": "p"},
+        {"type": "set", "payload": {"target": "c", "value": 3}, "partition": "p"},
+        {"type": "set", "payload": {"target": "b", "value": 4}, "partition": "q"},
+    ])
+    lake.materialize()  # used to fail here, and at every later refresh
+    rows = {r["partition_id"]: r for r in lake.scan("document").collect().iter_rows(named=True)}
+    assert json.loads(rows["p"]["state"]) == {"a": 1, "c": 3}
+    assert rows["p"]["rejected"] == 2 and rows["p"]["event_count"] == 4
+    last = json.loads(rows["p"]["last_rejected"])
+    assert (last["seq"], last["type"]) == (4, "treeDelete")
+    assert "does not exist" in last["error"]
+    assert (rows["q"]["rejected"], rows["q"]["last_rejected"]) == (0, None)
+    assert json.loads(rows["q"]["state"]) == {"b": 4}
+    assert lake.state("p") == {"a": 1, "c": 3}
+    assert lake.sql("select sum(rejected) as n from document").fetchall() == [(2,)]
+    report = verify_view(lake, lake.view("document"))
+    assert report.ok and report.partitions_checked == 2, report.differences
+    repo = el.Repository(lake)
+    repo.init()
+    assert repo.get_state() == {"a": 1, "b": 4, "c": 3}
+    # add_event still refuses, before writing, what the current state would refuse.
+    with pytest.raises(el.InvalidEventError):
+        repo.add_event({"type": "set", "payload": {"target": "a.y", "value": 1},
+                        "partition": "p"})
+    assert lake.last_seq() == 6
+
+
+def test_a_custom_reducer_can_skip_invalid_events_too(tmp_path):
+    @el.reducer_view("strict_sum", skip_invalid=True)
+    def strict_sum(state, event):
+        amount = event["payload"].get("amount")
+        if not isinstance(amount, int):
+            raise el.InvalidEventError("amount must be an int", field="amount", value=amount)
+        return {"total": state.get("total", 0) + amount}
+
+    lake = el.Lake.open(tmp_path / "lake", views=[strict_sum])
+    lake.append([{"type": "d", "payload": {"amount": a}, "partition": "p"}
+                 for a in (1, "x", 2)])
+    lake.materialize()
+    row = lake.scan("strict_sum").collect().row(0, named=True)
+    assert (json.loads(row["state"]), row["rejected"]) == ({"total": 3}, 1)

@@ -260,17 +260,20 @@ def test_events_without_partition_go_to_the_default_partition(lake):
 
 
 @pytest.mark.parametrize(("kind", "payload", "field"), [
-    ("set", {"value": 1}, "target"),
-    ("set", {"target": "", "value": 1}, "target"),
-    ("set", {"target": "list", "value": [1, 2]}, "value"),
-    ("set", {"target": "a"}, "value"),
-    ("unset", {"target": 5}, "target"),
+    # Refused at append whatever the state:
+    ("set", {"value": 1}, "payload.target"),
+    ("set", {"target": "", "value": 1}, "payload.target"),
+    ("set", {"target": "list", "value": [1, 2]}, "payload.value"),
+    ("set", {"target": "a"}, "payload.value"),
+    ("unset", {"target": 5}, "payload.target"),
+    ("treePush", {"target": "tree_home", "value": {"name": "no id"}}, "payload.value.id"),
+    ("treeMove", {"target": "tree_home"}, "payload.options"),
+    ("treeDelete", {"target": "tree_home", "options": {}}, "payload.options.id"),
+    # Refused by the current state:
     ("treeUpdate", {"target": "missing", "value": {"name": "x"}, "options": {"id": "n1"}},
-     "target"),
-    ("treePush", {"target": "tree_home", "value": {"name": "no id"}}, "value.id"),
-    ("treePush", {"target": "missing.deeper", "value": {"id": "n9"}}, "target"),
-    ("treeMove", {"target": "tree_home"}, "options"),
-    ("treeDelete", {"target": "tree_home", "options": {}}, "options.id"),
+     "payload.target"),
+    ("treePush", {"target": "missing.deeper", "value": {"id": "n9"}}, "payload.target"),
+    ("set", {"target": "a.b.c", "value": 1}, "payload.target"),
     ("init", {"value": {}}, "type"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_malformed_action_payloads_are_refused_and_nothing_is_written(lake, kind, payload,
