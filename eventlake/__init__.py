@@ -17,6 +17,7 @@ from eventlake.errors import (
     InvalidEventError,
     LakeNotFoundError,
     ReducerError,
+    RestoreError,
     UnknownActionError,
     UnknownViewError,
     ViewDefinitionError,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from eventlake.lake import AppendResult, Lake
     from eventlake.materialize import MaterializeResult
     from eventlake.repository import Repository
+    from eventlake.restore import RestoreResult
     from eventlake.views import (
         Agg,
         AggregateView,
@@ -43,6 +45,7 @@ _LAZY = {
     "AppendResult": "eventlake.lake",
     "MaterializeResult": "eventlake.materialize",
     "Repository": "eventlake.repository",
+    "RestoreResult": "eventlake.restore",
     "Agg": "eventlake.views",
     "AggregateView": "eventlake.views",
     "ReducerView": "eventlake.views",
@@ -64,6 +67,8 @@ __all__ = [
     "ReducerError",
     "ReducerView",
     "Repository",
+    "RestoreError",
+    "RestoreResult",
     "UnknownActionError",
     "UnknownViewError",
     "ViewDefinitionError",

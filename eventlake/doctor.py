@@ -49,6 +49,9 @@ __all__ = [
     "diagnose",
     "doctor",
     "find_orphans",
+    "list_folders",
+    "missing_files",
+    "read_commit",
 ]
 
 # A file younger than this may belong to a commit still in flight: never deleted by default.
@@ -243,6 +246,48 @@ def find_log_damage(storage: Storage, name: str) -> Problem | None:
     except Exception:
         return None
     return next((p for p in problems if p.kind == "log"), None)
+
+
+def read_commit(storage: Storage, name: str, version: int) -> list[dict[str, Any]] | None:
+    """The actions of commit `version` of a table's Delta log, or None when its file is not
+    there (not written yet, or deleted by Delta's log retention)."""
+    import pyarrow.fs as pafs
+
+    fs, base = _table_fs(storage, name)
+    path = _join(base, f"{LOG_DIR}/{version:020d}.json")
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as handle:
+        text = handle.read().decode("utf-8")
+    # Not splitlines(): a partition value may hold U+2028 and friends.
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
+def list_folders(storage: Storage, name: str) -> list[str]:
+    """Names of the folders directly under `<root>/<name>` (sorted; none if it is missing)."""
+    import pyarrow.fs as pafs
+
+    fs, base = _table_fs(storage, name)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base or "", recursive=False,
+                                                   allow_not_found=True))
+    except FileNotFoundError:
+        return []
+    return sorted(_relative(base, i.path).rstrip("/") for i in infos
+                  if i.type == pafs.FileType.Directory)
+
+
+def missing_files(storage: Storage, name: str, paths: Iterable[str]) -> list[str]:
+    """The add-action `paths` of a table that are not on storage (as shown by `doctor`)."""
+    import pyarrow.fs as pafs
+
+    fs, base = _table_fs(storage, name)
+    missing = []
+    for logged in paths:
+        relative = logged if "://" in logged else unquote(logged)
+        if fs.get_file_info(_join(base, relative)).type != pafs.FileType.File:
+            missing.append(_display(storage, name, relative))
+    return missing
 
 
 # -- data files ------------------------------------------------------------------------------

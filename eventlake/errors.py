@@ -17,6 +17,7 @@ __all__ = [
     "InvalidEventError",
     "LakeNotFoundError",
     "ReducerError",
+    "RestoreError",
     "UnknownActionError",
     "UnknownViewError",
     "ViewDefinitionError",
@@ -137,6 +138,19 @@ class CorruptLakeError(EventlakeError, RuntimeError):
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         self.path = path
+        super().__init__(message)
+
+
+class RestoreError(EventlakeError, ValueError):
+    """The event log cannot be restored to the asked version; the log was not changed.
+
+    Carries `version` (the target asked for, when known) and `current` (the log's version).
+    """
+
+    def __init__(self, message: str, *, version: int | None = None,
+                 current: int | None = None) -> None:
+        self.version = version
+        self.current = current
         super().__init__(message)
 
 

@@ -188,7 +188,8 @@ def ingest_file(lake: Lake, path: str | os.PathLike[str], *, producer: str = DEF
     from eventlake.log import batch_app_id
 
     landed = lake.log.snapshot().transaction_version(batch_app_id(producer, batch_no))
-    if landed is not None:
+    # A negative version is a key revoked by a restore: that batch is no longer in the log.
+    if landed is not None and landed >= 0:
         return replace(base, duplicate=True, last_seq=landed)
     folder: Path | None = None
     if quarantine:

@@ -17,9 +17,12 @@ from eventlake.storage import Snapshot, Storage
 from eventlake.views import DOCUMENT_VIEW, View
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import duckdb
 
     from eventlake.materialize import MaterializeResult
+    from eventlake.restore import RestoreResult
 
 __all__ = ["AppendResult", "Lake", "LakeInfo"]
 
@@ -156,6 +159,16 @@ class Lake:
         chosen = [self.view(name) for name in (views or list(self._views))]
         with self._damage_named([f"views/{view.name}" for view in chosen]):
             return materialize_views(self, chosen, rebuild=rebuild, chunk_events=chunk_events)
+
+    def restore(self, *, version: int | None = None,
+                timestamp: datetime | str | None = None) -> RestoreResult:
+        """Restore the event log to an earlier Delta version (or the newest one committed at
+        or before `timestamp`) with its seq counter and batch keys; every view table is reset
+        and rebuilt by the next `materialize()`. Stop writers first; see `eventlake.restore`.
+        """
+        from eventlake.restore import restore_log
+
+        return restore_log(self, version=version, timestamp=timestamp)
 
     def state(self, partition: str, *, view: str = "document",
               as_of_seq: int | None = None) -> Any:

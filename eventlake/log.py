@@ -189,7 +189,9 @@ class EventLog:
             dt = self.storage.table(EVENTS)
             if batch_key is not None:
                 landed = dt.transaction_version(batch_key)
-                if landed is not None:
+                # A Delta app transaction cannot be deleted: `eventlake.restore` revokes the
+                # key of a batch it took out of the log by setting it to a negative version.
+                if landed is not None and landed >= 0:
                     return AppendResult(None, landed, 0, (), True, batch_id, None)
             last = dt.transaction_version(SEQ_APP_ID) or 0
             if expected_last_seq is not None and last != expected_last_seq:

@@ -1,4 +1,4 @@
-"""Commands on the event log: init, ingest, events, info."""
+"""Commands on the event log: init, ingest, events, info, restore."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventlake.cli._app import (
+    EXIT_ERROR,
     EXIT_OK,
     CommandError,
     _console,
@@ -19,6 +21,7 @@ from eventlake.cli._app import (
     _open_lake,
     _print_json,
     command,
+    number_at_least,
 )
 from eventlake.config import resolve_lake
 from eventlake.errors import LakeNotFoundError
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from eventlake.lake import Lake
+    from eventlake.restore import RestorePlan
 
 
 # -- init ------------------------------------------------------------------------------------
@@ -308,4 +312,105 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key, value in rows:
         table.add_row(key, escape(value))
     _console().print(table)
+    return EXIT_OK
+
+
+# -- restore ---------------------------------------------------------------------------------
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time such as 2025-01-31T12:00:00Z, got {text!r}") from None
+
+
+def _restore_args(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--version", dest="target_version", type=number_at_least(0),
+                        metavar="N",
+                        help="the event log's Delta table version to go back to (`eventlake "
+                             "info` shows the current one)")
+    target.add_argument("--timestamp", type=_timestamp, metavar="ISO",
+                        help="go back to the newest version committed at or before this time "
+                             "(UTC unless it names a zone)")
+    parser.add_argument("--yes", "-y", action="store_true",
+                        help="restore without asking (required when stdin is not a terminal)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only show what the restore would remove")
+
+
+_SHOWN_BATCHES = 20
+
+
+def _describe_plan(console: Console, plan: RestorePlan) -> None:
+    console.print(f"event log at {plan.root}: restore version {plan.to_version} (now at "
+                  f"version {plan.from_version})", markup=False)
+    console.print(f"  events removed: {plan.events_removed:,} (last seq {plan.last_seq_before:,}"
+                  f" -> {plan.last_seq_after:,})", markup=False)
+    console.print(f"  batches removed: {len(plan.batches):,}", markup=False)
+    for batch in plan.batches[:_SHOWN_BATCHES]:
+        span = (f", seq {batch.first_seq}..{batch.first_seq + batch.count - 1}"
+                if batch.first_seq is not None else "")
+        console.print(f"    {batch.batch_id}: {batch.count} events{span} (version "
+                      f"{batch.version})", markup=False)
+    if len(plan.batches) > _SHOWN_BATCHES:
+        console.print(f"    ... and {len(plan.batches) - _SHOWN_BATCHES:,} more", markup=False)
+    if plan.batch_keys_revoked:
+        console.print(f"  batch keys revoked (these batches can be appended again): "
+                      f"{len(plan.batch_keys_revoked):,}", markup=False)
+    views = ", ".join(plan.views) or "-"
+    console.print(f"  views reset (rebuilt by the next `eventlake materialize`): {views}",
+                  markup=False)
+
+
+def _confirmed(plan: RestorePlan) -> bool:
+    try:
+        answer = input(f"restore the event log to version {plan.to_version}, removing "
+                       f"{plan.events_removed:,} events? [y/N] ")
+    except EOFError:  # the terminal closed its input: no answer is no
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+@command("restore", help="go back to an earlier version of the event log (seq, batch keys and "
+                         "views follow)", configure=_restore_args,
+         description="Restore the event log to an earlier Delta version in one commit that also "
+                     "rewinds the seq counter and revokes the keys of the batches it removes "
+                     "(they can be appended again); every view table is reset first and "
+                     "rebuilt by the next `eventlake materialize`. Shows what will be removed "
+                     "and asks for confirmation (--yes skips it; required when stdin is not a "
+                     "terminal). Stop writers and materializers first.")
+def cmd_restore(args: argparse.Namespace) -> int:
+    from eventlake.restore import plan_restore, restore_log
+
+    lake = _open_existing(args)
+    plan = plan_restore(lake, version=args.target_version, timestamp=args.timestamp)
+    console = _console()
+    if args.dry_run:
+        if args.json:
+            _print_json({"dry_run": True, **plan.to_json()})
+        else:
+            _describe_plan(console, plan)
+        return EXIT_OK
+    if not args.json:
+        _describe_plan(console, plan)
+    if not args.yes:
+        if args.json or not sys.stdin.isatty():
+            raise CommandError("refusing to restore without confirmation: stdin is not a "
+                               "terminal (or --json was given); pass --yes, or --dry-run to "
+                               "only see what would be removed")
+        if not _confirmed(plan):
+            print("restore cancelled; nothing was changed", file=sys.stderr)
+            return EXIT_ERROR
+    result = restore_log(lake, version=plan.to_version, expected_version=plan.from_version)
+    if args.json:
+        _print_json({"root": lake.root, **result.to_json()})
+        return EXIT_OK
+    console.print(f"restored the event log to version {result.to_version} (commit "
+                  f"{result.new_version}): {result.events_removed:,} events removed, last seq "
+                  f"{result.last_seq_after:,}", markup=False)
+    if result.views_reset:
+        console.print("next: eventlake materialize (rebuilds the reset views)", markup=False)
     return EXIT_OK

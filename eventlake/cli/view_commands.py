@@ -174,6 +174,7 @@ def cmd_state(args: argparse.Namespace) -> int:
 def _view_status(lake: Lake, view: View, last_seq: int) -> dict[str, Any]:
     import polars as pl
 
+    from eventlake.restore import RESET_VERSION
     from eventlake.viewstore import ViewStore
 
     store = ViewStore(lake.storage, view)
@@ -187,6 +188,8 @@ def _view_status(lake: Lake, view: View, last_seq: int) -> dict[str, Any]:
     row["table_version"] = snap.version
     if marks.active is None:
         row["status"] = "building" if marks.building else "not built"
+    elif marks.active_version == RESET_VERSION:
+        row["status"] = "not built (reset by a restore)"
     elif marks.active_version != view.version:
         row["status"] = f"stale (built for v{marks.active_version})"
     else:
