@@ -437,3 +437,17 @@ def test_end_to_end_in_a_subprocess(tmp_path):
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
     assert "InvalidEventError" in debug.stderr
+
+
+def test_append_of_an_action_that_can_never_apply_names_record_and_field(tmp_path, capsys):
+    path = tmp_path / "actions.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"type": "set", "payload": {"target": "a", "value": 1}, "partition": "d"}),
+        json.dumps({"type": "treeDelete", "payload": {"target": "t"}, "partition": "d"}),
+    ]) + "\n", encoding="utf-8")
+    root = tmp_path / "lake"
+    code, _, err = run(capsys, "ingest", str(path), "--lake", str(root))
+    assert code == EXIT_ERROR
+    assert err.count("\n") == 1 and f"{path}, line 2" in err
+    assert "field 'payload.options'" in err
+    assert not root.exists() or el.Lake.open(root, create=False).info().events == 0

@@ -210,3 +210,22 @@ def test_result_json_matches_the_cli_shape(lake, tmp_path):
             "last_seq", "duplicate", "quarantined", "quarantine_file"} <= set(result)
     assert result["batch_id"] == f"inbox/{result['batch_no']}"
     assert (result["first_seq"], result["last_seq"]) == (1, 3)
+
+
+def test_state_action_that_can_never_apply_is_quarantined_with_its_field(lake, tmp_path):
+    path = tmp_path / "actions.jsonl"
+    lines = [json.dumps({"type": "set", "payload": {"target": "a", "value": 1},
+                         "partition": "doc"}),
+             json.dumps({"type": "set", "payload": {"value": 2}, "partition": "doc"}),
+             json.dumps({"type": "treeMove", "payload": {"target": "t", "options": {}},
+                         "partition": "doc"}),
+             json.dumps({"type": "set", "payload": {"target": "b", "value": 3},
+                         "partition": "doc"})]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ingest_file(lake, path)
+    assert (result.records, result.events, result.quarantined) == (4, 2, 2)
+    entries = read_quarantine(Path(lake.root) / "quarantine")
+    assert [(e["line"], e["field"]) for e in entries] == [(2, "payload.target"),
+                                                          (3, "payload.options.id")]
+    lake.materialize()
+    assert lake.state("doc") == {"a": 1, "b": 3}
