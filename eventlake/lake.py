@@ -119,6 +119,9 @@ class Lake:
 
         `since_seq` is exclusive, `until_seq` inclusive. Only the files that can hold matching
         rows are opened. `snapshot` pins the log version to read (default: the latest).
+
+        Those files are checked when the frame is built: a missing, truncated or garbage one
+        raises `CorruptLakeError` naming it here, not a Polars error at `collect()`.
         """
         partitions = [partition] if isinstance(partition, str) else (
             None if partition is None else list(partition))
@@ -202,7 +205,11 @@ class Lake:
             raise error from exc
 
     def scan(self, view: str, *, as_of_version: int | None = None) -> pl.LazyFrame:
-        """The logical view (one current row per partition, or per partition and group)."""
+        """The logical view (one current row per partition, or per partition and group).
+
+        Its files are checked when the frame is built: a missing, truncated or garbage one
+        raises `CorruptLakeError` naming it here, not a Polars error at `collect()`.
+        """
         from eventlake.viewstore import ViewStore
 
         return ViewStore(self.storage, self.view(view)).scan_logical(version=as_of_version)
@@ -215,10 +222,16 @@ class Lake:
         (exactly its active files); the relation keeps its own connection alive. Payload fields
         work with DuckDB's JSON operators, e.g. `payload->>'$.amount'`; pass values with
         `params` (`$1` / `$name` placeholders) rather than formatting them into `query`.
-        """
-        from eventlake.query import connect
 
-        return connect(self).sql(query, params=params)
+        The data files of the tables the query names are checked first: a missing, truncated
+        or garbage file raises `CorruptLakeError` naming it (see `Snapshot.check`).
+        """
+        from eventlake.query import connect, tables_named
+
+        # Checking only the named tables keeps a query of one small view from paying for
+        # the event log's thousands of files.
+        named = tables_named(query, [EVENTS, *self._views])
+        return connect(self, check=named).sql(query, params=params)
 
     def __repr__(self) -> str:
         return f"Lake({self.storage.root!r}, views={list(self._views)})"

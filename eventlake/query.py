@@ -14,12 +14,16 @@ is needed.
 
 Every identifier is double-quoted and every literal single-quoted, with inner quotes doubled;
 nothing from a view name, partition value or path is ever spliced into SQL unquoted.
+
+Before DuckDB reads a local lake, the files of the tables a query may read are checked
+(`Snapshot.check`: present, of the logged size, ending in a Parquet footer), so a damaged file
+is a `CorruptLakeError` naming it and its table rather than a DuckDB error at bind or fetch.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -45,6 +49,7 @@ __all__ = [
     "quote_identifier",
     "quote_literal",
     "snapshot_sources",
+    "tables_named",
 ]
 
 _FILE = "__eventlake_file"
@@ -96,9 +101,11 @@ def _local(path: str) -> str:
     return path.removeprefix("file://") if path.startswith("file:///") else path
 
 
-def _events_source(lake: Lake) -> TableSource:
+def _events_source(lake: Lake, *, check: bool = False) -> TableSource:
     snap = lake.log.snapshot()
     plan = snap.plan()
+    if check:
+        snap.check(plan)
     schema = pa.schema(snap.table.schema())
     values: dict[str, tuple[str | None, ...]] = {}
     if "partition_id" in snap.partition_columns:
@@ -107,7 +114,7 @@ def _events_source(lake: Lake) -> TableSource:
                        tuple(_local(f) for f in plan.files), values)
 
 
-def _view_source(lake: Lake, view: View) -> TableSource:
+def _view_source(lake: Lake, view: View, *, check: bool = False) -> TableSource:
     columns = logical_columns(view)
     full = row_schema(view)
     schema = pa.schema([full.field(c) for c in columns])
@@ -120,14 +127,33 @@ def _view_source(lake: Lake, view: View) -> TableSource:
     if active is None:
         return TableSource(view.name, view.kind, uri, snap.version, schema, (), {})
     plan = snap.plan(equals={"generation": [active]})
+    if check:
+        snap.check(plan)
     return TableSource(view.name, view.kind, uri, snap.version, schema,
                        tuple(_local(f) for f in plan.files), {}, active)
 
 
-def snapshot_sources(lake: Lake, views: Sequence[str] | None = None) -> list[TableSource]:
-    """`events` and each registered view (or the named ones), as of their latest commits."""
+def snapshot_sources(lake: Lake, views: Sequence[str] | None = None, *,
+                     check: Collection[str] = ()) -> list[TableSource]:
+    """`events` and each registered view (or the named ones), as of their latest commits.
+
+    The data files of the tables named in `check` are checked (`Snapshot.check`); a damaged
+    one raises `CorruptLakeError` naming it.
+    """
     chosen = [lake.view(name) for name in (views if views is not None else lake.views)]
-    return [_events_source(lake), *(_view_source(lake, view) for view in chosen)]
+    return [_events_source(lake, check=EVENTS in check),
+            *(_view_source(lake, view, check=view.name in check) for view in chosen)]
+
+
+def tables_named(query: str, names: Iterable[str]) -> set[str]:
+    """The `names` that occur in `query` as whole words, ignoring case (as DuckDB matches
+    identifiers), quoted or not.
+
+    A superset of the tables the query reads: a name inside a string literal or a comment
+    counts too, which costs a needless check, never a missed one.
+    """
+    return {name for name in names
+            if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", query, re.IGNORECASE)}
 
 
 # -- SQL text --------------------------------------------------------------------------------
@@ -226,12 +252,17 @@ def _mapping_table(source: TableSource) -> pa.Table:
     return pa.table({k: pa.array(v, pa.string()) for k, v in data.items()})
 
 
-def connect(lake: Lake, *, views: Sequence[str] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(lake: Lake, *, views: Sequence[str] | None = None,
+            check: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection where `events` and every view are SQL views.
 
     They read the latest committed snapshot of each table as of this call; open a new
     connection to see later commits. Payload fields work with DuckDB's JSON operators:
     `payload->>'$.amount'`.
+
+    The data files of the tables named in `check` (default: every table) are checked first;
+    a missing, truncated or garbage file raises `CorruptLakeError` naming it. `lake.sql`
+    checks only the tables its query names.
     """
     con = duckdb.connect()
     if not lake.storage.is_local:
@@ -241,19 +272,37 @@ def connect(lake: Lake, *, views: Sequence[str] | None = None) -> duckdb.DuckDBP
             con.close()
             raise
         return con
+    chosen = list(views) if views is not None else list(lake.views)
+    checked = {EVENTS, *chosen} if check is None else check
     try:
-        for index, source in enumerate(snapshot_sources(lake, views)):
+        for index, source in enumerate(snapshot_sources(lake, views, check=checked)):
             types = _duckdb_types(source.schema)
             mapping = None
             if source.files and source.partition_values:
                 mapping = f"__eventlake_files_{index}"
                 con.register(mapping, _mapping_table(source))
-            con.execute(_create_view(source.name, _files_select(source, types,
-                                                                mapping=mapping)))
+            try:
+                con.execute(_create_view(source.name, _files_select(source, types,
+                                                                    mapping=mapping)))
+            except duckdb.Error:
+                if source.name not in checked:
+                    # Defining a view makes DuckDB read footers (every file's, for a view
+                    # table), so a damaged file of a table the query does not name fails
+                    # here too: say which file rather than DuckDB's bare error.
+                    _check_source(lake, source.name)
+                raise
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _check_source(lake: Lake, name: str) -> None:
+    """Raise `CorruptLakeError` if a data file of table `name` is damaged."""
+    if name == EVENTS:
+        _events_source(lake, check=True)
+    else:
+        _view_source(lake, lake.view(name), check=True)
 
 
 def _register_remote(con: duckdb.DuckDBPyConnection, lake: Lake,

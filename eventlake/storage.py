@@ -5,6 +5,12 @@ version, lists exactly that version's active files (with their partition values 
 statistics from the Delta log), prunes them, and scans only what is left with Polars. Readers
 therefore never see a half-written or vacuumed file, and tests can assert which files a read
 touched (`ScanPlan.files`) instead of timing it.
+
+Before a scan is built, `Snapshot.check` looks at each planned file of a local lake: present,
+of the size its add action logged, ending in a Parquet footer. A damaged file then fails the
+read with a `CorruptLakeError` naming the file and the table, at the call that builds the scan,
+instead of a Polars or DuckDB error at `collect()` that does not say which file (Polars cuts
+the path short, or leaves it out).
 """
 
 from __future__ import annotations
@@ -144,6 +150,8 @@ class ScanPlan:
     # Partition column -> the value of each file, in `files` order (Delta keeps partition
     # values in the log, not in the data files).
     values: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # The size in bytes the add action logged for each file (None when it logged none).
+    sizes: tuple[int | None, ...] = ()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -235,7 +243,38 @@ class Snapshot:
         rows = int(pc.sum(chosen.column("num_records")).as_py() or 0) if len(paths) else 0
         values = {c: tuple(chosen.column(f"partition.{c}").to_pylist())
                   for c in self.partition_columns}
-        return ScanPlan(tuple(paths), tuple(owners), rows, values)
+        sizes = tuple(chosen.column("size_bytes").to_pylist())
+        return ScanPlan(tuple(paths), tuple(owners), rows, values, sizes)
+
+    def check(self, plan: ScanPlan) -> None:
+        """Raise `CorruptLakeError` naming the first planned file that is missing, has
+        another size than its add action logged, or does not end in a Parquet footer.
+
+        Costs one open and an 8-byte read per file; the footer itself is left to the reader,
+        which parses it anyway. Damage inside a file that keeps its size and footer magic
+        still fails the read, with the reader's own error; `eventlake doctor` names the file.
+        Lakes on object storage are not checked: it would cost a request per file.
+        """
+        if not self.storage.is_local:
+            return
+        sizes = plan.sizes or (None,) * len(plan.files)
+        damaged: list[tuple[str, str]] = []
+        for path, size in zip(plan.files, sizes, strict=True):
+            local = _local_file(path)
+            if local is None:
+                continue
+            problem = _file_damage(local, size)
+            if problem is not None:
+                damaged.append((local, problem))
+        if not damaged:
+            return
+        path, problem = damaged[0]
+        more = (f" (and {len(damaged) - 1} more damaged files of the read)"
+                if len(damaged) > 1 else "")
+        raise CorruptLakeError(
+            f"damaged lake: {path}: {problem}{more}; table {self.name!r}, version "
+            f"{self.version}. Run `eventlake doctor` and see the README's Recovery section",
+            path=path)
 
     def _file_uri(self, path: str) -> str:
         # The add-action path is percent-encoded once more than the object name on storage.
@@ -245,10 +284,14 @@ class Snapshot:
 
     def scan(self, plan: ScanPlan, *, schema: dict[str, pl.DataType] | None = None
              ) -> pl.LazyFrame:
-        """A lazy frame over exactly the planned files, with partition columns attached."""
+        """A lazy frame over exactly the planned files, with partition columns attached.
+
+        The files are checked first (`check`): a damaged one raises `CorruptLakeError` here.
+        """
         partition_columns = self.partition_columns
         if not plan.files:
             return pl.LazyFrame(schema=schema or self._polars_schema())
+        self.check(plan)
         frame = pl.scan_parquet(
             list(plan.files),
             include_file_paths=FILE_COLUMN if partition_columns else None,
@@ -282,6 +325,44 @@ class Snapshot:
     def _file_schema(self) -> dict[str, pl.DataType]:
         partition_columns = set(self.partition_columns)
         return {k: v for k, v in self._polars_schema().items() if k not in partition_columns}
+
+
+# A Parquet file ends with its footer's length (4 bytes, little-endian) and the magic "PAR1"
+# ("PARE" when the footer is encrypted); it also starts with the magic, hence 12 bytes at least.
+_PARQUET_MAGIC = (b"PAR1", b"PARE")
+_PARQUET_TAIL = 8
+_PARQUET_MIN_SIZE = 12
+
+
+def _local_file(path: str) -> str | None:
+    """The local path of a planned file, or None when it lives elsewhere (an absolute URI)."""
+    if path.startswith("file://"):
+        return path.removeprefix("file://")
+    return None if "://" in path else path
+
+
+def _file_damage(path: str, logged_size: int | None) -> str | None:
+    """What is wrong with the local data file `path`, or None when it looks whole."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        return ("missing: the Delta log references it but it is not on storage (deleted; "
+                "or, when reading an old version, vacuumed)")
+    try:
+        size = os.fstat(fd).st_size
+        if logged_size is not None and size != logged_size:
+            return (f"{size} bytes where the Delta log says {logged_size} (truncated or "
+                    "overwritten)")
+        if size < _PARQUET_MIN_SIZE:
+            return f"{size} bytes, too small to be a Parquet file"
+        os.lseek(fd, size - _PARQUET_TAIL, os.SEEK_SET)
+        tail = os.read(fd, _PARQUET_TAIL)
+    finally:
+        os.close(fd)
+    footer = int.from_bytes(tail[:4], "little")
+    if tail[4:] not in _PARQUET_MAGIC or footer > size - _PARQUET_MIN_SIZE:
+        return "not a readable Parquet file: it does not end in a Parquet footer"
+    return None
 
 
 def retry_commit(

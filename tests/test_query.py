@@ -27,7 +27,9 @@ from eventlake.query import (
     quote_identifier,
     quote_literal,
     snapshot_sources,
+    tables_named,
 )
+from eventlake.storage import Snapshot
 from eventlake.views import Agg, AggregateView, ReducerView
 
 BALANCES = ReducerView(name="balances", version=1,
@@ -174,6 +176,47 @@ def test_relation_outlives_its_connection(views_lake):
     gc.collect()
     assert sum(n for _, n in relation.fetchall()) == views_lake.last_seq()
     assert views_lake.sql("select $1::int + 1 as x", params=[41]).fetchall()[0] == (42,)
+
+
+def test_tables_named_finds_whole_names_in_any_case():
+    names = ["events", "balances", "my view", "a.b"]
+    assert tables_named("select * from events", names) == {"events"}
+    assert tables_named('SELECT * FROM "Balances" b JOIN EVENTS e USING (partition_id)',
+                        names) == {"events", "balances"}
+    assert tables_named("select events_count, rebalances from t", names) == set()
+    assert tables_named("select * from \"my view\" where x = 'a.b'", names) == {"my view",
+                                                                                  "a.b"}
+    assert tables_named("select 1", names) == set()
+
+
+@pytest.fixture
+def checked_tables(monkeypatch):
+    """The tables whose files `Snapshot.check` looked at, in order."""
+    seen: list[str] = []
+    original = Snapshot.check
+
+    def spy(self, plan):
+        seen.append(self.name)
+        return original(self, plan)
+
+    monkeypatch.setattr(Snapshot, "check", spy)
+    return seen
+
+
+def test_sql_checks_the_files_of_the_tables_its_query_names(views_lake, checked_tables):
+    """A query of one view does not pay for checking the event log's files, and the other
+    way round; `connect` checks every table."""
+    views_lake.sql("select count(*) from balances").fetchall()
+    assert checked_tables == ["views/balances"]
+    checked_tables.clear()
+    views_lake.sql('select * from EVENTS e join "Totals" t using (partition_id)').fetchall()
+    assert sorted(checked_tables) == ["events", "views/totals"]
+    checked_tables.clear()
+    views_lake.sql("select 1").fetchall()
+    assert checked_tables == []
+    connect(views_lake).close()
+    assert sorted(checked_tables) == ["events", "views/balances", "views/document",
+                                      "views/totals"]
 
 
 def test_empty_lake_has_typed_tables(tmp_path):

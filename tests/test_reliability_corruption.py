@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 import eventlake as el
@@ -84,29 +85,178 @@ def test_damaged_event_file_is_named_by_reads_and_doctor(built: el.Lake, damage:
     assert main(["doctor", "--lake", str(lake.root), "--fix", "--min-age", "0"]) == 3
 
 
+def _view_file(lake: el.Lake, partition: str = "p0") -> str:
+    """The document view's file holding the partition's row."""
+    store = ViewStore(lake.storage, lake.view("document"))
+    snap = store.snapshot()
+    bucket = bucket_of(partition, store.buckets(snap))
+    (path,) = snap.plan(equals={"bucket": [bucket]}).files
+    return path
+
+
+# Every ad hoc read path, by the table it reads: (table, read) -> a call reading all of it.
+# The lazy paths also say how to build the frame without collecting it.
+LAZY = {
+    ("events", "events"): lambda lake: lake.events(),
+    ("events", "events-partition"): lambda lake: lake.events("p0", since_seq=0),
+    ("view", "scan"): lambda lake: lake.scan("document"),
+}
+READS = {
+    **{key: (lambda lake, build=build: build(lake).collect()) for key, build in LAZY.items()},
+    ("events", "sql"): lambda lake: lake.sql("select * from events").fetchall(),
+    ("view", "sql"): lambda lake: lake.sql("SELECT count(*) FROM Document").fetchall(),
+}
+TABLE = {"events": "'events'", "view": "'views/document'"}
+
+
+def _damage(lake: el.Lake, table: str, damage: str) -> str:
+    target = _event_file(lake) if table == "events" else _view_file(lake)
+    DAMAGE[damage][0](target)
+    return target
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("read", sorted(READS), ids="-".join)
+def test_every_read_path_names_the_damaged_file(built: el.Lake, read: tuple[str, str],
+                                                damage: str) -> None:
+    """`lake.events`, `lake.scan` and `lake.sql` raise `CorruptLakeError` naming the file
+    and its table, one line, instead of a Polars or DuckDB error without the file."""
+    table, _ = read
+    target = _damage(built, table, damage)
+    lake = _fresh(built)
+    with pytest.raises(CorruptLakeError) as info:
+        READS[read](lake)
+    text = str(info.value)
+    assert info.value.path == target, text
+    assert target in text and TABLE[table] in text and "eventlake doctor" in text
+    assert "\n" not in text
+    if read in LAZY:
+        # Building the frame already fails: no LazyFrame over a damaged file is handed out.
+        with pytest.raises(CorruptLakeError):
+            LAZY[read](lake)
+
+
+CLI_READS = {
+    ("events", "events"): ["events", "--limit", "0"],
+    ("events", "sql"): ["sql", "select count(*) from events"],
+    ("view", "sql"): ["sql", "select * from document", "--format", "json"],
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("read", sorted(CLI_READS), ids="-".join)
+def test_cli_reads_name_the_damaged_file(built: el.Lake, read: tuple[str, str], damage: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    table, _ = read
+    target = _damage(built, table, damage)
+    lake = _fresh(built)
+    assert main([*CLI_READS[read], "--lake", str(lake.root)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: damaged lake: "), captured.err
+    assert target in lines[0] and TABLE[table] in lines[0]
+
+
+def _answers(lake: el.Lake) -> dict[str, object]:
+    """What every read path answers; a `CorruptLakeError` is an answer too (with its file)."""
+    calls = {
+        "events": lambda: lake.events().collect().rows(),
+        "events p0": lambda: lake.events("p0").collect().rows(),
+        "events p1": lambda: lake.events("p1").collect().rows(),
+        "events since 0": lambda: lake.events(since_seq=0).collect().rows(),
+        "events until 1": lambda: lake.events(until_seq=1).collect().rows(),
+        "events after 1": lambda: lake.events(since_seq=1).collect().rows(),
+        "events count": lambda: lake.events().select(pl.len()).collect().item(),
+        "scan": lambda: sorted(lake.scan("document").collect().rows()),
+        "scan count": lambda: lake.scan("document").select(pl.len()).collect().item(),
+        "scan p1": lambda: lake.scan("document").filter(
+            pl.col("partition_id") == "p1").collect().rows(),
+        "sql events": lambda: lake.sql("select count(*), sum(seq) from events").fetchall(),
+        "sql events p1": lambda: lake.sql(
+            "select seq from events where partition_id = 'p1' order by seq").fetchall(),
+        "sql view": lambda: lake.sql(
+            "select partition_id, state from document order by 1").fetchall(),
+        "sql view p1": lambda: lake.sql(
+            "select state from document where partition_id = 'p1'").fetchall(),
+        "state p0": lambda: lake.state("p0"),
+        "state p0 at 1": lambda: lake.state("p0", as_of_seq=1),
+        "state p1": lambda: lake.state("p1"),
+    }
+    answers: dict[str, object] = {}
+    for name, call in calls.items():
+        try:
+            answers[name] = call()
+        except CorruptLakeError as exc:
+            answers[name] = ("CorruptLakeError", exc.path)
+    return answers
+
+
+@pytest.mark.parametrize("table", ["events", "view"])
+def test_a_deleted_file_never_gives_fewer_rows(built: el.Lake, table: str) -> None:
+    """After a data file is deleted, each read either answers exactly as before or fails
+    naming that file: never a silently shorter answer."""
+    healthy = _answers(built)
+    assert not any(isinstance(a, tuple) for a in healthy.values())
+    target = _damage(built, table, "deleted")
+    damaged = _answers(_fresh(built))
+    failed = {name for name, answer in damaged.items() if answer != healthy[name]}
+    for name in failed:
+        assert damaged[name] == ("CorruptLakeError", target), (name, damaged[name])
+    # The reads that need the file are among those that failed; the rest answered exactly.
+    if table == "events":
+        needed = {"events", "events p0", "events since 0", "events until 1", "events count",
+                  "sql events", "sql events p1"}
+    else:
+        needed = {"scan", "scan count", "scan p1", "sql view", "sql view p1"}
+    assert needed <= failed
+    assert "state p1" not in failed and "events p1" not in failed
+
+
 def _log_file(lake: el.Lake, version: int) -> Path:
     return Path(lake.storage.local_path("events", "_delta_log", f"{version:020d}.json"))
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "deleted"])
-def test_damaged_log_entry_is_named(built: el.Lake, damage: str) -> None:
-    entry = _log_file(built, 2)
+def damage_log_entry(entry: Path, damage: str) -> None:
     if damage == "truncated":
         truncate(str(entry))
     elif damage == "garbage":
         entry.write_text("garbage{\n")
     else:
         entry.unlink()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "deleted"])
+def test_damaged_log_entry_is_named(built: el.Lake, damage: str) -> None:
+    entry = _log_file(built, 2)
+    damage_log_entry(entry, damage)
     lake = _fresh(built)
     for call in (lambda: lake.state("p0", as_of_seq=1), lambda: lake.materialize(),
                  lambda: lake.append([{"type": "t", "partition": "p", "payload": {}}]),
-                 lambda: lake.last_seq()):
+                 lambda: lake.last_seq(), lambda: lake.events().collect(),
+                 lambda: lake.sql("select * from events").fetchall()):
         with pytest.raises(CorruptLakeError) as info:
             call()
         assert info.value.path == str(entry), info.value
         assert str(entry) in str(info.value)
     report = doctor(lake)
     assert [(p.kind, p.path) for p in report.problems] == [("log", str(entry))]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "deleted"])
+def test_damaged_view_log_entry_is_named_by_scan_and_sql(built: el.Lake, damage: str) -> None:
+    entry = Path(built.storage.local_path("views", "document", "_delta_log",
+                                          f"{2:020d}.json"))
+    assert entry.with_name(f"{3:020d}.json").exists()  # a commit in the middle of the log
+    damage_log_entry(entry, damage)
+    lake = _fresh(built)
+    for call in (lambda: lake.scan("document").collect(),
+                 lambda: lake.sql("select * from document").fetchall()):
+        with pytest.raises(CorruptLakeError) as info:
+            call()
+        assert info.value.path == str(entry) and str(entry) in str(info.value)
+    # The state falls back to the event log, exactly.
+    assert lake.state("p0") == {"v": 3}
 
 
 def test_damaged_view_bucket_is_named_and_a_rebuild_repairs_it(built: el.Lake) -> None:
