@@ -210,8 +210,32 @@ def bad_shape(draw: Any) -> Case:
     return Case((record, "type"))
 
 
+@st.composite
+def bad_action(draw: Any) -> Case:
+    """A state action whose payload no state could accept (the document view would fail)."""
+    junk_value = draw(st.one_of(st.none(), st.integers(), st.just(""), st.just([1])))
+    kind, payload, field = draw(st.sampled_from([
+        ("set", {"value": 1}, "payload.target"),
+        ("set", {"target": junk_value if junk_value != "" else 5, "value": 1},
+         "payload.target"),
+        ("set", {"target": "a"}, "payload.value"),
+        ("set", {"target": "a", "value": 1, "options": junk_value}, "payload.options"),
+        ("unset", {}, "payload.target"),
+        ("init", {"value": junk_value}, "payload.value"),
+        ("treePush", {"target": "t", "value": {"id": junk_value}}, "payload.value.id"),
+        ("treeDelete", {"target": "t", "options": {"id": junk_value}}, "payload.options.id"),
+        ("treeMove", {"target": "t", "options": junk_value}, "payload.options"),
+        ("treeUpdate", {"target": "t", "value": junk_value, "options": {"id": "n"}},
+         "payload.value"),
+    ]))
+    record = good(0) | {"type": kind, "payload": payload}
+    if draw(st.booleans()):
+        record["payload"] = json.dumps(payload)
+    return Case((record, field))
+
+
 bad_records = st.one_of(wrong_type(), oversized(), deep(), bad_unicode(), not_finite(),
-                        bad_partition_chars(), bad_shape())
+                        bad_partition_chars(), bad_shape(), bad_action())
 
 # Valid but hostile: SQL, path-like and odd Unicode partitions must land and read back intact.
 hostile_partition = st.text(
