@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow.compute as pc
 
 from eventlake.errors import EventlakeError, ReducerError
-from eventlake.folds import fold_events, fold_view
+from eventlake.folds import event_columns, fold_events, fold_view
 from eventlake.storage import Snapshot, retry_commit
 from eventlake.views import AggregateView, ReducerView, View
 from eventlake.viewstore import ViewStore, bucket_of, buckets_of
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from eventlake.lake import Lake
 
 __all__ = ["DEFAULT_CHUNK_EVENTS", "EventWindow", "MaterializeError", "MaterializeResult",
-           "materialize_views", "read_state", "refresh_view"]
+           "materialize_views", "read_events", "read_state", "refresh_view"]
 
 DEFAULT_CHUNK_EVENTS = 100_000
 Progress = Callable[[str, int, int], None]
@@ -71,8 +71,10 @@ def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = Fals
     results: dict[str, MaterializeResult] = {}
     failures: dict[str, EventlakeError] = {}
     # Views usually stand at the same watermark: read each window of new events once for all.
-    head = lake.log.last_seq()
-    window = EventWindow()
+    log = lake.log.snapshot()
+    head = lake.log.last_seq(log)
+    columns = {c: None for view in views for c in event_columns(view)}
+    window = EventWindow(columns=list(columns), snapshot=log)
     for view in views:
         try:
             results[view.name] = refresh_view(lake, view, rebuild=rebuild,
@@ -86,17 +88,61 @@ def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = Fals
 
 
 class EventWindow:
-    """The last window of events read, `(since, until]`, shared by the views of one refresh."""
+    """The last window of events read, `(since, until]`, shared by the views of one refresh.
 
-    def __init__(self) -> None:
+    `columns` are the event columns to read (default: all); they must cover what every view
+    sharing the window folds (`folds.event_columns`). `snapshot` pins the log version read
+    (default: the latest at each read); it must hold every seq a window asks for.
+    """
+
+    def __init__(self, *, columns: Sequence[str] | None = None,
+                 snapshot: Snapshot | None = None) -> None:
+        self.columns = None if columns is None else tuple(columns)
+        self.snapshot = snapshot
         self._key: tuple[int, int] | None = None
         self._events: pl.DataFrame | None = None
 
     def read(self, lake: Lake, since: int, until: int) -> pl.DataFrame:
         if self._key != (since, until) or self._events is None:
-            self._events = lake.events(since_seq=since, until_seq=until).collect()
+            self._events = read_events(lake, since_seq=since, until_seq=until,
+                                       columns=self.columns, snapshot=self.snapshot,
+                                       whole_files=2 * (until - since) + 10_000)
             self._key = (since, until)
         return self._events
+
+
+def read_events(lake: Lake, partitions: Sequence[str] | None = None, *,
+                since_seq: int | None = None, until_seq: int | None = None,
+                columns: Sequence[str] | None = None, snapshot: Snapshot | None = None,
+                whole_files: int = 2 * DEFAULT_CHUNK_EVENTS) -> pl.DataFrame:
+    """`lake.events(...).collect()` (only `columns`, if given), read the cheaper way.
+
+    Polars pushes the `seq` bounds into the read of every file, and on a window spread over
+    many small files (a batch over 1,000 partitions writes 1,000) that cost more than reading
+    the files whole: the plan already kept only files whose seq range overlaps. So files are
+    read whole and filtered after, unless they hold more than `whole_files` rows (compacted
+    history), where the pushed-down filter keeps memory to the rows wanted.
+    """
+    snap = snapshot or lake.log.snapshot()
+    plan = lake.log.plan(partitions=None if partitions is None else list(partitions),
+                         since_seq=since_seq, until_seq=until_seq, snapshot=snap)
+    if plan.rows > whole_files:
+        frame = lake.events(partitions, since_seq=since_seq, until_seq=until_seq, snapshot=snap)
+        return (frame if columns is None else frame.select(columns)).collect()
+    scan = snap.scan(plan)
+    if columns is not None:
+        scan = scan.select(list(dict.fromkeys([*columns, "seq", "partition_id"])))
+    # One chunk per file comes back; every later step on a thousand tiny chunks pays for each.
+    events = scan.collect().rechunk()
+    keep = []
+    if partitions is not None:
+        keep.append(pl.col("partition_id").is_in(list(partitions)))
+    if since_seq is not None:
+        keep.append(pl.col("seq") > since_seq)
+    if until_seq is not None:
+        keep.append(pl.col("seq") <= until_seq)
+    events = (events.filter(*keep) if keep else events).sort("seq")
+    return events if columns is None else events.select(columns)
 
 
 def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
@@ -105,7 +151,7 @@ def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
                  ) -> MaterializeResult:
     """Bring one view up to `target_seq` (default: the log's last seq)."""
     started = time.perf_counter()
-    window = window or EventWindow()
+    window = window or EventWindow(columns=event_columns(view))
     chunk = chunk_events or DEFAULT_CHUNK_EVENTS
     store = ViewStore(lake.storage, view)
     store.ensure()
@@ -126,26 +172,37 @@ def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
     while True:
         step = retry_commit(lambda: _refresh_step(lake, store, head, chunk, window),
                             what=f"refresh of view {view.name!r}")
-        if step is None:
+        final = step.watermark
+        if not step.committed:
             break
-        touched, folded = step
-        partitions |= touched
-        events += folded
+        partitions |= step.touched
+        events += step.events
         commits += 1
         if progress is not None:
-            progress(view.name, store.marks(store.snapshot()).watermark, head)
-    final = store.marks(store.snapshot()).watermark
+            progress(view.name, final, head)
+        if final >= head:
+            break  # what the step committed is the watermark: no need to read it back
     return MaterializeResult(view.name, view.version, len(partitions), events, old_watermark,
                              final, time.perf_counter() - started, rebuilt, commits)
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One refresh step: whether it committed, what it folded, the watermark after it."""
+
+    committed: bool
+    watermark: int
+    touched: frozenset[str] = frozenset()
+    events: int = 0
+
+
 def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int, window: EventWindow
-                  ) -> tuple[set[str], int] | None:
+                  ) -> _Step:
     snap = store.snapshot()
     marks = store.marks(snap)
     assert marks.active is not None
     if marks.watermark >= head:
-        return None
+        return _Step(False, marks.watermark)
     end = min(head, marks.watermark + chunk)
     events = window.read(lake, marks.watermark, end)
     touched = sorted(set(events.get_column("partition_id").to_list()))
@@ -154,7 +211,7 @@ def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int, window: E
     rows = _replace_partitions(store, snap, prior, events)
     store.commit_buckets(snap, rows, buckets=buckets, generation=marks.active,
                          marks={f"v{store.view.version}": end})
-    return set(touched), events.height
+    return _Step(True, end, frozenset(touched), events.height)
 
 
 def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | None,
@@ -303,7 +360,9 @@ def _fold_partitions(lake: Lake, view: View, members: list[str], sizes: dict[str
         else:
             small.append(partition)
     if small:
-        events = lake.events(small, until_seq=target).collect()
+        wanted = sum(sizes.get(p, 0) for p in small)
+        events = read_events(lake, small, until_seq=target, columns=event_columns(view),
+                             whole_files=2 * wanted + 10_000)
         if events.height:
             parts.append(fold_view(view, pl.DataFrame(), events))
     parts = [p for p in parts if p.height]

@@ -19,7 +19,7 @@ from eventlake.actions import apply_action
 from eventlake.folds import rows_for
 from eventlake.materialize import MaterializeError
 from eventlake.verify import verify_view
-from eventlake.views import Agg, AggregateView, ReducerView
+from eventlake.views import Agg, AggregateView, ReducerView, fold
 from eventlake.viewstore import ViewStore, bucket_of
 
 
@@ -50,7 +50,17 @@ TOTALS = AggregateView(
 )
 DEPOSITS = AggregateView(name="deposits", version=1, where=["deposit"],
                          aggregates={"total": Agg("sum", "amount"), "n": "count"})
-VIEWS = [BALANCES, TOTALS, DEPOSITS]
+
+
+def _typed_seen(state, event):
+    # Fails the refresh (a ReducerError) if an event outside the view's types gets here.
+    assert event["type"] in ("deposit", "note"), event
+    return {"n": state["n"] + 1, "seqs": [*state["seqs"], event["seq"]]}
+
+
+TYPED = ReducerView(name="typed", version=1, initial_state=lambda: {"n": 0, "seqs": []},
+                    reduce=_typed_seen, types=("deposit", "note"))
+VIEWS = [BALANCES, TOTALS, DEPOSITS, TYPED]
 
 
 def _logical(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -87,9 +97,13 @@ def assert_views_exact(lake: el.Lake, names: list[str] | None = None) -> None:
 
 
 def reference_state(events: list[dict], partition: str, view: ReducerView, upto: int):
-    """Event by event from the initial state; an action the state refuses changes nothing."""
+    """Event by event from the initial state; an action the state refuses changes nothing.
+
+    A view with `types` gets only those events."""
     state = view.initial_state()
     for event in events:
+        if view.types is not None and event["type"] not in view.types:
+            continue
         if event["partition"] == partition and event["seq"] <= upto:
             try:
                 state = view.reduce(state, event)
@@ -105,6 +119,8 @@ def reference_rejections(events: list[dict], partition: str, view: ReducerView
     state, count, newest = view.initial_state(), 0, None
     for event in events:
         if event["partition"] != partition:
+            continue
+        if view.types is not None and event["type"] not in view.types:
             continue
         try:
             state = view.reduce(state, event)
@@ -213,6 +229,8 @@ def test_incremental_equals_full_fold(batches, chunk):
                 all_events, partition, lake.view("document"), head)
             assert lake.state(partition, view="balances") == reference_state(
                 all_events, partition, BALANCES, head)
+            assert lake.state(partition, view="typed") == reference_state(
+                all_events, partition, TYPED, head)
             if head > 3:
                 assert lake.state(partition, as_of_seq=head - 3) == reference_state(
                     all_events, partition, lake.view("document"), head - 3)
@@ -228,6 +246,14 @@ def test_incremental_equals_full_fold(batches, chunk):
         row = rows[partition]
         assert row["rejected"] == refused
         assert (None if newest is None else json.loads(row["last_rejected"])["seq"]) == newest
+    # Views with `types` still count every event of the partition in last_seq/event_count.
+    seqs = {}
+    for event in all_events:
+        seqs.setdefault(event["partition"], []).append(event["seq"])
+    for name in ("document", "typed"):
+        for row in lake.scan(name).collect().iter_rows(named=True):
+            mine = seqs[row["partition_id"]]
+            assert (row["last_seq"], row["event_count"]) == (max(mine), len(mine)), name
 
 
 # -- incrementality ----------------------------------------------------------------------
@@ -528,3 +554,101 @@ def test_a_custom_reducer_can_skip_invalid_events_too(tmp_path):
     lake.materialize()
     row = lake.scan("strict_sum").collect().row(0, named=True)
     assert (json.loads(row["state"]), row["rejected"]) == ({"total": 3}, 1)
+
+
+# -- reducer views with `types` ----------------------------------------------------------
+
+
+def test_reducer_with_types_sees_only_them_and_counts_every_event(tmp_path, make_events):
+    lake = el.Lake.open(tmp_path / "lake", views=[TYPED])
+    lake.append(make_events(300, partitions=6, seed=1))
+    # A partition whose events the view never gets still has a row, with all its events.
+    lake.append([{"type": "withdrawal", "payload": {"amount": 1}, "partition": "quiet"}] * 3)
+    lake.materialize()
+    lake.append(make_events(120, partitions=8, seed=2))
+    lake.append([{"type": "note", "payload": {"text": "hi"}, "partition": "quiet"},
+                 {"type": "withdrawal", "payload": {"amount": 2}, "partition": "quiet"}])
+    lake.materialize(chunk_events=50)
+    events = [{**r, "partition": r["partition_id"], "payload": json.loads(r["payload"])}
+              for r in lake.events().collect().iter_rows(named=True)]
+    rows = {r["partition_id"]: r for r in lake.scan("typed").collect().iter_rows(named=True)}
+    assert set(rows) == {e["partition"] for e in events}
+    for partition, row in rows.items():
+        mine = [e for e in events if e["partition"] == partition]
+        typed = [e["seq"] for e in mine if e["type"] in ("deposit", "note")]
+        assert json.loads(row["state"]) == {"n": len(typed), "seqs": typed}
+        assert (row["last_seq"], row["event_count"]) == (mine[-1]["seq"], len(mine))
+        assert lake.state(partition, view="typed") == {"n": len(typed), "seqs": typed}
+        assert fold(TYPED, TYPED.initial_state(), mine) == {"n": len(typed),
+                                                            "seqs": typed}
+    assert json.loads(rows["quiet"]["state"])["seqs"] == [e["seq"] for e in events
+                                                          if e["type"] == "note"]
+    assert verify_view(lake, TYPED).ok
+    assert_views_exact(lake)
+    lake.materialize(["typed"], rebuild=True)
+    assert_views_exact(lake)
+
+
+def test_reducer_types_are_checked_and_the_document_view_uses_them():
+    from eventlake.actions import ACTION_TYPES
+
+    one = ReducerView(name="one", version=1, initial_state=dict, reduce=lambda s, e: s,
+                      types="deposit")
+    assert one.types == ("deposit",)
+    for bad in ([], [""], [1], ("deposit", None)):
+        with pytest.raises(el.ViewDefinitionError, match="types"):
+            ReducerView(name="bad", version=1, initial_state=dict, reduce=lambda s, e: s,
+                        types=bad)
+
+    @el.reducer_view("decorated", types=["a", "b"])
+    def decorated(state, event):
+        return state
+
+    assert decorated.types == ("a", "b")
+    assert el.document_view().types == ACTION_TYPES
+
+
+def test_event_dicts_keep_timestamps_ids_and_big_integers(tmp_path):
+    def record(state, event):
+        return [*state, [event["seq"], event["ts"].isoformat(), event["event_id"],
+                         event["payload"]]]
+
+    view = ReducerView(name="record", version=1, initial_state=list, reduce=record)
+    lake = el.Lake.open(tmp_path / "lake", views=[view])
+    # Distinct times, then a batch sharing its ingest time (the values are converted once),
+    # and integers beyond 64 bits, which the fast JSON decoder hands to `json`.
+    lake.append([{"type": "t", "payload": {"i": i}, "partition": "p",
+                  "ts": f"2024-01-01T00:00:{i % 60:02d}.{i:06d}Z"} for i in range(100)])
+    lake.append([{"type": "t", "payload": {"i": i}, "partition": "p"} for i in range(100)])
+    lake.append([{"type": "t", "payload": {"big": 2**70, "neg": -(2**64), "x": [1.5, None]},
+                  "partition": "p"}])
+    lake.materialize()
+    frame = lake.events().collect()
+    want = [[r["seq"], r["ts"].isoformat(), r["event_id"], json.loads(r["payload"])]
+            for r in frame.iter_rows(named=True)]
+    assert lake.state("p", view="record") == want
+    row = lake.scan("record").collect().row(0, named=True)
+    assert json.loads(row["state"]) == want
+    assert want[-1][3] == {"big": 2**70, "neg": -(2**64), "x": [1.5, None]}
+
+
+def test_read_events_equals_lake_events(tmp_path, make_events):
+    from eventlake.materialize import read_events
+
+    lake = el.Lake.open(tmp_path / "lake")
+    for seed in range(4):
+        lake.append(make_events(150, partitions=7, seed=seed))
+    head = lake.last_seq()
+    cases = [(None, None, None), (None, 200, None), (None, 150, 450), (["acct-1"], None, 300),
+             (["acct-2", "acct-5"], 90, head - 1), (["nope"], None, None), (None, head, None)]
+    for partitions, since, until in cases:
+        want = lake.events(partitions, since_seq=since, until_seq=until).collect()
+        # Files read whole and filtered after, or (over `whole_files` rows) filtered in the scan.
+        for whole_files in (0, 10**9):
+            got = read_events(lake, partitions, since_seq=since, until_seq=until,
+                              whole_files=whole_files)
+            assert got.equals(want), (partitions, since, until, whole_files)
+            for columns in (["seq", "partition_id", "payload"], ["type", "event_id"]):
+                some = read_events(lake, partitions, since_seq=since, until_seq=until,
+                                   columns=columns, whole_files=whole_files)
+                assert some.equals(want.select(columns))
