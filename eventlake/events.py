@@ -2,8 +2,9 @@
 
 Everything a caller hands to `Lake.append` passes through `normalize_batch`, which checks every
 record before anything is written and raises `InvalidEventError` naming the record index, the
-field, the bad value and what was expected. Validation is columnar (Arrow compute, DuckDB's
-JSON parser) for Arrow and Polars input, so a million-row batch costs a fraction of its write.
+field, the bad value and what was expected. Validation is columnar for Arrow and Polars input
+(Arrow compute; payload texts through the screen of `_payloadscan`: a byte scan, DuckDB's JSON
+parser and a regex), so a million-row batch costs a fraction of its write.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from eventlake._payloadscan import payload_suspects
 from eventlake.actions import ACTION_TYPES, check_action
 from eventlake.errors import InvalidEventError
 
@@ -93,46 +96,13 @@ _BAD_PARTITION = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_PARTITION_ARROW = r"[/\\\x00-\x1f\x7f]|\.\."
 _CONTROL_ARROW = r"[\x00-\x1f\x7f]"
-# DuckDB's JSON parser is more lenient than JSON (and than Python, which decodes payloads in
-# every fold): it takes NaN/Infinity/nan/inf and trailing commas, and numbers Python cannot
-# hold (huge exponents overflow to inf, > 4300 digits are refused). Rows that might hold any
-# of these, or a surrogate escape, are candidates that Python's strict parser then decides.
-_SUSPICIOUS_ARROW = (
-    r"(?i)[:\[,]\s*[+-]?(nan|inf)|,\s*[\]}]|[0-9]{300}|e[+-]?[0-9]{3}|\\u[d][89a-f]"
-)
 # Any UTF-16 surrogate, high (D800-DBFF) or low (DC00-DFFF).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # The event log's folder for a partition is `partition_id=` + the value percent-encoded (every
 # byte but ASCII letters, digits and `-_.~` becomes `%XX`); one folder name holds 255 bytes.
 PARTITION_FOLDER_BYTES = 255 - len("partition_id=")
 _UNRESERVED_ARROW = r"[A-Za-z0-9_.~-]"
-_NESTING_ARROW = r"[\[{]"
 _PAYLOAD_EXPECTED = "a JSON object (dict) or the JSON text of one, without NaN/Infinity"
-_NESTED_OBJECT_ARROW = r"[:\[,]\s*\{"
-# DuckDB reads the first of two equal keys, Python (every fold) the last: such payloads would
-# give views different answers, so both input paths refuse them (here: top-level keys).
-_DISTINCT_TOP_KEYS_SQL = "len(json_keys(payload)) = len(list_distinct(json_keys(payload)))"
-_NONEMPTY_STRING_SQL = "(json_type(payload, '{0}') = 'VARCHAR' and payload->>'{0}' <> '')"
-_OBJECT_SQL = "json_type(payload, '{0}') = 'OBJECT'"
-_OPTIONAL_OBJECT_SQL = "coalesce(json_type(payload, '$.options'), 'OBJECT') = 'OBJECT'"
-_TARGET_SQL = _NONEMPTY_STRING_SQL.format("$.target")
-_NODE_OPTIONS_SQL = (f"{_OBJECT_SQL.format('$.options')} and "
-                     f"{_NONEMPTY_STRING_SQL.format('$.options.id')}")
-# State actions whose payload surely passes `actions.check_action`; anything else (an array
-# `value` of `set`, say) goes to the Python check, which decides and names the field.
-_ACTION_SHAPE_SQL = f"""(case type
-    when 'set' then {_TARGET_SQL} and json_exists(payload, '$.value')
-        and json_type(payload, '$.value') <> 'ARRAY' and {_OPTIONAL_OBJECT_SQL}
-    when 'unset' then json_type(payload, '$.target') = 'VARCHAR'
-    when 'init' then {_OBJECT_SQL.format('$.value')}
-    when 'treePush' then {_OBJECT_SQL.format('$.value')}
-        and {_NONEMPTY_STRING_SQL.format('$.value.id')} and {_OPTIONAL_OBJECT_SQL}
-        and {_TARGET_SQL}
-    when 'treeDelete' then {_NODE_OPTIONS_SQL} and {_TARGET_SQL}
-    when 'treeMove' then {_NODE_OPTIONS_SQL} and {_TARGET_SQL}
-    when 'treeUpdate' then {_OBJECT_SQL.format('$.value')} and {_NODE_OPTIONS_SQL}
-        and {_TARGET_SQL}
-    else true end)"""
 _RECORD_KEYS = frozenset(INPUT_COLUMNS)
 
 
@@ -475,7 +445,9 @@ def _bad_labels(array: pa.ChunkedArray | pa.Array, max_chars: int, pattern: str,
         bad = pc.or_(bad, pc.greater(encoded, PARTITION_FOLDER_BYTES))
     if nullable:
         return pc.and_(pc.is_valid(array), pc.fill_null(bad, False))
-    return pc.or_(pc.is_null(array), bad)
+    # True for a null, not null: the distinct-values check filters on this mask, and a null
+    # there would drop the null value from the bad ones.
+    return pc.or_(pc.is_null(array), pc.fill_null(bad, False))
 
 
 def _raise_first(array: pa.ChunkedArray, bad: pa.ChunkedArray | pa.Array, *, field: str,
@@ -491,8 +463,6 @@ def _raise_first(array: pa.ChunkedArray, bad: pa.ChunkedArray | pa.Array, *, fie
 
 def _check_payload_column(table: pa.Table, kind: pa.ChunkedArray, limits: Limits
                           ) -> pa.ChunkedArray:
-    import duckdb
-
     array = table.column("payload")
     if pa.types.is_struct(array.type) or pa.types.is_map(array.type):
         # Nested payloads (Arrow structs, Polars structs): encode row by row, which names the
@@ -519,33 +489,13 @@ def _check_payload_column(table: pa.Table, kind: pa.ChunkedArray, limits: Limits
     index = _first_true(pc.greater(sizes, limits.max_payload_bytes))
     if index is not None:
         _encode_payload(array[index].as_py(), index, limits)
-    con = duckdb.connect()
-    try:
-        con.register("checked", pa.table({"type": kind, "payload": array}))
-        # CASE, not AND: DuckDB evaluates both sides of AND, and json_type raises on
-        # malformed text. False only marks a candidate; Python's checks decide below.
-        # Two stages: DuckDB runs this about twice as fast as one CASE holding every check.
-        relation = con.sql(
-            f"select case when valid then {_ACTION_SHAPE_SQL} else false end from (select "
-            "type, payload, case when "
-            "json_valid(payload) then json_type(payload) = 'OBJECT' and "
-            f"{_DISTINCT_TOP_KEYS_SQL} else false end as valid from checked)"
-        )
-        # DuckDB 2.x names it to_arrow_table; older releases only have fetch_arrow_table.
-        fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-        ok = fetch().column(0)
-    finally:
-        con.close()
-    suspicious = pc.or_(pc.invert(ok), pc.match_substring_regex(array, _SUSPICIOUS_ARROW))
-    # DuckDB parses any depth; rows that may nest too deeply are decided by Python.
-    suspicious = pc.or_(suspicious, pc.greater(pc.count_substring_regex(array, _NESTING_ARROW),
-                                               limits.max_payload_depth))
-    # Duplicate keys inside nested objects: DuckDB keeps the first, Python the last.
-    suspicious = pc.or_(suspicious, pc.match_substring_regex(array, _NESTED_OBJECT_ARROW))
-    for index in pc.indices_nonzero(pc.fill_null(suspicious, True)).to_pylist():
+    # The columnar screen flags every row that might fail; each flagged row is decided by the
+    # record path's own checks, so both paths raise the same error for the same record.
+    suspects = payload_suspects(array, kind, max_depth=limits.max_payload_depth)
+    for index in np.flatnonzero(suspects).tolist():
         text = array[index].as_py()
-        _encode_payload(text, int(index), limits)
-        _check_action_payload(kind[index].as_py(), text, int(index))
+        _encode_payload(text, index, limits)
+        _check_action_payload(kind[index].as_py(), text, index)
     return array
 
 

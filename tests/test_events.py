@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eventlake as el
+from eventlake import _payloadscan
 from eventlake.events import DEFAULT_LIMITS, Limits, check_partition, normalize_batch
 
 N_VALID = 6  # records in each batch; the bad one sits at BAD_AT
@@ -67,6 +68,16 @@ def lake_fingerprint(lake) -> tuple[int, int, int, int]:
         files += sum(1 for name in names if name.endswith(".parquet"))
     rows = sum(snap.add_actions().column("num_records").to_pylist())
     return lake.log.last_seq(snap), snap.version, rows, files
+
+
+@pytest.fixture(autouse=True, scope="module")
+def screen_every_batch():
+    """Batches below `SCREEN_FROM_ROWS` rows skip the columnar screen (Python checks each
+    payload); the batches here are small, so make each go through the screen under test."""
+    saved = _payloadscan.SCREEN_FROM_ROWS
+    _payloadscan.SCREEN_FROM_ROWS = 0
+    yield
+    _payloadscan.SCREEN_FROM_ROWS = saved
 
 
 @pytest.fixture(scope="module")
@@ -353,6 +364,19 @@ def test_suspicious_looking_but_valid_payload_text_is_accepted():
         table = normalize_batch(events).table
         assert [json.loads(t) for t in table.column("payload").to_pylist()] == [
             json.loads(t) for t in texts]
+
+
+@pytest.mark.parametrize("column", ["partition", "type"])
+def test_null_label_among_repeated_values_is_refused(seeded_lake, column):
+    # Repeated labels are checked once per distinct value; a null is one of those values.
+    records = [valid_record(i) | {"partition": "acct-1"} for i in range(40)]
+    table = as_arrow(records)
+    values = table.column(column).to_pylist()
+    values[17] = None
+    table = table.set_column(table.schema.get_field_index(column), column,
+                             pa.array(values, pa.string()))
+    err = assert_refused(seeded_lake, table, index=17, field=column, value=None)
+    assert "missing (null)" in str(err)
 
 
 # -- property: one bad record anywhere in a valid batch ------------------------------------

@@ -229,3 +229,97 @@ def test_state_action_that_can_never_apply_is_quarantined_with_its_field(lake, t
                                                           (3, "payload.options.id")]
     lake.materialize()
     assert lake.state("doc") == {"a": 1, "b": 3}
+
+
+# -- the columnar path for clean JSON Lines files -------------------------------------------
+
+def landed(lake) -> list[tuple]:
+    frame = lake.events().collect()
+    return list(zip(*(frame.get_column(c).to_list()
+                      for c in ("seq", "partition_id", "type", "payload", "event_id")),
+                    strict=True))
+
+
+def test_clean_file_lands_as_a_table_with_the_record_paths_result(tmp_path, monkeypatch):
+    path = tmp_path / "clean.jsonl"
+    rows = [{"type": "deposit", "payload": {"amount": i, "note": "é \"q\" \u2028", "f": 0.1,
+                                            "big": 2**70, "nested": {"k": [1, {"x": None}]}},
+             "partition": f"p{i % 4}"} for i in range(300)]
+    rows[5]["event_id"] = "mine-5"
+    rows[6]["ts"] = "2024-05-01T12:00:00+02:00"
+    rows[7] = {"type": "set", "payload": {"target": "a.b", "value": [1]} | {
+        "options": {"replace": True}}, "partition_id": "doc"}
+    rows[8]["payload"] = json.dumps({"text": "as JSON text"})
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=i % 2 == 0)
+                                for i, r in enumerate(rows)) + "\n\n", encoding="utf-8")
+    fast = el.Lake.open(tmp_path / "fast")
+    slow = el.Lake.open(tmp_path / "slow")
+    tables = []
+    original = el.Lake.append
+
+    def spy(self, events, **kwargs):
+        tables.append(type(events).__name__)
+        return original(self, events, **kwargs)
+
+    monkeypatch.setattr(el.Lake, "append", spy)
+    first = ingest_file(fast, path)
+    assert tables == ["Table"] and (first.records, first.events) == (300, 300)
+    monkeypatch.setattr(inbox, "_read_clean_jsonl", lambda path: None)
+    second = ingest_file(slow, path)
+    assert tables[-1] == "list" and second.events == 300
+    assert landed(fast) == landed(slow)
+    stamps = fast.events().collect().get_column("ts").to_list()
+    assert stamps[6].isoformat() == "2024-05-01T10:00:00+00:00"
+
+
+@pytest.mark.parametrize("line", [
+    {"type": 5, "payload": {}, "partition": "p"},
+    {"type": "t", "payload": {}, "partition": "p", "event_id": 7},
+    {"type": "t", "payload": {}, "partition": "p", "ts": 1700000000},
+    {"type": "t", "payload": [1], "partition": "p"},
+    {"type": "t", "payload": None, "partition": "p"},
+    {"type": "t", "payload": {"s": "\ud800"}, "partition": "p"},
+    {"type": "t", "payload": {"f": 1e999}, "partition": "p"},
+    {"type": "t", "payload": {}, "partition": "p", "partition_id": "p"},
+    {"type": "t", "payload": {}, "partition": "p", "extra": 1},
+    {"type": "t", "payload": {}},
+    {"type": "t", "payload": '{"a": 1, "a": 2}', "partition": "p"},
+    {"type": "set", "payload": {"value": 1}, "partition": "p"},
+])
+def test_a_bad_line_in_a_large_file_is_quarantined_by_its_line(lake, tmp_path, line):
+    # Large enough for the columnar screen; the bad line sends the file down the record path.
+    lines = [good(f"p{i % 3}", i) for i in range(400)]
+    text = json.dumps(line)
+    if "1e999" in str(line):
+        text = text.replace("Infinity", "1e999")
+    lines[123] = text
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ingest_file(lake, path)
+    assert (result.records, result.events, result.quarantined) == (400, 399, 1)
+    [entry] = read_quarantine(Path(lake.root) / "quarantine")
+    assert entry["line"] == 124 and entry["reason"]
+
+
+@pytest.mark.parametrize("text", [
+    "", "\n\n", "\ufeff" + good("p") + "\n", good("p") + "\n\ufeff" + good("q") + "\n",
+    good("p") + " x\n", good("p") + "\n[]\n", '{"a": NaN}\n', '{"a": 1} {"b": 2}\n',
+    good("p") + "\x00\n", "\u00a0" + good("p") + "\u2003\n", good("p") + "\r\n" * 3,
+    '{"type": "t", "payload": {}, "partition": "p", "type": "u"}\n', "{" * 5000 + "\n",
+    '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+])
+def test_fast_reader_agrees_with_read_file(tmp_path, text):
+    from eventlake.files import read_file
+
+    path = tmp_path / "some.jsonl"
+    path.write_text(text, encoding="utf-8")
+    fast = inbox._read_clean_jsonl(path)
+    try:
+        read = read_file(path)
+    except InvalidEventError:
+        assert fast is None
+        return
+    if read.errors:
+        assert fast is None
+    else:
+        assert fast == [record for _, record in read.records]
