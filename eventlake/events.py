@@ -358,6 +358,7 @@ def _from_records(records: Iterable[object], limits: Limits) -> pa.Table:
             raise InvalidEventError("missing payload", index=index, field="payload",
                                     expected="a 'payload' key holding a JSON object")
         payloads.append(_encode_payload(record["payload"], index, limits))
+        # The stored text, not the caller's object: a tuple there is an array once stored.
         _check_action_payload(types[-1], payloads[-1], index)
         event_id = record.get("event_id")
         event_ids.append(None if event_id is None else _check_label(
