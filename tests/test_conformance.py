@@ -1,7 +1,9 @@
-"""Runs the shared insieme action conformance cases against `apply_action`.
+"""Runs the insieme action conformance cases against `apply_action`.
 
-The cases live outside the repository (shared between implementations), one YAML file per
-action type; a missing folder is a failure, never a skip, so CI cannot pass vacuously.
+The cases are a copy kept in this repository (`tests/conformance/insieme-actions/`, MIT
+licensed test data from yuusoft-org/insieme; see the README and LICENSE there), one YAML file
+per action type. `EVENTLAKE_CONFORMANCE_DIR` points the test at another copy, e.g. a newer one
+to compare with. A missing folder is a failure, never a skip, so CI cannot pass vacuously.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from eventlake.actions import apply_action
 from eventlake.errors import InvalidEventError
 
 ENV_VAR = "EVENTLAKE_CONFORMANCE_DIR"
-DEFAULT_DIR = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "insieme-actions"
-)
+DEFAULT_DIR = Path(__file__).resolve().parent / "conformance" / "insieme-actions"
 
 
 def conformance_dir() -> Path:
