@@ -4,25 +4,43 @@ Why: eventlake folds the same event payloads as insieme (yuusoft-org/insieme, `s
 at commit 7488def), so a lake and an insieme client must reach the same state from the same
 events. This module follows insieme's observable behaviour, including its odd corners (arrays on
 a `set` path become index-keyed objects, a node moved under a missing parent leaves the tree,
-`treeUpdate` of an unknown id creates the item), with three deliberate differences:
+`treeUpdate` of an unknown id creates the item, `treeDelete` drops `items["5"]` for a node whose
+id is the number 5, `unset` through a name every JavaScript object inherits creates an empty
+object there), with these deliberate differences:
 
 * No `structuredClone` of the whole state: `apply_action` runs once per event in every fold, so
   it copies only the containers on the path it changes (copy-on-write) and shares the rest with
   its input. Neither the input state nor the payload is ever mutated, and values taken from the
   payload are deep-copied so the result never aliases the caller's payload.
+* No recursion: every walk of a state, a tree or a payload value keeps its own stack, so a tree
+  thousands of levels deep (a chain of `treePush` events builds one) applies like a shallow one.
+  Nothing here calls Python's `==`, `copy.deepcopy` or `json` on a state: they recurse.
 * Payloads that would make insieme crash with a JavaScript TypeError, or silently corrupt the
-  state, raise `InvalidEventError` naming the offending field.
+  state, raise `InvalidEventError` naming the offending field. That includes `__proto__` as
+  a key of a target path or as a node id (which becomes a key of `items`): insieme assigns
+  those keys, and in JavaScript that replaces an object's prototype, or pollutes
+  `Object.prototype`, instead of writing a key. Inside values it is an ordinary key: insieme
+  copies values with spread and `structuredClone`, which keep it.
 * `init` must carry an object `value`; insieme would turn the state into `undefined`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any, Final, TypeVar, cast
 
 from eventlake.errors import InvalidEventError, UnknownActionError
 
-__all__ = ["ACTION_TYPES", "ROOT_PARENT", "apply_action", "check_action", "is_state_action"]
+__all__ = [
+    "ACTION_TYPES",
+    "ROOT_PARENT",
+    "apply_action",
+    "check_action",
+    "copy_json",
+    "is_state_action",
+]
 
 JsonDict = dict[str, Any]
 _T = TypeVar("_T")
@@ -44,6 +62,17 @@ _ARRAY_WITHOUT_REPLACE: Final = (
 )
 # Stands for JavaScript's `undefined`, which a JSON value can never be.
 _MISSING: Final = object()
+_PROTO: Final = "__proto__"
+_PROTO_WHY: Final = (
+    "JavaScript clients such as insieme turn it into the object's prototype, not a key"
+)
+# What every plain JavaScript object inherits from Object.prototype (`__proto__` aside, which
+# is refused): insieme reads these names as functions where eventlake sees a missing key.
+_INHERITED: Final = frozenset({
+    "constructor", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable",
+    "toLocaleString", "toString", "valueOf", "__defineGetter__", "__defineSetter__",
+    "__lookupGetter__", "__lookupSetter__",
+})
 
 
 def is_state_action(type: object) -> bool:
@@ -67,9 +96,9 @@ def check_action(type: str, payload: object) -> None:
     """Raise `InvalidEventError` if `payload` can never apply as action `type`, whatever the state.
 
     These are the checks `apply_action` makes before it looks at the state (a missing or empty
-    target, a missing value, options that are not an object, a node without an id, ...), so an
-    event that passes can still be refused later only by the state it meets (a tree target
-    that does not exist yet, a path through a scalar).
+    target, a missing value, options that are not an object, a node without an id, a
+    `__proto__` path key, ...), so an event that passes can still be refused later only by the
+    state it meets (a tree target that does not exist yet, a path through a scalar).
     """
     parse = _PARSERS.get(type) if isinstance(type, str) else None
     if parse is None:
@@ -95,7 +124,11 @@ def _target_keys(action: str, payload: JsonDict, *, allow_empty: bool = False) -
     if not isinstance(target, str) or not (target or allow_empty):
         kind = "a string" if allow_empty else "a non-empty string"
         raise _invalid(action, f"target must be {kind}", "target", target, "a dot-separated path")
-    return target.split(".")
+    keys = target.split(".")
+    if _PROTO in keys:
+        raise _invalid(action, f"target holds the key '__proto__' ({_PROTO_WHY})", "target",
+                       target, "a path without '__proto__'")
+    return keys
 
 
 def _options(action: str, payload: JsonDict, *, required: bool = False) -> JsonDict:
@@ -109,10 +142,13 @@ def _options(action: str, payload: JsonDict, *, required: bool = False) -> JsonD
     return options
 
 
-def _node_id(action: str, holder: JsonDict, field: str) -> str:
+def _node_id(action: str, holder: JsonDict, field: str, *, writes_key: bool = True) -> str:
     node_id = holder.get("id")
     if not isinstance(node_id, str) or not node_id:
         raise _invalid(action, f"{field} must be a non-empty string", field, node_id, "a node id")
+    if writes_key and node_id == _PROTO:
+        raise _invalid(action, f"{field} '__proto__' is refused ({_PROTO_WHY})", field, node_id,
+                       "any other node id")
     return node_id
 
 
@@ -123,6 +159,36 @@ def _object_value(action: str, payload: JsonDict) -> JsonDict:
     if not isinstance(value, dict):
         raise _invalid(action, "value must be an object", "value", value, "an object")
     return value
+
+
+def copy_json(value: _T) -> _T:
+    """A deep copy of a JSON value (dicts, lists and scalars), without recursion.
+
+    `copy.deepcopy` recurses, so it fails on a state nested past Python's recursion limit
+    (a tree thousands of levels deep); this keeps its own stack. The actions copy payload
+    values with it, so a result never aliases the caller's payload.
+    """
+    if not isinstance(value, dict | list):
+        return value
+    top: Any = {} if isinstance(value, dict) else []
+    pending: list[tuple[Any, Any]] = [(value, top)]
+    while pending:
+        source, copy = pending.pop()
+        if isinstance(source, dict):
+            for key, item in source.items():
+                if isinstance(item, dict | list):
+                    item_copy: Any = {} if isinstance(item, dict) else []
+                    pending.append((item, item_copy))
+                    item = item_copy
+                copy[key] = item
+        else:
+            for item in source:
+                if isinstance(item, dict | list):
+                    item_copy = {} if isinstance(item, dict) else []
+                    pending.append((item, item_copy))
+                    item = item_copy
+                copy.append(item)
+    return cast(_T, top)
 
 
 # --- JavaScript semantics the actions rely on -----------------------------------------------
@@ -140,7 +206,8 @@ def _truthy(value: object) -> bool:
 
 
 def _same(a: object, b: object) -> bool:
-    # JS `===` on JSON scalars; Python's `==` would also equate True with 1.
+    # JS `===`: scalars by value (Python's `==` would also equate True with 1), objects and
+    # arrays by identity, which two JSON values read from text never share.
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, str) and isinstance(b, str):
@@ -150,22 +217,90 @@ def _same(a: object, b: object) -> bool:
     return False
 
 
-def _spread(value: object) -> JsonDict:
+def _spread(action: str, value: object) -> JsonDict:
     # What `{...value}` yields in JS: arrays and strings become index-keyed objects.
     if isinstance(value, dict):
         return dict(value)
-    if isinstance(value, list | str):
+    if isinstance(value, list):
         return {str(i): item for i, item in enumerate(value)}
+    if isinstance(value, str):
+        if any(ord(char) > 0xFFFF for char in value):
+            # JS indexes UTF-16 code units: it would split such a character into two halves
+            # (lone surrogates), which JSON text cannot hold.
+            raise _invalid(action, "spreads a string with a character beyond U+FFFF into an "
+                           "object (JavaScript would split it into UTF-16 halves)", "target",
+                           value, "an object")
+        return {str(i): char for i, char in enumerate(value)}
     return {}
 
 
-def _clone(value: _T) -> _T:
-    # Payload values are small; cloning them keeps the result from aliasing the payload.
+def _js_number(value: float) -> str:
+    """JavaScript's Number::toString: shortest round-trip digits, JS exponent thresholds."""
+    if value == 0:
+        return "0"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value < 0:
+        return "-" + _js_number(-value)  # one level: -value is positive
+    digits_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()[1:]
+    digits = "".join(map(str, digits_tuple))
+    k = len(digits)
+    n = int(exponent) + k  # the decimal point sits after n digits
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return f"{digits[:n]}.{digits[n:]}"
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    sign = "+" if n - 1 >= 0 else "-"
+    mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{mantissa}e{sign}{abs(n - 1)}"
+
+
+def _js_key(value: object) -> str:
+    """The property key JavaScript makes of `value` (`items[value]`): String(value)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        return _js_scalar_text(value)
+    # Array.prototype.join(","), nested arrays joined in place; null becomes "". Iterative.
+    parts: list[str] = []
+    pending: list[Iterator[Any]] = [iter(value)]
+    first = [True]
+    while pending:
+        item = next(pending[-1], _MISSING)
+        if item is _MISSING:
+            pending.pop()
+            first.pop()
+            continue
+        if not first[-1]:
+            parts.append(",")
+        first[-1] = False
+        if isinstance(item, list):
+            pending.append(iter(item))
+            first.append(True)
+        elif item is not None:
+            parts.append(item if isinstance(item, str) else _js_scalar_text(item))
+    return "".join(parts)
+
+
+def _js_scalar_text(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        if -(2**53) <= value <= 2**53:
+            return str(value)
+        try:
+            return _js_number(float(value))  # a JS number holds the nearest double
+        except OverflowError:
+            return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, float):
+        return _js_number(value)
     if isinstance(value, dict):
-        return cast(_T, {key: _clone(item) for key, item in value.items()})
-    if isinstance(value, list):
-        return cast(_T, [_clone(item) for item in value])
-    return value
+        return "[object Object]"
+    return str(value)
 
 
 # --- init / set / unset ---------------------------------------------------------------------
@@ -177,12 +312,15 @@ def _step(action: str, keys: list[str], depth: int, child: object) -> JsonDict:
     if child is not None and not isinstance(child, dict | list):
         where = ".".join(keys[: depth + 1])
         raise _invalid(action, f"path {where!r} runs through a non-object", "target", child)
-    return _spread(child)
+    return _spread(action, child)
 
 
 def _init(_state: JsonDict, payload: JsonDict) -> JsonDict:
-    fresh: JsonDict = _clone(_object_value("init", payload))
-    return fresh
+    return _parse_init(payload)
+
+
+def _parse_init(payload: JsonDict) -> JsonDict:
+    return copy_json(_object_value("init", payload))
 
 
 def _parse_set(payload: JsonDict) -> tuple[list[str], Any, bool]:
@@ -193,7 +331,7 @@ def _parse_set(payload: JsonDict) -> tuple[list[str], Any, bool]:
     replace = _truthy(_options("set", payload).get("replace", False))
     if not replace and isinstance(value, list):
         raise _invalid("set", _ARRAY_WITHOUT_REPLACE, "value", value, "options.replace=true")
-    return keys, value, replace
+    return keys, copy_json(value), replace
 
 
 def _set(state: JsonDict, payload: JsonDict) -> JsonDict:
@@ -207,9 +345,9 @@ def _set(state: JsonDict, payload: JsonDict) -> JsonDict:
     last = keys[-1]
     existing = current.get(last)
     if not replace and isinstance(existing, dict) and isinstance(value, dict):
-        current[last] = {**existing, **_clone(value)}
+        current[last] = {**existing, **value}
     else:
-        current[last] = _clone(value)
+        current[last] = value
     return root
 
 
@@ -223,6 +361,9 @@ def _unset(state: JsonDict, payload: JsonDict) -> JsonDict:
     current = root
     for depth, key in enumerate(keys[:-1]):
         child = current.get(key, _MISSING)
+        if child is _MISSING and key in _INHERITED:
+            # insieme reads the inherited function (truthy) and spreads it: an empty object.
+            child = {}
         if not _truthy(child):
             return root  # nothing to remove; insieme returns the (copied) state as is
         child = _step("unset", keys, depth, child)
@@ -297,19 +438,50 @@ def _items_of(action: str, target: JsonDict) -> JsonDict:
     return items
 
 
-def _find(nodes: list[Any], node_id: object) -> Path | None:
-    # Depth-first, parent before children: the first match is the one insieme acts on.
-    for index, node in enumerate(nodes):
-        if not isinstance(node, dict):
-            continue
-        if _same(node.get("id", _MISSING), node_id):
-            return [index]
-        children = node.get("children")
-        if isinstance(children, list):
-            below = _find(children, node_id)
-            if below is not None:
-                return [index, *below]
-    return None
+def _not_iterable(action: str, node: Node) -> InvalidEventError:
+    # insieme's treeDelete iterates every children value it meets with for...of: an object,
+    # a number or `true` there makes it throw a TypeError.
+    return _invalid(action, f"node {node.get('id')!r} has children that are not a list",
+                    "target", node.get("children"), "a list of nodes")
+
+
+def _find(nodes: list[Any], node_id: object, *, strict: str | None = None) -> Path | None:
+    """Path (indexes from the roots) of the first node whose id is `node_id`, or None.
+
+    Depth-first, parent before children: the first match is the one insieme acts on. With
+    `strict` (an action name), children that JavaScript cannot iterate raise, as they make
+    insieme's treeDelete throw. This loop is what treeMove and treeDelete cost on a big tree,
+    so it compares inline: for a scalar `node_id`, `==` is a cheap prefilter of `_same`.
+    """
+    if isinstance(node_id, dict | list):
+        return None  # JS `===` compares objects by identity: a payload's never matches
+    exact = type(node_id) is str
+    path: Path = []
+    resume: list[tuple[list[Any], int]] = []  # where to go on in each ancestor's list
+    siblings, start = nodes, 0
+    while True:
+        for index in range(start, len(siblings)):
+            node = siblings[index]
+            if not isinstance(node, dict):
+                continue
+            found = node.get("id", _MISSING)
+            if found == node_id and (exact or _same(found, node_id)):
+                path.append(index)
+                return path
+            children = node.get("children")
+            if type(children) is list:
+                if children:
+                    resume.append((siblings, index + 1))
+                    path.append(index)
+                    siblings, start = children, 0
+                    break
+            elif strict is not None and _truthy(children) and not isinstance(children, str):
+                raise _not_iterable(strict, node)
+        else:
+            if not resume:
+                return None
+            siblings, start = resume.pop()
+            path.pop()
 
 
 def _node_at(nodes: list[Any], path: Path) -> Node:
@@ -320,15 +492,16 @@ def _node_at(nodes: list[Any], path: Path) -> Node:
 
 
 def _edit_list(nodes: list[Any], path: Path, edit: Callable[[list[Any], int], None]) -> list[Any]:
-    """Copy `nodes` and the nodes down `path`, then let `edit` change the innermost copy."""
-    copy = list(nodes)
-    if len(path) == 1:
-        edit(copy, path[0])
-    else:
-        node = dict(copy[path[0]])
-        node["children"] = _edit_list(node["children"], path[1:], edit)
-        copy[path[0]] = node
-    return copy
+    """Copy `nodes` and the nodes and children lists down `path`; `edit` changes the last list."""
+    top = siblings = list(nodes)
+    for index in path[:-1]:
+        node = dict(siblings[index])
+        siblings[index] = node
+        children = list(node["children"])
+        node["children"] = children
+        siblings = children
+    edit(siblings, path[-1])
+    return top
 
 
 def _remove(nodes: list[Any], path: Path) -> list[Any]:
@@ -338,41 +511,68 @@ def _remove(nodes: list[Any], path: Path) -> list[Any]:
     return _edit_list(nodes, path, drop)
 
 
-def _descendant_ids(node: Node) -> list[Any]:
+def _descendant_ids(action: str, node: Node) -> list[Any]:
+    """Ids of `node`'s descendants, pre-order, as insieme collects them for treeDelete.
+
+    insieme skips (with their subtrees) children whose id is falsy, and throws on children
+    it cannot iterate; strings iterate as characters, which are never nodes.
+    """
     found: list[Any] = []
-    children = node.get("children")
-    for child in children if isinstance(children, list) else ():
-        # insieme skips (with their subtrees) children whose id is falsy.
-        if isinstance(child, dict) and _truthy(child.get("id")):
+    pending = [_children_iter(action, node)]
+    while pending:
+        child = next(pending[-1], _MISSING)
+        if child is _MISSING:
+            pending.pop()
+        elif isinstance(child, dict) and _truthy(child.get("id")):
             found.append(child["id"])
-            found.extend(_descendant_ids(child))
+            pending.append(_children_iter(action, child))
     return found
 
 
-def _place(siblings: list[Any], node: Node, position: object) -> None:
+def _children_iter(action: str, node: Node) -> Iterator[Any]:
+    children = node.get("children")
+    if isinstance(children, list):
+        return iter(children)
+    if _truthy(children) and not isinstance(children, str):
+        raise _not_iterable(action, node)
+    return iter(())
+
+
+def _places_nothing(position: object) -> bool:
+    # An object position with neither anchor (a JS array is one too) inserts nothing.
+    if isinstance(position, list):
+        return True
+    return (isinstance(position, dict) and not _truthy(position.get("after"))
+            and not _truthy(position.get("before")))
+
+
+def _place(action: str, siblings: list[Any], node: Node, position: object) -> None:
     if position == "last":
         siblings.append(node)
-        return
-    if not isinstance(position, dict):
+    elif not isinstance(position, dict):
         # "first", a missing/null position and any other non-object: insert at the start.
-        # A JS array is an object without anchors, which inserts nothing (see below).
         if not isinstance(position, list):
             siblings.insert(0, node)
-        return
-    after, before = position.get("after"), position.get("before")
-    if _truthy(after):
-        index = _index_of(siblings, after)
+    elif _truthy(after := position.get("after")):
+        index = _index_of(action, siblings, after)
         siblings.insert(len(siblings) if index is None else index + 1, node)
-    elif _truthy(before):
-        index = _index_of(siblings, before)
+    elif _truthy(before := position.get("before")):
+        index = _index_of(action, siblings, before)
         siblings.insert(0 if index is None else index, node)
-    # An object position with neither anchor inserts nothing, as in insieme.
 
 
-def _index_of(siblings: list[Any], node_id: object) -> int | None:
+def _index_of(action: str, siblings: list[Any], node_id: object) -> int | None:
+    exact = type(node_id) is str
+    objects = isinstance(node_id, dict | list)  # never `===` a sibling's id (see `_find`)
     for index, sibling in enumerate(siblings):
-        if isinstance(sibling, dict) and _same(sibling.get("id", _MISSING), node_id):
-            return index
+        if isinstance(sibling, dict):
+            found = sibling.get("id", _MISSING)
+            if not objects and found == node_id and (exact or _same(found, node_id)):
+                return index
+        elif sibling is None:
+            # insieme's findIndex reads `n.id` of every sibling before the anchor: a TypeError.
+            raise _invalid(action, "a sibling before the anchor is null", "options.position",
+                           node_id, "siblings that are nodes")
     return None
 
 
@@ -381,21 +581,21 @@ def _insert(action: str, tree: list[Any], node: Node, options: JsonDict) -> list
     position = options.get("position", "first")
     if _same(parent, ROOT_PARENT):
         roots = list(tree)
-        _place(roots, node, position)
+        _place(action, roots, node, position)
         return roots
     path = _find(tree, parent)
     if path is None:
         return tree  # insieme drops the node from the tree when the parent is unknown
+    children = _node_at(tree, path).get("children")
+    if _truthy(children) and not isinstance(children, list):
+        if _places_nothing(position):
+            return tree  # insieme calls no array method, so nothing fails and nothing moves
+        raise _invalid(action, "parent's children is not a list", "options.parent", parent)
 
     def add_child(siblings: list[Any], index: int) -> None:
         host = dict(siblings[index])
-        children = host.get("children")
-        if not _truthy(children):
-            children = []
-        elif not isinstance(children, list):
-            raise _invalid(action, "parent's children is not a list", "options.parent", parent)
-        host["children"] = children = list(children)
-        _place(children, node, position)
+        host["children"] = kids = list(children) if isinstance(children, list) else []
+        _place(action, kids, node, position)
         siblings[index] = host
 
     return _edit_list(tree, path, add_child)
@@ -406,16 +606,17 @@ def _parse_tree_push(payload: JsonDict) -> tuple[JsonDict, str, JsonDict, str]:
     node_id = _node_id("treePush", value, "value.id")
     options = _options("treePush", payload)
     _target_keys("treePush", payload)
-    return value, node_id, options, payload["target"]
+    item = copy_json({key: item for key, item in value.items() if key != "id"})
+    return item, node_id, options, payload["target"]
 
 
 def _tree_push(state: JsonDict, payload: JsonDict) -> JsonDict:
-    value, node_id, options, target = _parse_tree_push(payload)
+    item, node_id, options, target = _parse_tree_push(payload)
 
     def edit(target: JsonDict) -> JsonDict:
         tree = _tree_of("treePush", target)
         items = dict(_items_of("treePush", target))
-        items[node_id] = {key: _clone(item) for key, item in value.items() if key != "id"}
+        items[node_id] = item
         node = {"id": node_id, "children": []}
         return {**target, "tree": _insert("treePush", tree, node, options), "items": items}
 
@@ -423,7 +624,8 @@ def _tree_push(state: JsonDict, payload: JsonDict) -> JsonDict:
 
 
 def _parse_tree_delete(payload: JsonDict) -> tuple[str, str]:
-    node_id = _node_id("treeDelete", _options("treeDelete", payload, required=True), "options.id")
+    options = _options("treeDelete", payload, required=True)
+    node_id = _node_id("treeDelete", options, "options.id", writes_key=False)
     _target_keys("treeDelete", payload)
     return node_id, payload["target"]
 
@@ -434,14 +636,13 @@ def _tree_delete(state: JsonDict, payload: JsonDict) -> JsonDict:
     def edit(target: JsonDict) -> JsonDict:
         tree = _tree_of("treeDelete", target)
         items = dict(_items_of("treeDelete", target))
-        path = _find(tree, node_id)
-        doomed: list[Any] = [node_id]
+        path = _find(tree, node_id, strict="treeDelete")
+        items.pop(node_id, None)
         if path is not None:
-            doomed.extend(_descendant_ids(_node_at(tree, path)))
+            for gone in _descendant_ids("treeDelete", _node_at(tree, path)):
+                # JS object keys are strings: node id 5 removes items["5"].
+                items.pop(_js_key(gone), None)
             tree = _remove(tree, path)
-        for gone in doomed:
-            if isinstance(gone, str):
-                items.pop(gone, None)
         # Like insieme, tree and items exist afterwards even if they did not before.
         return {**target, "tree": tree, "items": items}
 
@@ -449,7 +650,7 @@ def _tree_delete(state: JsonDict, payload: JsonDict) -> JsonDict:
 
 
 def _parse_tree_update(payload: JsonDict) -> tuple[JsonDict, str, bool, str]:
-    value = _object_value("treeUpdate", payload)
+    value = copy_json(_object_value("treeUpdate", payload))
     options = _options("treeUpdate", payload, required=True)
     node_id = _node_id("treeUpdate", options, "options.id")
     _target_keys("treeUpdate", payload)
@@ -464,8 +665,8 @@ def _tree_update(state: JsonDict, payload: JsonDict) -> JsonDict:
         if not isinstance(items, dict):
             # insieme fails here with a TypeError (it never creates items on update).
             raise _invalid("treeUpdate", "target has no items object", "target", items)
-        merged = {} if replace else _spread(items.get(node_id))
-        merged.update(_clone(value))
+        merged = {} if replace else _spread("treeUpdate", items.get(node_id))
+        merged.update(value)
         merged.pop("id", None)
         return {**target, "items": {**items, node_id: merged}}
 
@@ -474,7 +675,7 @@ def _tree_update(state: JsonDict, payload: JsonDict) -> JsonDict:
 
 def _parse_tree_move(payload: JsonDict) -> tuple[JsonDict, str, str]:
     options = _options("treeMove", payload, required=True)
-    node_id = _node_id("treeMove", options, "options.id")
+    node_id = _node_id("treeMove", options, "options.id", writes_key=False)
     _target_keys("treeMove", payload)
     return options, node_id, payload["target"]
 
@@ -490,8 +691,8 @@ def _tree_move(state: JsonDict, payload: JsonDict) -> JsonDict:
         if path is None:
             return None  # unknown node: insieme returns the state unchanged
         node = _node_at(tree, path)
-        # The node keeps its subtree; a parent inside that subtree is gone after removal,
-        # so such a move drops the node from the tree, exactly as in insieme.
+        # The node keeps its subtree (shared, never mutated); a parent inside that subtree is
+        # gone after removal, so such a move drops the node from the tree, as in insieme.
         moved = _insert("treeMove", _remove(tree, path), node, options)
         return {**target, "tree": moved}
 
@@ -510,7 +711,7 @@ _HANDLERS: Final[dict[str, Callable[[JsonDict, JsonDict], JsonDict]]] = {
 
 # The state-independent half of each action: what `check_action` runs at append time.
 _PARSERS: Final[dict[str, Callable[[JsonDict], object]]] = {
-    "init": lambda payload: _object_value("init", payload),
+    "init": _parse_init,
     "set": _parse_set,
     "unset": _parse_unset,
     "treePush": _parse_tree_push,
