@@ -16,10 +16,12 @@ from eventlake.errors import (
     EventlakeError,
     InvalidEventError,
     LakeNotFoundError,
+    PartitionFailedError,
     ReducerError,
     RestoreError,
     UnknownActionError,
     UnknownViewError,
+    ViewChangedError,
     ViewDefinitionError,
 )
 
@@ -64,6 +66,7 @@ __all__ = [
     "Lake",
     "LakeNotFoundError",
     "MaterializeResult",
+    "PartitionFailedError",
     "ReducerError",
     "ReducerView",
     "Repository",
@@ -71,6 +74,7 @@ __all__ = [
     "RestoreResult",
     "UnknownActionError",
     "UnknownViewError",
+    "ViewChangedError",
     "ViewDefinitionError",
     "__version__",
     "apply_action",

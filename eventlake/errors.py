@@ -16,10 +16,12 @@ __all__ = [
     "EventlakeError",
     "InvalidEventError",
     "LakeNotFoundError",
+    "PartitionFailedError",
     "ReducerError",
     "RestoreError",
     "UnknownActionError",
     "UnknownViewError",
+    "ViewChangedError",
     "ViewDefinitionError",
 ]
 
@@ -107,20 +109,64 @@ class ViewDefinitionError(EventlakeError, ValueError):
     """A view definition (name, version, group keys, aggregates) is not usable."""
 
 
+class ViewChangedError(ViewDefinitionError):
+    """A view's definition changed since its rows were built, but its version did not.
+
+    Using those rows would mix two definitions. `acceptable` is False when the change needs
+    a rebuild anyway (a column changed type); `detail` says what changed when known.
+    """
+
+    def __init__(self, view: str, version: int, *, detail: str = "",
+                 acceptable: bool = True) -> None:
+        self.view = view
+        self.version = version
+        self.acceptable = acceptable
+        what = f" ({detail})" if detail else ""
+        advice = ("bump its version to rebuild, or pass --accept-changed-definition "
+                  "(accept_changed_definition=True in Python) if its rows stay right"
+                  if acceptable else "bump its version to rebuild")
+        super().__init__(
+            f"view {view!r} changed since it was built at version {version}{what}: {advice}")
+
+
 class ReducerError(EventlakeError):
-    """A view's reducer raised on an event; names view, partition, seq and event type."""
+    """A view's reducer raised on an event; names view, partition, seq and event type.
+
+    `error` is the reducer's exception as text (`"ZeroDivisionError: ..."`); `cause` may be
+    that text when the failure was read back from a view row.
+    """
 
     def __init__(
-        self, *, view: str, partition: str, seq: int, event_type: str, cause: BaseException
+        self, *, view: str, partition: str, seq: int, event_type: str,
+        cause: BaseException | str, hint: str = "",
     ) -> None:
         self.view = view
         self.partition = partition
         self.seq = seq
         self.event_type = event_type
+        self.error = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
         super().__init__(
             f"view {view!r} failed on partition {partition!r} at seq {seq} "
-            f"(event type {event_type!r}): {type(cause).__name__}: {cause}"
+            f"(event type {event_type!r}): {self.error}{hint}"
         )
+
+
+class PartitionFailedError(ReducerError):
+    """A partition of a view is failed at an event: its view row stopped there (see
+    `Lake.failed_partitions`), or a read folding newer events met the failing one.
+
+    Reading it past that event is refused; the other partitions are not affected.
+    """
+
+    def __init__(
+        self, *, view: str, partition: str, seq: int, event_type: str,
+        cause: BaseException | str,
+    ) -> None:
+        super().__init__(
+            view=view, partition=partition, seq=seq, event_type=event_type, cause=cause,
+            hint=("; fix the reducer (a changed definition needs a version bump or "
+                  "--accept-changed-definition) and run `eventlake materialize "
+                  "--retry-failed`"))
 
 
 class CommitConflictError(EventlakeError, RuntimeError):

@@ -2,30 +2,38 @@
 
 The engine (`materialize`) reads rows and events around these functions and commits what they
 return; `verify` and the tests call the same functions from an empty start to get the
-from-scratch answer every stored row must equal.
+from-scratch answer every stored row must equal. Reducer views fold here, event by event;
+aggregate views fold vectorized in `eventlake.aggregates`.
+
+One partition never blocks the others: an exception from `reduce` (any `Exception`, also
+`RecursionError`) stops only that partition, at that event; its row keeps the state before
+the event and a `failure` naming it, and every other partition folds on.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import polars as pl
 
-from eventlake.errors import InvalidEventError, ReducerError
+from eventlake.aggregates import FAILURE, failure_text, fold_aggregate, rows_before
+from eventlake.errors import InvalidEventError, PartitionFailedError, ReducerError
 from eventlake.events import decode_payload
-from eventlake.views import AggregateView, ReducerView, View
+from eventlake.views import ReducerView, View
 
 __all__ = [
-    "aggregate_partials",
+    "FAILURE",
     "encode_state",
     "event_columns",
     "fold_events",
     "fold_reducer",
+    "fold_view",
     "iter_events",
-    "merge_aggregates",
+    "rows_for",
 ]
 
 
@@ -123,12 +131,18 @@ def _by_partition(events: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, tuple[i
     return frame[rows.explode()], ranges
 
 
-def _refused(view: ReducerView, event: dict[str, Any], exc: Exception) -> str:
-    """The `last_rejected` text for an event the view skips; raises if it may not skip it."""
-    if not (view.skip_invalid and isinstance(exc, InvalidEventError)):
-        raise ReducerError(view=view.name, partition=event["partition"], seq=event["seq"],
-                           event_type=event["type"], cause=exc) from exc
-    return encode_state({"seq": event["seq"], "type": event["type"], "error": str(exc)})
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _skips(view: ReducerView, exc: Exception) -> bool:
+    """Whether the view skips (and counts) an event whose fold raised `exc`."""
+    return view.skip_invalid and isinstance(exc, InvalidEventError)
+
+
+def _refusal(seq: int, kind: str, exc: Exception) -> str:
+    """The `last_rejected` text of an event the view skipped."""
+    return encode_state({"seq": seq, "type": kind, "error": str(exc)})
 
 
 def fold_events(view: ReducerView, state: Any, events: pl.DataFrame, *,
@@ -136,90 +150,195 @@ def fold_events(view: ReducerView, state: Any, events: pl.DataFrame, *,
     """Fold one partition's events (seq order) above `after_seq`; returns state, last, count.
 
     `last` and `count` cover every event above `after_seq`, also those outside the view's
-    `types` that `reduce` never sees.
+    `types` that `reduce` never sees. An event the reducer fails on (and may not skip) raises
+    `PartitionFailedError` naming it, as reading a partition the view marked failed does.
     """
     frame = events.select(_EVENT_COLUMNS).filter(pl.col("seq") > after_seq).sort("seq")
     if not frame.height:
         return state, after_seq, 0
     reduce = view.reduce
+    start, folded = state, False
     for row in zip(*_columns(_reduced(view, frame)), strict=True):
-        event = _event(*row)
         try:
-            state = reduce(state, event)
+            state = reduce(state, _event(*row))
+            folded = True
         except Exception as exc:
-            _refused(view, event, exc)
+            if not _skips(view, exc):
+                raise PartitionFailedError(view=view.name, partition=row[1], seq=row[0],
+                                           event_type=row[2], cause=exc) from exc
+    if folded:
+        try:
+            encode_state(state)  # what the view could not store, a read does not return
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            _, seq, kind = _unencodable(view, state_text=None, start=start, frame=frame)
+            raise PartitionFailedError(view=view.name, partition=str(frame["partition_id"][0]),
+                                       seq=seq, event_type=kind, cause=exc) from exc
     return state, int(frame.get_column("seq")[-1]), frame.height
 
 
+def _unencodable(view: ReducerView, *, state_text: str | None, start: Any,
+                 frame: pl.DataFrame) -> tuple[str | None, int, str]:
+    """Refold `frame` (one partition) encoding after every event: the text of the last
+    state that encodes, and the seq and type of the event whose result does not."""
+    state = (start if start is not None else view.initial_state() if state_text is None
+             else json.loads(state_text))
+    text = state_text
+    reduce = view.reduce
+    for row in zip(*_columns(_reduced(view, frame)), strict=True):
+        try:
+            new = reduce(state, _event(*row))
+        except Exception as exc:
+            if _skips(view, exc):
+                continue
+            raise  # the caller met this event already; it never gets here
+        try:
+            text = encode_state(new)
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            return text, row[0], row[2]
+        state = new
+    raise AssertionError("every state encoded on the second fold")
+
+
+@dataclass
+class _Outcome:
+    """What folding one partition's new events gave."""
+
+    text: str | None
+    rejected: int
+    refusal: str | None
+    failure: tuple[int, str, str] | None = None
+
+
+def _fold_partition(view: ReducerView, text: str | None, rejected: int, refusal: str | None,
+                    rows: Iterable[tuple[Any, ...]]) -> _Outcome:
+    """Fold one partition's rows (seq order) onto its stored state text.
+
+    A reducer exception stops the partition at that event (unless the view skips it): the
+    state stays the one before it. So does a state that cannot be stored as JSON; finding
+    which event made it needs a second fold that encodes after each event (rare).
+    """
+    rows = list(rows)
+    state = view.initial_state() if text is None else json.loads(text)
+    reduce = view.reduce
+    failure = None
+    start_rejected, start_refusal = rejected, refusal
+    for count, row in enumerate(rows):
+        try:
+            state = reduce(state, _event(*row))
+        except Exception as exc:
+            if _skips(view, exc):
+                refusal = _refusal(row[0], row[2], exc)
+                rejected += 1
+                continue
+            failure = (row[0], row[2], _error_text(exc))
+            rows = rows[:count]
+            break
+    try:
+        return _Outcome(encode_state(state), rejected, refusal, failure)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        frame = pl.DataFrame([list(column) for column in zip(*rows, strict=True)],
+                             schema=dict(zip(_EVENT_COLUMNS, _ROW_TYPES, strict=True)),
+                             orient="col")
+        good, seq, kind = _unencodable(view, state_text=text, start=None, frame=frame)
+        refolded = _fold_partition(view, text, start_rejected, start_refusal,
+                                   [r for r in rows if r[0] < seq])
+        error = f"the state after this event cannot be stored as JSON: {_error_text(exc)}"
+        return _Outcome(good, refolded.rejected, refolded.refusal, (seq, kind, error))
+
+
+_ROW_TYPES = (pl.Int64(), pl.String(), pl.String(), pl.String(), pl.Datetime("us", "UTC"),
+              pl.String())
+
+
+def _stored_rows(view: ReducerView, prior: pl.DataFrame
+                 ) -> dict[str, tuple[str, int, int, int, str | None, str | None]]:
+    """partition -> (state text, last_seq, event_count, rejected, last_rejected, failure)."""
+    if not prior.height:
+        return {}
+    n = prior.height
+
+    def column(name: str, default: Any) -> list[Any]:
+        return prior.get_column(name).to_list() if name in prior.columns else [default] * n
+
+    return {
+        partition: (text, last, count, refused or 0, why, failure)
+        for partition, text, last, count, refused, why, failure in zip(
+            prior.get_column("partition_id").to_list(), prior.get_column("state").to_list(),
+            prior.get_column("last_seq").to_list(), prior.get_column("event_count").to_list(),
+            column("rejected", 0) if view.skip_invalid else [0] * n,
+            column("last_rejected", None) if view.skip_invalid else [None] * n,
+            column(FAILURE, None), strict=True)
+    }
+
+
 def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """New rows (partition_id, state, last_seq, event_count) for every partition in `events`.
+    """New rows (partition_id, state, failure, last_seq, event_count) for every partition in
+    `events`.
 
     `prior` holds the stored rows of (at least) those partitions; events at or below a row's
     `last_seq` were folded already and are skipped, so re-running a step never double-applies.
     `last_seq` and `event_count` count every event of the partition; `reduce` gets only the
     events of the view's `types`, one partition after the other in seq order, and a partition
     whose new events it does not get keeps its stored state text as it is.
+
+    A partition the reducer fails on stops at that event: its row keeps the state before it,
+    `last_seq`/`event_count` cover the events before it, and `failure` names it. A stored row
+    with a `failure` is returned as it is (the caller clears the failure to retry it).
     """
     skips = view.skip_invalid
-    stored: dict[str, tuple[str, int, int, int, str | None]] = {}
-    if prior.height:
-        for partition, text, last, count, refused, why in zip(
-            prior.get_column("partition_id").to_list(), prior.get_column("state").to_list(),
-            prior.get_column("last_seq").to_list(), prior.get_column("event_count").to_list(),
-            prior.get_column("rejected").to_list() if skips else [0] * prior.height,
-            prior.get_column("last_rejected").to_list() if skips else [None] * prior.height,
-            strict=True,
-        ):
-            stored[partition] = (text, last, count, refused or 0, why)
+    stored = _stored_rows(view, prior)
     frame = events.select(_EVENT_COLUMNS)
     partitions = frame.get_column("partition_id").unique().sort().to_list()
     if stored:
         done = pl.DataFrame({"partition_id": list(stored),
-                             "_done": [row[1] for row in stored.values()]},
-                            schema={"partition_id": pl.String(), "_done": pl.Int64()})
+                             "_done": [row[1] if row[5] is None else None
+                                       for row in stored.values()],
+                             "_held": [row[5] is not None for row in stored.values()]},
+                            schema={"partition_id": pl.String(), "_done": pl.Int64(),
+                                    "_held": pl.Boolean()})
         frame = frame.join(done, on="partition_id", how="left").filter(
-            pl.col("_done").is_null() | (pl.col("seq") > pl.col("_done"))).drop("_done")
-    news: dict[str, tuple[int, int]] = {
-        partition: (n, last) for partition, n, last in frame.group_by("partition_id").agg(
-            pl.len(), pl.col("seq").max()).iter_rows()}
+            pl.col("_held").is_null() | ~pl.col("_held")).filter(
+            pl.col("_done").is_null() | (pl.col("seq") > pl.col("_done"))).drop(
+            "_done", "_held")
     reduced, ranges = _by_partition(_reduced(view, frame))
-    seqs, parts, kinds, texts, stamps, ids = _columns(reduced)
+    columns = _columns(reduced)
+    outcomes: dict[str, _Outcome] = {}
+    for partition, (lo, hi) in ranges.items():
+        text, _, _, rejected, refusal, _ = stored.get(partition, (None, 0, 0, 0, None, None))
+        outcomes[partition] = _fold_partition(
+            view, text, rejected, refusal, zip(*(c[lo:hi] for c in columns), strict=True))
+    failures = {p: o.failure for p, o in outcomes.items() if o.failure is not None}
+    counted = rows_before(frame, {p: f[0] for p, f in failures.items()})
+    news: dict[str, tuple[int, int]] = {
+        partition: (n, last) for partition, n, last in counted.group_by("partition_id").agg(
+            pl.len(), pl.col("seq").max()).iter_rows()}
     # The column order of the view table (`viewstore.row_schema`).
     schema: dict[str, pl.DataType] = {"partition_id": pl.String(), "state": pl.String()}
     if skips:
         schema |= {"rejected": pl.Int64(), "last_rejected": pl.String()}
-    schema |= {"last_seq": pl.Int64(), "event_count": pl.Int64()}
+    schema |= {FAILURE: pl.String(), "last_seq": pl.Int64(), "event_count": pl.Int64()}
     out: dict[str, list[Any]] = {column: [] for column in schema}
-    reduce = view.reduce
     for partition in partitions:
-        if partition in stored:
-            text, last, count, rejected, refusal = stored[partition]
-        else:
-            text, last, count, rejected, refusal = None, 0, 0, 0, None
+        text, last, count, rejected, refusal, failure = stored.get(
+            partition, (None, 0, 0, 0, None, None))
         added, newest = news.get(partition, (0, last))
-        if partition in ranges:
-            lo, hi = ranges[partition]
-            state = view.initial_state() if text is None else json.loads(text)
-            for i in range(lo, hi):
-                event = _event(seqs[i], parts[i], kinds[i], texts[i], stamps[i], ids[i])
+        if failure is None:
+            outcome = outcomes.get(partition)
+            if outcome is not None:
+                text, rejected, refusal = outcome.text, outcome.rejected, outcome.refusal
+                failure = None if outcome.failure is None else failure_text(*outcome.failure)
+            elif text is None:
                 try:
-                    state = reduce(state, event)
-                except Exception as exc:
-                    refusal = _refused(view, event, exc)
-                    rejected += 1
-            text = None
-        elif text is not None:
-            state = None  # unchanged: the stored text is kept as it is
+                    text = encode_state(view.initial_state())
+                except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                    raise ReducerError(view=view.name, partition=partition, seq=newest,
+                                       event_type="(initial state encoding)",
+                                       cause=exc) from exc
         else:
-            state = view.initial_state()
-        if text is None:
-            try:
-                text = encode_state(state)
-            except (TypeError, ValueError) as exc:
-                raise ReducerError(view=view.name, partition=partition, seq=max(last, newest),
-                                   event_type="(state encoding)", cause=exc) from exc
+            added, newest = 0, last
         out["partition_id"].append(partition)
         out["state"].append(text)
+        out[FAILURE].append(failure)
         out["last_seq"].append(max(last, newest))
         out["event_count"].append(count + added)
         if skips:
@@ -228,154 +347,11 @@ def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -
     return pl.DataFrame(out, schema=schema)
 
 
-def _field(path: str) -> pl.Expr:
-    return pl.col("payload").str.json_path_match(f"$.{path}")
-
-
-def _group_exprs(view: AggregateView, raw: dict[str, str]) -> list[pl.Expr]:
-    exprs = []
-    for key, column in zip(view.group_by, view.group_columns, strict=True):
-        if key == column and key in ("type", "event_id", "batch_id"):
-            exprs.append(pl.col(key).cast(pl.String).alias(column))
-        else:
-            exprs.append(pl.col(raw[key.removeprefix("payload.")]).alias(column))
-    return exprs
-
-
-def _payload_paths(view: AggregateView) -> list[str]:
-    """The distinct payload paths the view reads (group keys first, then aggregates)."""
-    paths = [key.removeprefix("payload.") for key, column in zip(
-        view.group_by, view.group_columns, strict=True)
-        if not (key == column and key in ("type", "event_id", "batch_id"))]
-    paths += [agg.path for agg in view.aggs.values() if agg.path is not None]
-    return list(dict.fromkeys(paths))
-
-
-def aggregate_partials(view: AggregateView, events: pl.DataFrame) -> pl.DataFrame:
-    """Per (partition, group) partial aggregates of `events`, in the view's stored columns."""
-    keys = ["partition_id", *view.group_columns]
-    partition_last = events.group_by("partition_id").agg(pl.col("seq").max().alias("_plast"))
-    frame = events
-    if view.where is not None:
-        frame = frame.filter(pl.col("type").is_in(list(view.where)))
-    # Each payload path is matched once: JSON path matching is the costly step, and a path
-    # an avg and a sum share would otherwise be matched for each use.
-    raw = {path: f"__path{i}" for i, path in enumerate(_payload_paths(view))}
-    frame = frame.with_columns(_field(path).alias(column) for path, column in raw.items())
-    values: list[pl.Expr] = []
-    for name, agg in view.aggs.items():
-        if agg.path is None:
-            continue
-        text = pl.col(raw[agg.path])
-        if agg.fn in ("first", "last"):
-            values.append(text.alias(f"_{name}__raw"))
-        else:
-            values.append(text.cast(pl.Float64, strict=False).alias(f"_{name}__num"))
-            values.append(text.is_not_null().alias(f"_{name}__present"))
-    frame = frame.sort("seq").select(
-        "partition_id", "seq", *_group_exprs(view, raw), *values)
-    aggs: list[pl.Expr] = [pl.len().cast(pl.Int64).alias("event_count")]
-    for name, agg in view.aggs.items():
-        num = pl.col(f"_{name}__num")
-        if agg.fn == "count":
-            aggs.append((pl.len() if agg.path is None
-                         else pl.col(f"_{name}__present").sum()).cast(pl.Int64).alias(name))
-        elif agg.fn == "sum":
-            aggs.append(num.sum().alias(name))
-        elif agg.fn == "min":
-            aggs.append(num.min().alias(name))
-        elif agg.fn == "max":
-            aggs.append(num.max().alias(name))
-        elif agg.fn == "avg":
-            aggs += [num.sum().alias(f"_{name}__sum"),
-                     num.count().cast(pl.Int64).alias(f"_{name}__n")]
-        else:
-            kept = pl.col(f"_{name}__raw")
-            pick = kept.drop_nulls().first() if agg.fn == "first" else kept.drop_nulls().last()
-            seq = pl.col("seq").filter(kept.is_not_null())
-            aggs += [pick.alias(name),
-                     (seq.min() if agg.fn == "first" else seq.max()).alias(f"_{name}__seq")]
-    partials = frame.group_by(keys, maintain_order=True).agg(aggs)
-    return _finish(view, partials.join(partition_last, on="partition_id", how="left")
-                   .rename({"_plast": "last_seq"}))
-
-
-def merge_aggregates(view: AggregateView, stored: pl.DataFrame, partials: pl.DataFrame,
-                     partition_last: pl.DataFrame) -> pl.DataFrame:
-    """Merge stored rows with new partials; `last_seq` becomes the partition's newest.
-
-    `partition_last` (partition_id, last_seq) covers events the `where` filter dropped too, so
-    every row of a touched partition records how far that partition was folded.
-    """
-    keys = ["partition_id", *view.group_columns]
-    columns = [c for c in partials.columns]
-    both = pl.concat([stored.select(columns), partials.select(columns)], how="vertical_relaxed")
-    aggs: list[pl.Expr] = [pl.col("event_count").sum(), pl.col("last_seq").max()]
-    for name, agg in view.aggs.items():
-        if agg.fn in ("count", "sum"):
-            aggs.append(pl.col(name).sum())
-        elif agg.fn == "min":
-            aggs.append(pl.col(name).min())
-        elif agg.fn == "max":
-            aggs.append(pl.col(name).max())
-        elif agg.fn == "avg":
-            aggs += [pl.col(f"_{name}__sum").sum(), pl.col(f"_{name}__n").sum()]
-        else:
-            seq = f"_{name}__seq"
-            if agg.fn == "first":
-                aggs += [pl.col(name).sort_by(seq, nulls_last=True).first(),
-                         pl.col(seq).min()]
-            else:
-                aggs += [pl.col(name).sort_by(seq, nulls_last=False).last(),
-                         pl.col(seq).max()]
-    merged = both.group_by(keys, maintain_order=True).agg(aggs)
-    newest = merged.group_by("partition_id").agg(pl.col("last_seq").max().alias("_plast"))
-    newest = pl.concat([newest, partition_last.select(
-        "partition_id", pl.col("last_seq").alias("_plast"))]).group_by("partition_id").agg(
-        pl.col("_plast").max())
-    merged = merged.join(newest, on="partition_id").with_columns(
-        pl.col("_plast").alias("last_seq")).drop("_plast")
-    return _finish(view, merged)
-
-
-def _finish(view: AggregateView, frame: pl.DataFrame) -> pl.DataFrame:
-    """Derive final avg values and fix the column order of the stored rows."""
-    derived = []
-    for name, agg in view.aggs.items():
-        if agg.fn == "avg":
-            n = pl.col(f"_{name}__n")
-            derived.append(pl.when(n > 0).then(pl.col(f"_{name}__sum") / n)
-                           .otherwise(None).cast(pl.Float64).alias(name))
-    if derived:
-        frame = frame.with_columns(derived)
-    order = ["partition_id", *view.group_columns]
-    for name, agg in view.aggs.items():
-        order.append(name)
-        if agg.fn == "avg":
-            order += [f"_{name}__sum", f"_{name}__n"]
-        elif agg.fn in ("first", "last"):
-            order.append(f"_{name}__seq")
-    order += ["last_seq", "event_count"]
-    return frame.select(order)
-
-
 def fold_view(view: View, prior: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     """Rows for every partition in `events`, merged onto `prior` (that view's stored rows)."""
     if isinstance(view, ReducerView):
         return fold_reducer(view, prior, events)
-    # Skip what a partition's rows have folded already (a re-run after an interrupted step).
-    if prior.height:
-        done = prior.group_by("partition_id").agg(pl.col("last_seq").max().alias("_done"))
-        events = events.join(done, on="partition_id", how="left").filter(
-            pl.col("_done").is_null() | (pl.col("seq") > pl.col("_done"))).drop("_done")
-    partials = aggregate_partials(view, events)
-    touched = events.get_column("partition_id").unique()
-    stored = (prior.filter(pl.col("partition_id").is_in(touched.implode())) if prior.height
-              else prior)
-    if not stored.height:
-        return partials
-    partition_last = events.group_by("partition_id").agg(pl.col("seq").max().alias("last_seq"))
-    return merge_aggregates(view, stored, partials, partition_last)
+    return fold_aggregate(view, prior, events)
 
 
 def rows_for(view: View, events: pl.DataFrame, partitions: Sequence[str] | None = None
@@ -383,7 +359,4 @@ def rows_for(view: View, events: pl.DataFrame, partitions: Sequence[str] | None 
     """From-scratch rows: the reference every stored row must equal."""
     if partitions is not None:
         events = events.filter(pl.col("partition_id").is_in(list(partitions)))
-    empty = pl.DataFrame()
-    if isinstance(view, ReducerView):
-        return fold_reducer(view, empty, events)
-    return aggregate_partials(view, events)
+    return fold_view(view, pl.DataFrame(), events)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     import duckdb
 
-    from eventlake.materialize import MaterializeResult
+    from eventlake.materialize import MaterializeResult, PartitionFailure
     from eventlake.restore import RestoreResult
 
 __all__ = ["AppendResult", "Lake", "LakeInfo"]
@@ -155,13 +155,32 @@ class Lake:
     # -- views -----------------------------------------------------------------------------
 
     def materialize(self, views: Sequence[str] | None = None, *, rebuild: bool = False,
-                    chunk_events: int | None = None) -> dict[str, MaterializeResult]:
-        """Bring views up to date by folding only events above each view's watermark."""
+                    chunk_events: int | None = None, retry_failed: bool = False,
+                    accept_changed_definition: bool = False) -> dict[str, MaterializeResult]:
+        """Bring views up to date by folding only events above each view's watermark.
+
+        A partition whose reducer raises (or whose aggregate meets a value its dtype refuses)
+        does not stop the others: its row stops at that event, is listed by
+        `failed_partitions(view)` and in `MaterializeResult.failed`, and is folded again by
+        `retry_failed=True`. A view changed under the same version is refused
+        (`ViewChangedError` in `MaterializeError.failures`) unless
+        `accept_changed_definition=True` records its new definition.
+        """
         from eventlake.materialize import materialize_views
 
         chosen = [self.view(name) for name in (views or list(self._views))]
         with self._damage_named([f"views/{view.name}" for view in chosen]):
-            return materialize_views(self, chosen, rebuild=rebuild, chunk_events=chunk_events)
+            return materialize_views(self, chosen, rebuild=rebuild, chunk_events=chunk_events,
+                                     retry_failed=retry_failed,
+                                     accept_changed_definition=accept_changed_definition)
+
+    def failed_partitions(self, view: str) -> list[PartitionFailure]:
+        """The partitions `view` stopped folding, each with the event it failed on."""
+        from eventlake.materialize import failed_partitions
+
+        chosen = self.view(view)
+        with self._damage_named([f"views/{chosen.name}"]):
+            return failed_partitions(self, chosen)
 
     def restore(self, *, version: int | None = None,
                 timestamp: datetime | str | None = None) -> RestoreResult:
@@ -174,13 +193,29 @@ class Lake:
         return restore_log(self, version=version, timestamp=timestamp)
 
     def state(self, partition: str, *, view: str = "document",
-              as_of_seq: int | None = None) -> Any:
-        """The exact state of one partition: stored row plus a fold of newer events."""
+              as_of_seq: int | None = None, accept_changed_definition: bool = False) -> Any:
+        """The exact state of one partition: stored row plus a fold of newer events.
+
+        For an aggregate view, the partition's rows (one dict per group). A partition failed
+        at or before the seq read raises `PartitionFailedError` naming the event.
+        """
         from eventlake.materialize import read_state
 
         chosen = self.view(view)
         with self._damage_named([f"views/{chosen.name}"]):
-            return read_state(self, chosen, partition, as_of_seq=as_of_seq)
+            return read_state(self, chosen, partition, as_of_seq=as_of_seq,
+                              accept_changed_definition=accept_changed_definition)
+
+    def check_definitions(self, views: Iterable[str] | None = None, *,
+                          accept_changed_definition: bool = False) -> None:
+        """Refuse (`ViewChangedError`) the named views (default: all) whose definition
+        changed since they were built under the same version, or record the new one."""
+        from eventlake.viewstore import ViewStore
+
+        for name in (list(self._views) if views is None else views):
+            store = ViewStore(self.storage, self.view(name))
+            if store.exists():
+                store.check_definition(store.snapshot(), accept=accept_changed_definition)
 
     @contextmanager
     def _damage_named(self, tables: Sequence[str]) -> Iterator[None]:
@@ -204,18 +239,26 @@ class Lake:
                 raise
             raise error from exc
 
-    def scan(self, view: str, *, as_of_version: int | None = None) -> pl.LazyFrame:
+    def scan(self, view: str, *, as_of_version: int | None = None,
+             accept_changed_definition: bool = False) -> pl.LazyFrame:
         """The logical view (one current row per partition, or per partition and group).
+
+        A view changed under the same version is refused (`ViewChangedError`), unless
+        `accept_changed_definition=True` records its new definition.
 
         Its files are checked when the frame is built: a missing, truncated or garbage one
         raises `CorruptLakeError` naming it here, not a Polars error at `collect()`.
         """
         from eventlake.viewstore import ViewStore
 
-        return ViewStore(self.storage, self.view(view)).scan_logical(version=as_of_version)
+        store = ViewStore(self.storage, self.view(view))
+        if store.exists():
+            store.check_definition(store.snapshot(version=as_of_version),
+                                   accept=accept_changed_definition)
+        return store.scan_logical(version=as_of_version)
 
-    def sql(self, query: str, *, params: Sequence[Any] | dict[str, Any] | None = None
-            ) -> duckdb.DuckDBPyRelation:
+    def sql(self, query: str, *, params: Sequence[Any] | dict[str, Any] | None = None,
+            accept_changed_definition: bool = False) -> duckdb.DuckDBPyRelation:
         """Run DuckDB SQL with `events` and every view registered as tables.
 
         The tables read the latest committed snapshot of each Delta table as of this call
@@ -224,13 +267,17 @@ class Lake:
         `params` (`$1` / `$name` placeholders) rather than formatting them into `query`.
 
         The data files of the tables the query names are checked first: a missing, truncated
-        or garbage file raises `CorruptLakeError` naming it (see `Snapshot.check`).
+        or garbage file raises `CorruptLakeError` naming it (see `Snapshot.check`). So is
+        each named view's definition, as `scan` does.
         """
         from eventlake.query import connect, tables_named
 
         # Checking only the named tables keeps a query of one small view from paying for
         # the event log's thousands of files.
         named = tables_named(query, [EVENTS, *self._views])
+        # A view the query names must not have changed under the same version.
+        self.check_definitions([n for n in self._views if n in named],
+                               accept_changed_definition=accept_changed_definition)
         return connect(self, check=named).sql(query, params=params)
 
     def __repr__(self) -> str:

@@ -20,17 +20,24 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow.compute as pc
 
-from eventlake.errors import EventlakeError, ReducerError
-from eventlake.folds import event_columns, fold_events, fold_view
+from eventlake.errors import (
+    EventlakeError,
+    PartitionFailedError,
+    ReducerError,
+    ViewChangedError,
+    ViewDefinitionError,
+)
+from eventlake.folds import FAILURE, event_columns, fold_events, fold_view
 from eventlake.storage import Snapshot, retry_commit
-from eventlake.views import AggregateView, ReducerView, View
-from eventlake.viewstore import ViewStore, bucket_of, buckets_of
+from eventlake.views import AggregateView, View, definition_fingerprint
+from eventlake.viewstore import ViewStore, bucket_of, buckets_of, logical_columns
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
 
 __all__ = ["DEFAULT_CHUNK_EVENTS", "EventWindow", "MaterializeError", "MaterializeResult",
-           "materialize_views", "read_events", "read_state", "refresh_view"]
+           "PartitionFailure", "failed_partitions", "materialize_views", "read_events",
+           "read_state", "refresh_view"]
 
 DEFAULT_CHUNK_EVENTS = 100_000
 Progress = Callable[[str, int, int], None]
@@ -49,6 +56,28 @@ class MaterializeResult:
     seconds: float
     rebuilt: bool
     commits: int
+    # Partitions that failed in this refresh (their rows stopped at the failing event and
+    # committed; see `failed_partitions` for all of a view's), and those a retry brought
+    # current again.
+    failed: tuple[str, ...] = ()
+    recovered: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartitionFailure:
+    """A partition a view stopped folding: the event its reducer (or an aggregate's value)
+    failed on. Its row holds the state before that event, folded up to `last_seq`."""
+
+    view: str
+    partition: str
+    seq: int
+    event_type: str
+    error: str
+    last_seq: int
+
+    def error_object(self) -> PartitionFailedError:
+        return PartitionFailedError(view=self.view, partition=self.partition, seq=self.seq,
+                                    event_type=self.event_type, cause=self.error)
 
 
 class MaterializeError(EventlakeError):
@@ -65,9 +94,15 @@ class MaterializeError(EventlakeError):
 
 
 def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = False,
-                      chunk_events: int | None = None, progress: Progress | None = None
+                      chunk_events: int | None = None, progress: Progress | None = None,
+                      retry_failed: bool = False, accept_changed_definition: bool = False
                       ) -> dict[str, MaterializeResult]:
-    """Refresh each view; a failing view does not stop the others (they still commit)."""
+    """Refresh each view; a failing view does not stop the others (they still commit).
+
+    A partition that fails does not fail its view (see `MaterializeResult.failed`); a view
+    fails when its definition changed under the same version (`ViewChangedError`) or its
+    `initial_state` cannot be stored. Storage errors and lost commit races propagate.
+    """
     results: dict[str, MaterializeResult] = {}
     failures: dict[str, EventlakeError] = {}
     # Views usually stand at the same watermark: read each window of new events once for all.
@@ -77,10 +112,11 @@ def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = Fals
     window = EventWindow(columns=list(columns), snapshot=log)
     for view in views:
         try:
-            results[view.name] = refresh_view(lake, view, rebuild=rebuild,
-                                              chunk_events=chunk_events, progress=progress,
-                                              target_seq=head, window=window)
-        except ReducerError as exc:
+            results[view.name] = refresh_view(
+                lake, view, rebuild=rebuild, chunk_events=chunk_events, progress=progress,
+                target_seq=head, window=window, retry_failed=retry_failed,
+                accept_changed_definition=accept_changed_definition)
+        except (ReducerError, ViewDefinitionError) as exc:
             failures[view.name] = exc
     if failures:
         raise MaterializeError(failures, results)
@@ -147,28 +183,54 @@ def read_events(lake: Lake, partitions: Sequence[str] | None = None, *,
 
 def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
                  chunk_events: int | None = None, progress: Progress | None = None,
-                 target_seq: int | None = None, window: EventWindow | None = None
+                 target_seq: int | None = None, window: EventWindow | None = None,
+                 retry_failed: bool = False, accept_changed_definition: bool = False
                  ) -> MaterializeResult:
-    """Bring one view up to `target_seq` (default: the log's last seq)."""
+    """Bring one view up to `target_seq` (default: the log's last seq).
+
+    A view whose definition changed while its version did not is refused before anything is
+    written (`ViewChangedError`), unless `accept_changed_definition` records the new one;
+    `rebuild=True` rebuilds it from the new definition. `retry_failed` first folds the
+    failed partitions again from where they stopped.
+    """
     started = time.perf_counter()
     window = window or EventWindow(columns=event_columns(view))
     chunk = chunk_events or DEFAULT_CHUNK_EVENTS
     store = ViewStore(lake.storage, view)
-    store.ensure()
+    fingerprint = definition_fingerprint(view)
+    due = True
+    if store.exists():
+        snap = store.snapshot()
+        if not rebuild:
+            snap = store.check_definition(snap, accept=accept_changed_definition)
+        before = store.marks(snap)
+        due = rebuild or before.active is None or before.active_version != view.version
+    store.ensure(retype=due)
     head = lake.log.last_seq() if target_seq is None else target_seq
     marks = store.marks(store.snapshot())
     old_watermark = marks.watermark if marks.active_version == view.version else 0
     partitions: set[str] = set()
+    failed: set[str] = set()
+    recovered: tuple[str, ...] = ()
     events = 0
     commits = 0
     rebuilt = False
-    resume = marks.building is not None and marks.building_version == view.version
+    resume = (marks.building is not None and marks.building_version == view.version
+              and marks.building_fingerprint in (None, fingerprint) and not rebuild)
     if rebuild or resume or marks.active is None or marks.active_version != view.version:
-        touched, folded, commits = _rebuild(lake, store, chunk=chunk, fresh=not resume,
-                                            progress=progress)
+        touched, folded, commits, broken = _rebuild(lake, store, chunk=chunk, fresh=not resume,
+                                                    progress=progress)
         partitions |= touched
+        failed |= broken
         events += folded
         rebuilt = True
+    elif retry_failed:
+        touched, folded, steps, broken = _retry_failed(lake, store, chunk)
+        recovered = tuple(sorted(touched - broken))
+        partitions |= touched
+        failed |= broken
+        events += folded
+        commits += steps
     while True:
         step = retry_commit(lambda: _refresh_step(lake, store, head, chunk, window),
                             what=f"refresh of view {view.name!r}")
@@ -176,6 +238,7 @@ def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
         if not step.committed:
             break
         partitions |= step.touched
+        failed |= step.failed
         events += step.events
         commits += 1
         if progress is not None:
@@ -183,7 +246,8 @@ def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
         if final >= head:
             break  # what the step committed is the watermark: no need to read it back
     return MaterializeResult(view.name, view.version, len(partitions), events, old_watermark,
-                             final, time.perf_counter() - started, rebuilt, commits)
+                             final, time.perf_counter() - started, rebuilt, commits,
+                             tuple(sorted(failed)), recovered)
 
 
 @dataclass(frozen=True)
@@ -194,6 +258,14 @@ class _Step:
     watermark: int
     touched: frozenset[str] = frozenset()
     events: int = 0
+    failed: frozenset[str] = frozenset()
+
+
+def _same_definition(store: ViewStore, marks: Any) -> None:
+    """Refuse to commit onto rows another definition of this version wrote meanwhile."""
+    stored = marks.fingerprint
+    if stored is not None and stored != definition_fingerprint(store.view):
+        raise ViewChangedError(store.view.name, store.view.version)
 
 
 def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int, window: EventWindow
@@ -203,6 +275,7 @@ def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int, window: E
     assert marks.active is not None
     if marks.watermark >= head:
         return _Step(False, marks.watermark)
+    _same_definition(store, marks)
     end = min(head, marks.watermark + chunk)
     events = window.read(lake, marks.watermark, end)
     touched = sorted(set(events.get_column("partition_id").to_list()))
@@ -210,8 +283,19 @@ def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int, window: E
     prior = store.read_buckets(snap, buckets, generation=marks.active) if buckets else None
     rows = _replace_partitions(store, snap, prior, events)
     store.commit_buckets(snap, rows, buckets=buckets, generation=marks.active,
-                         marks={f"v{store.view.version}": end})
-    return _Step(True, end, frozenset(touched), events.height)
+                         marks={f"v{store.view.version}": end,
+                                "fingerprint": definition_fingerprint(store.view)})
+    return _Step(True, end, frozenset(touched), events.height, _newly_failed(prior, rows))
+
+
+def _failed_set(rows: pl.DataFrame | None) -> set[str]:
+    if rows is None or not rows.height or FAILURE not in rows.columns:
+        return set()
+    return set(rows.filter(pl.col(FAILURE).is_not_null()).get_column("partition_id").to_list())
+
+
+def _newly_failed(prior: pl.DataFrame | None, rows: pl.DataFrame) -> frozenset[str]:
+    return frozenset(_failed_set(rows) - _failed_set(prior))
 
 
 def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | None,
@@ -233,6 +317,78 @@ def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | 
     if not new_rows.height:
         return keep
     return pl.concat([keep.select(new_rows.columns), new_rows], how="vertical_relaxed")
+
+
+def _retry_failed(lake: Lake, store: ViewStore, chunk: int
+                  ) -> tuple[set[str], int, int, set[str]]:
+    """Fold the failed partitions again from where they stopped, up to the watermark.
+
+    Their failure is cleared and their events above their `last_seq` are folded in slices
+    of about `chunk` events, bucket group by bucket group, each group one commit (the
+    watermark does not move). A partition that fails again is marked again, maybe at a
+    later event. Returns (retried, events folded, commits, failed again).
+    """
+    view = store.view
+    snap = store.snapshot()
+    failed = store.failed_rows(snap)
+    if not failed.height:
+        return set(), 0, 0, set()
+    buckets = store.buckets(snap)
+    by_bucket: dict[int, list[str]] = defaultdict(list)
+    for partition in failed.get_column("partition_id").to_list():
+        by_bucket[bucket_of(partition, buckets)].append(partition)
+    retried: set[str] = set()
+    again: set[str] = set()
+    folded = commits = 0
+    for bucket, members in sorted(by_bucket.items()):
+
+        def attempt(bucket: int = bucket, members: list[str] = members) -> tuple[int, set[str]]:
+            snap = store.snapshot()
+            marks = store.marks(snap)
+            if marks.active is None or marks.active_version != view.version:
+                return 0, set()
+            _same_definition(store, marks)
+            prior = store.read_buckets(snap, [bucket], generation=marks.active)
+            mine = pl.col("partition_id").is_in(members)
+            rows = prior.filter(mine).with_columns(pl.lit(None, dtype=pl.String).alias(FAILURE))
+            rows, count = _fold_slices(lake, view, rows, members, marks.watermark, chunk)
+            rows = _placed(rows, buckets) if rows.height else rows
+            kept = prior.filter(~mine)
+            if rows.height:
+                rows = pl.concat([kept.select(rows.columns), rows], how="vertical_relaxed")
+            else:
+                rows = kept
+            store.commit_buckets(snap, rows, buckets=[bucket], generation=marks.active,
+                                 marks={"fingerprint": definition_fingerprint(view)})
+            return count, _failed_set(rows) & set(members)
+
+        count, still = retry_commit(attempt, what=f"retry of failed partitions of view "
+                                                  f"{view.name!r}")
+        retried.update(members)
+        again |= still
+        folded += count
+        commits += 1
+    return retried, folded, commits, again
+
+
+def _fold_slices(lake: Lake, view: View, rows: pl.DataFrame, partitions: list[str],
+                 target: int, chunk: int) -> tuple[pl.DataFrame, int]:
+    """`rows` of `partitions` with their events above their `last_seq` up to `target`
+    folded on, reading about `chunk` events at a time; also how many events were read."""
+    after = int(rows.get_column("last_seq").min() or 0) if rows.height else 0  # type: ignore[arg-type]
+    count = 0
+    while after < target:
+        events = lake.events(partitions, since_seq=after, until_seq=target).head(
+            chunk).collect()
+        if not events.height:
+            break
+        count += events.height
+        new = fold_view(view, rows, events)
+        touched = events.get_column("partition_id").unique().implode()
+        rows = pl.concat([rows.filter(~pl.col("partition_id").is_in(touched)).select(
+            new.columns), new], how="vertical_relaxed") if rows.height else new
+        after = int(events.get_column("seq").max())  # type: ignore[arg-type]
+    return rows, count
 
 
 def _placed(rows: pl.DataFrame, buckets: int) -> pl.DataFrame:
@@ -257,10 +413,14 @@ def _partition_sizes(lake: Lake, until_seq: int) -> dict[str, int]:
 
 
 def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
-             progress: Progress | None) -> tuple[set[str], int, int]:
-    """Build a new generation bucket by bucket, then make it the active one atomically."""
+             progress: Progress | None) -> tuple[set[str], int, int, set[str]]:
+    """Build a new generation bucket by bucket, then make it the active one atomically.
+
+    Returns (partitions, events folded, commits, partitions that failed)."""
     view = store.view
+    fingerprint = definition_fingerprint(view)
     commits = 0
+    broken: set[str] = set()
 
     def start() -> tuple[int, int, int]:
         snap = store.snapshot()
@@ -273,7 +433,8 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
         store.commit_buckets(snap, pl.DataFrame(), buckets=[], generation=generation,
                              drop_generation=generation,
                              marks={"building": generation, "building-version": view.version,
-                                    f"g{generation}/target": target, f"g{generation}/done": 0})
+                                    f"g{generation}/target": target, f"g{generation}/done": 0,
+                                    f"g{generation}/fingerprint": fingerprint})
         return generation, target, 0
 
     generation, target, done = retry_commit(start, what=f"rebuild of view {view.name!r}")
@@ -298,6 +459,7 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
             total += extra
         members = [p for b in group for p in by_bucket[b]]
         rows = _fold_partitions(lake, view, members, sizes, target, chunk)
+        broken |= _failed_set(rows)
         if rows.height:
             rows = _placed(rows, buckets)
         end = group[-1] + 1
@@ -332,7 +494,8 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
         store.commit_buckets(snap, pl.DataFrame(), buckets=[], generation=generation,
                              drop_generation=old,
                              marks={"active": generation, "active-version": view.version,
-                                    f"v{view.version}": target, "building": 0})
+                                    f"v{view.version}": target, "building": 0,
+                                    "fingerprint": fingerprint})
 
     try:
         retry_commit(activate, what=f"rebuild of view {view.name!r}")
@@ -340,7 +503,7 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
         raise EventlakeError(
             f"rebuild of view {view.name!r} was taken over by another materializer; run "
             "materialize again") from None
-    return touched, folded, commits + 1
+    return touched, folded, commits + 1, broken
 
 
 class _Superseded(Exception):
@@ -356,7 +519,9 @@ def _fold_partitions(lake: Lake, view: View, members: list[str], sizes: dict[str
     small: list[str] = []
     for partition in members:
         if sizes.get(partition, 0) > chunk:
-            parts.append(_fold_large(lake, view, partition, target, chunk))
+            # More events than a chunk: folded slice by slice of seq.
+            parts.append(_fold_slices(lake, view, pl.DataFrame(), [partition], target,
+                                      chunk)[0])
         else:
             small.append(partition)
     if small:
@@ -371,37 +536,34 @@ def _fold_partitions(lake: Lake, view: View, members: list[str], sizes: dict[str
     return pl.concat(parts, how="vertical_relaxed")
 
 
-def _fold_large(lake: Lake, view: View, partition: str, target: int, chunk: int
-                ) -> pl.DataFrame:
-    """One partition with more events than a chunk: fold it slice by slice of seq."""
-    rows = pl.DataFrame()
-    after = 0
-    while after < target:
-        events = lake.events(partition, since_seq=after).head(chunk).collect()
-        events = events.filter(pl.col("seq") <= target)
-        if not events.height:
-            break
-        rows = fold_view(view, rows, events)
-        after = int(events.get_column("seq").max())  # type: ignore[arg-type]
-    return rows
-
-
 def read_state(lake: Lake, view: View, partition: str, *, as_of_seq: int | None = None,
-               history_depth: int = 25) -> Any:
-    """Exact state of one partition: the stored row plus a fold of the events after it."""
-    if not isinstance(view, ReducerView):
-        raise EventlakeError(
-            f"view {view.name!r} is an aggregate view: read it with lake.scan({view.name!r}) "
-            "or lake.sql(...); lake.state serves reducer views")
+               history_depth: int = 25, accept_changed_definition: bool = False) -> Any:
+    """Exact state of one partition: the stored row plus a fold of the events after it.
+
+    For an aggregate view, the partition's rows (one per group) as dicts of their logical
+    columns, without `partition_id`. A partition failed at an event at or before the seq
+    read raises `PartitionFailedError` naming the event.
+    """
     log = lake.log.snapshot()
     head = lake.log.last_seq(log)
     target = head if as_of_seq is None else max(0, min(as_of_seq, head))
     store = ViewStore(lake.storage, view)
-    start = _checkpoint(store, partition, target, history_depth)
+    try:
+        snap: Snapshot | None = store.snapshot()
+    except EventlakeError:
+        snap = None  # no view table yet
+    if snap is not None:
+        snap = store.check_definition(snap, accept=accept_changed_definition)
+    if isinstance(view, AggregateView):
+        return _aggregate_state(lake, store, snap, partition, target, log)
+    start = None if snap is None else _checkpoint(store, snap, partition, target,
+                                                  history_depth)
     if start is None:
         state, after = view.initial_state(), 0
     else:
-        text, after = start
+        text, after, failure = start
+        if failure is not None:
+            raise failure.error_object()
         state = view.initial_state() if text is None else json.loads(text)
     if target > after:
         events = lake.events(partition, since_seq=after, until_seq=target,
@@ -410,20 +572,27 @@ def read_state(lake: Lake, view: View, partition: str, *, as_of_seq: int | None 
     return state
 
 
-def _checkpoint(store: ViewStore, partition: str, target: int, depth: int
-                ) -> tuple[str | None, int] | None:
+def _failure(view: View, partition: str, row: dict[str, Any]) -> PartitionFailure | None:
+    text = row.get(FAILURE)
+    if text is None:
+        return None
+    info = json.loads(str(text))
+    return PartitionFailure(view.name, partition, int(info["seq"]), str(info["type"]),
+                            str(info["error"]), int(row["last_seq"]))
+
+
+def _checkpoint(store: ViewStore, snap: Snapshot, partition: str, target: int, depth: int
+                ) -> tuple[str | None, int, PartitionFailure | None] | None:
     """The partition's stored state valid at some seq <= `target`, and that seq.
 
     A row of the active generation is exact up to the view's watermark, not only up to its
     own `last_seq`: the partition had no events in between. So a view that is up to date
     answers without reading the log at all, and a missing row there means the initial state.
-    For reads in the past the view table's own history serves as checkpoints; when that
-    history is gone (vacuumed) the caller folds from the start, which is exact too.
+    A failed row is exact only up to the event before its failure: reading at or after that
+    event returns the failure. For reads in the past the view table's own history serves as
+    checkpoints; when that history is gone (vacuumed) the caller folds from the start,
+    which is exact too.
     """
-    try:
-        snap = store.snapshot()
-    except EventlakeError:
-        return None  # no view table yet
     for _ in range(depth):
         try:
             found = store.read_checkpoint(snap, partition)
@@ -434,8 +603,14 @@ def _checkpoint(store: ViewStore, partition: str, target: int, depth: int
         row, watermark = found
         last = 0 if row is None else int(row["last_seq"])
         if last <= target:
-            return (None if row is None else str(row["state"]), min(target, watermark)
-                    if watermark >= last else last)
+            if row is None:
+                return None, min(target, watermark), None
+            failure = _failure(store.view, partition, row)
+            if failure is not None:
+                if target >= failure.seq:
+                    return str(row["state"]), last, failure
+                return str(row["state"]), target, None
+            return str(row["state"]), (min(target, watermark) if watermark >= last else last), None
         if snap.version == 0:
             return None
         try:
@@ -443,6 +618,52 @@ def _checkpoint(store: ViewStore, partition: str, target: int, depth: int
         except Exception:
             return None
     return None
+
+
+def _aggregate_state(lake: Lake, store: ViewStore, snap: Snapshot | None, partition: str,
+                     target: int, log: Snapshot) -> list[dict[str, Any]]:
+    """One partition's rows of an aggregate view at `target`: stored rows plus a fold of
+    newer events (from scratch when reading before the stored rows)."""
+    view = store.view
+    assert isinstance(view, AggregateView)
+    rows = store.read_partition(snap, partition) if snap is not None else None
+    base, after = pl.DataFrame(), 0
+    if rows is not None:
+        watermark = store.marks(snap).watermark if snap is not None else 0
+        done = int(rows.get_column("last_seq").max() or 0) if rows.height else 0  # type: ignore[arg-type]
+        if done <= target:
+            base = rows
+            after = min(target, watermark) if watermark >= done else done
+    if base.height and target > after:
+        failure = _failure(view, partition, base.row(0, named=True))
+        if failure is None or failure.seq > target:
+            events = lake.events(partition, since_seq=after, until_seq=target,
+                                 snapshot=log).collect()
+            base = fold_view(view, base, events) if events.height else base
+    elif target > after:
+        events = lake.events(partition, since_seq=after, until_seq=target,
+                             snapshot=log).collect()
+        base = fold_view(view, pl.DataFrame(), events) if events.height else base
+    if not base.height:
+        return []
+    failure = _failure(view, partition, base.row(0, named=True))
+    if failure is not None and failure.seq <= target:
+        raise failure.error_object()
+    columns = [c for c in logical_columns(view)
+               if c not in ("partition_id", "updated_at", FAILURE)]
+    kept = base.filter(pl.col("event_count") > 0).sort(list(view.group_columns) or "last_seq",
+                                                       nulls_last=True)
+    return kept.select(columns).to_dicts()
+
+
+def failed_partitions(lake: Lake, view: View) -> list[PartitionFailure]:
+    """The view's failed partitions, by partition id (reads the failure column only)."""
+    store = ViewStore(lake.storage, view)
+    if not store.exists():
+        return []
+    rows = store.failed_rows(store.snapshot())
+    return [f for f in (_failure(view, r["partition_id"], r) for r in rows.iter_rows(named=True))
+            if f is not None]
 
 
 def aggregate_view_rows(view: AggregateView, events: pl.DataFrame) -> pl.DataFrame:

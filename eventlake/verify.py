@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from eventlake.folds import rows_for
+from eventlake.folds import FAILURE, rows_for
 from eventlake.views import ReducerView, View
 from eventlake.viewstore import ViewStore, logical_columns
 
@@ -67,12 +67,14 @@ def verify_view(lake: Lake, view: View, *, sample: int | None = None,
     """Compare stored rows with a from-scratch fold up to the view's watermark.
 
     Checks every partition the log holds, or `sample` of them chosen at random, or the given
-    `partitions`. Reads only the chosen partitions' events.
+    `partitions`. Reads only the chosen partitions' events. A failed partition must have
+    failed at the same event in the from-scratch fold, with the same state before it.
     """
     store = ViewStore(lake.storage, view)
     if not store.exists():
         return VerifyReport(view.name, 0, 0, ())
-    snap = store.snapshot()
+    # Rows built from another definition of this version are refused, not diffed.
+    snap = store.check_definition(store.snapshot())
     marks = store.marks(snap)
     watermark = marks.watermark if marks.active_version == view.version else 0
     if partitions is None:
@@ -110,9 +112,21 @@ def verify_view(lake: Lake, view: View, *, sample: int | None = None,
                 if a != b:
                     differences.append(Difference(view.name, key[0], group,
                                                   _first_diff(a, b), a, b))
+            elif column == FAILURE:
+                # The event a partition failed at must agree; the error text may not (a
+                # RecursionError's message depends on the stack it met).
+                if _failed_at(a) != _failed_at(b):
+                    differences.append(Difference(view.name, key[0], group, column, a, b))
             elif not _same(a, b):
                 differences.append(Difference(view.name, key[0], group, column, a, b))
     return VerifyReport(view.name, watermark, len(chosen), tuple(differences))
+
+
+def _failed_at(text: Any) -> tuple[int, str] | None:
+    if text is None:
+        return None
+    info = json.loads(str(text))
+    return int(info["seq"]), str(info["type"])
 
 
 def _first_diff(a: Any, b: Any, path: str = "state") -> str:

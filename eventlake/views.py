@@ -8,9 +8,14 @@ vectorized with Polars. The built-in `document` view is the reducer of the insie
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import re
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import field as dataclass_field
 from typing import Any, Literal
 
 from eventlake.actions import ACTION_TYPES, apply_action, is_state_action
@@ -24,6 +29,7 @@ __all__ = [
     "AggregateView",
     "ReducerView",
     "View",
+    "definition_fingerprint",
     "document_view",
     "fold",
     "reducer_view",
@@ -31,6 +37,17 @@ __all__ = [
 
 AggFunction = Literal["count", "sum", "min", "max", "avg", "first", "last"]
 AGG_FUNCTIONS: tuple[str, ...] = ("count", "sum", "min", "max", "avg", "first", "last")
+AggDtype = Literal["int64", "float64", "decimal", "string"]
+# The dtypes each function allows; the first one is its default.
+_DTYPES: dict[str, tuple[AggDtype, ...]] = {
+    "count": ("int64",),
+    "sum": ("int64", "float64", "decimal"),
+    "min": ("int64", "float64", "decimal"),
+    "max": ("int64", "float64", "decimal"),
+    "avg": ("float64",),
+    "first": ("string", "int64", "float64", "decimal"),
+    "last": ("string", "int64", "float64", "decimal"),
+}
 # Event columns a group key may name directly; anything else is a payload path.
 EVENT_COLUMNS = ("type", "partition_id", "event_id", "batch_id")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -38,7 +55,7 @@ _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # Column names the view tables use themselves.
 RESERVED_COLUMNS = frozenset(
     {"partition_id", "bucket", "view_version", "state", "last_seq", "event_count",
-     "updated_at", "rejected", "last_rejected"})
+     "updated_at", "rejected", "last_rejected", "failure"})
 
 Event = dict[str, Any]
 Reduce = Callable[[Any, Event], Any]
@@ -159,13 +176,25 @@ def document_view() -> ReducerView:
 class Agg:
     """One aggregate: `fn` over payload path `field` (None only for `count` of events).
 
-    sum/min/max/avg read the field as a float (non-numbers are ignored like SQL NULLs);
-    first/last keep it as JSON scalar text, ordered by `seq`; count with a field counts the
-    events where the field is present and not null.
+    `dtype` is the type of the view column, known from the definition because a column has
+    one type (default per function: count, sum, min, max -> "int64"; avg -> "float64";
+    first, last -> "string", the JSON scalar text):
+
+    - "int64": integer fields, exact. A number counts when it is integral (5, 5.0, 1e3
+      count as 5, 5, 1000); a number with a fraction (2.5), or a value or running sum
+      outside the Int64 range, is an error for that partition (see `materialize`).
+    - "decimal": Decimal(38, 0), for integer sums too large for Int64; the same rules.
+    - "float64": any number, read as a float (integers beyond 2**53 round).
+    - "string" (first/last only): the value as JSON scalar text, numbers included.
+
+    Values that are not numbers (strings, even "12", booleans, objects) are ignored by the
+    numeric dtypes like SQL NULLs; count with a field counts the events where the field is
+    present and not null.
     """
 
     fn: AggFunction
     field: str | None = None
+    dtype: AggDtype | None = dataclass_field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.fn not in AGG_FUNCTIONS:
@@ -176,10 +205,23 @@ class Agg:
         if self.field is not None and not _PATH.match(_strip_payload(self.field)):
             raise ViewDefinitionError(
                 f"bad payload path {self.field!r}: expected dot-separated identifiers")
+        allowed = _DTYPES[self.fn]
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", allowed[0])
+        elif self.dtype not in allowed:
+            raise ViewDefinitionError(
+                f"aggregate {self.fn!r} of {self.field!r}: dtype {self.dtype!r} is not "
+                f"possible; expected one of {', '.join(allowed)}")
 
     @property
     def path(self) -> str | None:
         return None if self.field is None else _strip_payload(self.field)
+
+    @property
+    def kind(self) -> AggDtype:
+        """`dtype` with its default filled in (what the column holds)."""
+        assert self.dtype is not None
+        return self.dtype
 
 
 def _strip_payload(path: str) -> str:
@@ -193,8 +235,11 @@ def _as_agg(name: str, spec: object) -> Agg:
         return Agg(spec)  # type: ignore[arg-type]
     if isinstance(spec, tuple | list) and len(spec) == 2:
         return Agg(spec[0], spec[1])
+    if isinstance(spec, tuple | list) and len(spec) == 3:
+        return Agg(spec[0], spec[1], dtype=spec[2])
     raise ViewDefinitionError(
-        f"aggregate {name!r}: expected Agg(fn, field), (fn, field) or 'count', got {spec!r}")
+        f"aggregate {name!r}: expected Agg(fn, field, dtype=...), (fn, field), "
+        f"(fn, field, dtype) or 'count', got {spec!r}")
 
 
 @dataclass(frozen=True)
@@ -258,3 +303,115 @@ class AggregateView:
 
 
 View = ReducerView | AggregateView
+
+
+# -- definition fingerprints -----------------------------------------------------------------
+
+
+def definition_fingerprint(view: View) -> int:
+    """A stable 62-bit hash of what `view` computes, stored with every generation built.
+
+    A view changed under the same `version` would merge rows of two definitions, so the
+    engine refuses it (`ViewStore.check_definition`). What counts:
+
+    - aggregate view: group keys, each aggregate's name, function, payload path and dtype,
+      and `where` (the order of aggregates and of `where` types is not meaning);
+    - reducer view: the code of `reduce` and `initial_state` (bytecode, constants including
+      nested functions, the global and attribute names used, defaults, closure values),
+      `types` and `skip_invalid`. Not the functions it calls or the globals it reads: bump
+      the version when those change meaning. Bytecode differs between Python versions, so a
+      Python upgrade reads as a change (accept it once).
+
+    Names, descriptions, docstrings and line numbers do not count. The value is the same in
+    every process (no `hash()`, which is salted per process); 62 bits keep it a positive
+    int64, the type of a Delta app-transaction version, where it is stored.
+    """
+    cached = view.__dict__.get("_fingerprint")
+    if cached is not None:
+        return int(cached)
+    if isinstance(view, AggregateView):
+        spec: Any = {
+            "kind": "aggregate",
+            "group_by": [k if k in EVENT_COLUMNS else _strip_payload(k) for k in view.group_by],
+            "aggregates": sorted([name, agg.fn, agg.path, agg.kind]
+                                 for name, agg in view.aggs.items()),
+            "where": None if view.where is None else sorted(set(view.where)),
+        }
+    else:
+        spec = {
+            "kind": "reducer",
+            "reduce": _callable_shape(view.reduce),
+            "initial_state": _callable_shape(view.initial_state),
+            "types": None if view.types is None else sorted(set(view.types)),
+            "skip_invalid": bool(view.skip_invalid),
+        }
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(text.encode("ascii")).digest()
+    value = (int.from_bytes(digest[:8], "big") >> 2) or 1
+    object.__setattr__(view, "_fingerprint", value)
+    return value
+
+
+def _callable_shape(fn: object, depth: int = 0) -> Any:
+    """A JSON-able description of a callable's code that is equal across processes."""
+    if depth > 8:
+        return ["deep", _qualified(fn)]
+    if isinstance(fn, functools.partial):
+        return ["partial", _callable_shape(fn.func, depth + 1),
+                [_value_shape(a, depth + 1) for a in fn.args],
+                sorted([k, _value_shape(v, depth + 1)] for k, v in fn.keywords.items())]
+    func = getattr(fn, "__func__", fn)  # a bound method: its function
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        call = vars(type(fn)).get("__call__")  # a callable object: its class's method
+        if not isinstance(fn, type) and getattr(call, "__code__", None) is not None:
+            return ["instance", _qualified(type(fn)), _callable_shape(call, depth + 1)]
+        return ["named", _qualified(fn)]  # a builtin or a class such as `dict`
+    doc = getattr(func, "__doc__", None)
+    cells = getattr(func, "__closure__", None) or ()
+    closure = []
+    for cell in cells:
+        try:
+            closure.append(_value_shape(cell.cell_contents, depth + 1))
+        except ValueError:  # an empty cell
+            closure.append(None)
+    return ["function", _code_shape(code, doc, depth),
+            _value_shape(getattr(func, "__defaults__", None), depth + 1),
+            _value_shape(getattr(func, "__kwdefaults__", None), depth + 1), closure]
+
+
+def _code_shape(code: types.CodeType, doc: object, depth: int) -> Any:
+    consts = list(code.co_consts)
+    if doc is not None and consts and consts[0] == doc:
+        consts[0] = None  # the docstring is not meaning
+    return ["code", code.co_code.hex(), code.co_argcount, code.co_posonlyargcount,
+            code.co_kwonlyargcount, list(code.co_names),
+            [_value_shape(c, depth + 1) for c in consts]]
+
+
+def _value_shape(value: object, depth: int) -> Any:
+    if isinstance(value, types.CodeType):
+        return _code_shape(value, None, depth + 1)
+    if value is None or isinstance(value, bool | int | str):
+        return [type(value).__name__, value if not isinstance(value, int) or isinstance(
+            value, bool) else str(value)]
+    if isinstance(value, float | complex | bytes) or value is Ellipsis:
+        return [type(value).__name__, repr(value)]
+    if isinstance(value, tuple | list):
+        return [type(value).__name__, [_value_shape(v, depth + 1) for v in value]]
+    if isinstance(value, frozenset | set):
+        # Set order follows string hashing, which is salted per process: sort the shapes.
+        return [type(value).__name__, sorted((_value_shape(v, depth + 1) for v in value),
+                                             key=lambda s: json.dumps(s, sort_keys=True))]
+    if isinstance(value, dict):
+        return ["dict", sorted(([_value_shape(k, depth + 1), _value_shape(v, depth + 1)]
+                                for k, v in value.items()),
+                               key=lambda s: json.dumps(s, sort_keys=True))]
+    if callable(value):
+        return _callable_shape(value, depth + 1)
+    # Other objects: their type only (a repr may hold a memory address).
+    return ["object", _qualified(type(value))]
+
+
+def _qualified(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"

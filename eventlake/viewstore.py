@@ -30,9 +30,10 @@ import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from eventlake.errors import ViewDefinitionError
-from eventlake.storage import Snapshot, Storage
-from eventlake.views import AggregateView, ReducerView, View
+from eventlake.aggregates import FAILURE
+from eventlake.errors import ViewChangedError, ViewDefinitionError
+from eventlake.storage import Snapshot, Storage, retry_commit
+from eventlake.views import AggregateView, ReducerView, View, definition_fingerprint
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -55,18 +56,22 @@ def buckets_of(partitions: Iterable[str], buckets: int) -> list[int]:
     return [zlib.crc32(p.encode("utf-8")) % buckets for p in partitions]
 
 
+_ARROW = {"int64": pa.int64(), "float64": pa.float64(), "decimal": pa.decimal128(38, 0),
+          "string": pa.string()}
+
+
 def _agg_fields(view: AggregateView) -> list[pa.Field]:
     fields: list[pa.Field] = []
     for name, agg in view.aggs.items():
         if agg.fn == "count":
             fields.append(pa.field(name, pa.int64()))
         elif agg.fn in ("sum", "min", "max"):
-            fields.append(pa.field(name, pa.float64()))
+            fields.append(pa.field(name, _ARROW[agg.kind]))
         elif agg.fn == "avg":
             fields += [pa.field(name, pa.float64()), pa.field(f"_{name}__sum", pa.float64()),
                        pa.field(f"_{name}__n", pa.int64())]
-        else:  # first / last keep the JSON scalar text and the seq that chose it
-            fields += [pa.field(name, pa.string()), pa.field(f"_{name}__seq", pa.int64())]
+        else:  # first / last keep their value (JSON scalar text by default) and its seq
+            fields += [pa.field(name, _ARROW[agg.kind]), pa.field(f"_{name}__seq", pa.int64())]
     return fields
 
 
@@ -81,6 +86,8 @@ def row_schema(view: View) -> pa.Schema:
     else:
         body = [pa.field(c, pa.string()) for c in view.group_columns] + _agg_fields(view)
     tail = [
+        # JSON text {"seq", "type", "error"} of the event a failed partition stopped at.
+        pa.field(FAILURE, pa.string()),
         pa.field("last_seq", pa.int64(), nullable=False),
         pa.field("event_count", pa.int64(), nullable=False),
         pa.field("updated_at", TS_TYPE, nullable=False),
@@ -107,6 +114,8 @@ class Watermarks:
     target: int
     done: int
     commits: int
+    fingerprint: int | None = None  # of the definition the active generation was built from
+    building_fingerprint: int | None = None
 
     @property
     def current(self) -> bool:
@@ -127,8 +136,14 @@ class ViewStore:
     def exists(self) -> bool:
         return self.storage.exists(self.name)
 
-    def ensure(self, *, buckets: int = DEFAULT_BUCKETS) -> None:
-        """Create the table if missing; add columns a new version needs."""
+    def ensure(self, *, buckets: int = DEFAULT_BUCKETS, retype: bool = False) -> None:
+        """Create the table if missing; add columns a new version needs.
+
+        A column whose type changes (an aggregate's dtype) cannot be altered in place: with
+        `retype` (a rebuild is about to run) the table is reset, in one commit, to the new
+        column types with no rows, and readers see an empty view until the rebuild is done;
+        without it, `ViewDefinitionError`.
+        """
         schema = row_schema(self.view)
         if not self.exists():
             try:
@@ -147,18 +162,49 @@ class ViewStore:
         table = self.storage.table(self.name)
         current = {f.name: f.type for f in pa.schema(table.schema())}
         missing = []
+        retyped = []
         for f in schema:
             if f.name not in current:
                 missing.append(f)
             elif current[f.name] != f.type:
-                raise ViewDefinitionError(
-                    f"view {self.view.name!r} v{self.view.version}: column {f.name!r} changes "
-                    f"type from {current[f.name]} to {f.type}; give the view a new name")
+                retyped.append(f)
+        if retyped and not retype:
+            f = retyped[0]
+            raise ViewDefinitionError(
+                f"view {self.view.name!r} v{self.view.version}: column {f.name!r} changes "
+                f"type from {current[f.name]} to {f.type}; a rebuild resets the view table")
+        if retyped:
+            self._reset_types(retyped)
+            return
         if missing:
             from deltalake.schema import Field as DeltaField
 
             table.alter.add_columns(
                 [DeltaField.from_arrow(f.with_nullable(True)) for f in missing])
+
+    def _reset_types(self, retyped: list[pa.Field]) -> None:
+        """One commit: no rows, the new column types, and "nothing built" bookkeeping."""
+        wanted = {f.name: f for f in row_schema(self.view)}
+
+        def attempt() -> None:
+            snap = self.snapshot()
+            old = pa.schema(snap.table.schema())
+            fields = [wanted[f.name] if f.name in wanted else f for f in old]
+            fields += [f for f in wanted.values() if f.name not in old.names]
+            empty = pa.schema(fields).empty_table()
+            counter = (snap.transaction_version(f"{self.app}/commits") or 0) + 1
+            marks = {"commits": counter, "active": 0, "active-version": 0, "building": 0}
+            write_deltalake(
+                snap.table, empty, mode="overwrite", schema_mode="overwrite",
+                partition_by=["generation", "bucket"],
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(app_id=f"{self.app}/{k}", version=v)
+                                      for k, v in marks.items()],
+                    max_commit_retries=0,
+                    custom_metadata={"eventlake.operation": "reset-view-column-types",
+                                     "eventlake.columns": ", ".join(f.name for f in retyped)}))
+
+        retry_commit(attempt, what=f"reset of view {self.view.name!r} for new column types")
 
     def snapshot(self, *, version: int | None = None) -> Snapshot:
         return Snapshot.load(self.storage, self.name, version=version)
@@ -180,7 +226,55 @@ class ViewStore:
             target=(txn(f"g{building}/target") or 0) if building else 0,
             done=(txn(f"g{building}/done") or 0) if building else 0,
             commits=txn("commits") or 0,
+            fingerprint=txn("fingerprint"),
+            building_fingerprint=txn(f"g{building}/fingerprint") if building else None,
         )
+
+    # -- the definition ------------------------------------------------------------------
+
+    def check_definition(self, snap: Snapshot, *, accept: bool = False) -> Snapshot:
+        """Refuse to use rows built from another definition of this view version.
+
+        The active generation records the fingerprint of the definition it was built from
+        (`views.definition_fingerprint`). If that differs from this definition's while the
+        version is the same, rows of two definitions would mix: `ViewChangedError`. With
+        `accept`, the new fingerprint is recorded instead (one bookkeeping commit, no row
+        changes) and the snapshot after it is returned. A generation built before
+        fingerprints existed has none: it is taken as this definition, and the next refresh
+        commit records it. A column whose type changed cannot be accepted: it needs a
+        rebuild, so a version bump.
+        """
+        marks = self.marks(snap)
+        view = self.view
+        if marks.active is None or marks.active_version != view.version:
+            return snap  # nothing built for this version: a rebuild records the fingerprint
+        retyped = self.retyped_columns(snap)
+        if retyped:
+            raise ViewChangedError(view.name, view.version, detail=", ".join(retyped),
+                                   acceptable=False)
+        current = definition_fingerprint(view)
+        if marks.fingerprint is None or marks.fingerprint == current:
+            return snap
+        if not accept:
+            raise ViewChangedError(view.name, view.version)
+
+        def record() -> None:
+            latest = self.snapshot()
+            now = self.marks(latest)
+            if now.active is None or now.active_version != view.version:
+                return
+            self.commit_buckets(latest, pl.DataFrame(), buckets=[], generation=now.active,
+                                marks={"fingerprint": current})
+
+        retry_commit(record, what=f"recording the new definition of view {view.name!r}")
+        return self.snapshot()
+
+    def retyped_columns(self, snap: Snapshot) -> list[str]:
+        """The columns whose type in the table differs from this definition's, described."""
+        stored = {f.name: f.type for f in pa.schema(snap.table.schema())}
+        return [f"column {f.name!r} is {stored[f.name]} in the table, {f.type} in the "
+                "definition" for f in row_schema(self.view)
+                if f.name in stored and stored[f.name] != f.type]
 
     # -- reading -------------------------------------------------------------------------
 
@@ -231,9 +325,31 @@ class ViewStore:
         active = self.marks(snap).active
         if active is None:
             plan = snap.plan(equals={"generation": [-1]})
-            return snap.scan(plan).select(columns)
+            return _logical(snap.scan(plan), self.view, snap)
         plan = snap.plan(equals={"generation": [active]})
-        return snap.scan(plan).filter(pl.col("generation") == active).select(columns)
+        return _logical(snap.scan(plan).filter(pl.col("generation") == active), self.view,
+                        snap)
+
+    def failed_rows(self, snap: Snapshot) -> pl.DataFrame:
+        """partition_id, failure, last_seq of the active generation's failed partitions."""
+        generation = self.active(snap)
+        if generation is None or FAILURE not in pa.schema(snap.table.schema()).names:
+            return pl.DataFrame(schema={"partition_id": pl.String(), FAILURE: pl.String(),
+                                        "last_seq": pl.Int64()})
+        plan = snap.plan(equals={"generation": [generation]})
+        return (snap.scan(plan).filter(pl.col("generation") == generation)
+                .filter(pl.col(FAILURE).is_not_null())
+                .select("partition_id", FAILURE, "last_seq").collect()
+                .unique("partition_id", keep="first").sort("partition_id"))
+
+    def read_partition(self, snap: Snapshot, partition: str) -> pl.DataFrame | None:
+        """Every row of one partition in the active generation, or None without one."""
+        generation = self.active(snap)
+        if generation is None:
+            return None
+        bucket = bucket_of(partition, self.buckets(snap))
+        return self.read_buckets(snap, [bucket], generation=generation,
+                                 partitions=[partition])
 
     # -- writing -------------------------------------------------------------------------
 
@@ -265,6 +381,20 @@ class ViewStore:
             partition_by=["generation", "bucket"],
             commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=0),
         )
+
+
+def _logical(frame: pl.LazyFrame, view: View, snap: Snapshot) -> pl.LazyFrame:
+    """`frame` projected to the view's logical columns; a column the table lacks (a table
+    written before it existed, not refreshed since) reads as nulls of its type."""
+    present = set(pa.schema(snap.table.schema()).names)
+    wanted = [f for f in row_schema(view) if f.name in logical_columns(view)]
+    missing = [f for f in wanted if f.name not in present]
+    if missing:
+        empty = pl.from_arrow(pa.schema(missing).empty_table())
+        assert isinstance(empty, pl.DataFrame)
+        frame = frame.with_columns(pl.lit(None, dtype=t).alias(n)
+                                   for n, t in empty.schema.items())
+    return frame.select([f.name for f in wanted])
 
 
 def _conform(rows: pl.DataFrame, schema: pa.Schema, table_schema: pa.Schema,

@@ -40,6 +40,10 @@ def _sql_args(parser: argparse.ArgumentParser) -> None:
                              "or from the --output suffix")
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="write the result to FILE instead of stdout ('-' is stdout)")
+    parser.add_argument(
+        "--accept-changed-definition", action="store_true", dest="accept",
+        help="a view the query names whose definition changed without a version bump: "
+             "record the new definition and read its rows as they are")
 
 
 def _choose_format(args: argparse.Namespace, to_file: bool) -> str:
@@ -199,7 +203,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
                            "with --output")
     lake = _open_existing(args)
     try:
-        relation = lake.sql(args.query)
+        relation = lake.sql(args.query, accept_changed_definition=args.accept)
         if relation is None:  # a statement without a result (SET, CREATE ...)
             if args.json and not to_file:
                 _print_json({"rows": 0})

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from eventlake.lake import Lake
-    from eventlake.materialize import MaterializeResult
+    from eventlake.materialize import MaterializeResult, PartitionFailure
     from eventlake.verify import VerifyReport
     from eventlake.views import View
 
@@ -50,6 +50,26 @@ def _chosen_views(lake: Lake, names: Sequence[str] | None) -> list[View]:
 
 _positive = number_at_least(1, what="a positive integer")
 _non_negative = number_at_least(0, what="an integer >= 0")
+# `materialize` committed every view it could, but some partitions are failed (listed on
+# stderr): not an error of the command, yet something a scheduler should see.
+EXIT_PARTITIONS_FAILED = 4
+_SHOWN = 5  # failed partitions named per view; the rest are counted
+
+
+def _accept_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--accept-changed-definition", action="store_true", dest="accept",
+        help="a view whose definition changed without a version bump: record the new "
+             "definition and use its rows as they are (no rebuild)")
+
+
+def _exact(value: object) -> Any:
+    """JSON for values of aggregate rows: a Decimal(38, 0) is printed as its integer."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    return str(value)
 
 
 # -- materialize -----------------------------------------------------------------------------
@@ -61,6 +81,10 @@ def _materialize_args(parser: argparse.ArgumentParser) -> None:
                         help="rebuild the views from the whole log instead of refreshing them")
     parser.add_argument("--chunk-events", type=_positive, metavar="N",
                         help="fold at most about N events per commit (bounds memory)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="fold the failed partitions again from the event they failed at "
+                             "(after fixing the reducer, or for a transient error)")
+    _accept_option(parser)
 
 
 @contextmanager
@@ -88,22 +112,41 @@ def _result_json(result: MaterializeResult) -> dict[str, Any]:
     return {"view": result.view, "version": result.version, "partitions": result.partitions,
             "events": result.events, "old_watermark": result.old_watermark,
             "new_watermark": result.new_watermark, "seconds": round(result.seconds, 3),
-            "rebuilt": result.rebuilt, "commits": result.commits}
+            "rebuilt": result.rebuilt, "commits": result.commits,
+            "newly_failed": list(result.failed), "recovered": list(result.recovered)}
 
 
-def _results_table(results: Sequence[MaterializeResult]) -> Any:
+def _failure_json(failure: PartitionFailure) -> dict[str, Any]:
+    return {"partition": failure.partition, "seq": failure.seq, "type": failure.event_type,
+            "error": failure.error, "last_seq": failure.last_seq}
+
+
+def _failed_line(view: str, failed: Sequence[PartitionFailure]) -> str:
+    """One warning line naming a view's failed partitions (the first few in full)."""
+    count = len(failed)
+    shown = "; ".join(f"{f.partition!r} at seq {f.seq} ({f.event_type}): {f.error}"
+                      for f in failed[:_SHOWN])
+    more = f"; and {count - _SHOWN} more (eventlake views --json)" if count > _SHOWN else ""
+    return (f"warning: view {view!r}: {count} failed partition{'s' if count != 1 else ''}: "
+            f"{shown}{more}; fix it, then `eventlake materialize --retry-failed`")
+
+
+def _results_table(results: Sequence[MaterializeResult],
+                   failed: dict[str, list[PartitionFailure]]) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
-    table.add_column("view", no_wrap=True)
-    for header in ("partitions", "events folded", "watermark", "seconds", "rebuilt"):
+    # Names stay whole on a narrow terminal; the numbers give way first.
+    table.add_column("view", no_wrap=True, min_width=max(len(r.view) for r in results))
+    for header in ("partitions", "events folded", "watermark", "seconds", "rebuilt",
+                   "failed"):
         table.add_column(header, justify="left" if header == "watermark" else "right",
                          no_wrap=True)
     for r in results:
         table.add_row(escape(r.view), f"{r.partitions:,}", f"{r.events:,}",
                       f"{r.old_watermark:,} → {r.new_watermark:,}", f"{r.seconds:.2f}",
-                      "yes" if r.rebuilt else "no")
+                      "yes" if r.rebuilt else "no", f"{len(failed.get(r.view, ())):,}")
     return table
 
 
@@ -112,9 +155,13 @@ def _results_table(results: Sequence[MaterializeResult]) -> Any:
          description="Fold the events above each view's watermark into the view (only the "
                      "partitions they touch), committing rows and watermark together. A view "
                      "whose version changed, or --rebuild, is rebuilt from the whole log. A "
-                     "failing view does not stop the others; the command then exits 1.")
+                     "partition whose reducer fails stops at that event and the others fold "
+                     "on: the command commits, names it on stderr and exits 4 while any "
+                     "partition is failed (--retry-failed folds them again). A view that "
+                     "cannot refresh (its definition changed under the same version) does "
+                     "not stop the others; the command then exits 1.")
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from eventlake.materialize import MaterializeError, materialize_views
+    from eventlake.materialize import MaterializeError, failed_partitions, materialize_views
 
     lake = _open_existing(args)
     views = _chosen_views(lake, args.view)
@@ -124,20 +171,30 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     with _progress_bar(console, show_bar) as progress:
         try:
             results = materialize_views(lake, views, rebuild=args.rebuild,
-                                        chunk_events=args.chunk_events, progress=progress)
+                                        chunk_events=args.chunk_events, progress=progress,
+                                        retry_failed=args.retry_failed,
+                                        accept_changed_definition=args.accept)
         except MaterializeError as exc:
             results = exc.results
             failures = {name: str(error) for name, error in exc.failures.items()}
     done = [results[v.name] for v in views if v.name in results]
+    failed = {r.view: failed_partitions(lake, lake.view(r.view)) for r in done}
+    failed = {name: found for name, found in failed.items() if found}
     if args.json:
         _print_json({"lake": lake.root, "last_seq": lake.last_seq(),
-                     "views": [_result_json(r) for r in done], "failures": failures})
+                     "views": [_result_json(r) for r in done], "failures": failures,
+                     "failed_partitions": {name: [_failure_json(f) for f in found]
+                                           for name, found in failed.items()}})
     else:
         if done:
-            console.print(_results_table(done))
+            console.print(_results_table(done, failed))
+        for name, found in failed.items():
+            print(_failed_line(name, found), file=sys.stderr)
         for name, message in failures.items():
-            print(f"error: view {name!r} failed: {message}", file=sys.stderr)
-    return EXIT_ERROR if failures else EXIT_OK
+            print(f"error: view {name!r} was not refreshed: {message}", file=sys.stderr)
+    if failures:
+        return EXIT_ERROR
+    return EXIT_PARTITIONS_FAILED if failed else EXIT_OK
 
 
 # -- state -----------------------------------------------------------------------------------
@@ -148,42 +205,58 @@ def _state_args(parser: argparse.ArgumentParser) -> None:
     _view_option(parser, many=False, help="a reducer view (default: document)")
     parser.add_argument("--as-of", type=_non_negative, metavar="SEQ", dest="as_of",
                         help="the state as it was after event SEQ (default: now)")
+    _accept_option(parser)
 
 
 @command("state", help="the state of one partition, as JSON", configure=_state_args,
-         description="Print the exact state of one partition in a reducer view (the stored "
-                     "row plus any newer events), or as it was after --as-of SEQ. Pretty JSON "
-                     "on a terminal, one line when piped; --json wraps it with its context.")
+         description="Print the exact state of one partition in a view (the stored row plus "
+                     "any newer events), or as it was after --as-of SEQ; for an aggregate "
+                     "view, its rows (one per group). Pretty JSON on a terminal, one line "
+                     "when piped; --json wraps it with its context. A partition failed at an "
+                     "event is an error naming that event.")
 def cmd_state(args: argparse.Namespace) -> int:
     lake = _open_existing(args)
-    state = lake.state(args.partition, view=args.view, as_of_seq=args.as_of)
+    state = lake.state(args.partition, view=args.view, as_of_seq=args.as_of,
+                       accept_changed_definition=args.accept)
     if args.json:
-        _print_json({"partition": args.partition, "view": args.view, "as_of_seq": args.as_of,
-                     "state": state})
+        sys.stdout.write(json.dumps({"partition": args.partition, "view": args.view,
+                                     "as_of_seq": args.as_of, "state": state},
+                                    ensure_ascii=False, default=_exact) + "\n")
     elif sys.stdout.isatty():
-        sys.stdout.write(json.dumps(state, ensure_ascii=False, indent=2, sort_keys=False)
-                         + "\n")
+        sys.stdout.write(json.dumps(state, ensure_ascii=False, indent=2, sort_keys=False,
+                                    default=_exact) + "\n")
     else:
-        sys.stdout.write(json.dumps(state, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(state, ensure_ascii=False, default=_exact) + "\n")
     return EXIT_OK
 
 
 # -- views -----------------------------------------------------------------------------------
 
 
-def _view_status(lake: Lake, view: View, last_seq: int) -> dict[str, Any]:
+def _view_status(lake: Lake, view: View, last_seq: int, *, accept: bool) -> dict[str, Any]:
     import polars as pl
 
+    from eventlake.errors import ViewChangedError
+    from eventlake.materialize import failed_partitions
     from eventlake.restore import RESET_VERSION
     from eventlake.viewstore import ViewStore
 
     store = ViewStore(lake.storage, view)
     row: dict[str, Any] = {"name": view.name, "kind": view.kind, "version": view.version,
                            "status": "not built", "table_version": None, "watermark": 0,
-                           "lag": last_seq, "rows": 0, "partitions": 0}
+                           "lag": last_seq, "rows": 0, "partitions": 0, "failed": 0,
+                           "failed_partitions": [], "error": None}
     if not store.exists():
         return row
     snap = store.snapshot()
+    try:
+        snap = store.check_definition(snap, accept=accept)
+    except ViewChangedError as exc:
+        row["status"] = "changed since built: bump its version" + (
+            " or --accept-changed-definition" if exc.acceptable else "")
+        row["error"] = str(exc)
+        row["table_version"] = snap.version
+        return row
     marks = store.marks(snap)
     row["table_version"] = snap.version
     if marks.active is None:
@@ -202,36 +275,58 @@ def _view_status(lake: Lake, view: View, last_seq: int) -> dict[str, Any]:
     ).collect()
     row["rows"] = int(counts["rows"][0])
     row["partitions"] = int(counts["partitions"][0])
+    failed = failed_partitions(lake, view)
+    row["failed"] = len(failed)
+    row["failed_partitions"] = [f.partition for f in failed]
+    if failed and row["status"] == "ok":
+        row["status"] = f"ok, {len(failed)} partition{'s' if len(failed) != 1 else ''} failed"
     return row
 
 
-@command("views", help="registered views: version, watermark, lag, rows",
+def _views_args(parser: argparse.ArgumentParser) -> None:
+    _accept_option(parser)
+
+
+@command("views", help="registered views: version, watermark, lag, rows, failed partitions",
+         configure=_views_args,
          description="List the registered views with their version, watermark (last seq "
-                     "folded), lag (events not folded yet), rows and partitions.")
+                     "folded), lag (events not folded yet), rows, partitions and failed "
+                     "partitions (--json names them). A view whose definition changed "
+                     "without a version bump is shown as such and the command exits 1.")
 def cmd_views(args: argparse.Namespace) -> int:
     lake = _open_existing(args)
     last_seq = lake.last_seq()
-    rows = [_view_status(lake, view, last_seq) for view in lake.views.values()]
+    rows = [_view_status(lake, view, last_seq, accept=args.accept)
+            for view in lake.views.values()]
+    changed = [row["error"] for row in rows if row["error"]]
     if args.json:
         _print_json({"lake": lake.root, "last_seq": last_seq, "views": rows})
-        return EXIT_OK
+        return EXIT_ERROR if changed else EXIT_OK
     from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
     table.add_column("view", no_wrap=True)
     table.add_column("kind", no_wrap=True)
-    for header in ("version", "watermark", "lag", "rows", "partitions"):
+    for header in ("version", "watermark", "lag", "rows", "partitions", "failed"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("status")
     for row in rows:
         table.add_row(escape(row["name"]), row["kind"], str(row["version"]),
                       f"{row['watermark']:,}", f"{row['lag']:,}", f"{row['rows']:,}",
-                      f"{row['partitions']:,}", escape(row["status"]))
+                      f"{row['partitions']:,}", f"{row['failed']:,}", escape(row["status"]))
     console = _console()
     console.print(table)
     console.print(f"event log: last seq {last_seq:,}", markup=False)
-    return EXIT_OK
+    for row in rows:
+        if row["failed"]:
+            names = ", ".join(repr(p) for p in row["failed_partitions"][:_SHOWN])
+            more = (f" and {row['failed'] - _SHOWN} more" if row["failed"] > _SHOWN else "")
+            console.print(f"{row['name']}: failed partitions {names}{more} (`eventlake state "
+                          f"PARTITION --view {row['name']}` shows why)", markup=False)
+    for message in changed:
+        print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR if changed else EXIT_OK
 
 
 # -- verify ----------------------------------------------------------------------------------
