@@ -220,11 +220,13 @@ def _values(view: AggregateView, events: pl.DataFrame) -> pl.DataFrame:
         values, problem = parsed[(agg.path, kind)]
         suffix = "__raw" if agg.fn in ("first", "last") else "__num"
         columns += [values.alias(f"_{name}{suffix}"), problem.alias(f"_{name}__problem")]
+        if (problem > 0).any():  # the text of refused values, for the error
+            columns.append(found[f"j:{agg.path}"].alias(f"_{name}__text"))
     return pl.DataFrame(columns)
 
 
-def _describe(view: AggregateView, name: str, agg: Agg) -> str:
-    return f"view {view.name!r} aggregate {name!r} ({agg.fn} of payload.{agg.path}, {agg.kind})"
+def _describe(name: str, agg: Agg) -> str:
+    return f"aggregate {name!r} ({agg.fn} of payload.{agg.path}, {agg.kind})"
 
 
 def _advice(agg: Agg, dtype: str) -> str:
@@ -243,20 +245,20 @@ def _value_failures(view: AggregateView, values: pl.DataFrame) -> dict[str, tupl
         if not bad.height:
             continue
         firsts = bad.sort("seq").unique("partition_id", keep="first", maintain_order=True)
-        for partition, seq, kind, code in zip(
+        for partition, seq, kind, code, text in zip(
             firsts.get_column("partition_id").to_list(), firsts.get_column("seq").to_list(),
             firsts.get_column("_type").to_list(), firsts.get_column(column).to_list(),
-            strict=True,
+            firsts.get_column(f"_{name}__text").to_list(), strict=True,
         ):
             if partition in found and found[partition][0] <= seq:
                 continue
+            shown = text if len(text) <= 60 else text[:57] + "..."
             if code == 1:
-                error = (f"{_describe(view, name, agg)}: a number with a fraction where an "
-                         f"integer is needed; {_advice(agg, 'float64')}")
+                error = (f"{_describe(name, agg)}: {shown} is not an integer; "
+                         f"{_advice(agg, 'float64')}")
             else:
-                wider = _WIDER[agg.kind]
-                error = (f"{_describe(view, name, agg)}: a number outside "
-                         f"{_RANGE_NAMES[agg.kind]}; {_advice(agg, wider)}")
+                error = (f"{_describe(name, agg)}: {shown} does not fit in "
+                         f"{_RANGE_NAMES[agg.kind]}; {_advice(agg, _WIDER[agg.kind])}")
             found[partition] = (seq, kind, error)
     return found
 
@@ -298,8 +300,8 @@ def _sum_failures(view: AggregateView, values: pl.DataFrame, stored: pl.DataFram
                     partition = group["partition_id"]
                     if partition not in found or found[partition][0] > seq:
                         found[partition] = (seq, kind, (
-                            f"{_describe(view, name, agg)}: the sum leaves "
-                            f"{_RANGE_NAMES[agg.kind]} at this event ({total}); "
+                            f"{_describe(name, agg)}: the sum leaves "
+                            f"{_RANGE_NAMES[agg.kind]} at this event (it would be {total}); "
                             f"{_advice(agg, _WIDER[agg.kind])}"))
                     break
     return found

@@ -164,9 +164,9 @@ class PartitionFailedError(ReducerError):
     ) -> None:
         super().__init__(
             view=view, partition=partition, seq=seq, event_type=event_type, cause=cause,
-            hint=("; fix the reducer (a changed definition needs a version bump or "
-                  "--accept-changed-definition) and run `eventlake materialize "
-                  "--retry-failed`"))
+            hint=("; fix the cause, then `eventlake materialize --retry-failed` folds it "
+                  "again (a changed definition needs a version bump or "
+                  "--accept-changed-definition)"))
 
 
 class CommitConflictError(EventlakeError, RuntimeError):

@@ -17,6 +17,7 @@ from eventlake import storage as storage_module
 from eventlake import viewstore as viewstore_module
 from eventlake.actions import apply_action
 from eventlake.folds import rows_for
+from eventlake.materialize import MaterializeError
 from eventlake.verify import verify_view
 from eventlake.views import Agg, AggregateView, ReducerView, fold
 from eventlake.viewstore import ViewStore, bucket_of
@@ -678,3 +679,231 @@ def test_read_events_equals_lake_events(tmp_path, make_events):
                 some = read_events(lake, partitions, since_seq=since, until_seq=until,
                                    columns=columns, whole_files=whole_files)
                 assert some.equals(want.select(columns))
+
+
+# -- definition fingerprints -------------------------------------------------------------
+
+CHANGED = ("view 'totals' changed since it was built at version 1: bump its version to "
+           "rebuild, or pass --accept-changed-definition")
+
+
+def _table_state(lake: el.Lake, name: str):
+    store = ViewStore(lake.storage, lake.view(name))
+    snap = store.snapshot()
+    rows = pl.from_arrow(snap.table.to_pyarrow_table())
+    return snap.version, rows.columns, sorted(rows.rows(), key=str)
+
+
+def test_a_changed_aggregate_definition_is_refused_and_changes_nothing(tmp_path, make_events):
+    v1 = AggregateView(name="totals", version=1, group_by=["currency"],
+                       aggregates={"n": "count", "total": Agg("sum", "amount")})
+    lake = el.Lake.open(tmp_path / "lake", views=[v1])
+    lake.append(make_events(300, partitions=40, seed=4))
+    lake.materialize()
+    # The same name and version, one aggregate more: rows of the two must never mix.
+    changed = AggregateView(name="totals", version=1, group_by=["currency"],
+                            aggregates={"n": "count", "total": Agg("sum", "amount"),
+                                        "largest": Agg("max", "amount")})
+    lake2 = el.Lake.open(tmp_path / "lake", views=[changed])
+    lake2.append([{"type": "deposit", "payload": {"amount": 5, "currency": "EUR"},
+                   "partition": "acct-1"}])
+    before = _table_state(lake, "totals")
+    with pytest.raises(MaterializeError) as caught:
+        lake2.materialize()
+    error = caught.value.failures["totals"]
+    assert isinstance(error, el.ViewChangedError) and str(error).startswith(CHANGED)
+    assert "document" in caught.value.results  # the other views still refreshed
+    for read in (lambda: lake2.scan("totals"), lambda: lake2.sql("select * from totals"),
+                 lambda: lake2.state("acct-1", view="totals"),
+                 lambda: verify_view(lake2, changed)):
+        with pytest.raises(el.ViewChangedError, match="changed since it was built"):
+            read()
+    assert lake2.sql("select count(*) from events").fetchall() == [(301,)]
+    assert _table_state(lake, "totals") == before  # no row, column or mark changed
+    # The definition it was built with still works, and refreshes.
+    lake.materialize()
+    assert_views_exact(lake)
+    # Accepting records the new definition without a rebuild (its new column starts empty).
+    result = lake2.materialize(accept_changed_definition=True)["totals"]
+    assert not result.rebuilt and result.events == 0
+    assert lake2.scan("totals").collect()["largest"].null_count() > 0
+    lake2.append([{"type": "deposit", "payload": {"amount": 9, "currency": "EUR"},
+                   "partition": "acct-2"}])
+    lake2.materialize()
+    # Now the old definition is the changed one.
+    with pytest.raises(el.ViewChangedError):
+        lake.scan("totals")
+    with pytest.raises(el.ViewChangedError):
+        el.Lake.open(tmp_path / "lake", views=[v1]).state("acct-1", view="totals")
+
+
+def test_a_changed_reducer_is_refused_until_accepted_or_rebuilt(tmp_path, make_events):
+    lake = el.Lake.open(tmp_path / "lake", views=[BALANCES])
+    lake.append(make_events(200, partitions=10, seed=5))
+    lake.materialize()
+    doubled = ReducerView(name="balances", version=1,
+                          initial_state=lambda: {"balance": 0, "n": 0}, reduce=_doubled)
+    lake2 = el.Lake.open(tmp_path / "lake", views=[doubled])
+    before = _table_state(lake, "balances")
+    with pytest.raises(MaterializeError) as caught:
+        lake2.materialize(["balances"])
+    assert str(caught.value.failures["balances"]).startswith(
+        "view 'balances' changed since it was built at version 1: bump its version")
+    with pytest.raises(el.ViewChangedError):
+        lake2.state("acct-1", view="balances")
+    assert _table_state(lake, "balances") == before
+    # An explicit rebuild builds from the new definition (and records it).
+    assert lake2.materialize(["balances"], rebuild=True)["balances"].rebuilt
+    assert_views_exact(lake2, ["balances"])
+    assert lake2.state("acct-1", view="balances") == reference_state(
+        [{**r, "partition": r["partition_id"], "payload": json.loads(r["payload"])}
+         for r in lake2.events().collect().iter_rows(named=True)], "acct-1", doubled, 10**9)
+
+
+def test_views_built_before_fingerprints_adopt_the_current_definition(tmp_path, make_events,
+                                                                      monkeypatch):
+    original = ViewStore.commit_buckets
+
+    def without_fingerprints(self, snap, rows, *, marks, **kwargs):
+        marks = {k: v for k, v in marks.items() if not k.endswith("fingerprint")}
+        return original(self, snap, rows, marks=marks, **kwargs)
+
+    monkeypatch.setattr(ViewStore, "commit_buckets", without_fingerprints)
+    lake = el.Lake.open(tmp_path / "lake", views=[BALANCES])
+    lake.append(make_events(100, partitions=5, seed=6))
+    lake.materialize()
+    monkeypatch.setattr(ViewStore, "commit_buckets", original)
+    store = ViewStore(lake.storage, BALANCES)
+    assert store.marks(store.snapshot()).fingerprint is None
+    # Nothing to compare with: the definition it is opened with is taken as the one.
+    doubled = ReducerView(name="balances", version=1,
+                          initial_state=lambda: {"balance": 0, "n": 0}, reduce=_doubled)
+    lake2 = el.Lake.open(tmp_path / "lake", views=[doubled])
+    lake2.scan("balances").collect()
+    lake2.append(make_events(10, partitions=5, seed=7))
+    lake2.materialize()  # the refresh commit records its fingerprint
+    from eventlake.views import definition_fingerprint
+
+    assert store.marks(store.snapshot()).fingerprint == definition_fingerprint(doubled)
+    with pytest.raises(el.ViewChangedError):
+        lake.state("acct-1", view="balances")
+
+
+# -- failed partitions -------------------------------------------------------------------
+
+_POISON = {"on": True}  # a global: flipping it is a transient error, not a code change
+
+
+def _poisonable(state, event):
+    if event["payload"].get("poison") and _POISON["on"]:
+        raise ConnectionError("the rates service did not answer")
+    return {"n": state["n"] + 1, "sum": state["sum"] + event["payload"]["amount"]}
+
+
+POISONABLE = ReducerView(name="poisonable", version=1,
+                         initial_state=lambda: {"n": 0, "sum": 0}, reduce=_poisonable)
+
+
+def _buggy(state, event):
+    return {"n": state["n"] + 1, "inverse": 1 / event["payload"]["amount"]}
+
+
+def _fixed(state, event):
+    amount = event["payload"]["amount"]
+    return {"n": state["n"] + 1, "inverse": 1 / amount if amount else None}
+
+
+def test_one_poisoned_partition_among_100_leaves_99_current(tmp_path, monkeypatch):
+    monkeypatch.setitem(_POISON, "on", True)
+    buggy = ReducerView(name="inverses", version=1, initial_state=lambda: {"n": 0},
+                        reduce=_buggy)
+    lake = el.Lake.open(tmp_path / "lake", views=[POISONABLE, buggy, TOTALS])
+    partitions = [f"p-{i:03d}" for i in range(100)]
+    lake.append([{"type": "deposit", "payload": {"amount": 1 + i % 7, "currency": "EUR"},
+                  "partition": p} for i, p in enumerate(partitions)] * 2)
+    lake.materialize()
+    lake.append([{"type": "deposit", "payload": {"amount": 0, "poison": True},
+                  "partition": "p-042"}])
+    poisoned_seq = lake.last_seq()
+    # Not materialized yet: the lagging read meets the failing event and names it.
+    with pytest.raises(el.PartitionFailedError) as caught:
+        lake.state("p-042", view="poisonable")
+    assert (caught.value.seq, caught.value.event_type) == (poisoned_seq, "deposit")
+    lake.append([{"type": "deposit", "payload": {"amount": 3, "currency": "USD"},
+                  "partition": p} for p in partitions])
+    results = lake.materialize(chunk_events=150)
+    for name in ("poisonable", "inverses"):
+        assert results[name].failed == ("p-042",)
+        assert results[name].new_watermark == lake.last_seq()
+        rows = {r["partition_id"]: r for r in lake.scan(name).collect().iter_rows(named=True)}
+        current = [p for p, r in rows.items() if r["failure"] is None and r["event_count"] == 3]
+        assert len(current) == 99 and "p-042" not in current
+        assert (rows["p-042"]["last_seq"], rows["p-042"]["event_count"]) == (
+            poisoned_seq - 1 - 100 + 43, 2)
+        [failure] = lake.failed_partitions(name)
+        assert (failure.partition, failure.seq, failure.event_type) == (
+            "p-042", poisoned_seq, "deposit")
+        with pytest.raises(el.PartitionFailedError, match=f"seq {poisoned_seq}"):
+            lake.state("p-042", view=name)
+        assert verify_view(lake, lake.view(name)).ok  # the refold fails at the same event
+    assert lake.failed_partitions("poisonable")[0].error == (
+        "ConnectionError: the rates service did not answer")
+    assert "ZeroDivisionError" in lake.failed_partitions("inverses")[0].error
+    assert lake.failed_partitions("totals") == []
+    # A rebuild fails at the same event too.
+    lake.materialize(["inverses"], rebuild=True)
+    assert [f.seq for f in lake.failed_partitions("inverses")] == [poisoned_seq]
+    assert_views_exact(lake)
+
+    # A transient error: once it is gone, a retry folds the partition on, to current.
+    monkeypatch.setitem(_POISON, "on", False)
+    result = lake.materialize(["poisonable"], retry_failed=True)["poisonable"]
+    assert result.recovered == ("p-042",) and result.failed == ()
+    assert lake.failed_partitions("poisonable") == []
+    assert lake.state("p-042", view="poisonable") == {"n": 4, "sum": 1 + 42 % 7 + 1 + 42 % 7
+                                                      + 0 + 3}
+    # A bug fixed in the code, same version: accept the new definition and retry.
+    fixed = ReducerView(name="inverses", version=1, initial_state=lambda: {"n": 0},
+                        reduce=_fixed)
+    lake2 = el.Lake.open(tmp_path / "lake", views=[POISONABLE, fixed, TOTALS])
+    with pytest.raises(MaterializeError):
+        lake2.materialize(["inverses"], retry_failed=True)
+    result = lake2.materialize(["inverses"], retry_failed=True,
+                               accept_changed_definition=True)["inverses"]
+    assert result.recovered == ("p-042",)
+    assert lake2.failed_partitions("inverses") == []
+    assert lake2.state("p-042", view="inverses") == {"n": 4, "inverse": 1 / 3}
+    assert_views_exact(lake2)
+
+
+def _deep(state, event):
+    def down(n):
+        return down(n + 1)
+
+    if event["payload"].get("deep"):
+        down(0)
+    if event["payload"].get("unstorable"):
+        return {"tags": {"a", "b"}}
+    return {"n": state.get("n", 0) + 1}
+
+
+def test_recursion_and_unstorable_states_fail_only_their_partition(tmp_path):
+    view = ReducerView(name="deep", version=1, initial_state=dict, reduce=_deep)
+    lake = el.Lake.open(tmp_path / "lake", views=[view])
+    lake.append([{"type": "t", "payload": {}, "partition": p} for p in ("a", "b", "c")])
+    lake.append([{"type": "t", "payload": {"deep": True}, "partition": "a"},
+                 {"type": "t", "payload": {"unstorable": True}, "partition": "b"},
+                 {"type": "t", "payload": {}, "partition": "c"}])
+    with pytest.raises(el.PartitionFailedError, match="RecursionError"):
+        lake.state("a", view="deep")
+    with pytest.raises(el.PartitionFailedError, match="seq 5"):
+        lake.state("b", view="deep")
+    lake.materialize()
+    failures = {f.partition: f for f in lake.failed_partitions("deep")}
+    assert set(failures) == {"a", "b"}
+    assert failures["a"].seq == 4 and failures["a"].error.startswith("RecursionError")
+    assert failures["b"].seq == 5 and "cannot be stored as JSON" in failures["b"].error
+    rows = {r["partition_id"]: r for r in lake.scan("deep").collect().iter_rows(named=True)}
+    assert json.loads(rows["b"]["state"]) == {"n": 1}
+    assert json.loads(rows["c"]["state"]) == {"n": 2} and rows["c"]["failure"] is None
+    assert verify_view(lake, view).ok

@@ -224,6 +224,47 @@ def test_materialize_with_a_failed_partition_commits_the_rest_and_exits_4(
     assert code == 1 and "no view named 'nope'" in err
 
 
+FIXED_VIEWS = FAILING_VIEWS.replace('raise RuntimeError("no account 7 here")',
+                                    'return {"seven": True}')
+
+
+def test_a_changed_view_is_refused_by_every_command_until_accepted(tmp_path, sample_lake,
+                                                                   capsys):
+    lake, _ = sample_lake
+    fragile = tmp_path / "fragile.py"
+    fragile.write_text(FAILING_VIEWS, encoding="utf-8")
+    common = ["--lake", lake, "--views", fragile]
+    assert run(capsys, *common, "materialize")[0] == 4
+    before = _open(lake, fragile).scan("fragile").collect().drop("updated_at")
+    # The reducer is fixed but the version stays 1: every command that reads it refuses.
+    fragile.write_text(FIXED_VIEWS, encoding="utf-8")
+    message = ("view 'fragile' changed since it was built at version 1: bump its version to "
+               "rebuild, or pass --accept-changed-definition")
+    for argv in (["materialize"], ["materialize", "--retry-failed"],
+                 ["state", "acct-001", "--view", "fragile"],
+                 ["sql", "select count(*) from fragile"], ["views"], ["verify"]):
+        code, _, err = run(capsys, *common, *argv)
+        assert code == 1, argv
+        assert message in err, (argv, err)
+    assert run(capsys, *common, "sql", "select count(*) from events")[0] == 0
+    opened = el.Lake.open(lake, views=[])  # the table as stored, read without the check
+    from eventlake.viewstore import ViewStore
+
+    store = ViewStore(opened.storage, _open(lake, fragile).view("fragile"))
+    assert store.scan_logical().collect().drop("updated_at").equals(before)
+    # Accept the new definition and retry the failed partition: everything is current.
+    code, out, err = run(capsys, *common, "--json", "materialize", "--retry-failed",
+                         "--accept-changed-definition")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["failed_partitions"] == {}
+    assert report["views"][1]["recovered"] == ["acct-007"]
+    code, out, _ = run(capsys, *common, "state", "acct-007", "--view", "fragile")
+    assert code == 0 and json.loads(out) == {"seven": True}
+    assert run(capsys, *common, "views")[0] == 0
+    assert run(capsys, *common, "verify")[0] == 0
+
+
 def test_sql_formats(sample_lake, capsys, tmp_path, monkeypatch):
     lake, views = sample_lake
     common = ["--lake", lake, "--views", views]
