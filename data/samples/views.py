@@ -27,10 +27,13 @@ balances = ReducerView(
     description="account balance in cents: deposits minus withdrawals",
 )
 
+# v2: amounts are integer cents, so `total` and `largest` are Int64 (v1 stored floats; the
+# version bump rebuilds lakes built with v1).
 totals = AggregateView(
-    name="totals", version=1, group_by=["type", "currency"], where=["deposit", "withdrawal"],
-    aggregates={"n": "count", "total": Agg("sum", "amount"), "mean": Agg("avg", "amount"),
-                "largest": Agg("max", "amount"), "last_ref": Agg("last", "ref")},
+    name="totals", version=2, group_by=["type", "currency"], where=["deposit", "withdrawal"],
+    aggregates={"n": "count", "total": Agg("sum", "amount", dtype="int64"),
+                "mean": Agg("avg", "amount"), "largest": Agg("max", "amount", dtype="int64"),
+                "last_ref": Agg("last", "ref")},
     description="per account, type and currency: count, sum, mean, max and last reference",
 )
 
