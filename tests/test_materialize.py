@@ -60,7 +60,17 @@ def _typed_seen(state, event):
 
 TYPED = ReducerView(name="typed", version=1, initial_state=lambda: {"n": 0, "seqs": []},
                     reduce=_typed_seen, types=("deposit", "note"))
-VIEWS = [BALANCES, TOTALS, DEPOSITS, TYPED]
+def _picky(state, event):
+    # Fails its partition on every 13th event of the log: wherever those land and however
+    # the refreshes split the stream, the partition must fail at the same event as a refold.
+    if event["seq"] % 13 == 0:
+        raise ValueError(f"seq {event['seq']} is unlucky")
+    return {"n": state["n"] + 1}
+
+
+PICKY = ReducerView(name="picky", version=1, initial_state=lambda: {"n": 0}, reduce=_picky,
+                    types=("deposit", "withdrawal", "note", "set"))
+VIEWS = [BALANCES, TOTALS, DEPOSITS, TYPED, PICKY]
 
 
 def _logical(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -237,6 +247,13 @@ def test_incremental_equals_full_fold(batches, chunk):
                 all_events, partition, BALANCES, head)
             assert lake.state(partition, view="typed") == reference_state(
                 all_events, partition, TYPED, head)
+            try:
+                picked = reference_state(all_events, partition, PICKY, head)
+            except ValueError as exc:
+                with pytest.raises(el.PartitionFailedError, match=str(exc)):
+                    lake.state(partition, view="picky")
+            else:
+                assert lake.state(partition, view="picky") == picked
             if head > 3:
                 assert lake.state(partition, as_of_seq=head - 3) == reference_state(
                     all_events, partition, lake.view("document"), head - 3)
