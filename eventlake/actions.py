@@ -26,11 +26,10 @@ object there), with these deliberate differences:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any, Final, TypeVar, cast
 
+from eventlake._jsvalues import INHERITED_NAMES, MISSING, js_key, same, truthy
 from eventlake.errors import InvalidEventError, UnknownActionError
 
 __all__ = [
@@ -60,19 +59,10 @@ ROOT_PARENT: Final = "_root"
 _ARRAY_WITHOUT_REPLACE: Final = (
     "set with replace=false requires value to be a plain object, not an array"
 )
-# Stands for JavaScript's `undefined`, which a JSON value can never be.
-_MISSING: Final = object()
 _PROTO: Final = "__proto__"
 _PROTO_WHY: Final = (
     "JavaScript clients such as insieme turn it into the object's prototype, not a key"
 )
-# What every plain JavaScript object inherits from Object.prototype (`__proto__` aside, which
-# is refused): insieme reads these names as functions where eventlake sees a missing key.
-_INHERITED: Final = frozenset({
-    "constructor", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable",
-    "toLocaleString", "toString", "valueOf", "__defineGetter__", "__defineSetter__",
-    "__lookupGetter__", "__lookupSetter__",
-})
 
 
 def is_state_action(type: object) -> bool:
@@ -194,29 +184,6 @@ def copy_json(value: _T) -> _T:
 # --- JavaScript semantics the actions rely on -----------------------------------------------
 
 
-def _truthy(value: object) -> bool:
-    # insieme branches on JS truthiness: 0, "", NaN, null and false are falsy, [] and {} are not.
-    if value is None or value is False or value is _MISSING:
-        return False
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value == value and value != 0
-    if isinstance(value, str):
-        return value != ""
-    return True
-
-
-def _same(a: object, b: object) -> bool:
-    # JS `===`: scalars by value (Python's `==` would also equate True with 1), objects and
-    # arrays by identity, which two JSON values read from text never share.
-    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, str) and isinstance(b, str):
-        return a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return False
-
-
 def _spread(action: str, value: object) -> JsonDict:
     # What `{...value}` yields in JS: arrays and strings become index-keyed objects.
     if isinstance(value, dict):
@@ -232,75 +199,6 @@ def _spread(action: str, value: object) -> JsonDict:
                            value, "an object")
         return {str(i): char for i, char in enumerate(value)}
     return {}
-
-
-def _js_number(value: float) -> str:
-    """JavaScript's Number::toString: shortest round-trip digits, JS exponent thresholds."""
-    if value == 0:
-        return "0"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value < 0:
-        return "-" + _js_number(-value)  # one level: -value is positive
-    digits_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()[1:]
-    digits = "".join(map(str, digits_tuple))
-    k = len(digits)
-    n = int(exponent) + k  # the decimal point sits after n digits
-    if k <= n <= 21:
-        return digits + "0" * (n - k)
-    if 0 < n <= 21:
-        return f"{digits[:n]}.{digits[n:]}"
-    if -6 < n <= 0:
-        return "0." + "0" * -n + digits
-    sign = "+" if n - 1 >= 0 else "-"
-    mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
-    return f"{mantissa}e{sign}{abs(n - 1)}"
-
-
-def _js_key(value: object) -> str:
-    """The property key JavaScript makes of `value` (`items[value]`): String(value)."""
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list):
-        return _js_scalar_text(value)
-    # Array.prototype.join(","), nested arrays joined in place; null becomes "". Iterative.
-    parts: list[str] = []
-    pending: list[Iterator[Any]] = [iter(value)]
-    first = [True]
-    while pending:
-        item = next(pending[-1], _MISSING)
-        if item is _MISSING:
-            pending.pop()
-            first.pop()
-            continue
-        if not first[-1]:
-            parts.append(",")
-        first[-1] = False
-        if isinstance(item, list):
-            pending.append(iter(item))
-            first.append(True)
-        elif item is not None:
-            parts.append(item if isinstance(item, str) else _js_scalar_text(item))
-    return "".join(parts)
-
-
-def _js_scalar_text(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        if -(2**53) <= value <= 2**53:
-            return str(value)
-        try:
-            return _js_number(float(value))  # a JS number holds the nearest double
-        except OverflowError:
-            return "Infinity" if value > 0 else "-Infinity"
-    if isinstance(value, float):
-        return _js_number(value)
-    if isinstance(value, dict):
-        return "[object Object]"
-    return str(value)
 
 
 # --- init / set / unset ---------------------------------------------------------------------
@@ -328,7 +226,7 @@ def _parse_set(payload: JsonDict) -> tuple[list[str], Any, bool]:
     if "value" not in payload:
         raise _invalid("set", "payload has no value", "value", None, "any JSON value")
     value = payload["value"]
-    replace = _truthy(_options("set", payload).get("replace", False))
+    replace = truthy(_options("set", payload).get("replace", False))
     if not replace and isinstance(value, list):
         raise _invalid("set", _ARRAY_WITHOUT_REPLACE, "value", value, "options.replace=true")
     return keys, copy_json(value), replace
@@ -360,11 +258,11 @@ def _unset(state: JsonDict, payload: JsonDict) -> JsonDict:
     root = dict(state)
     current = root
     for depth, key in enumerate(keys[:-1]):
-        child = current.get(key, _MISSING)
-        if child is _MISSING and key in _INHERITED:
+        child = current.get(key, MISSING)
+        if child is MISSING and key in INHERITED_NAMES:
             # insieme reads the inherited function (truthy) and spreads it: an empty object.
             child = {}
-        if not _truthy(child):
+        if not truthy(child):
             return root  # nothing to remove; insieme returns the (copied) state as is
         child = _step("unset", keys, depth, child)
         current[key] = child
@@ -396,10 +294,10 @@ def _with_target(
             child = current[key]
         elif isinstance(current, list) and key.isdigit() and str(int(key)) == key:
             slot = int(key)
-            child = current[slot] if slot < len(current) else _MISSING
+            child = current[slot] if slot < len(current) else MISSING
         else:
-            child = _MISSING
-        if child is _MISSING:
+            child = MISSING
+        if child is MISSING:
             where = ".".join(keys[: depth + 1])
             raise _invalid(action, f"target path {where!r} does not exist", "target", target)
         chain.append((current, slot))
@@ -422,7 +320,7 @@ def _with_target(
 
 def _tree_of(action: str, target: JsonDict) -> list[Any]:
     tree = target.get("tree")
-    if not _truthy(tree):
+    if not truthy(tree):
         return []
     if not isinstance(tree, list):
         raise _invalid(action, "target.tree must be a list", "target", tree, "a list of nodes")
@@ -431,7 +329,7 @@ def _tree_of(action: str, target: JsonDict) -> list[Any]:
 
 def _items_of(action: str, target: JsonDict) -> JsonDict:
     items = target.get("items")
-    if not _truthy(items):
+    if not truthy(items):
         return {}
     if not isinstance(items, dict):
         raise _invalid(action, "target.items must be an object", "target", items, "an object")
@@ -457,31 +355,33 @@ def _find(nodes: list[Any], node_id: object, *, strict: str | None = None) -> Pa
         return None  # JS `===` compares objects by identity: a payload's never matches
     exact = type(node_id) is str
     path: Path = []
-    resume: list[tuple[list[Any], int]] = []  # where to go on in each ancestor's list
-    siblings, start = nodes, 0
+    parents: list[list[Any]] = []  # the sibling list of each node on `path`
+    siblings, index, count = nodes, 0, len(nodes)
     while True:
-        for index in range(start, len(siblings)):
+        # One `while` for both directions: a descent costs no new loop (a deep chain is one
+        # descent per level), and resuming a parent's list is `path[-1] + 1`.
+        while index < count:
             node = siblings[index]
-            if not isinstance(node, dict):
-                continue
-            found = node.get("id", _MISSING)
-            if found == node_id and (exact or _same(found, node_id)):
-                path.append(index)
-                return path
-            children = node.get("children")
-            if type(children) is list:
-                if children:
-                    resume.append((siblings, index + 1))
+            if isinstance(node, dict):
+                found = node.get("id", MISSING)
+                if found == node_id and (exact or same(found, node_id)):
                     path.append(index)
-                    siblings, start = children, 0
-                    break
-            elif strict is not None and _truthy(children) and not isinstance(children, str):
-                raise _not_iterable(strict, node)
-        else:
-            if not resume:
-                return None
-            siblings, start = resume.pop()
-            path.pop()
+                    return path
+                children = node.get("children")
+                if type(children) is list:
+                    if children:
+                        parents.append(siblings)
+                        path.append(index)
+                        siblings, index, count = children, 0, len(children)
+                        continue
+                elif strict is not None and truthy(children) and not isinstance(children, str):
+                    raise _not_iterable(strict, node)
+            index += 1
+        if not parents:
+            return None
+        siblings = parents.pop()
+        index = path.pop() + 1
+        count = len(siblings)
 
 
 def _node_at(nodes: list[Any], path: Path) -> Node:
@@ -520,10 +420,10 @@ def _descendant_ids(action: str, node: Node) -> list[Any]:
     found: list[Any] = []
     pending = [_children_iter(action, node)]
     while pending:
-        child = next(pending[-1], _MISSING)
-        if child is _MISSING:
+        child = next(pending[-1], MISSING)
+        if child is MISSING:
             pending.pop()
-        elif isinstance(child, dict) and _truthy(child.get("id")):
+        elif isinstance(child, dict) and truthy(child.get("id")):
             found.append(child["id"])
             pending.append(_children_iter(action, child))
     return found
@@ -533,7 +433,7 @@ def _children_iter(action: str, node: Node) -> Iterator[Any]:
     children = node.get("children")
     if isinstance(children, list):
         return iter(children)
-    if _truthy(children) and not isinstance(children, str):
+    if truthy(children) and not isinstance(children, str):
         raise _not_iterable(action, node)
     return iter(())
 
@@ -542,8 +442,8 @@ def _places_nothing(position: object) -> bool:
     # An object position with neither anchor (a JS array is one too) inserts nothing.
     if isinstance(position, list):
         return True
-    return (isinstance(position, dict) and not _truthy(position.get("after"))
-            and not _truthy(position.get("before")))
+    return (isinstance(position, dict) and not truthy(position.get("after"))
+            and not truthy(position.get("before")))
 
 
 def _place(action: str, siblings: list[Any], node: Node, position: object) -> None:
@@ -553,10 +453,10 @@ def _place(action: str, siblings: list[Any], node: Node, position: object) -> No
         # "first", a missing/null position and any other non-object: insert at the start.
         if not isinstance(position, list):
             siblings.insert(0, node)
-    elif _truthy(after := position.get("after")):
+    elif truthy(after := position.get("after")):
         index = _index_of(action, siblings, after)
         siblings.insert(len(siblings) if index is None else index + 1, node)
-    elif _truthy(before := position.get("before")):
+    elif truthy(before := position.get("before")):
         index = _index_of(action, siblings, before)
         siblings.insert(0 if index is None else index, node)
 
@@ -566,8 +466,8 @@ def _index_of(action: str, siblings: list[Any], node_id: object) -> int | None:
     objects = isinstance(node_id, dict | list)  # never `===` a sibling's id (see `_find`)
     for index, sibling in enumerate(siblings):
         if isinstance(sibling, dict):
-            found = sibling.get("id", _MISSING)
-            if not objects and found == node_id and (exact or _same(found, node_id)):
+            found = sibling.get("id", MISSING)
+            if not objects and found == node_id and (exact or same(found, node_id)):
                 return index
         elif sibling is None:
             # insieme's findIndex reads `n.id` of every sibling before the anchor: a TypeError.
@@ -579,7 +479,7 @@ def _index_of(action: str, siblings: list[Any], node_id: object) -> int | None:
 def _insert(action: str, tree: list[Any], node: Node, options: JsonDict) -> list[Any]:
     parent = options.get("parent", ROOT_PARENT)
     position = options.get("position", "first")
-    if _same(parent, ROOT_PARENT):
+    if same(parent, ROOT_PARENT):
         roots = list(tree)
         _place(action, roots, node, position)
         return roots
@@ -587,7 +487,7 @@ def _insert(action: str, tree: list[Any], node: Node, options: JsonDict) -> list
     if path is None:
         return tree  # insieme drops the node from the tree when the parent is unknown
     children = _node_at(tree, path).get("children")
-    if _truthy(children) and not isinstance(children, list):
+    if truthy(children) and not isinstance(children, list):
         if _places_nothing(position):
             return tree  # insieme calls no array method, so nothing fails and nothing moves
         raise _invalid(action, "parent's children is not a list", "options.parent", parent)
@@ -641,7 +541,7 @@ def _tree_delete(state: JsonDict, payload: JsonDict) -> JsonDict:
         if path is not None:
             for gone in _descendant_ids("treeDelete", _node_at(tree, path)):
                 # JS object keys are strings: node id 5 removes items["5"].
-                items.pop(_js_key(gone), None)
+                items.pop(js_key(gone), None)
             tree = _remove(tree, path)
         # Like insieme, tree and items exist afterwards even if they did not before.
         return {**target, "tree": tree, "items": items}
@@ -654,7 +554,7 @@ def _parse_tree_update(payload: JsonDict) -> tuple[JsonDict, str, bool, str]:
     options = _options("treeUpdate", payload, required=True)
     node_id = _node_id("treeUpdate", options, "options.id")
     _target_keys("treeUpdate", payload)
-    return value, node_id, _truthy(options.get("replace", False)), payload["target"]
+    return value, node_id, truthy(options.get("replace", False)), payload["target"]
 
 
 def _tree_update(state: JsonDict, payload: JsonDict) -> JsonDict:

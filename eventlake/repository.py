@@ -16,14 +16,13 @@ checks again, so an action never lands against a state it was not checked on.
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from bisect import bisect_right
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from eventlake.actions import apply_action, is_state_action
+from eventlake.actions import copy_json
 from eventlake.errors import (
     CommitConflictError,
     EventlakeError,
@@ -31,6 +30,7 @@ from eventlake.errors import (
 )
 from eventlake.events import NormalizedBatch, decode_payload, normalize_batch
 from eventlake.log import StaleLogError
+from eventlake.views import DOCUMENT_VIEW, fold
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
@@ -43,26 +43,34 @@ _INIT = "init"
 _WRITE_ATTEMPTS = 50
 
 
-def _apply(state: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    return apply_action(state, kind, payload) if is_state_action(kind) else state
+def _check(state: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The document view's reducer on one new event: raises where the view would skip it."""
+    result: dict[str, Any] = DOCUMENT_VIEW.reduce(state, {"type": kind, "payload": payload})
+    return result
 
 
-def _replay(state: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """`_apply` for an event already in the log: one the state refuses is skipped.
+def _replay(state: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The document view's fold of events already in the log.
 
-    Only a writer that bypassed `add_event` can have logged it; the document view skips
-    the same events, so both read the log alike.
+    An event the state refuses is skipped, exactly as the view skips it (only a writer that
+    bypassed `add_event` can have logged one), so both read the log alike.
     """
-    try:
-        return _apply(state, kind, payload)
-    except InvalidEventError:
-        return state
+    result: dict[str, Any] = fold(DOCUMENT_VIEW, state, events)
+    return result
+
+
+def _bad_argument(name: str, value: object, expected: str) -> InvalidEventError:
+    # A type error in spirit, raised as the one error bad input gets (a ValueError).
+    return InvalidEventError(f"wrong type for argument {name}: {type(value).__name__}", field=name,
+                             value=value, expected=expected)
 
 
 class Repository:
     """The insieme repository API over `lake`, in snake_case.
 
-    Events without a partition go to `default_partition` (`"_default"` unless given).
+    Events without a partition (missing, None or `""`) go to `default_partition`
+    (`"_default"` unless given), and `get_events(partition="")` and `get_partition_state("")`
+    read that same partition: what is written with `""` reads back with `""`.
     """
 
     def __init__(self, lake: Lake, *, checkpoint_interval: int = 50,
@@ -114,7 +122,7 @@ class Repository:
                 "init events can only be created through init()", field="type", value=kind,
                 expected="any type but 'init'; use Repository.init(initial_state)")
         record = dict(event)
-        if not record.get("partition") and "partition_id" not in record:
+        if record.get("partition") in (None, "") and "partition_id" not in record:
             record["partition"] = self.default_partition
         batch = self._normalize(record)
         payload = decode_payload(batch.table.column("payload")[0].as_py())
@@ -124,7 +132,7 @@ class Repository:
             self._catch_up()
             # Refuse, before anything is written, an action that cannot apply.
             try:
-                state = _apply(self._state, batch.table.column("type")[0].as_py(), payload)
+                state = _check(self._state, batch.table.column("type")[0].as_py(), payload)
             except InvalidEventError as exc:
                 raise exc.within("payload", index=0) from None
             try:
@@ -148,22 +156,26 @@ class Repository:
         Without an index (or with one beyond the events seen so far) the repository first
         folds in events other writers appended.
         """
+        if until_event_index is not None and (
+                isinstance(until_event_index, bool) or not isinstance(until_event_index, int)):
+            raise _bad_argument("until_event_index", until_event_index, "an int or None")
         self._ensure_loaded()
         if until_event_index is None or until_event_index > len(self._events):
             self._catch_up()
         total = len(self._events)
         target = total if until_event_index is None else max(0, min(until_event_index, total))
         if target == total:
-            return copy.deepcopy(self._state)
+            return copy_json(self._state)
         start = self._checkpoint_indexes[bisect_right(self._checkpoint_indexes, target) - 1]
-        state = self._checkpoints[start]
-        for event in self._events[start:target]:
-            state = _replay(state, event["type"], event["payload"])
-        return copy.deepcopy(state)
+        return copy_json(_replay(self._checkpoints[start], self._events[start:target]))
 
     def get_events(self, partition: str | None = None) -> list[dict[str, Any]]:
-        """Events in `seq` order as dicts `{type, payload, partition, seq}`."""
-        frame = self.lake.events(partition).collect()
+        """Events in `seq` order as dicts `{type, payload, partition, seq}`.
+
+        `partition=None` gives every event; `""` names the default partition.
+        """
+        frame = self.lake.events(None if partition is None else self._partition(partition)
+                                 ).collect()
         return [
             {"type": kind, "payload": decode_payload(payload), "partition": part, "seq": seq}
             for kind, payload, part, seq in zip(
@@ -178,12 +190,18 @@ class Repository:
         Reads that partition's view row and folds its events newer than the row; no other
         partition's events are read.
         """
-        state = self.lake.state(partition, view="document")
+        state = self.lake.state(self._partition(partition), view="document")
         if not isinstance(state, dict):
             raise EventlakeError(f"document state of {partition!r} is not an object")
         return state
 
     # -- internals -----------------------------------------------------------------------
+
+    def _partition(self, partition: object) -> str:
+        """The partition a read names: `""` is the default partition, as in `add_event`."""
+        if not isinstance(partition, str):
+            raise _bad_argument("partition", partition, "a partition name (a string)")
+        return partition or self.default_partition
 
     def _normalize(self, record: dict[str, Any]) -> NormalizedBatch:
         return normalize_batch([record], limits=self.lake.limits)
@@ -212,7 +230,7 @@ class Repository:
         ):
             event = {"type": kind, "payload": decode_payload(payload), "partition": partition,
                      "seq": seq}
-            self._record(event, _replay(self._state, kind, event["payload"]))
+            self._record(event, _replay(self._state, [event]))
 
     def _record(self, event: dict[str, Any], state: dict[str, Any]) -> None:
         self._events.append(event)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventlake.actions import ACTION_TYPES, apply_action, is_state_action
+from eventlake.actions import ACTION_TYPES, apply_action, check_action, copy_json, is_state_action
 from eventlake.errors import InvalidEventError, UnknownActionError
 
 # --- fixtures for tree cases -----------------------------------------------------------------
@@ -1119,3 +1119,345 @@ def test_agrees_with_the_naive_reference(state: dict[str, Any], actions: Any) ->
             continue
         state = apply_action(state, action, payload)
         assert state == expected, (action, payload)
+
+
+# --- JavaScript corners insieme shows: TypeErrors refused, inherited names, __proto__ ---------
+
+
+@pytest.mark.parametrize("children", [{}, {"a": 1}, 5, True])
+def test_tree_delete_refuses_children_javascript_cannot_iterate(children: Any) -> None:
+    # insieme's treeDelete runs for...of over every children value it meets: a TypeError.
+    state = lib(node("a"), items={"a": {}, "b": {}})
+    state["lib"]["tree"].insert(0, {"id": "odd", "children": children})
+    with pytest.raises(InvalidEventError, match="children"):
+        apply_action(state, "treeDelete", {"target": "lib", "options": {"id": "a"}})
+    # Met after the node it deletes (pre-order), such children are never read.
+    state["lib"]["tree"].reverse()
+    result = run(state, "treeDelete", {"target": "lib", "options": {"id": "a"}})
+    assert result["lib"]["tree"] == [{"id": "odd", "children": children}]
+
+
+@pytest.mark.parametrize("children", ["", "ab", None, 0, False])
+def test_tree_delete_reads_string_and_falsy_children_as_empty(children: Any) -> None:
+    state = lib(node("a", {"id": "b", "children": children}), items={"a": {}, "b": {}, "c": {}})
+    result = run(state, "treeDelete", {"target": "lib", "options": {"id": "a"}})
+    assert result == lib(items={"c": {}})
+
+
+def test_a_null_sibling_before_a_position_anchor_is_refused() -> None:
+    # insieme's findIndex reads `n.id` of each sibling up to the anchor: null is a TypeError.
+    state = lib(node("a"), items={"a": {}})
+    state["lib"]["tree"].insert(0, None)
+    after_a = {"target": "lib", "value": {"id": "b"}, "options": {"position": {"after": "a"}}}
+    with pytest.raises(InvalidEventError, match="null"):
+        apply_action(state, "treePush", after_a)
+    state["lib"]["tree"].reverse()  # now the null comes after the anchor: never read
+    result = run(state, "treePush", after_a)
+    assert result["lib"]["tree"] == [node("a"), node("b"), None]
+
+
+@pytest.mark.parametrize("position", [{}, {"after": ""}, []])
+def test_anchorless_position_under_unlistable_children_changes_no_tree(position: Any) -> None:
+    # insieme calls no array method for such a position, so nothing fails and nothing moves.
+    state = lib(node("a"), items={"a": {}})
+    state["lib"]["tree"][0]["children"] = {"odd": True}
+    result = run(state, "treePush", {"target": "lib", "value": {"id": "b"},
+                                     "options": {"parent": "a", "position": position}})
+    assert result["lib"]["tree"] == state["lib"]["tree"]
+    assert result["lib"]["items"] == {"a": {}, "b": {}}
+    with pytest.raises(InvalidEventError, match="children"):
+        apply_action(state, "treePush", {"target": "lib", "value": {"id": "b"},
+                                         "options": {"parent": "a", "position": "last"}})
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("constructor.x", {"k": 1, "constructor": {}}),
+    ("toString.valueOf.x", {"k": 1, "toString": {"valueOf": {}}}),
+    ("hasOwnProperty", {"k": 1}),  # the last key: `delete` of an inherited name does nothing
+    ("nothing.x", {"k": 1}),
+])
+def test_unset_through_an_inherited_name_creates_an_empty_object(
+        target: str, expected: dict[str, Any]) -> None:
+    # In JS `state.constructor` is the (truthy) Object function; insieme spreads it: {}.
+    assert run({"k": 1}, "unset", {"target": target}) == expected
+
+
+PROTO_CASES = [
+    ("set", {"target": "__proto__", "value": {"polluted": 1}}, "target"),
+    ("set", {"target": "a.__proto__.b", "value": 1}, "target"),
+    ("unset", {"target": "__proto__.x"}, "target"),
+    ("treePush", {"target": "__proto__", "value": {"id": "a"}}, "target"),
+    ("treePush", {"target": "lib", "value": {"id": "__proto__"}}, "value.id"),
+    ("treeUpdate", {"target": "lib", "value": {}, "options": {"id": "__proto__"}}, "options.id"),
+    ("treeDelete", {"target": "lib.__proto__", "options": {"id": "a"}}, "target"),
+    ("treeMove", {"target": "__proto__", "options": {"id": "a"}}, "target"),
+]
+
+
+@pytest.mark.parametrize(("action", "payload", "field"), PROTO_CASES,
+                         ids=[f"{c[0]}-{c[2]}" for c in PROTO_CASES])
+def test_proto_as_a_key_an_action_writes_is_refused_whatever_the_state(
+        action: str, payload: dict[str, Any], field: str) -> None:
+    # JavaScript would replace a prototype (or pollute Object.prototype) instead of a key.
+    with pytest.raises(InvalidEventError, match="__proto__") as err:
+        check_action(action, payload)
+    assert err.value.field == field
+    with pytest.raises(InvalidEventError, match="__proto__"):
+        apply_action(lib(node("a")), action, payload)
+
+
+def test_proto_inside_a_value_is_an_ordinary_key() -> None:
+    # insieme copies values with spread and structuredClone, which keep own __proto__ keys.
+    value = {"__proto__": {"x": 1}}
+    assert run({}, "set", {"target": "a", "value": value}) == {"a": value}
+    result = run(lib(), "treePush", {"target": "lib", "value": {"id": "a", **value}})
+    assert result["lib"]["items"] == {"a": value}
+    # A tree node with the id __proto__ is found and deleted; it never becomes a key.
+    state = lib(node("__proto__"), items={})
+    assert run(state, "treeDelete", {"target": "lib", "options": {"id": "__proto__"}}) == lib()
+
+
+def test_tree_update_refuses_to_split_a_character_into_utf16_halves() -> None:
+    # `{..."x😀"}` in JS indexes UTF-16 code units: a lone surrogate JSON text cannot hold.
+    payload = {"target": "lib", "value": {"n": 1}, "options": {"id": "a"}}
+    assert run({"lib": {"items": {"a": "xé"}}}, "treeUpdate", payload) == {
+        "lib": {"items": {"a": {"0": "x", "1": "é", "n": 1}}}}
+    with pytest.raises(InvalidEventError, match="UTF-16"):
+        apply_action({"lib": {"items": {"a": "x😀"}}}, "treeUpdate", payload)
+
+
+# --- numeric node ids: insieme's items are keyed by String(id) --------------------------------
+
+# Node ids a state can hold (set and init write any JSON) and the object key JavaScript makes
+# of each, `String(id)`, as printed by node 20 for `o[id] = 1; Object.keys(o)[0]`.
+JS_KEYS: list[tuple[Any, str]] = [
+    (5, "5"), (-2, "-2"), (1.5, "1.5"), (0.1, "0.1"), (1e21, "1e+21"), (1e-7, "1e-7"),
+    (1.2345e-7, "1.2345e-7"), (2**40, "1099511627776"), (1e16, "10000000000000000"),
+    (123456789012345680000, "123456789012345680000"), (-0.000001, "-0.000001"),
+    (2**53 + 1, "9007199254740992"), (True, "true"), ([], ""), ([1, [2, 3]], "1,2,3"),
+    ([None, 1], ",1"), ([{}], "[object Object]"), ({}, "[object Object]"),
+    ({"a": 1}, "[object Object]"), ("x", "x"),
+]
+
+
+@pytest.mark.parametrize(("node_id", "key"), JS_KEYS, ids=[k for _, k in JS_KEYS])
+def test_tree_delete_removes_the_item_keyed_by_a_descendants_javascript_string(
+        node_id: Any, key: str) -> None:
+    state = {"lib": {"tree": [node("top", {"id": node_id, "children": []})],
+                     "items": {"top": {}, key: {"n": 1}, "keep": {}}}}
+    result = run(state, "treeDelete", {"target": "lib", "options": {"id": "top"}})
+    assert result == {"lib": {"tree": [], "items": {"keep": {}}}}
+
+
+def test_a_falsy_descendant_id_hides_its_subtree_from_the_cascade() -> None:
+    # insieme collects only children with a truthy id, and does not look below the others.
+    state = {"lib": {"tree": [node("top", {"id": 0, "children": [node("deep")]})],
+                     "items": {"top": {}, "0": {}, "deep": {}}}}
+    result = run(state, "treeDelete", {"target": "lib", "options": {"id": "top"}})
+    assert result["lib"]["items"] == {"0": {}, "deep": {}}
+
+
+ODD_IDS = st.sampled_from([i for i, _ in JS_KEYS] + [0, "", None, False, "a", "b"])
+
+
+def _odd_tree(depth: int) -> st.SearchStrategy[list[Any]]:
+    leaf = st.fixed_dictionaries({"id": ODD_IDS, "children": st.just([])})
+    if depth == 0:
+        return st.lists(leaf, max_size=3)
+    return st.lists(leaf | st.fixed_dictionaries(
+        {"id": ODD_IDS, "children": _odd_tree(depth - 1)}), max_size=3)
+
+
+def _reference_cascade(node: dict[str, Any]) -> list[str]:
+    """The keys insieme's treeDelete drops for `node`'s descendants, from the JS_KEYS table."""
+    table = [(json_id, key) for json_id, key in JS_KEYS]
+    out: list[str] = []
+    for child in node["children"]:
+        cid = child["id"]
+        if cid in (0, "", None, False) and not isinstance(cid, list | dict):
+            continue
+        out.append(next(key for json_id, key in table
+                        if type(json_id) is type(cid) and json_id == cid)
+                   if not isinstance(cid, str) else cid)
+        out += _reference_cascade(child)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(_odd_tree(3), st.sets(st.sampled_from([k for _, k in JS_KEYS] + ["0", "a", "b", "z"])))
+def test_tree_delete_cascades_over_any_json_ids_like_insieme(
+        subtree: list[Any], extra: set[str]) -> None:
+    keys = {*extra, "top"}
+    state = {"lib": {"tree": [{"id": "top", "children": subtree}],
+                     "items": {key: {"k": key} for key in sorted(keys)}}}
+    dropped = {"top", *_reference_cascade(state["lib"]["tree"][0])}
+    result = run(state, "treeDelete", {"target": "lib", "options": {"id": "top"}})
+    assert result == {"lib": {"tree": [], "items": {key: {"k": key} for key in sorted(keys)
+                                                     if key not in dropped}}}
+
+
+# --- deep trees: no recursion anywhere -----------------------------------------------------------
+
+DEPTH = 5_000
+
+
+class _Key(str):
+    """Marks a dict key in a token stream."""
+
+
+def tokens(value: Any) -> list[Any]:
+    """An iterative, order-insensitive token stream of a JSON value: equal iff values equal.
+
+    Python's `==`, `copy.deepcopy` and `repr` recurse, so they fail on the deep states here.
+    """
+    out: list[Any] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Key):
+            out.append(("key", str(item)))
+        elif isinstance(item, dict):
+            out.append(("dict", len(item)))
+            for key in sorted(item, reverse=True):
+                stack.append(item[key])
+                stack.append(_Key(key))
+        elif isinstance(item, list):
+            out.append(("list", len(item)))
+            stack.extend(reversed(item))
+        else:
+            out.append((type(item).__name__, item))
+    return out
+
+
+def chain(ids: Any, *, tail: list[Any] | None = None) -> list[Any]:
+    """The tree [ids[0] > ids[1] > ...], built bottom-up (no recursion); `tail` ends it."""
+    children: list[Any] = [] if tail is None else tail
+    for node_id in reversed(list(ids)):
+        children = [{"id": node_id, "children": children}]
+    return children
+
+
+def depth_of(tree: list[Any]) -> int:
+    deepest, level = 0, [(tree, 1)]
+    while level:
+        nodes, d = level.pop()
+        for item in nodes:
+            deepest = max(deepest, d)
+            level.append((item["children"], d + 1))
+    return deepest
+
+
+def names(start: int, stop: int) -> list[str]:
+    return [f"n{i}" for i in range(start, stop)]
+
+
+@pytest.fixture(scope="module")
+def deep() -> dict[str, Any]:
+    """A tree DEPTH levels deep, built the way a log builds it: a chain of treePush events."""
+    state: dict[str, Any] = {"lib": {"tree": [], "items": {}}}
+    parent = "_root"
+    for node_id in names(0, DEPTH):
+        state = apply_action(state, "treePush", {"target": "lib", "value": {"id": node_id},
+                                                 "options": {"parent": parent}})
+        parent = node_id
+    return state
+
+
+def deep_run(state: dict[str, Any], action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """`run` for deep states: the inputs are compared by token streams."""
+    before, payload_before = tokens(state), tokens(payload)
+    result = apply_action(state, action, payload)
+    assert tokens(state) == before and tokens(payload) == payload_before
+    return result
+
+
+def test_a_chain_of_tree_push_events_builds_a_deep_tree(deep: dict[str, Any]) -> None:
+    assert depth_of(deep["lib"]["tree"]) == DEPTH
+    expected = {"lib": {"tree": chain(names(0, DEPTH)),
+                        "items": {node_id: {} for node_id in names(0, DEPTH)}}}
+    assert tokens(deep) == tokens(expected)
+
+
+def test_deep_tree_push_below_the_deepest_node(deep: dict[str, Any]) -> None:
+    result = deep_run(deep, "treePush", {"target": "lib", "value": {"id": "new", "x": 1},
+                                         "options": {"parent": f"n{DEPTH - 1}"}})
+    assert tokens(result["lib"]["tree"]) == tokens(chain([*names(0, DEPTH), "new"]))
+    assert result["lib"]["items"]["new"] == {"x": 1}
+
+
+def test_deep_tree_update_shares_the_tree(deep: dict[str, Any]) -> None:
+    result = deep_run(deep, "treeUpdate", {"target": "lib", "value": {"w": 1},
+                                           "options": {"id": f"n{DEPTH - 1}"}})
+    assert result["lib"]["items"][f"n{DEPTH - 1}"] == {"w": 1}
+    assert result["lib"]["tree"] is deep["lib"]["tree"]  # copy-on-write: nothing to copy
+
+
+@pytest.mark.parametrize("cut", [0, 1, DEPTH // 2, DEPTH - 1])
+def test_deep_tree_delete_cascades_to_the_bottom(deep: dict[str, Any], cut: int) -> None:
+    result = deep_run(deep, "treeDelete", {"target": "lib", "options": {"id": f"n{cut}"}})
+    assert tokens(result) == tokens({"lib": {"tree": chain(names(0, cut)),
+                                             "items": {i: {} for i in names(0, cut)}}})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, DEPTH - 1), st.integers(-1, DEPTH - 1), st.sampled_from(["first", "last"]))
+def test_deep_tree_move_anywhere(deep: dict[str, Any], moved: int, parent: int,
+                                 position: str) -> None:
+    options = {"id": f"n{moved}", "parent": "_root" if parent < 0 else f"n{parent}",
+               "position": position}
+    result = deep_run(deep, "treeMove", {"target": "lib", "options": options})
+    above, below = names(0, moved), chain(names(moved, DEPTH))
+    if parent < 0:  # to the root level, beside what is left of the chain
+        rest = chain(above)
+        expected = [*below, *rest] if position == "first" else [*rest, *below]
+    elif parent >= moved:  # into its own subtree, gone after removal: it leaves the tree
+        expected = chain(above)
+    else:  # under an ancestor, beside that ancestor's remaining child
+        rest = chain(names(parent + 1, moved))
+        kids = [*below, *rest] if position == "first" else [*rest, *below]
+        expected = chain(names(0, parent + 1), tail=kids)
+    assert tokens(result["lib"]["tree"]) == tokens(expected)
+    assert result["lib"]["items"] is deep["lib"]["items"]
+
+
+def test_deep_paths_and_values_set_unset_and_init() -> None:
+    path = ".".join(["k"] * DEPTH)
+    state = deep_run({}, "set", {"target": path, "value": 1})
+    nested: Any = 1
+    for _ in range(DEPTH):
+        nested = {"k": nested}
+    assert tokens(state) == tokens(nested)
+    assert tokens(deep_run(state, "unset", {"target": path})) == tokens(
+        deep_run({}, "set", {"target": ".".join(["k"] * (DEPTH - 1)), "value": {}}))
+    # A payload value nested DEPTH levels is copied, not aliased, without recursion.
+    result = deep_run({}, "init", {"value": nested})
+    assert tokens(result) == tokens(nested) and result is not nested
+    assert tokens(copy_json(nested)) == tokens(nested)
+
+
+ODD_CHILDREN = st.sampled_from([None, "", "ab", {}, {"a": 1}, 5, 0, True, False, []])
+ODD_NODES = st.recursive(
+    st.none() | st.sampled_from([5, "a", [], True])
+    | st.fixed_dictionaries({"id": ODD_IDS}, optional={"children": ODD_CHILDREN}),
+    lambda inner: st.fixed_dictionaries({"id": ODD_IDS, "children": st.lists(inner, max_size=3)}),
+    max_leaves=8,
+)
+ODD_STATES = st.fixed_dictionaries({
+    "lib": st.fixed_dictionaries({"tree": st.lists(ODD_NODES, max_size=4)}, optional={
+        "items": st.dictionaries(st.sampled_from(["a", "b", "5", "true", ""]),
+                                 JSON | st.sampled_from(["x😀", "é"]), max_size=4)}),
+})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ODD_STATES, st.lists(TREE_ACTIONS, min_size=1, max_size=6))
+def test_odd_trees_are_applied_or_refused_never_crash_nor_mutate(
+        state: dict[str, Any], actions: Any) -> None:
+    for action, payload in actions:
+        before, payload_before = tokens(state), tokens(payload)
+        try:
+            result = apply_action(state, action, payload)
+        except InvalidEventError:
+            result = state
+        assert tokens(state) == before and tokens(payload) == payload_before
+        state = result

@@ -528,3 +528,137 @@ def test_add_event_gives_up_with_a_transient_error_when_always_outrun(lake, lake
     assert info.value.transient
     assert time.monotonic() - started < 10
     assert all(not e["payload"].get("mine") for e in stored_events(lake))
+
+
+# -- bad arguments, the "" partition, deep partitions ----------------------------------------
+
+
+@pytest.mark.parametrize(("call", "argument", "value"), [
+    (lambda repo, v: repo.get_partition_state(v), "partition", 5),
+    (lambda repo, v: repo.get_partition_state(v), "partition", None),
+    (lambda repo, v: repo.get_partition_state(v), "partition", ["p"]),
+    (lambda repo, v: repo.get_events(partition=v), "partition", 5),
+    (lambda repo, v: repo.get_events(partition=v), "partition", b"p"),
+    (lambda repo, v: repo.get_state(until_event_index=v), "until_event_index", "3"),
+    (lambda repo, v: repo.get_state(v), "until_event_index", 3.0),
+    (lambda repo, v: repo.get_state(v), "until_event_index", True),
+], ids=["state-int", "state-none", "state-list", "events-int", "events-bytes", "index-str",
+        "index-float", "index-bool"])
+def test_bad_arguments_get_a_clear_error_naming_them(lake, call, argument, value):
+    repo = el.Repository(lake)
+    repo.init({"a": 1})
+    with pytest.raises(el.InvalidEventError) as info:
+        call(repo, value)
+    assert info.value.field == argument
+    assert argument in str(info.value) and type(value).__name__ in str(info.value)
+    assert info.value.expected and info.value.expected in str(info.value)
+
+
+@pytest.mark.parametrize("default", [None, "inbox"])
+def test_the_empty_partition_is_the_default_partition_on_every_side(lake, default):
+    repo = (el.Repository(lake) if default is None
+            else el.Repository(lake, default_partition=default))
+    name = default or el.repository.DEFAULT_PARTITION
+    repo.init()
+    events = [
+        {"type": "set", "payload": {"target": "a", "value": 1}, "partition": ""},
+        {"type": "set", "payload": {"target": "b", "value": 2}},
+        {"type": "set", "payload": {"target": "c", "value": 3}, "partition": None},
+        {"type": "set", "payload": {"target": "d", "value": 4}, "partition": "other"},
+    ]
+    for event in events:
+        repo.add_event(event)
+    mine = repo.get_events(partition="")
+    assert [e["payload"]["target"] for e in mine] == ["a", "b", "c"]
+    assert {e["partition"] for e in mine} == {name}
+    assert repo.get_events(partition=name) == mine
+    assert repo.get_partition_state("") == repo.get_partition_state(name) == fold(events[:3])
+    assert len(repo.get_events(partition=None)) == 4
+
+
+@pytest.mark.parametrize("partition", [0, False, 5, ["p"]])
+def test_a_partition_that_is_no_name_is_refused_not_defaulted(lake, partition):
+    repo = el.Repository(lake)
+    repo.init()
+    before = log_fingerprint(lake)
+    with pytest.raises(el.InvalidEventError) as info:
+        repo.add_event({"type": "set", "payload": {"target": "a", "value": 1},
+                        "partition": partition})
+    assert info.value.field == "partition"
+    assert log_fingerprint(lake) == before
+
+
+DEEP = 2_500  # well past Python's recursion limit (1,000 frames)
+
+
+def _deep_chain(ids):
+    children: list = []
+    for node_id in reversed(ids):
+        children = [{"id": node_id, "children": children}]
+    return children
+
+
+def _tokens(value):
+    """Iterative, order-insensitive tokens of a JSON value (== and deepcopy would recurse)."""
+    out, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append(("dict", len(item)))
+            for key in sorted(item, reverse=True):
+                stack += [item[key], ("key", key)]
+        elif isinstance(item, list):
+            out.append(("list", len(item)))
+            stack.extend(reversed(item))
+        else:
+            out.append((type(item).__name__, item))
+    return out
+
+
+def test_add_event_and_get_state_on_a_partition_thousands_of_levels_deep(lake):
+    ids = [f"n{i}" for i in range(DEEP)]
+    chain = [{"type": "set", "payload": {"target": "lib", "value": {"tree": [], "items": {}}},
+              "partition": "deep"}]
+    parent = "_root"
+    for node_id in ids:
+        chain.append({"type": "treePush", "partition": "deep", "payload": {
+            "target": "lib", "value": {"id": node_id}, "options": {"parent": parent}}})
+        parent = node_id
+    lake.append([*chain, {"type": "set", "payload": {"target": "x", "value": 1},
+                          "partition": "shallow"}])
+    repo = el.Repository(lake)
+    repo.init()  # replays the whole chain
+    expected = {"lib": {"tree": _deep_chain(ids), "items": {key: {} for key in ids}}, "x": 1}
+    assert _tokens(repo.get_state()) == _tokens(expected)
+
+    bottom = ids[-1]
+    repo.add_event({"type": "treePush", "partition": "deep", "payload": {
+        "target": "lib", "value": {"id": "leaf", "n": 1}, "options": {"parent": bottom}}})
+    repo.add_event({"type": "treeUpdate", "partition": "deep", "payload": {
+        "target": "lib", "value": {"w": 2}, "options": {"id": bottom}}})
+    repo.add_event({"type": "treeMove", "partition": "deep", "payload": {
+        "target": "lib", "options": {"id": ids[DEEP // 2], "parent": "_root",
+                                     "position": "last"}}})
+    repo.add_event({"type": "treeDelete", "partition": "deep", "payload": {
+        "target": "lib", "options": {"id": ids[10]}}})
+    with pytest.raises(el.InvalidEventError):  # refused by the deep state, nothing written
+        repo.add_event({"type": "treePush", "partition": "deep", "payload": {
+            "target": "lib.tree.0.children.0.nope", "value": {"id": "z"}}})
+
+    # The moved half keeps its subtree, with the new leaf at its bottom; the delete cut the
+    # rest of the chain below n9.
+    tail = _deep_chain([*ids[DEEP // 2:], "leaf"])[0]
+    items = {node_id: {} for node_id in ids[:10] + ids[DEEP // 2:]}
+    items[bottom] = {"w": 2}
+    items["leaf"] = {"n": 1}
+    after = {"lib": {"tree": [*_deep_chain(ids[:10]), tail], "items": items}, "x": 1}
+    state = repo.get_state()
+    assert _tokens(state) == _tokens(after)
+    # A private copy: scribbling over it changes nothing the repository holds.
+    state["lib"]["tree"].clear()
+    assert _tokens(repo.get_state()) == _tokens(after)
+    # Checkpoints hold deep states too: an index before the new events replays from one.
+    assert _tokens(repo.get_state(DEEP + 2)) == _tokens(expected)
+    assert _tokens(el.Repository(lake).get_state()) == _tokens(after)
