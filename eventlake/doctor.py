@@ -499,18 +499,26 @@ def _fs_for(storage: Storage, path: str) -> tuple[pafs.FileSystem, str]:
 
 
 def diagnose(lake: Lake, exc: BaseException, *, tables: Sequence[str] = ()
-             ) -> CorruptLakeError | None:
+             ) -> EventlakeError | None:
     """A `CorruptLakeError` naming the damaged file behind a failed read, or None.
 
     Checks the current version of the event log and of `tables` (cheap checks first: sizes,
-    then footers). None when no damage is found: the error had another cause.
+    then footers). None when no damage is found: the error had another cause. An error the
+    storage itself caused (a full disk, an object store that does not answer) is that
+    `StorageError` instead: the files are not to blame.
     """
     from eventlake.log import EVENTS
     from eventlake.storage import Snapshot
+    from eventlake.storage_failures import storage_failure
 
+    failure = storage_failure(lake.storage, exc, path=lake.storage.root, action="using")
+    if failure is not None:
+        return failure
     found: list[Problem] = []
     for name in dict.fromkeys([EVENTS, *tables]):
         try:
+            if name != EVENTS and not lake.storage.exists(name):
+                continue  # not created yet (or its creation failed): nothing to damage
             snap = Snapshot.load(lake.storage, name)
         except CorruptLakeError as damaged:
             return damaged

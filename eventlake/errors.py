@@ -8,17 +8,23 @@ use to decide on retries: bad input is terminal, a lost commit race is transient
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 __all__ = [
     "CommitConflictError",
     "CorruptLakeError",
     "EventlakeError",
+    "ForkedProcessError",
     "InvalidEventError",
     "LakeNotFoundError",
     "PartitionFailedError",
     "ReducerError",
     "RestoreError",
+    "StorageError",
+    "StorageFullError",
+    "StoragePanicError",
+    "StorageUnavailableError",
     "UnknownActionError",
     "UnknownViewError",
     "ViewChangedError",
@@ -198,6 +204,76 @@ class RestoreError(EventlakeError, ValueError):
         self.version = version
         self.current = current
         super().__init__(message)
+
+
+class StorageError(EventlakeError, OSError):
+    """The storage under a lake failed a read or a write (not the data: see
+    `CorruptLakeError`).
+
+    Carries `path` (the table concerned), `endpoint` (the object store's address, never a
+    credential; None for a local lake) and `committed`: False when the failed operation is
+    known to have committed nothing, None when it was a read.
+    """
+
+    def __init__(self, message: str, *, path: str, endpoint: str | None = None,
+                 committed: bool | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.endpoint = endpoint
+        self.committed = committed
+
+    def __str__(self) -> str:  # OSError would format its args as a tuple
+        return str(self.args[0])
+
+    def nothing_committed(self) -> StorageError:
+        """The same error, raised by a write that is known to have committed nothing."""
+        return type(self)(f"{self.args[0]}; nothing was committed", path=self.path,
+                          endpoint=self.endpoint, committed=False)
+
+
+class StorageFullError(StorageError):
+    """No space left on the device (or in the disk quota) that holds a local lake.
+
+    Terminal: trying again fails the same way until someone frees space.
+    """
+
+    def __init__(self, message: str, *, path: str, endpoint: str | None = None,
+                 committed: bool | None = None) -> None:
+        super().__init__(message, path=path, endpoint=endpoint, committed=committed)
+        self.errno = errno.ENOSPC
+
+
+class StorageUnavailableError(StorageError, ConnectionError):
+    """The object store holding the lake did not answer (down, unreachable, timed out).
+
+    Transient: it may answer again later.
+    """
+
+    transient = True
+
+
+class StoragePanicError(EventlakeError, RuntimeError):
+    """deltalake's Rust code panicked (its `PanicException` derives from `BaseException`, so
+    `except Exception` would miss it); the message is the panic's, on one line."""
+
+
+class ForkedProcessError(EventlakeError, RuntimeError):
+    """A lake used in a process forked after its parent had opened a lake.
+
+    deltalake's runtime belongs to the process that started it and cannot work in a forked
+    child; start child processes with the `spawn` or `forkserver` method instead. Carries
+    `pid` (this process) and `parent` (the process that opened the lake).
+    """
+
+    def __init__(self, *, pid: int, parent: int) -> None:
+        self.pid = pid
+        self.parent = parent
+        super().__init__(
+            f"this process ({pid}) was forked from process {parent} after that process had "
+            "opened a lake, and deltalake cannot work in a forked child: start child "
+            "processes with the 'spawn' or 'forkserver' start method "
+            "(multiprocessing.get_context('spawn'), or "
+            "ProcessPoolExecutor(mp_context=multiprocessing.get_context('spawn')))")
 
 
 def _preview(value: object, limit: int = 80) -> str:

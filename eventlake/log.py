@@ -208,19 +208,23 @@ class EventLog:
                 txns.append(Transaction(app_id=batch_key, version=last + count))
             # No retries inside delta-rs: any concurrent commit fails this one, and the retry
             # loop re-reads the log and renumbers, so a seq is never handed out twice.
-            write_deltalake(
-                dt, rows, mode="append", partition_by=["partition_id"],
-                writer_properties=_WRITER_PROPERTIES,
-                commit_properties=CommitProperties(
-                    app_transactions=txns, max_commit_retries=0,
-                    custom_metadata={"eventlake.batch_id": batch_id,
-                                     "eventlake.first_seq": str(last + 1),
-                                     "eventlake.count": str(count)},
-                ),
-            )
+            # A full disk or a store that does not answer becomes one StorageError; a commit
+            # that landed before a later step failed counts as landed (see Storage.writing).
+            with self.storage.writing(EVENTS, base=dt.version(),
+                                      txn=(SEQ_APP_ID, last + count)) as written:
+                write_deltalake(
+                    dt, rows, mode="append", partition_by=["partition_id"],
+                    writer_properties=_WRITER_PROPERTIES,
+                    commit_properties=CommitProperties(
+                        app_transactions=txns, max_commit_retries=0,
+                        custom_metadata={"eventlake.batch_id": batch_id,
+                                         "eventlake.first_seq": str(last + 1),
+                                         "eventlake.count": str(count)},
+                    ),
+                )
             return AppendResult(
                 last + 1 if count else None, last + count, count, partitions, False, batch_id,
-                dt.version(),
+                dt.version() if written.landed_at is None else written.landed_at,
             )
 
         return retry_commit(attempt, what=f"append of batch {batch_id}")

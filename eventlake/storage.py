@@ -11,6 +11,11 @@ of the size its add action logged, ending in a Parquet footer. A damaged file th
 read with a `CorruptLakeError` naming the file and the table, at the call that builds the scan,
 instead of a Polars or DuckDB error at `collect()` that does not say which file (Polars cuts
 the path short, or leaves it out).
+
+The seam also stands between eventlake and failures of the storage itself (see "Failures of the
+storage" below): every table open and every write goes through it, so a process forked after
+its parent opened a lake, a full disk and an object store that does not answer each become one
+`EventlakeError` with a one-line message instead of a Rust panic or a raw delta-rs error.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import polars as pl
 import pyarrow as pa
@@ -30,13 +37,23 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from eventlake.errors import CommitConflictError, CorruptLakeError
+from eventlake.errors import CommitConflictError, CorruptLakeError, EventlakeError, StorageError
+from eventlake.storage_failures import (
+    StorageWarning,
+    Written,
+    check_free_space,
+    check_process,
+    landed,
+    one_line,
+    storage_failure,
+)
 from eventlake.storage_options import redact, redacted, remember_secrets, resolve_options
 
 __all__ = [
     "ScanPlan",
     "Snapshot",
     "Storage",
+    "Written",
     "retry_commit",
 ]
 
@@ -83,11 +100,23 @@ class Storage:
     def is_local(self) -> bool:
         return "://" not in self.root or self.root.startswith("file://")
 
+    @property
+    def endpoint(self) -> str:
+        """Where the object store of this lake answers, for messages (no credential): the
+        configured endpoint URL, else the scheme and bucket of the root."""
+        configured = self.options.get("aws_endpoint_url")
+        if configured:
+            return configured
+        parts = urlsplit(self.root)
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else self.root
+
     def uri(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
     def exists(self, *parts: str) -> bool:
-        return DeltaTable.is_deltatable(self.uri(*parts), storage_options=self.options or None)
+        uri = self.uri(*parts)
+        with self._reading(uri):
+            return DeltaTable.is_deltatable(uri, storage_options=self.options or None)
 
     def table(self, *parts: str, version: int | None = None) -> DeltaTable:
         """The table at its latest version (or at `version`)."""
@@ -102,14 +131,21 @@ class Storage:
         if table is None:
             table = cache[key] = self._open(uri, None)
         else:
-            try:
-                table.update_incremental()
-            except Exception:
-                # The log was rewritten under us (restore, vacuum of logs): open afresh.
+            with self._reading(uri):
+                try:
+                    table.update_incremental()
+                except Exception:
+                    # The log was rewritten under us (restore, vacuum of logs): open afresh.
+                    table = None
+            if table is None:
                 table = cache[key] = self._open(uri, None)
         return table
 
     def _open(self, uri: str, version: int | None) -> DeltaTable:
+        with self._reading(uri):
+            return self._open_table(uri, version)
+
+    def _open_table(self, uri: str, version: int | None) -> DeltaTable:
         try:
             return DeltaTable(uri, version=version, storage_options=self.options or None)
         except TableNotFoundError as exc:
@@ -124,6 +160,60 @@ class Storage:
                 raise
             raise CorruptLakeError(f"damaged Delta log: {damage.path}: {damage.detail}",
                                    path=damage.path) from exc
+
+    @contextmanager
+    def _reading(self, uri: str) -> Iterator[None]:
+        """Around a read of the table at `uri`: fork check, storage failures and panics."""
+        check_process()
+        try:
+            yield
+        except (EventlakeError, TableNotFoundError):
+            raise
+        except BaseException as exc:
+            error = storage_failure(self, exc, path=uri, action="reading")
+            if error is None:
+                raise
+            raise error from exc
+
+    @contextmanager
+    def writing(self, *parts: str, base: int | None = None,
+                txn: tuple[str, int] | None = None, metadata: tuple[str, str] | None = None,
+                note: str = "nothing was committed") -> Iterator[Written]:
+        """Around one write to the table `<root>/<parts>`: storage failures as one error.
+
+        A full disk raises `StorageFullError`, an object store that does not answer
+        `StorageUnavailableError`, a panic of deltalake `StoragePanicError`, each on one line
+        ending in `note`. A lost commit race (`CommitFailedError`) and every other error pass
+        through unchanged.
+
+        When the write is a commit made on version `base` and carries the app transaction
+        `txn` (or the commit-info entry `metadata`), a failure is checked against the log
+        first: if version `base + 1` is that commit, the commit landed and only a step after
+        it failed (delta-rs writes a checkpoint after every 50th or 100th commit). Then the
+        write counts as done: a `StorageWarning` says what failed, `Written.landed_at` holds
+        the version, and no error is raised, so a caller never re-sends a batch that landed.
+        """
+        uri = self.uri(*parts)
+        check_process()
+        written = Written()
+        if self.is_local:
+            check_free_space(self.local_path(*parts), note=note)
+        try:
+            yield written
+        except (EventlakeError, CommitFailedError):
+            raise
+        except BaseException as exc:
+            error = storage_failure(self, exc, path=uri, action="writing", note=note)
+            if error is None:
+                raise
+            if base is not None and (txn is not None or metadata is not None):
+                if landed(self, "/".join(parts), base + 1, txn=txn, metadata=metadata):
+                    written.landed_at = base + 1
+                    warnings.warn(StorageWarning(
+                        f"version {base + 1} of {uri} was committed, but a step after the "
+                        f"commit failed: {one_line(str(error))}"), stacklevel=3)
+                    return
+            raise error from exc
 
     def local_path(self, *parts: str) -> str:
         root = self.root.removeprefix("file://")
@@ -380,6 +470,12 @@ def retry_commit(
     for number in range(1, attempts + 1):
         try:
             return attempt()
+        except StorageError as exc:
+            if exc.committed is None:
+                # A read of the attempt failed: this attempt did not commit, and the ones
+                # before it lost their races.
+                raise exc.nothing_committed() from exc.__cause__
+            raise
         except CommitFailedError as exc:
             last = exc
             if time.monotonic() - started > timeout:
@@ -392,3 +488,4 @@ def retry_commit(
         f"{what}: lost the commit race {attempts} times in a row or waited longer than "
         f"{timeout:.0f} s ({last}); other writers keep committing, try again"
     )
+

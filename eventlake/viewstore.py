@@ -376,11 +376,13 @@ class ViewStore:
             clauses.append(f"generation = {int(drop_generation)}")
         # With nothing to replace the predicate matches no file: a bookkeeping-only commit.
         predicate = " OR ".join(clauses) or "generation = -1"
-        write_deltalake(
-            snap.table, arrow, mode="overwrite", predicate=predicate,
-            partition_by=["generation", "bucket"],
-            commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=0),
-        )
+        with self.storage.writing(self.name, base=snap.version,
+                                  txn=(f"{self.app}/commits", counter)):
+            write_deltalake(
+                snap.table, arrow, mode="overwrite", predicate=predicate,
+                partition_by=["generation", "bucket"],
+                commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=0),
+            )
 
 
 def _logical(frame: pl.LazyFrame, view: View, snap: Snapshot) -> pl.LazyFrame:

@@ -6,8 +6,11 @@ function `(args) -> exit code` and, when it takes options, a `configure(parser)`
 Nothing heavy is imported at module level (ruff bans it here): polars, deltalake, duckdb,
 pyarrow and rich load inside the command that needs them, so `eventlake --help` stays fast.
 
-Only this module turns an `EventlakeError` into a one-line `error: ...` and an exit code;
-`--debug` re-raises instead, with the full traceback.
+Only this module turns an error into a one-line `error: ...` and an exit code: an
+`EventlakeError`, an `OSError`, a raw delta-rs `DeltaError` and a Rust panic
+(`PanicException`, a `BaseException`); `--debug` re-raises instead, with the full traceback.
+Rust's panic reports, which native threads print straight to the process's stderr, are kept
+off it unless `--debug` is given (see `_native_stderr`).
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventlake.config import ENV_LAKE, ENV_STORAGE_OPTIONS, ENV_VIEWS, open_lake, resolve_lake
 from eventlake.errors import EventlakeError, LakeNotFoundError
@@ -191,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.run(args))
+        with _native_stderr(filtered=not args.debug), _one_line_warnings(not args.debug):
+            return int(args.run(args))
     except KeyboardInterrupt:
         if args.debug:
             raise
@@ -201,23 +209,157 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` and friends: stop quietly, as Unix tools do.
         _silence_stdout()
         return EXIT_OK
-    except (EventlakeError, OSError) as exc:
-        if args.debug:
+    except BaseException as exc:
+        if args.debug or not _reported(exc):
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
 
+def _reported(exc: BaseException) -> bool:
+    """The errors the CLI shows on one line: its own, the OS's, and deltalake's (a raw
+    `DeltaError` or a Rust panic that reached Python without passing the storage seam)."""
+    from eventlake.storage_failures import is_delta_error, is_panic
+
+    return (isinstance(exc, EventlakeError | OSError) or is_delta_error(exc)
+            or is_panic(exc))
+
+
 def _one_line(exc: BaseException) -> str:
+    from eventlake.storage_failures import is_panic, one_line
     from eventlake.storage_options import redact
 
     if isinstance(exc, OSError) and not isinstance(exc, EventlakeError) and exc.filename:
         text = f"{exc.strerror or exc}: {exc.filename}"
     else:
         text = str(exc) or type(exc).__name__
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # Whatever a storage library put in its message, a credential is never shown.
-    return redact("; ".join(lines))
+    if is_panic(exc):
+        text = f"a Rust library panicked: {text}"
+    # Whatever a storage library put in its message, a credential is never shown; its
+    # colour codes and cause arrows go too.
+    return redact(one_line(text))
+
+
+@contextmanager
+def _one_line_warnings(enabled: bool) -> Iterator[None]:
+    """Show eventlake's own warnings as one `warning: ...` line (not file, line and source)."""
+    if not enabled:
+        yield
+        return
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if category.__module__.startswith("eventlake"):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
+# A Rust panic report: "thread 'name' (id) panicked at file:line:col:", then the message, then
+# either a note or "stack backtrace:" with frames (RUST_BACKTRACE=1/full) and a note.
+_PANIC_HEADER = re.compile(rb"^thread '.*' (?:\(\d+\) )?panicked at ")
+_PANIC_FRAME = re.compile(rb"^\s+(?:\d+: |at )")
+
+
+@contextmanager
+def _native_stderr(*, filtered: bool) -> Iterator[None]:
+    """Keep Rust panic reports off stderr while a command runs.
+
+    When a write fails on a full disk, delta-rs's upload tasks panic in their own native
+    threads ("Already shut down"); Rust's panic hook prints each report on file descriptor 2,
+    outside Python, while the error that matters reaches Python and is shown on one line.
+    So descriptor 2 is a pipe whose reader passes everything on except those reports, and
+    Python's `sys.stderr`, when it wrote to descriptor 2, writes straight to the real stderr
+    (so it stays a terminal, and nothing of Python's own output is held back).
+    """
+    if not filtered:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    read_end, write_end = os.pipe()
+    python_stderr = sys.stderr
+    try:
+        direct = python_stderr.fileno() == 2
+    except (OSError, ValueError, AttributeError):
+        direct = False
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    if direct:
+        sys.stderr = open(saved, "w", buffering=1, closefd=False,
+                          encoding=python_stderr.encoding, errors=python_stderr.errors)
+    reader = threading.Thread(target=_pass_on, args=(read_end, saved), daemon=True,
+                              name="eventlake-stderr")
+    reader.start()
+    try:
+        yield
+    finally:
+        if direct:
+            sys.stderr.flush()
+            sys.stderr = python_stderr
+        os.dup2(saved, 2)  # drops the pipe's last writer here: the reader sees its end
+        reader.join(timeout=1.0)
+        if not reader.is_alive():
+            os.close(saved)  # else a child process still holds the pipe: leave it be
+
+
+def _pass_on(read_end: int, out: int) -> None:
+    """Copy lines from `read_end` to `out`, leaving Rust panic reports out."""
+    # "pass": other output; "message": the line after a report's header; "after": after the
+    # message, where a backtrace or a note may follow; "frames": in the backtrace.
+    state = "pass"
+    blank = b""  # blank lines held back: Rust starts a report with one
+
+    def emit(data: bytes) -> None:
+        try:
+            os.write(out, data)
+        except OSError:
+            pass
+
+    def take(line: bytes) -> None:
+        nonlocal state, blank
+        bare = line.rstrip(b"\r\n")
+        if _PANIC_HEADER.match(bare):
+            state, blank = "message", b""
+            return
+        if state == "message":
+            state = "after"
+            return
+        if state in ("after", "frames"):
+            if bare == b"stack backtrace:" or (state == "frames" and _PANIC_FRAME.match(bare)):
+                state = "frames"
+                return
+            state = "pass"
+            if bare.startswith(b"note: "):
+                return
+        if not bare.strip():
+            blank += line
+            return
+        emit(blank + line)
+        blank = b""
+
+    pending = b""
+    with open(read_end, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                take(line + b"\n")
+    if pending:
+        take(pending)
+    if blank:
+        emit(blank)
 
 
 def _silence_stdout() -> None:
