@@ -9,19 +9,18 @@ parser and a regex), so a million-row batch costs a fraction of its write.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from eventlake import jsoncodec
 from eventlake._payloadscan import payload_suspects
 from eventlake.actions import ACTION_TYPES, check_action
 from eventlake.errors import InvalidEventError
@@ -32,9 +31,11 @@ __all__ = [
     "INPUT_COLUMNS",
     "Limits",
     "NormalizedBatch",
+    "check_columns",
     "check_partition",
     "decode_payload",
     "normalize_batch",
+    "payload_from_arrow",
 ]
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
@@ -61,8 +62,8 @@ class Limits:
     """Size limits enforced on every event; each breach is an `InvalidEventError`."""
 
     max_payload_bytes: int = 1_048_576
-    # Nesting of objects and arrays in a payload: every reader (Python's json, folds, DuckDB)
-    # must be able to parse and rebuild it without running out of stack.
+    # Nesting of objects and arrays in a payload: every reader (DuckDB, Polars, orjson's 255
+    # levels, Python's json near 1,000) must be able to parse it. States have no such limit.
     max_payload_depth: int = 200
     # A partition names a folder `partition_id=<percent-encoded value>`; besides this limit
     # that folder name must fit a file system's 255 bytes (see `PARTITION_FOLDER_BYTES`).
@@ -96,13 +97,11 @@ _BAD_PARTITION = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_PARTITION_ARROW = r"[/\\\x00-\x1f\x7f]|\.\."
 _CONTROL_ARROW = r"[\x00-\x1f\x7f]"
-# Any UTF-16 surrogate, high (D800-DBFF) or low (DC00-DFFF).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # The event log's folder for a partition is `partition_id=` + the value percent-encoded (every
 # byte but ASCII letters, digits and `-_.~` becomes `%XX`); one folder name holds 255 bytes.
 PARTITION_FOLDER_BYTES = 255 - len("partition_id=")
 _UNRESERVED_ARROW = r"[A-Za-z0-9_.~-]"
-_PAYLOAD_EXPECTED = "a JSON object (dict) or the JSON text of one, without NaN/Infinity"
+_PAYLOAD_EXPECTED = "a JSON object (dict) or the JSON text of one"
 _RECORD_KEYS = frozenset(INPUT_COLUMNS)
 
 
@@ -161,124 +160,125 @@ def _check_label(value: object, *, field: str, index: int, max_chars: int) -> st
     return value
 
 
-def _reject_constant(token: str) -> NoReturn:
-    raise ValueError(f"{token} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"number {text[:40]} is too large for a float")
-    return value
-
-
 def decode_payload(text: str) -> dict[str, Any]:
-    """Parse payload JSON text strictly (no NaN/Infinity); the result must be an object."""
-    value = json.loads(text, parse_constant=_reject_constant)
-    if not isinstance(value, dict):
-        raise ValueError(f"JSON {type(value).__name__} is not an object")
+    """The object a payload text holds, decoded by `jsoncodec.loads` (strict and exact);
+    `InvalidEventError` (a `ValueError`) naming the path when it is not a valid JSON object."""
+    value = jsoncodec.loads(text)
+    if type(value) is not dict:
+        raise InvalidEventError(f"payload is {_kind(value)}, not an object",
+                                expected=_PAYLOAD_EXPECTED)
     return value
 
 
-def _nesting_beyond(value: object, limit: int) -> bool:
-    """Whether objects/arrays in `value` nest deeper than `limit` (iterative: no recursion,
-    and it stops at the limit, so a circular structure ends too)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, Mapping):
-            children: Iterable[object] = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+def _kind(value: object) -> str:
+    """What a non-object payload is, worded alike for a Python value and for JSON text."""
+    if value is None:
+        return "JSON null"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, int | float):
+        return "a JSON number"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, list | tuple):
+        return "a JSON array"
+    return f"a {type(value).__name__}"
 
 
-def _check_depth(value: object, text: object, index: int, limits: Limits) -> None:
-    if _nesting_beyond(value, limits.max_payload_depth):
-        raise InvalidEventError(
-            f"payload nests objects/arrays more than {limits.max_payload_depth} levels deep",
-            index=index, field="payload", value=text,
-            expected=f"at most {limits.max_payload_depth} levels of nesting")
+def _payload_error(exc: InvalidEventError, index: int | None) -> InvalidEventError:
+    """A codec refusal of a payload as the record's error: its path under `payload`.
 
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Readers disagree on a repeated key (Python keeps the last, DuckDB the first).
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"key {key!r} appears twice in one object")
-            seen.add(key)
-    return value
-
-
-def _check_json_text(text: str) -> dict[str, Any]:
-    """Raise ValueError unless `text` is strict JSON of an object every reader decodes alike."""
-    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
-                       object_pairs_hook=_unique_keys)
-    if not isinstance(value, dict):
-        kind = "array" if isinstance(value, list) else type(value).__name__
-        raise ValueError(f"JSON {kind} is not an object")
-    if _SURROGATE_ESCAPE.search(text):
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("it escapes a lone surrogate (not valid UTF-8)") from None
-    return value
+    The value is left out of the message: the same record reads the same whether its payload
+    came as a dict, as text or from a struct column, and the path says where the problem is.
+    """
+    field = "payload" if exc.field is None else f"payload.{exc.field}"
+    return InvalidEventError(exc.reason, index=index, field=field, expected=exc.expected)
 
 
 def _encode_payload(value: object, index: int, limits: Limits) -> str:
+    """The stored text of a payload (a dict, or the JSON text of an object), or the record's
+    `InvalidEventError`: the one payload check of every path and format."""
     if isinstance(value, str):
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidEventError("payload holds a lone surrogate (not valid UTF-8)",
-                                    index=index, field="payload", value=value,
-                                    expected=_PAYLOAD_EXPECTED) from None
-        try:
-            parsed = _check_json_text(value)
-        except RecursionError:
-            raise InvalidEventError(
-                f"payload nests objects/arrays more than {limits.max_payload_depth} levels "
-                "deep", index=index, field="payload", value=value,
-                expected=f"at most {limits.max_payload_depth} levels of nesting") from None
-        except ValueError as exc:
-            raise InvalidEventError(f"payload is not a JSON object: {exc}", index=index,
-                                    field="payload", value=value,
-                                    expected=_PAYLOAD_EXPECTED) from None
-        _check_depth(parsed, value, index, limits)
+            parsed = jsoncodec.loads(value, max_depth=limits.max_payload_depth)
+        except InvalidEventError as exc:
+            raise _payload_error(exc, index) from None
+        if type(parsed) is not dict:
+            raise InvalidEventError(f"payload is {_kind(parsed)}, not an object", index=index,
+                                    field="payload", value=value, expected=_PAYLOAD_EXPECTED)
         text = value
     elif isinstance(value, Mapping):
-        _check_depth(value, value, index, limits)
         try:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidEventError(f"payload cannot be encoded as JSON: {exc}", index=index,
-                                    field="payload", value=value,
-                                    expected=_PAYLOAD_EXPECTED) from None
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidEventError("payload holds a lone surrogate (not valid UTF-8)",
-                                    index=index, field="payload", value=value,
-                                    expected=_PAYLOAD_EXPECTED) from None
+            text = jsoncodec.dumps(value if isinstance(value, dict) else dict(value),
+                                   max_depth=limits.max_payload_depth)
+        except InvalidEventError as exc:
+            raise _payload_error(exc, index) from None
     else:
-        kind = "null" if value is None else type(value).__name__
-        raise InvalidEventError(f"payload is a {kind}, not a JSON object", index=index,
+        raise InvalidEventError(f"payload is {_kind(value)}, not an object", index=index,
                                 field="payload", value=value, expected=_PAYLOAD_EXPECTED)
-    size = len(text.encode("utf-8"))
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > limits.max_payload_bytes:
         raise InvalidEventError(f"payload is {size} bytes, larger than "
                                 f"{limits.max_payload_bytes}", index=index, field="payload",
                                 value=f"{size} bytes of JSON",
                                 expected=f"at most {limits.max_payload_bytes} bytes of JSON")
     return text
+
+
+def payload_from_arrow(value: object, kind: pa.DataType, *, limits: Limits = DEFAULT_LIMITS
+                       ) -> object:
+    """A payload cell of a struct or map column (as `to_pylist` gives it) as the value it
+    stands for, or `InvalidEventError` naming its path under `payload`.
+
+    Arrow holds what JSON text cannot: a map whose keys repeat or are not strings, a struct
+    with two fields of one name. `to_pylist` would quietly keep one of two equal keys; here
+    each map becomes an object through `jsoncodec.object_from_pairs`, which refuses both, as
+    `jsoncodec.dumps` refuses a dict with a non-string key.
+    """
+    if _type_depth(kind) > limits.max_payload_depth:
+        # The values nest at most as deep as the type; a deeper type is refused whole, before
+        # the recursion below could meet it.
+        raise InvalidEventError(
+            f"nests objects/arrays more than {limits.max_payload_depth} levels deep",
+            field="payload", expected=f"at most {limits.max_payload_depth} levels of nesting")
+    try:
+        return _from_arrow(value, kind, [])
+    except InvalidEventError as exc:
+        raise _payload_error(exc, None) from None
+
+
+def _type_depth(kind: pa.DataType) -> int:
+    deepest = 0
+    stack = [(kind, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((item.field(i).type, depth + 1) for i in range(item.num_fields))
+    return deepest
+
+
+def _from_arrow(value: object, kind: pa.DataType, path: list[str | int]) -> object:
+    # Recursion follows the column's type, which `payload_from_arrow` bounded.
+    if value is None:
+        return None
+    if pa.types.is_map(kind) or pa.types.is_struct(kind):
+        if pa.types.is_map(kind):
+            assert isinstance(value, list)
+            pairs = [(key, item, kind.item_type) for key, item in value]
+        else:
+            assert isinstance(value, dict)
+            # Two fields of one name are one key of `value`: the check below refuses them.
+            fields = [kind.field(i) for i in range(kind.num_fields)]
+            pairs = [(f.name, value[f.name], f.type) for f in fields]
+        result: dict[str, object] = {}
+        for key, item, item_kind in pairs:
+            jsoncodec.check_object_key(key, result, path=path)
+            result[key] = _from_arrow(item, item_kind, [*path, key])
+        return result
+    if isinstance(value, list) and kind.num_fields == 1:  # list, large list, fixed size, view
+        item_kind = kind.field(0).type
+        return [_from_arrow(v, item_kind, [*path, i]) for i, v in enumerate(value)]
+    return value
 
 
 def _check_action_payload(kind: str, payload: object, index: int) -> None:
@@ -290,7 +290,7 @@ def _check_action_payload(kind: str, payload: object, index: int) -> None:
     if kind not in ACTION_TYPES:
         return
     if isinstance(payload, str):
-        payload = json.loads(payload)
+        payload = jsoncodec.loads(payload)
     try:
         check_action(kind, payload)
     except InvalidEventError as exc:
@@ -466,17 +466,21 @@ def _check_payload_column(table: pa.Table, kind: pa.ChunkedArray, limits: Limits
                           ) -> pa.ChunkedArray:
     array = table.column("payload")
     if pa.types.is_struct(array.type) or pa.types.is_map(array.type):
-        # Nested payloads (Arrow structs, Polars structs): encode row by row, which names the
-        # row and refuses NaN (Polars' own JSON encoder would quietly turn it into null).
-        rows = array.to_pylist()
-        if pa.types.is_map(array.type):
-            rows = [None if r is None else dict(r) for r in rows]
-        encoded = pa.chunked_array([pa.array(
-            [_encode_payload(v, i, limits) for i, v in enumerate(rows)], pa.string()
-        )])
-        for row, (action, payload) in enumerate(zip(kind.to_pylist(), rows, strict=True)):
-            _check_action_payload(action, payload, row)
-        return encoded
+        # Nested payloads (Arrow structs and maps, Polars structs): row by row, as the record
+        # path checks a dict, which names the row and refuses NaN (Polars' own JSON encoder
+        # would quietly turn it into null) and a map's repeated or non-string key.
+        texts: list[str] = []
+        for row, (action, cell) in enumerate(zip(kind.to_pylist(), array.to_pylist(),
+                                                 strict=True)):
+            try:
+                value = None if cell is None else payload_from_arrow(cell, array.type,
+                                                                     limits=limits)
+            except InvalidEventError as exc:
+                raise InvalidEventError(exc.reason, index=row, field=exc.field,
+                                        expected=exc.expected) from None
+            texts.append(_encode_payload(value, row, limits))
+            _check_action_payload(action, texts[-1], row)
+        return pa.chunked_array([pa.array(texts, pa.string())])
     if not _is_text(array.type):
         first = array[0].as_py() if len(array) else None
         raise InvalidEventError(f"column 'payload' has type {array.type}",
@@ -524,26 +528,38 @@ def _check_ts_column(table: pa.Table) -> pa.ChunkedArray:
                             else None, field="ts", value=first, expected=expected)
 
 
-def _from_table(table: pa.Table, limits: Limits) -> pa.Table:
-    names = table.column_names
-    columns = f"columns type, payload, partition and optionally event_id, ts; got {names}"
+_COLUMNS_EXPECTED = ("columns type, payload, partition (or partition_id) and optionally "
+                     "event_id, ts")
+
+
+def check_columns(names: Sequence[str], *, source: str | None = None) -> None:
+    """Raise `InvalidEventError` unless `names` (of an Arrow or Polars table, a CSV header, a
+    Parquet file) are event columns: the one column check of every tabular input."""
+    names = list(names)
+    expected = f"{_COLUMNS_EXPECTED}; got {names}"
     if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise InvalidEventError(f"column {twice[0]!r} appears twice", field=twice[0],
-                                expected=columns)
+        twice = next(name for i, name in enumerate(names) if name in names[:i])
+        raise InvalidEventError(f"column {twice!r} appears twice", field=twice,
+                                expected=expected, source=source)
     if "partition" in names and "partition_id" in names:
         raise InvalidEventError("both 'partition' and 'partition_id' columns given",
-                                field="partition", expected="exactly one of them")
+                                field="partition", expected="exactly one of them", source=source)
     unknown = [n for n in names if n not in INPUT_COLUMNS]
     if unknown:
+        # An unknown column would be dropped on the floor; refuse the table instead.
         raise InvalidEventError(f"unknown column {unknown[0]!r}", field=unknown[0],
-                                value=unknown, expected=columns)
+                                expected=expected, source=source)
+    for required in ("partition", "type", "payload"):
+        if required not in names and not (required == "partition" and "partition_id" in names):
+            raise InvalidEventError(f"missing column {required!r}", field=required,
+                                    expected=expected, source=source)
+
+
+def _from_table(table: pa.Table, limits: Limits) -> pa.Table:
+    names = table.column_names
+    check_columns(names)
     if "partition" in names:
         table = table.rename_columns(["partition_id" if n == "partition" else n for n in names])
-    for required in ("partition_id", "type", "payload"):
-        if required not in table.column_names:
-            field = "partition" if required == "partition_id" else required
-            raise InvalidEventError(f"missing column {field!r}", field=field, expected=columns)
     if table.num_rows > limits.max_batch_events:
         raise InvalidEventError(f"batch has {table.num_rows} events", index=limits.max_batch_events,
                                 expected=f"at most {limits.max_batch_events}")

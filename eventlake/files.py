@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
+from eventlake import jsoncodec
 from eventlake.errors import InvalidEventError
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "check_file",
     "file_batch_identity",
     "file_format",
+    "inbox_files",
     "read_file",
     "split_valid",
 ]
@@ -50,8 +52,6 @@ FORMATS: dict[str, Format] = {
     ".parquet": "parquet",
 }
 DEFAULT_PRODUCER = "inbox"
-_PARTITION_KEYS = ("partition", "partition_id")
-_REQUIRED = ("type", "payload")
 _OPTIONAL = ("event_id", "ts")
 # Validate in chunks so a file with a few bad records among millions costs one pass plus a
 # chunk per bad record, instead of one `normalize_batch` call per record.
@@ -135,6 +135,23 @@ def file_format(path: str | os.PathLike[str]) -> Format:
             expected=f"one of {', '.join(FORMATS)}") from None
 
 
+def inbox_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files of `folder` that are ingested, in name order: the one listing of the inbox
+    flow and of `eventlake ingest DIR`.
+
+    Only known suffixes count (`FORMATS`); names starting with `.` or `_` are skipped, so a
+    producer can write `.name.jsonl` (or `_name.jsonl`) and rename it when complete.
+    """
+    from eventlake.errors import EventlakeError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise EventlakeError(f"inbox {root} is not a folder")
+    return sorted(p for p in root.iterdir()
+                  if p.is_file() and p.suffix.lower() in FORMATS
+                  and not p.name.startswith((".", "_")))
+
+
 def read_file(path: str | os.PathLike[str]) -> FileRead:
     """Read an inbox file into `(line, record)` pairs and per-record problems.
 
@@ -160,10 +177,6 @@ def read_file(path: str | os.PathLike[str]) -> FileRead:
     return _read_jsonl(name, text)
 
 
-def _reject_constant(token: str) -> NoReturn:
-    raise ValueError(f"{token} is not valid JSON")
-
-
 def _read_jsonl(name: str, text: str) -> FileRead:
     result = FileRead(name, "jsonl")
     # Split on "\n" only: str.splitlines() would also split on U+2028 and friends, which JSON
@@ -173,10 +186,14 @@ def _read_jsonl(name: str, text: str) -> FileRead:
         if not stripped:
             continue
         raw = line.rstrip("\r")
+        # The strict codec: a key twice in the record or anywhere in an inline payload, a
+        # number too large for a float, NaN, a lone surrogate escape: each is refused here,
+        # named by its path (`type`, `payload.a.b`), as the record check names it.
         try:
-            value = json.loads(stripped, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            result.errors.append(RecordProblem(name, number, f"not valid JSON: {exc}", raw))
+            value = jsoncodec.loads(stripped)
+        except InvalidEventError as exc:
+            result.errors.append(RecordProblem(name, number, _describe(exc), raw,
+                                               field=exc.field))
             continue
         if not isinstance(value, dict):
             result.errors.append(RecordProblem(
@@ -198,28 +215,6 @@ def _json_kind(value: object) -> str:
     return "number"
 
 
-def _check_columns(name: str, columns: Sequence[str]) -> None:
-    present = set(columns)
-    expected = "columns type, payload, partition (or partition_id), optionally event_id, ts"
-    missing = [c for c in _REQUIRED if c not in present]
-    if not present & set(_PARTITION_KEYS):
-        missing.append("partition")
-    if missing:
-        raise InvalidEventError(f"missing column(s) {', '.join(missing)}", source=name,
-                                value=list(columns), expected=expected)
-    if all(key in present for key in _PARTITION_KEYS):
-        raise InvalidEventError("both 'partition' and 'partition_id' columns", source=name,
-                                expected="exactly one of them")
-    # Unknown columns would be dropped on the floor; refuse the file instead.
-    unknown = [c for c in columns if c not in (*_REQUIRED, *_PARTITION_KEYS, *_OPTIONAL)]
-    if unknown:
-        raise InvalidEventError(f"unknown column(s) {', '.join(map(repr, unknown))}",
-                                source=name, expected=expected)
-    if len(present) != len(columns):
-        raise InvalidEventError("a column name appears twice", source=name,
-                                value=list(columns), expected=expected)
-
-
 def _read_csv(name: str, text: str) -> FileRead:
     result = FileRead(name, "csv")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -231,7 +226,9 @@ def _read_csv(name: str, text: str) -> FileRead:
     except csv.Error as exc:
         raise InvalidEventError(f"unreadable CSV header: {exc}", source=name) from None
     header = [column.strip() for column in header]
-    _check_columns(name, header)
+    from eventlake.events import check_columns
+
+    check_columns(header, source=name)
     lines = text.split("\n")
     start = reader.line_num + 1
     while True:
@@ -257,30 +254,17 @@ def _read_csv(name: str, text: str) -> FileRead:
             if column in _OPTIONAL and cell == "":
                 continue  # an empty optional cell means "not given"
             record[column] = cell
-        problem = _payload_problem(record.get("payload"))
-        if problem is not None:
-            result.errors.append(RecordProblem(name, number, problem, raw, field="payload"))
-            continue
+        # The payload cell is JSON text: the record check (`split_valid`) decides it, as it
+        # decides a payload string given to `Lake.append`.
         result.records.append((number, record))
     return result
-
-
-def _payload_problem(text: object) -> str | None:
-    if not isinstance(text, str) or not text.strip():
-        return "field 'payload': empty; expected the JSON text of an object"
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        return f"field 'payload': not valid JSON ({exc}); expected the JSON text of an object"
-    if not isinstance(value, dict):
-        return (f"field 'payload': a JSON {_json_kind(value)}, not an object; expected the JSON "
-                "text of an object")
-    return None
 
 
 def _read_parquet(name: str) -> FileRead:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from eventlake.events import check_columns, payload_from_arrow
 
     try:
         table = pq.read_table(name)
@@ -288,24 +272,28 @@ def _read_parquet(name: str) -> FileRead:
         if isinstance(exc, FileNotFoundError):
             raise
         raise InvalidEventError(f"not a readable Parquet file: {exc}", source=name) from None
-    _check_columns(name, table.column_names)
+    check_columns(table.column_names, source=name)
     result = FileRead(name, "parquet")
     payload_type = table.schema.field("payload").type
-    if not (pa.types.is_string(payload_type) or pa.types.is_large_string(payload_type)
-            or pa.types.is_struct(payload_type) or pa.types.is_map(payload_type)):
+    nested = pa.types.is_struct(payload_type) or pa.types.is_map(payload_type)
+    if not (nested or pa.types.is_string(payload_type) or pa.types.is_large_string(payload_type)
+            or pa.types.is_string_view(payload_type)):
         raise InvalidEventError(f"column 'payload' has type {payload_type}", source=name,
-                                field="payload", expected="JSON text (string) or a struct")
+                                field="payload",
+                                expected="JSON text (string), a struct or a map column")
     for number, row in enumerate(table.to_pylist(), start=1):
         record = {key: value for key, value in row.items()
                   if not (key in _OPTIONAL and value is None)}
         payload = record.get("payload")
-        if pa.types.is_map(payload_type) and isinstance(payload, list):
-            record["payload"] = payload = dict(payload)
-        problem = (_payload_problem(payload) if not isinstance(payload, dict) else None)
-        if problem is not None:
-            result.errors.append(RecordProblem(name, number, problem, _raw_json(row),
-                                               field="payload"))
-            continue
+        if nested and payload is not None:
+            # As `Lake.append` reads a struct or map column: a map's repeated or non-string
+            # key is refused with the same message, not quietly reduced to one.
+            try:
+                record["payload"] = payload_from_arrow(payload, payload_type)
+            except InvalidEventError as exc:
+                result.errors.append(RecordProblem(name, number, _describe(exc),
+                                                   _raw_json(row), field=exc.field))
+                continue
         result.records.append((number, record))
     return result
 

@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from json.scanner import make_scanner
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any
 
-from eventlake.errors import EventlakeError, InvalidEventError
+from eventlake import jsoncodec
+from eventlake.errors import InvalidEventError
 from eventlake.files import (
     DEFAULT_PRODUCER,
     FORMATS,
     SplitFile,
     file_batch_identity,
+    inbox_files,
     read_file,
     split_valid,
 )
@@ -122,20 +122,6 @@ class IngestTotals:
             quarantined=sum(r.quarantined for r in items if not r.unreadable),
             unreadable=sum(1 for r in items if r.unreadable),
         )
-
-
-def inbox_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The files of `folder` that are ingested, in name order.
-
-    Only known suffixes count (`files.FORMATS`); names starting with `.` or `_` are skipped,
-    so a producer can write `.name.jsonl` (or `_name.jsonl`) and rename it when complete.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise EventlakeError(f"inbox {root} is not a folder")
-    return sorted(p for p in root.iterdir()
-                  if p.is_file() and p.suffix.lower() in FORMATS
-                  and not p.name.startswith((".", "_")))
 
 
 def default_quarantine_dir(lake: Lake) -> Path:
@@ -251,23 +237,13 @@ def ingest_file(lake: Lake, path: str | os.PathLike[str], *, producer: str = DEF
                     last_seq=appended.last_seq, duplicate=appended.duplicate)
 
 
-def _reject_constant(token: str) -> NoReturn:
-    raise ValueError(f"{token} is not valid JSON")
-
-
-# One scanner for every line: `json.loads(line, parse_constant=...)` builds a new decoder per
-# call, which costs more than parsing a short line. This is the scanner that decoder uses.
-# (typeshed types the context as the C scanner class; any decoder is one.)
-_scan_line = make_scanner(cast(Any, json.JSONDecoder(parse_constant=_reject_constant)))
-
-
 def _read_clean_jsonl(path: Path) -> list[dict[str, Any]] | None:
     """The records of a JSON Lines file in which `files.read_file` finds no problem, or None
     for any other file (or format), which then goes through `read_file` itself.
 
     It accepts a file exactly when `read_file` reads every line into an object, and then
-    yields the same objects: the same decoding, line split, stripping and JSON decoder, only
-    without `read_file`'s per-line bookkeeping."""
+    yields the same objects: the same decoding, line split, stripping and strict JSON decoder
+    (`jsoncodec.loads`), only without `read_file`'s per-line bookkeeping."""
     if FORMATS.get(path.suffix.lower()) != "jsonl":
         return None
     try:
@@ -281,35 +257,14 @@ def _read_clean_jsonl(path: Path) -> list[dict[str, Any]] | None:
         stripped = line.strip()
         if not stripped:
             continue
-        # `json.loads` of a stripped line: one value spanning the whole line, nothing after.
         try:
-            value, end = _scan_line(stripped, 0)
-        except (StopIteration, ValueError, RecursionError):
+            value = jsoncodec.loads(stripped)
+        except InvalidEventError:
             return None
-        if end != len(stripped) or type(value) is not dict:
+        if type(value) is not dict:
             return None
         records.append(value)
     return records
-
-
-_RECORD_KEYS = frozenset({"type", "payload", "partition", "partition_id", "event_id", "ts"})
-
-
-def _payload_encoder() -> Callable[[object], str]:
-    """The record path's encoding of a payload object (`events._encode_payload`), so a file
-    stores the same text whichever path lands it."""
-    def refuse(value: object) -> NoReturn:
-        raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-    if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
-        return json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-    # The C encoder that `json.dumps` builds on each call, built once (no circular-reference
-    # marks: decoded JSON has no cycles, and anything too deep raises RecursionError).
-    encoder = c_make_encoder(None, refuse, encode_basestring, None, ":", ",", False, False, False)
-    return lambda value: "".join(encoder(value, 0))
-
-
-_encode_object = _payload_encoder()
 
 
 def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
@@ -317,8 +272,10 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
     something only the record path handles (an unknown key, a value of another kind)."""
     import pyarrow as pa
 
+    from eventlake.events import INPUT_COLUMNS
+
     keys: set[str] = set().union(*records)
-    if not keys <= _RECORD_KEYS:
+    if not keys <= set(INPUT_COLUMNS):
         return None
     # Values of the wrong kind are left to `pa.array`, which refuses anything but a string
     # (or None: a null the checks of `Lake.append` then refuse by name).
@@ -331,11 +288,10 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
     else:
         key = "partition" if "partition" in keys else "partition_id"
         partitions = [record.get(key) for record in records]
-    try:
-        texts = [_encode_object(payload) if type(payload) is dict else payload
-                 for payload in payloads]
-    except (ValueError, TypeError, RecursionError):
-        return None
+    # The stored text of an inline payload, as the record path writes it (`jsoncodec.dumps`);
+    # `loads` made these values, so the checks of `dumps` have nothing left to find.
+    texts = [jsoncodec.dumps(payload, decoded=True) if type(payload) is dict else payload
+             for payload in payloads]
     columns = {"type": kinds, "partition": partitions, "payload": texts}
     for optional in ("event_id", "ts"):
         if optional in keys:

@@ -35,14 +35,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import Any, NoReturn
 
 import orjson
 
 from eventlake.errors import InvalidEventError
 
-__all__ = ["INT_LIMIT", "dumps", "equal", "first_difference", "loads"]
+__all__ = ["INT_LIMIT", "check_object_key", "dumps", "equal", "first_difference", "loads"]
 
 # The smallest integer that rounds to an infinite float: 2**1024 - 2**971 is the largest
 # double, and anything at or beyond the midpoint to 2**1024 rounds up to infinity.
@@ -65,7 +65,7 @@ _EXPECT_UNICODE = "valid Unicode text (surrogates only as pairs)"
 _EXPECT_VALUE = "a JSON value: dict, list, str, int, float, bool or None"
 _EXPECT_TEXT = "JSON text"
 
-Path = list[str | int]
+Path = list[Any]  # keys (strings, or what a map held) and array indexes
 # Tuples, not `X | Y`: a union is built anew on every call, which the hot loops here feel.
 _CONTAINERS = (dict, list, tuple)
 _ARRAYS = (list, tuple)
@@ -418,14 +418,22 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
                             check_circular=False)
 
 
-def dumps(value: Any, *, max_depth: int | None = None) -> str:
+def dumps(value: Any, *, max_depth: int | None = None, decoded: bool = False) -> str:
     """The canonical compact JSON text of `value` (no spaces, non-ASCII kept as is).
 
     Refuses, with `InvalidEventError` naming the path: object keys that are not strings,
     integers too large for a float, NaN and infinities, lone surrogates, anything that is not
     a JSON value (a tuple is an array), a value that contains itself, and (with `max_depth`)
     nesting deeper than that.
+
+    `decoded=True` says `value` was returned by `loads` (and not changed since), which leaves
+    nothing to refuse but depth: the checks are skipped (`max_depth` is then not enforced).
     """
+    if decoded:
+        try:
+            return _ENCODER.encode(value)
+        except RecursionError:
+            return _encode(value)  # deeper than the C encoder goes
     depth = _check(value, max_depth)
     text: str | None = None
     if depth < _C_DEPTH:
@@ -511,6 +519,16 @@ def _open(value: dict[Any, Any] | list[Any] | tuple[Any, ...]
     if isinstance(value, dict):
         return True, iter(value.items())
     return False, enumerate(value)
+
+
+def check_object_key(key: object, seen: Container[object], *, path: Path) -> None:
+    """Refuse `key` as the next key of the object at `path` that has the keys `seen`, as
+    `loads` and `dumps` word it: for maps of other formats (an Arrow map) that can hold what
+    JSON text cannot, a key twice or a key that is not a string."""
+    if type(key) is not str and not isinstance(key, str):
+        raise _bad_key(key, [*path, key])
+    if key in seen:
+        raise _duplicate(key, [*path, key])
 
 
 def _bad_key(key: object, path: Path) -> InvalidEventError:

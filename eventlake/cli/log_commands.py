@@ -72,7 +72,8 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="JSON Lines (.jsonl/.ndjson/.json), CSV (.csv, JSON payload "
                              "column) or Parquet (.parquet) files; a folder means its files "
-                             "of those types, in name order")
+                             "of those types, in name order, except names starting with '.' "
+                             "or '_' (files still being written), as the inbox flow lists them")
     parser.add_argument("--producer", metavar="NAME",
                         help="producer name of the batches (default: inbox); each file's "
                              "batch number is its name and content hash")
@@ -87,14 +88,14 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _input_files(names: Sequence[str]) -> list[Path]:
-    from eventlake.files import FORMATS
+    from eventlake.files import FORMATS, inbox_files
 
     found: list[Path] = []
     for name in names:
         path = Path(name)
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir()
-                                if p.is_file() and p.suffix.lower() in FORMATS))
+            # The inbox's own listing: a `.name` or `_name` file is still being written.
+            found.extend(inbox_files(path))
         elif path.is_file():
             found.append(path)
         else:
