@@ -267,7 +267,7 @@ def _value_failures(view: AggregateView, values: pl.DataFrame) -> dict[str, tupl
     return found
 
 
-def _sum_failures(view: AggregateView, values: pl.DataFrame, stored: pl.DataFrame
+def _sum_failures(view: AggregateView, values: pl.DataFrame, stored: pl.DataFrame | None
                   ) -> dict[str, tuple[int, str, str]]:
     """Partition -> (seq, type, error) of the first event whose integer running sum leaves
     the aggregate's range (starting from the stored sum)."""
@@ -281,13 +281,13 @@ def _sum_failures(view: AggregateView, values: pl.DataFrame, stored: pl.DataFram
         # Usually no group can come near the edge: the largest stored sum plus every new
         # magnitude stays far inside. Then there is nothing to check group by group.
         spread = float(values.get_column(num).cast(pl.Float64).abs().sum() or 0.0)
-        if stored.height:
+        if stored is not None and stored.height:
             spread += float(stored.get_column(name).cast(pl.Float64).abs().max() or 0.0)  # type: ignore[arg-type]
         if spread < float(hi) * (1 - _MARGIN):
             continue
         reach = values.group_by(keys).agg(
             pl.col(num).cast(pl.Float64).abs().sum().alias("_reach"))
-        if stored.height:
+        if stored is not None and stored.height:
             base = stored.select(*keys, pl.col(name).cast(_WORK).alias("_base"))
             reach = reach.join(base, on=keys, how="left", nulls_equal=True)
         else:
@@ -427,24 +427,28 @@ def fold_aggregate(view: AggregateView, prior: pl.DataFrame, events: pl.DataFram
     keys = _keys(view)
     if not events.height:
         return _empty_rows(view)
-    touched = events.get_column("partition_id").unique()
-    stored = _empty_rows(view)
-    held = stored  # rows of failed partitions, returned unchanged
+    stored: pl.DataFrame | None = None
+    held: pl.DataFrame | None = None  # rows of failed partitions, returned unchanged
     if prior.height:
+        touched = events.get_column("partition_id").unique()
         prior = prior.filter(pl.col("partition_id").is_in(touched.implode()))
         if FAILURE not in prior.columns:
             prior = prior.with_columns(pl.lit(None, dtype=pl.String).alias(FAILURE))
-        prior = prior.select(_order(view))
-        done = prior.group_by("partition_id").agg(
+        stored = prior.select(_order(view))
+        done = stored.group_by("partition_id").agg(
             pl.col("last_seq").max().alias("_done"),
             pl.col(FAILURE).is_not_null().any().alias("_failed"))
         events = events.join(done, on="partition_id", how="left").filter(
-            pl.col("_failed").is_null() | ~pl.col("_failed")).filter(
-            pl.col("_done").is_null() | (pl.col("seq") > pl.col("_done"))).drop(
+            pl.col("_done").is_null()
+            | ((pl.col("seq") > pl.col("_done")) & ~pl.col("_failed"))).drop(
             "_done", "_failed")
-        failed = done.filter(pl.col("_failed")).get_column("partition_id").implode()
-        held = prior.filter(pl.col("partition_id").is_in(failed))
-        stored = prior.filter(~pl.col("partition_id").is_in(failed))
+        if done.get_column("_failed").any():
+            failed = done.filter(pl.col("_failed")).get_column("partition_id").implode()
+            held = stored.filter(pl.col("partition_id").is_in(failed))
+            stored = stored.filter(~pl.col("partition_id").is_in(failed))
+        # Marker rows (a failed partition with no group yet) hold no aggregates; how far
+        # their partition was folded is in `done`.
+        stored = stored.filter(pl.col("event_count") > 0)
     events = events.sort("seq")
     kept = events if view.where is None else events.filter(
         pl.col("type").is_in(list(view.where)))
@@ -455,9 +459,7 @@ def fold_aggregate(view: AggregateView, prior: pl.DataFrame, events: pl.DataFram
     if values is not None:
         cuts = _value_failures(view, values)
         before = rows_before(values, _seqs(cuts))
-        # Marker rows (a failed partition with no group yet) are not sums to start from.
-        for partition, cut in _sum_failures(view, before, stored.filter(
-                pl.col("event_count") > 0)).items():
+        for partition, cut in _sum_failures(view, before, stored).items():
             if partition not in cuts or cut[0] < cuts[partition][0]:
                 cuts[partition] = cut
         values = rows_before(values, _seqs(cuts))
@@ -465,11 +467,10 @@ def fold_aggregate(view: AggregateView, prior: pl.DataFrame, events: pl.DataFram
     partition_last = events.group_by("partition_id").agg(pl.col("seq").max().alias("_plast"))
     types = _work_types(view)
     parts: list[pl.DataFrame] = []
-    if stored.height:
-        old = stored.filter(pl.col("event_count") > 0)
-        parts.append(old.select(*keys, *[pl.col(c).cast(t) for c, t in types.items()]))
-        partition_last = pl.concat([partition_last, stored.group_by("partition_id").agg(
-            pl.col("last_seq").max().alias("_plast"))]).group_by("partition_id").agg(
+    if stored is not None:
+        parts.append(stored.select(*keys, *[pl.col(c).cast(t) for c, t in types.items()]))
+        partition_last = pl.concat([partition_last, done.select(
+            "partition_id", pl.col("_done").alias("_plast"))]).group_by("partition_id").agg(
             pl.col("_plast").max())
     if values is not None and values.height:
         partials = values.group_by(keys, maintain_order=True).agg(_partial_exprs(view))
@@ -485,7 +486,7 @@ def fold_aggregate(view: AggregateView, prior: pl.DataFrame, events: pl.DataFram
     if cuts:
         merged = _mark_failures(view, merged, cuts, partition_last, types)
     rows = _finish(view, merged)
-    if held.height:
+    if held is not None and held.height:
         rows = pl.concat([rows, held.select(rows.columns)], how="vertical_relaxed")
     return rows
 

@@ -192,9 +192,11 @@ def test_a_fraction_in_an_integer_aggregate_fails_only_its_partition(tmp_path):
                  {"type": "b", "payload": {"x": 2.5}, "partition": "p"},
                  {"type": "a", "payload": {"x": 3}, "partition": "p"},
                  {"type": "a", "payload": {"x": 2.5}, "partition": "first"},
-                 {"type": "a", "payload": {"x": 4}, "partition": "ok"}])
+                 {"type": "a", "payload": {"x": 4}, "partition": "ok"},
+                 {"type": "b", "payload": {"x": 0.5}, "partition": "lonely"},
+                 {"type": "a", "payload": {"x": 6}, "partition": "lonely"}])
     result = lake.materialize()["v"]
-    assert result.failed == ("first", "p")
+    assert result.failed == ("first", "lonely", "p")
     failures = {f.partition: f for f in lake.failed_partitions("v")}
     assert (failures["p"].seq, failures["p"].event_type, failures["p"].last_seq) == (2, "b", 1)
     assert "2.5 is not an integer" in failures["p"].error
@@ -202,7 +204,8 @@ def test_a_fraction_in_an_integer_aggregate_fails_only_its_partition(tmp_path):
     rows = lake.scan("v").collect().sort("partition_id", "type")
     # p keeps its rows before seq 2; "first" failed at its first event: one marker row.
     assert rows.select("partition_id", "type", "n", "total").rows() == [
-        ("first", None, None, None), ("ok", "a", 1, 4), ("p", "a", 1, 1)]
+        ("first", None, None, None), ("lonely", None, None, None), ("ok", "a", 1, 4),
+        ("p", "a", 1, 1)]
     assert rows.filter(pl.col("partition_id") == "ok")["failure"][0] is None
     with pytest.raises(el.PartitionFailedError, match=r"2\.5 is not an integer"):
         lake.state("first", view="v")
@@ -210,7 +213,20 @@ def test_a_fraction_in_an_integer_aggregate_fails_only_its_partition(tmp_path):
     # More events do not move a failed partition; a retry meets the same value again.
     lake.append([{"type": "a", "payload": {"x": 1}, "partition": "p"}])
     lake.materialize(retry_failed=True)
-    assert {f.partition: f.seq for f in lake.failed_partitions("v")} == {"first": 4, "p": 2}
+    assert {f.partition: f.seq for f in lake.failed_partitions("v")} == {
+        "first": 4, "lonely": 6, "p": 2}
+    # Leaving type b out (same version, accepted) and retrying: p and lonely fold on past
+    # their b events; lonely's marker row gives way to its real row; first still fails.
+    only_a = AggregateView(name="v", version=1, group_by=["type"], where=["a"],
+                           aggregates={"n": "count", "total": Agg("sum", "x")})
+    narrowed = el.Lake.open(tmp_path / "lake", views=[only_a])
+    result = narrowed.materialize(retry_failed=True, accept_changed_definition=True)["v"]
+    assert (result.recovered, result.failed) == (("lonely", "p"), ("first",))
+    rows = narrowed.scan("v").collect().sort("partition_id", "type")
+    assert rows.select("partition_id", "type", "n", "total", "event_count").rows() == [
+        ("first", None, None, None, 0), ("lonely", "a", 1, 6, 1), ("ok", "a", 1, 4, 1),
+        ("p", "a", 3, 5, 3)]
+    assert verify_view(narrowed, only_a).ok
     # Declaring the field a float is a new definition: a version bump rebuilds the view,
     # resetting the column's type.
     fixed = AggregateView(name="v", version=2, group_by=["type"],
