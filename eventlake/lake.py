@@ -244,7 +244,8 @@ class Lake:
         """The logical view (one current row per partition, or per partition and group).
 
         A view changed under the same version is refused (`ViewChangedError`), unless
-        `accept_changed_definition=True` records its new definition.
+        `accept_changed_definition=True` records its new definition; `as_of_version` reads
+        an old table version as it was, without that check.
 
         Its files are checked when the frame is built: a missing, truncated or garbage one
         raises `CorruptLakeError` naming it here, not a Polars error at `collect()`.
@@ -252,9 +253,9 @@ class Lake:
         from eventlake.viewstore import ViewStore
 
         store = ViewStore(self.storage, self.view(view))
-        if store.exists():
-            store.check_definition(store.snapshot(version=as_of_version),
-                                   accept=accept_changed_definition)
+        if store.exists() and as_of_version is None:
+            # Time travel reads the rows as they were, whatever definition built them.
+            store.check_definition(store.snapshot(), accept=accept_changed_definition)
         return store.scan_logical(version=as_of_version)
 
     def sql(self, query: str, *, params: Sequence[Any] | dict[str, Any] | None = None,
