@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow.compute as pc
 
+from eventlake import jsoncodec
 from eventlake.errors import (
     EventlakeError,
     PartitionFailedError,
@@ -564,7 +565,7 @@ def read_state(lake: Lake, view: View, partition: str, *, as_of_seq: int | None 
         text, after, failure = start
         if failure is not None:
             raise failure.error_object()
-        state = view.initial_state() if text is None else json.loads(text)
+        state = view.initial_state() if text is None else jsoncodec.loads(text)
     if target > after:
         events = lake.events(partition, since_seq=after, until_seq=target,
                              snapshot=log).collect()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from eventlake import jsoncodec
 from eventlake.folds import FAILURE, rows_for
 from eventlake.views import ReducerView, View
 from eventlake.viewstore import ViewStore, logical_columns
@@ -108,10 +109,11 @@ def verify_view(lake: Lake, view: View, *, sample: int | None = None,
                 continue
             a, b = got.get(column), want.get(column)
             if column == "state":
-                a, b = json.loads(str(a)), json.loads(str(b))
-                if a != b:
-                    differences.append(Difference(view.name, key[0], group,
-                                                  _first_diff(a, b), a, b))
+                # Exact (2**64 is not the float it rounds to) and any depth.
+                a, b = jsoncodec.loads(str(a)), jsoncodec.loads(str(b))
+                where = jsoncodec.first_difference(a, b)
+                if where is not None:
+                    differences.append(Difference(view.name, key[0], group, where, a, b))
             elif column == FAILURE:
                 # The event a partition failed at must agree; the error text may not (a
                 # RecursionError's message depends on the stack it met).
@@ -127,16 +129,3 @@ def _failed_at(text: Any) -> tuple[int, str] | None:
         return None
     info = json.loads(str(text))
     return int(info["seq"]), str(info["type"])
-
-
-def _first_diff(a: Any, b: Any, path: str = "state") -> str:
-    """The dotted path of the first place two JSON values differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            if key not in a or key not in b or a[key] != b[key]:
-                return _first_diff(a.get(key), b.get(key), f"{path}.{key}")
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for index, (x, y) in enumerate(zip(a, b, strict=True)):
-            if x != y:
-                return _first_diff(x, y, f"{path}[{index}]")
-    return path
