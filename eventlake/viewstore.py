@@ -194,15 +194,18 @@ class ViewStore:
             empty = pa.schema(fields).empty_table()
             counter = (snap.transaction_version(f"{self.app}/commits") or 0) + 1
             marks = {"commits": counter, "active": 0, "active-version": 0, "building": 0}
-            write_deltalake(
-                snap.table, empty, mode="overwrite", schema_mode="overwrite",
-                partition_by=["generation", "bucket"],
-                commit_properties=CommitProperties(
-                    app_transactions=[Transaction(app_id=f"{self.app}/{k}", version=v)
-                                      for k, v in marks.items()],
-                    max_commit_retries=0,
-                    custom_metadata={"eventlake.operation": "reset-view-column-types",
-                                     "eventlake.columns": ", ".join(f.name for f in retyped)}))
+            with self.storage.writing(self.name, base=snap.version,
+                                      txn=(f"{self.app}/commits", counter)):
+                write_deltalake(
+                    snap.table, empty, mode="overwrite", schema_mode="overwrite",
+                    partition_by=["generation", "bucket"],
+                    commit_properties=CommitProperties(
+                        app_transactions=[Transaction(app_id=f"{self.app}/{k}", version=v)
+                                          for k, v in marks.items()],
+                        max_commit_retries=0,
+                        custom_metadata={
+                            "eventlake.operation": "reset-view-column-types",
+                            "eventlake.columns": ", ".join(f.name for f in retyped)}))
 
         retry_commit(attempt, what=f"reset of view {self.view.name!r} for new column types")
 
