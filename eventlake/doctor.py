@@ -4,12 +4,15 @@ What a crash or a damaged disk can leave behind, and what `doctor` reports for e
 (`events` and every view table):
 
 - **orphan**: a data file under the table folder that no commit of the Delta log ever
-  referenced (a writer died after writing its Parquet files and before its commit). Orphans
-  are invisible to every reader; `fix=True` deletes those older than `min_age_seconds`
-  (younger ones may belong to a commit in flight). Files that a commit removed (tombstones,
-  kept for time travel) are not orphans; `vacuum` deletes them after its retention.
+  referenced (a writer died after writing its Parquet files and before its commit, or a
+  commit attempt lost the race to another writer). Orphans are invisible to every reader and
+  harmless but for the space they take, so they are a warning, not damage (`DoctorReport.ok`
+  stays true); `fix=True` deletes those older than `min_age_seconds` (younger ones may belong
+  to a commit in flight). Files that a commit removed (tombstones, kept for time travel) are
+  not orphans; `vacuum` deletes them after its retention.
 - **temp**: a temporary commit file in `_delta_log` (`<version>.json#<n>`) left by a crash in
-  the middle of a commit; invisible to Delta; `fix=True` deletes it (same age rule).
+  the middle of a commit; invisible to Delta; a warning like an orphan, and `fix=True`
+  deletes it (same age rule).
 - **missing** / **size** / **unreadable** / **rows**: a file the current version references
   is gone, has another size than its add action says, has no readable Parquet footer, or holds
   another number of rows than its statistics say. Nothing is deleted; see the README's
@@ -103,19 +106,50 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
+        """No damage. Orphaned and temporary files are harmless leftovers: a warning only."""
+        return not self.damage
+
+    @property
+    def clean(self) -> bool:
+        """Nothing at all is left to report: no damage and no leftover file."""
         return not self.remaining
 
     @property
     def orphans(self) -> tuple[Problem, ...]:
+        """Orphaned data files and temporary commit files found (removed or not)."""
         return tuple(p for p in self.problems if p.kind in _FIXABLE)
+
+    @property
+    def leftovers(self) -> tuple[Problem, ...]:
+        """The orphaned and temporary files still on storage (after the fix, if any)."""
+        return tuple(p for p in self.remaining if p.kind in _FIXABLE)
+
+    @property
+    def leftover_bytes(self) -> int:
+        """The space the leftovers take."""
+        return sum(p.size or 0 for p in self.leftovers)
 
     @property
     def damage(self) -> tuple[Problem, ...]:
         """Problems `fix` cannot repair: committed data that is missing or unreadable."""
         return tuple(p for p in self.problems if p.kind not in _FIXABLE)
 
+    def leftovers_by_table(self) -> dict[str, tuple[int, int]]:
+        """Table -> (number of leftover files, bytes they take), tables in report order."""
+        counts: dict[str, tuple[int, int]] = {}
+        for problem in self.leftovers:
+            files, size = counts.get(problem.table, (0, 0))
+            counts[problem.table] = (files + 1, size + (problem.size or 0))
+        return counts
+
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "tables": list(self.tables), "files_checked": self.files_checked,
+        gone = set(self.removed)
+        return {"ok": self.ok, "clean": self.clean, "tables": list(self.tables),
+                "files_checked": self.files_checked, "damaged": len(self.damage),
+                "orphans": {"count": len(self.leftovers), "bytes": self.leftover_bytes,
+                            "removed": sum(1 for p in self.orphans if p.path in gone),
+                            "by_table": {t: {"count": n, "bytes": b}
+                                         for t, (n, b) in self.leftovers_by_table().items()}},
                 "problems": [p.to_json() for p in self.problems],
                 "removed": list(self.removed), "skipped_young": list(self.skipped_young)}
 

@@ -10,7 +10,10 @@ both tables healthy without changing what any reader sees:
   file carries `numRecords` and `seq` min/max statistics, so incremental reads keep pruning
   by `seq` and never open a compacted file. The removes and the add commit in one Delta
   transaction with `dataChange=false`; a lost commit race re-checks and re-commits the files
-  already written.
+  already written. The new files are eventlake's own, so none is left behind as an orphan:
+  a bin whose files another compaction took first, a run that keeps losing the race
+  (`CommitConflictError`) and a write that fails part way (a full disk) delete exactly the
+  files this run wrote and no commit references.
 - `compact_views` runs Delta's `optimize.compact` on each view table (each bucket is normally
   one file already; this merges leftovers).
 - `checkpoint` writes a Delta checkpoint of every table, so opening it reads one Parquet
@@ -45,7 +48,8 @@ from deltalake import CommitProperties
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
-from eventlake.errors import CorruptLakeError
+from eventlake.datafiles import DataFile, delete_files
+from eventlake.errors import CommitConflictError, CorruptLakeError
 from eventlake.events import EVENT_SCHEMA
 from eventlake.log import EVENTS
 from eventlake.storage import Snapshot, retry_commit
@@ -194,6 +198,7 @@ def _write_bin(lake: Lake, snap: Snapshot, item: _Bin) -> tuple[AddAction, int]:
     physical = unquote(path)
     if lake.storage.is_local:
         target = lake.storage.local_path(EVENTS, physical)
+        # On a failure (a full disk) pyarrow deletes the half-written file itself.
         pq.write_table(table, target, compression="zstd")
         size = os.path.getsize(target)
     else:
@@ -202,6 +207,7 @@ def _write_bin(lake: Lake, snap: Snapshot, item: _Bin) -> tuple[AddAction, int]:
 
         fs = PyFileSystem(DeltaStorageHandler(lake.storage.uri(EVENTS),
                                               lake.storage.options or None))
+        # An object store keeps no half-written object: an upload lands whole or not at all.
         pq.write_table(table, physical, compression="zstd", filesystem=fs)
         size = int(fs.get_file_info(physical).size or 0)
     seqs = table.column("seq")
@@ -235,19 +241,28 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
                                 sum(b.rows for b in bins), None, dry_run)
     written: list[tuple[_Bin, AddAction]] = []
     rows = 0
-    for item in bins:
-        add, count = _write_bin(lake, snap, item)
-        if count != item.rows:
-            raise CorruptLakeError(
-                f"compaction of partition {item.partition!r} read {count} rows where the log's "
-                f"statistics say {item.rows}; nothing was committed")
-        written.append((item, add))
-        rows += count
+    try:
+        with lake.storage.writing(EVENTS):
+            for item in bins:
+                add, count = _write_bin(lake, snap, item)
+                written.append((item, add))
+                if count != item.rows:
+                    raise CorruptLakeError(
+                        f"compaction of partition {item.partition!r} read {count} rows where "
+                        f"the log's statistics say {item.rows}; nothing was committed")
+                rows += count
+    except BaseException:
+        _discard(lake, [add for _, add in written])  # written, never committed
+        raise
+    # Marks this run's commit, so a failure after it can be told from a commit that landed.
+    attempt = uuid.uuid4().hex
+    committed: list[AddAction] = []
 
     def commit() -> tuple[int, int, int | None]:
         table = lake.storage.table(EVENTS)
         active = set(pa.table(table.get_add_actions(flatten=False)).column("path").to_pylist())
         keep = [(b, a) for b, a in written if all(p in active for p in b.paths)]
+        committed[:] = []
         if not keep:  # another compaction got there first
             return 0, 0, None
         now = int(time.time() * 1000)
@@ -258,17 +273,37 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
                                      size=s, partition_values={"partition_id": item.partition})
                         for p, s in zip(item.paths, item.sizes, strict=True)]
         base = table.version()
-        table.create_write_transaction(
-            actions, mode="append", schema=table.schema(), partition_by=["partition_id"],
-            commit_properties=CommitProperties(
-                max_commit_retries=0,
-                custom_metadata={"eventlake.operation": "compact-events",
-                                 "eventlake.watermark": str(watermark)}))
+        with lake.storage.writing(EVENTS, base=base, metadata=("eventlake.attempt", attempt)):
+            table.create_write_transaction(
+                actions, mode="append", schema=table.schema(), partition_by=["partition_id"],
+                commit_properties=CommitProperties(
+                    max_commit_retries=0,
+                    custom_metadata={"eventlake.operation": "compact-events",
+                                     "eventlake.watermark": str(watermark),
+                                     "eventlake.attempt": attempt}))
+        committed[:] = [add for _, add in keep]
         return len(keep), sum(len(b.paths) for b, _ in keep), base + 1
 
-    files_added, files_removed, version = retry_commit(commit, what="compaction of the event log")
+    try:
+        files_added, files_removed, version = retry_commit(
+            commit, what="compaction of the event log")
+    except CommitConflictError:
+        # Every attempt lost its race, so no commit references any file of this run. (After
+        # any other failure of the commit itself it may have landed: the files stay, and
+        # `eventlake doctor --fix` or a vacuum deletes them if it did not.)
+        _discard(lake, [add for _, add in written])
+        raise
+    # Bins whose files another compaction merged first: their new files were never committed.
+    landed = {add.path for add in committed}
+    _discard(lake, [add for _, add in written if add.path not in landed])
     return CompactionResult(watermark, len({b.partition for b, _ in written}), files_removed,
                             files_added, rows, version)
+
+
+def _discard(lake: Lake, adds: Sequence[AddAction]) -> None:
+    """Delete event files this run wrote that no commit references (best effort)."""
+    if adds:
+        delete_files(lake.storage, EVENTS, [DataFile(add, 0) for add in adds])
 
 
 # -- views, checkpoints, vacuum ------------------------------------------------------------
@@ -288,11 +323,17 @@ def compact_views(lake: Lake, views: Sequence[str] | None = None) -> dict[str, d
     metrics: dict[str, dict[str, Any]] = {}
     for store in _view_stores(lake, views):
         table = lake.storage.table(store.name)
+        attempt = uuid.uuid4().hex
         try:
-            metrics[store.view.name] = dict(table.optimize.compact(
-                commit_properties=CommitProperties(
-                    max_commit_retries=0,
-                    custom_metadata={"eventlake.operation": "compact-view"})))
+            with lake.storage.writing(store.name, base=table.version(),
+                                      metadata=("eventlake.attempt", attempt)) as written:
+                metrics[store.view.name] = dict(table.optimize.compact(
+                    commit_properties=CommitProperties(
+                        max_commit_retries=0,
+                        custom_metadata={"eventlake.operation": "compact-view",
+                                         "eventlake.attempt": attempt})))
+            if written.landed_at is not None:
+                metrics[store.view.name] = {"version": written.landed_at}
         except CommitFailedError:
             metrics[store.view.name] = {"skipped": "commit conflict"}
     return metrics
@@ -306,7 +347,10 @@ def checkpoint(lake: Lake, views: Sequence[str] | None = None) -> tuple[str, ...
     """Write a Delta checkpoint of the event log and of each view table."""
     names = _tables(lake, views)
     for name in names:
-        lake.storage.table(name).create_checkpoint()
+        table = lake.storage.table(name)
+        with lake.storage.writing(name, note="the checkpoint was not written; the table is "
+                                             "unchanged"):
+            table.create_checkpoint()
     return tuple(names)
 
 
@@ -320,9 +364,12 @@ def vacuum(lake: Lake, *, retention_hours: float = DEFAULT_VACUUM_HOURS, dry_run
     for name in _tables(lake, views):
         # full: also files no commit ever referenced (left by crashed writers and by commit
         # attempts that lost a race), once older than the retention.
-        files = lake.storage.table(name).vacuum(
-            retention_hours=int(retention_hours), dry_run=dry_run,
-            enforce_retention_duration=False, full=True)
+        table = lake.storage.table(name)
+        with lake.storage.writing(name, note="the vacuum did not finish; no file the table "
+                                             "references was deleted"):
+            files = table.vacuum(
+                retention_hours=int(retention_hours), dry_run=dry_run,
+                enforce_retention_duration=False, full=True)
         results[name] = VacuumResult(name, tuple(sorted(files)), dry_run)
     return results
 

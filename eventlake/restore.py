@@ -364,14 +364,19 @@ def _reset_view(storage: Storage, name: str, version: int | None) -> int:
                  "building": 0}
         if version is not None:
             marks[f"v{version}"] = 0
-        write_deltalake(
-            table, pa.schema(table.schema()).empty_table(), mode="overwrite",
-            commit_properties=CommitProperties(
-                app_transactions=[Transaction(app_id=f"{app}/{k}", version=v)
-                                  for k, v in marks.items()],
-                max_commit_retries=0,
-                custom_metadata={"eventlake.operation": "reset-view-for-restore"}))
-        return table.version()
+        # An empty overwrite writes no data file, so a lost race leaves nothing behind.
+        base = table.version()
+        with storage.writing(VIEWS, name, base=base, txn=(f"{app}/commits", counter),
+                             note="nothing was committed; the event log was not restored"
+                             ) as written:
+            write_deltalake(
+                table, pa.schema(table.schema()).empty_table(), mode="overwrite",
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(app_id=f"{app}/{k}", version=v)
+                                      for k, v in marks.items()],
+                    max_commit_retries=0,
+                    custom_metadata={"eventlake.operation": "reset-view-for-restore"}))
+        return table.version() if written.landed_at is None else written.landed_at
 
     return retry_commit(attempt, what=f"reset of view {name!r}")
 
@@ -387,17 +392,21 @@ def _restore_events(storage: Storage, plan: RestorePlan) -> int:
             f"on {plan.from_version}); the log was not restored{views}. Stop the writers and "
             "restore again")
     try:
-        table.restore(
-            plan.to_version, ignore_missing_files=False, protocol_downgrade_allowed=False,
-            commit_properties=CommitProperties(
-                app_transactions=[Transaction(app_id=a, version=v)
-                                  for a, v in plan.transactions],
-                # No retry: the plan (what to remove, which keys to revoke) holds only for the
-                # version it was made on.
-                max_commit_retries=0,
-                custom_metadata={"eventlake.operation": "restore",
-                                 "eventlake.restored_version": str(plan.to_version),
-                                 "eventlake.last_seq": str(plan.last_seq_after)}))
+        # A restore commit only names files: it writes no data file of its own.
+        with storage.writing(EVENTS, base=plan.from_version,
+                             txn=(SEQ_APP_ID, plan.last_seq_after),
+                             note=f"the log was not restored{views}"):
+            table.restore(
+                plan.to_version, ignore_missing_files=False, protocol_downgrade_allowed=False,
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(app_id=a, version=v)
+                                      for a, v in plan.transactions],
+                    # No retry: the plan (what to remove, which keys to revoke) holds only for
+                    # the version it was made on.
+                    max_commit_retries=0,
+                    custom_metadata={"eventlake.operation": "restore",
+                                     "eventlake.restored_version": str(plan.to_version),
+                                     "eventlake.last_seq": str(plan.last_seq_after)}))
     except CommitFailedError as exc:
         raise CommitConflictError(
             f"another writer committed to the event log while it was being restored; the log "

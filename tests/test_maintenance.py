@@ -15,6 +15,7 @@ from deltalake import DeltaTable
 import eventlake as el
 from eventlake import maintenance
 from eventlake.cli import EXIT_OK, main
+from eventlake.doctor import doctor
 from eventlake.maintenance import (
     compact_events,
     compact_views,
@@ -166,6 +167,41 @@ def test_compaction_survives_a_lost_commit_race(views_lake, make_events, monkeyp
     assert views_lake.log.snapshot().version == result.version
     views_lake.materialize()
     assert_views_exact(views_lake)
+
+
+
+def test_a_compaction_beaten_by_another_deletes_the_files_it_wrote(views_lake, make_events,
+                                                                  monkeypatch):
+    """Two compactions merge the same files; the one that commits second finds its bins
+    taken and deletes the files it wrote for them: no orphan is left behind."""
+    append_batches(views_lake, make_events, 3)
+    views_lake.materialize()
+    original = DeltaTable.create_write_transaction
+    other: list[maintenance.CompactionResult] = []
+
+    def racing(self, *args, **kwargs):
+        if not other:
+            # The other compaction runs to its end between our writes and our commit (from
+            # another thread: open tables are cached per thread).
+            other.append(None)  # type: ignore[arg-type]
+            thread = threading.Thread(target=lambda: other.__setitem__(
+                0, compact_events(views_lake)))
+            thread.start()
+            thread.join()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", racing)
+    before = views_lake.events().collect()
+    old = files(views_lake)
+    result = compact_events(views_lake)
+    assert other[0] is not None and other[0].files_removed == len(old)
+    assert (result.files_added, result.files_removed, result.version) == (0, 0, None)
+    assert not [p for p in doctor(views_lake).problems if p.table == "events"]
+    # On storage: only the originals (kept for time travel until a vacuum) and the
+    # winner's files.
+    on_disk = list((Path(views_lake.root) / "events").rglob("*.parquet"))
+    assert len(on_disk) == len(old) + len(files(views_lake))
+    assert views_lake.events().collect().equals(before)
 
 
 def test_vacuum_is_a_dry_run_by_default(views_lake, make_events):

@@ -13,6 +13,7 @@ kill points (`pytest -m slow tests/test_reliability_crash.py -s` prints the figu
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -180,10 +181,12 @@ def test_crash_campaign_many_kill_points(tmp_path: Path) -> None:
     assert result.lost == result.doubled == result.partial == result.views_wrong == 0
 
 
-def test_crash_between_data_files_and_commit_leaves_only_orphans(tmp_path: Path) -> None:
+def test_crash_between_data_files_and_commit_leaves_only_orphans(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Killed after its Parquet files are complete but before the commit: nothing of the
-    batch is visible, `eventlake doctor` reports the orphans and `doctor --fix` removes them
-    (and only them); the producer's retry lands the batch once."""
+    batch is visible, `eventlake doctor` warns of the orphans (count and size, exit 0: they
+    are harmless) and `doctor --fix` removes them (and only them); the producer's retry
+    lands the batch once."""
     campaign = Campaign(tmp_path / "lake", seed=1)
     root = campaign.root
     before = faults.open_lake(root).events().collect()
@@ -199,14 +202,32 @@ def test_crash_between_data_files_and_commit_leaves_only_orphans(tmp_path: Path)
 
     report = doctor(lake)
     assert report.orphans and not report.damage
+    assert report.ok and not report.clean
     assert all(p.kind == "orphan" and p.table == "events" for p in report.orphans)
-    assert main(["doctor", "--lake", str(root)]) == 3
+    size = sum(os.path.getsize(p.path) for p in report.orphans)
+    assert report.leftover_bytes == size > 0
+    capsys.readouterr()
+    assert main(["doctor", "--lake", str(root)]) == 0
+    out, err = capsys.readouterr()
+    count = len(report.orphans)
+    assert f"warning: events: {count} orphaned file" in err
+    assert f"0 damaged, {count} orphaned" in out
+    assert main(["doctor", "--lake", str(root), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] and not summary["clean"] and summary["damaged"] == 0
+    assert summary["orphans"]["count"] == count and summary["orphans"]["bytes"] == size
+    assert summary["orphans"]["by_table"] == {"events": {"count": count, "bytes": size}}
     # Too young to delete by default: a writer might be about to commit them.
-    assert main(["doctor", "--lake", str(root), "--fix"]) == 3
+    assert main(["doctor", "--lake", str(root), "--fix"]) == 0
+    assert "younger than" in capsys.readouterr().err
     assert all(os.path.exists(p.path) for p in report.orphans)
     assert main(["doctor", "--lake", str(root), "--fix", "--min-age", "0"]) == 0
     assert not any(os.path.exists(p.path) for p in report.orphans)
+    capsys.readouterr()
     assert main(["doctor", "--lake", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "0 damaged, 0 orphaned" in out
+    assert doctor(lake).clean
     assert lake.events().collect().equals(before)
 
     lake.append(faults.batch_events("w0", batch), producer="w0", batch_no=batch)

@@ -10,12 +10,13 @@ Only this module turns an error into a one-line `error: ...` and an exit code: a
 `EventlakeError`, an `OSError`, a raw delta-rs `DeltaError` and a Rust panic
 (`PanicException`, a `BaseException`); `--debug` re-raises instead, with the full traceback.
 Rust's panic reports, which native threads print straight to the process's stderr, are kept
-off it unless `--debug` is given (see `_native_stderr`).
+off it unless `--debug` is given (see `_NativeStderr`).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -198,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        with _native_stderr(filtered=not args.debug), _one_line_warnings(not args.debug):
+        _NATIVE_STDERR.use(filtering=not args.debug)
+        with _one_line_warnings(not args.debug):
             return int(args.run(args))
     except KeyboardInterrupt:
         if args.debug:
@@ -268,54 +270,69 @@ _PANIC_HEADER = re.compile(rb"^thread '.*' (?:\(\d+\) )?panicked at ")
 _PANIC_FRAME = re.compile(rb"^\s+(?:\d+: |at )")
 
 
-@contextmanager
-def _native_stderr(*, filtered: bool) -> Iterator[None]:
-    """Keep Rust panic reports off stderr while a command runs.
+class _NativeStderr:
+    """Keeps Rust panic reports off stderr, from the first command that asks until exit.
 
     When a write fails on a full disk, delta-rs's upload tasks panic in their own native
     threads ("Already shut down"); Rust's panic hook prints each report on file descriptor 2,
-    outside Python, while the error that matters reaches Python and is shown on one line.
-    So descriptor 2 is a pipe whose reader passes everything on except those reports, and
-    Python's `sys.stderr`, when it wrote to descriptor 2, writes straight to the real stderr
-    (so it stays a terminal, and nothing of Python's own output is held back).
+    outside Python, and some only after the error that matters has reached Python and the
+    command has returned. So, once installed, descriptor 2 stays a pipe whose reader passes
+    everything on except those reports (all of it while `filtering` is off, as with
+    `--debug`) until the process exits. Python's `sys.stderr`, when it wrote to descriptor
+    2, writes straight to the real stderr instead: it stays a terminal, and nothing of
+    Python's own output waits on the reader.
     """
-    if not filtered:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    read_end, write_end = os.pipe()
-    python_stderr = sys.stderr
-    try:
-        direct = python_stderr.fileno() == 2
-    except (OSError, ValueError, AttributeError):
-        direct = False
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    if direct:
-        sys.stderr = open(saved, "w", buffering=1, closefd=False,
-                          encoding=python_stderr.encoding, errors=python_stderr.errors)
-    reader = threading.Thread(target=_pass_on, args=(read_end, saved), daemon=True,
-                              name="eventlake-stderr")
-    reader.start()
-    try:
-        yield
-    finally:
-        if direct:
+
+    def __init__(self) -> None:
+        self.filtering = False
+        self._saved: int | None = None
+        self._reader: threading.Thread | None = None
+
+    def use(self, *, filtering: bool) -> None:
+        self.filtering = filtering
+        if filtering and self._saved is None:
+            self._install()
+
+    def _install(self) -> None:
+        try:
             sys.stderr.flush()
-            sys.stderr = python_stderr
-        os.dup2(saved, 2)  # drops the pipe's last writer here: the reader sees its end
-        reader.join(timeout=1.0)
-        if not reader.is_alive():
-            os.close(saved)  # else a child process still holds the pipe: leave it be
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            return
+        read_end, write_end = os.pipe()
+        try:
+            direct = sys.stderr.fileno() == 2
+        except (OSError, ValueError, AttributeError):
+            direct = False
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        if direct:
+            sys.stderr = open(saved, "w", buffering=1, closefd=False,
+                              encoding=sys.stderr.encoding, errors=sys.stderr.errors)
+        self._saved = saved
+        self._reader = threading.Thread(target=_pass_on, args=(read_end, saved, self),
+                                        daemon=True, name="eventlake-stderr")
+        self._reader.start()
+        atexit.register(self._close)
+
+    def _close(self) -> None:
+        """At exit: give descriptor 2 back and let the reader pass on what is left."""
+        if self._saved is None or self._reader is None:
+            return
+        try:
+            os.dup2(self._saved, 2)  # drops the pipe's last writer here
+        except OSError:
+            return
+        # A child process still holding the pipe would keep the reader waiting: not long.
+        self._reader.join(timeout=0.5)
 
 
-def _pass_on(read_end: int, out: int) -> None:
-    """Copy lines from `read_end` to `out`, leaving Rust panic reports out."""
+_NATIVE_STDERR = _NativeStderr()
+
+
+def _pass_on(read_end: int, out: int, switch: _NativeStderr) -> None:
+    """Copy lines from `read_end` to `out`, leaving Rust panic reports out while
+    `switch.filtering`."""
     # "pass": other output; "message": the line after a report's header; "after": after the
     # message, where a backtrace or a note may follow; "frames": in the backtrace.
     state = "pass"
@@ -329,6 +346,10 @@ def _pass_on(read_end: int, out: int) -> None:
 
     def take(line: bytes) -> None:
         nonlocal state, blank
+        if not switch.filtering:
+            emit(blank + line)
+            state, blank = "pass", b""
+            return
         bare = line.rstrip(b"\r\n")
         if _PANIC_HEADER.match(bare):
             state, blank = "message", b""

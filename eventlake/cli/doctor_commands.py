@@ -33,6 +33,8 @@ def _doctor_args(parser: argparse.ArgumentParser) -> None:
                         help="check existence and sizes only (no Parquet footers, no seq scan)")
     parser.add_argument("--view", action="append", metavar="NAME", dest="view",
                         help="only this view's table besides the event log (repeat for several)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="list every orphaned file, not only their count and size")
 
 
 @command("doctor", help="check files against the Delta logs; --fix removes crash leftovers",
@@ -40,9 +42,11 @@ def _doctor_args(parser: argparse.ArgumentParser) -> None:
          description="Check the event log and every view table: each file a table references "
                      "exists, has the logged size and a readable Parquet footer with the "
                      "logged row count; the Delta log parses and has no gap; the event log "
-                     "holds every seq once. Reports orphaned files (written by a writer that "
-                     "crashed before its commit) and temporary commit files; --fix deletes "
-                     "those (older than --min-age). Exits 3 if problems remain.")
+                     "holds every seq once. Exits 3 if any of that is damaged. Orphaned "
+                     "files (written by a commit attempt that lost a race, or by a writer "
+                     "that stopped before its commit) and temporary commit files are "
+                     "harmless: a warning with their count and size, exit 0; --fix deletes "
+                     "those older than --min-age.")
 def cmd_doctor(args: argparse.Namespace) -> int:
     from eventlake.doctor import doctor
 
@@ -55,27 +59,37 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     console = _console()
     removed = set(report.removed)
     for problem in report.problems:
-        size = "" if problem.size is None else f" ({_human_bytes(problem.size)})"
+        if problem.fixable and not args.verbose:
+            continue
+        shown = "" if problem.size is None else f" ({_human_bytes(problem.size)})"
         state = " [removed]" if problem.path in removed else ""
-        console.print(f"{problem.table}: {problem.kind}: {problem.path}{size}: "
+        console.print(f"{problem.table}: {problem.kind}: {problem.path}{shown}: "
                       f"{problem.detail}{state}", markup=False)
-    orphans = len(report.orphans)
+    for table, (files, size) in report.leftovers_by_table().items():
+        print(f"warning: {table}: {files} orphaned {_files(files)} ({_human_bytes(size)}) that "
+              "no commit references, left by commit attempts that lost a race or by writers "
+              "that stopped before committing; readers never see them", file=sys.stderr)
+    freed = sum(p.size or 0 for p in report.orphans if p.path in removed)
     console.print(f"checked {report.files_checked} files in {len(report.tables)} tables: "
-                  f"{len(report.damage)} damaged, {orphans} orphaned"
-                  + (f", {len(report.removed)} removed" if args.fix else ""), markup=False)
-    if report.skipped_young:
-        console.print(f"{len(report.skipped_young)} orphaned files are younger than "
-                      f"{args.min_age:.0f} s and were left alone (--min-age)", markup=False)
+                  f"{len(report.damage)} damaged, {len(report.leftovers)} orphaned "
+                  f"({_human_bytes(report.leftover_bytes)})"
+                  + (f", {len(report.removed)} removed ({_human_bytes(freed)})" if args.fix
+                     else ""), markup=False)
+    if report.leftovers:
+        if report.skipped_young:
+            hint = (f"{len(report.skipped_young)} of them are younger than "
+                    f"{args.min_age:.0f} s and were left alone; if no writer is running, "
+                    "`eventlake doctor --fix --min-age 0` deletes them")
+        else:
+            hint = ("`eventlake doctor --fix` deletes them (those older than --min-age), as "
+                    "does `eventlake maintain` after its retention")
+        print(f"warning: {hint}", file=sys.stderr)
     if report.ok:
         return EXIT_OK
-    hints = []
-    if report.damage:
-        hints.append("damaged files: see the README's Recovery section (restore a table "
-                     "version, rebuild views)")
-    if report.skipped_young:
-        hints.append("young orphaned files: if no writer is running, `eventlake doctor --fix "
-                     "--min-age 0` deletes them")
-    elif any(p.fixable for p in report.remaining):
-        hints.append("orphaned files: `eventlake doctor --fix` deletes them")
-    print("doctor found problems: " + "; ".join(hints), file=sys.stderr)
+    print("doctor found damage: see the README's Recovery section (restore a table version, "
+          "rebuild views)", file=sys.stderr)
     return EXIT_VERIFY_FAILED
+
+
+def _files(count: int) -> str:
+    return "file" if count == 1 else "files"

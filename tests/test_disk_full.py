@@ -1,0 +1,290 @@
+"""A full disk, for real: a small tmpfs mounted for the test, filled by the lake itself.
+
+On a full disk every write says, on one line, `no space left on device writing <path>;
+nothing was committed` (`StorageFullError`: an `EventlakeError` and an `OSError` with errno
+ENOSPC); the CLI prints just that (no Rust panic report, no traceback, no colour codes) and
+exits 1; and the lake keeps exactly what was committed before: reads give it back, `doctor`
+finds no damage (at most orphaned files of the failed write), and once there is room again
+writes go on with the next `seq`.
+
+Mounting needs root (CI runs as root, like this sandbox); where `mount` is refused the tests
+skip, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import eventlake as el
+from eventlake.doctor import doctor
+from eventlake.errors import EventlakeError, StorageFullError
+from eventlake.maintenance import compact_events
+from eventlake.storage import StorageWarning
+from eventlake.verify import verify_view
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTLAKE = [sys.executable, "-m", "eventlake.cli"]
+
+
+class SmallDisk:
+    """A tmpfs of a few MiB at `path`; `resize` changes its size in place (remount)."""
+
+    def __init__(self, path: Path, size_kib: int) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs",
+                               str(path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small file system for a real full disk here "
+                        f"(`mount -t tmpfs` failed: {done.stderr.strip() or done.returncode}; "
+                        "it needs root)")
+
+    def resize(self, size_kib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size_kib}k", str(self.path)],
+                       check=True, capture_output=True)
+
+    def free(self) -> int:
+        stats = os.statvfs(self.path)
+        return stats.f_bfree * stats.f_frsize
+
+    def fill(self, *, leave: int = 0) -> Path:
+        """Take all free space but `leave` bytes with a filler file; returns it."""
+        filler = self.path / f"filler-{uuid.uuid4().hex}"
+        with filler.open("wb") as handle:
+            handle.write(b"\0" * max(0, self.free() - leave))
+        return filler
+
+    def unmount(self) -> None:
+        # Lazy: a lake object of the test may still hold a file open.
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    small = SmallDisk(tmp_path / "disk", 2048)
+    yield small
+    small.unmount()
+
+
+def batch(number: int, *, size: int = 200, partitions: int = 7) -> list[dict]:
+    # Random hex payloads do not compress: the disk fills after a few batches.
+    return [{"type": "set", "partition": f"p{i % partitions}", "event_id": f"b{number}-{i}",
+             "payload": {"target": f"k{i % 3}", "value": os.urandom(600).hex()}}
+            for i in range(size)]
+
+
+def fill_with_batches(lake: el.Lake, *, limit: int = 400) -> tuple[list[str], StorageFullError]:
+    """Append batches until the disk is full; the event ids of every batch that landed and
+    the error of the one that did not."""
+    landed: list[str] = []
+    for number in range(limit):
+        events = batch(number)
+        try:
+            lake.append(events)
+        except StorageFullError as exc:
+            return landed, exc
+        landed += [e["event_id"] for e in events]
+    raise AssertionError(f"{limit} batches fit on a 2 MiB disk")
+
+
+def assert_intact(lake: el.Lake, event_ids: list[str]) -> None:
+    """The lake holds exactly `event_ids`, seq 1..n in order, and doctor finds no damage."""
+    events = lake.events().collect()
+    assert events.get_column("event_id").to_list() == event_ids
+    assert events.get_column("seq").to_list() == list(range(1, len(event_ids) + 1))
+    assert lake.last_seq() == len(event_ids)
+    report = doctor(lake)
+    assert report.ok, [str(p) for p in report.damage]
+    assert all(p.kind in ("orphan", "temp") for p in report.problems)
+
+
+def test_append_on_a_full_disk_is_one_clear_error_and_the_lake_stays_whole(disk):
+    root = disk.path / "lake"
+    lake = el.Lake.open(root)
+    landed, error = fill_with_batches(lake)
+    assert landed, "the first batch already did not fit"
+    assert isinstance(error, EventlakeError) and isinstance(error, OSError)
+    assert error.errno == 28 and not error.transient and error.committed is False
+    assert str(error) == f"no space left on device writing {root}/events; nothing was committed"
+    assert error.path == f"{root}/events"
+    assert_intact(el.Lake.open(root), landed)
+
+    # Again on the full disk: the same error, nothing changes.
+    with pytest.raises(StorageFullError, match="nothing was committed"):
+        lake.append(batch(999))
+    assert_intact(el.Lake.open(root), landed)
+
+    # With room again, the log goes on from the next seq, and views are exact.
+    disk.resize(16384)
+    more = batch(1000)
+    result = lake.append(more)
+    assert result.first_seq == len(landed) + 1
+    assert_intact(lake, landed + [e["event_id"] for e in more])
+    lake.materialize()
+    assert verify_view(lake, lake.view("document")).ok
+
+
+def test_materialize_on_a_full_disk_keeps_the_view_as_it_was(disk):
+    root = disk.path / "lake"
+    lake = el.Lake.open(root)
+    lake.append(batch(0, size=50))
+    lake.materialize()
+    before = lake.scan("document").collect()
+    lake.append(batch(1, size=50))
+    filler = disk.fill()
+    with pytest.raises(StorageFullError) as info:
+        lake.materialize()
+    assert str(info.value) == (f"no space left on device writing {root}/views/document; "
+                               "nothing was committed")
+    fresh = el.Lake.open(root)
+    assert fresh.scan("document").collect().equals(before)
+    assert doctor(fresh).ok
+    filler.unlink()
+    fresh.materialize()
+    assert verify_view(fresh, fresh.view("document")).ok
+
+
+def test_a_commit_that_landed_before_its_checkpoint_failed_counts_as_landed(disk):
+    """delta-rs writes a checkpoint after the commit that reaches the table's checkpoint
+    interval; on a disk with room for the commit but not the checkpoint it raised after the
+    batch had landed, inviting a re-send. The append returns normally instead (with a
+    StorageWarning), so the batch is in the log once."""
+    root = disk.path / "lake"
+    lake = el.Lake.open(root)
+    interval = int(lake.storage.table("events").metadata().configuration[
+        "delta.checkpointInterval"])
+    event = {"type": "set", "partition": "p", "payload": {"target": "n", "value": 0}}
+    while lake.storage.table("events").version() < interval - 2:
+        lake.append([event])
+    before = lake.last_seq()
+    disk.fill(leave=3 * os.statvfs(disk.path).f_frsize)
+    with pytest.warns(StorageWarning, match="was committed, but a step after the commit "
+                                            "failed: no space left on device"):
+        result = lake.append([event])
+    assert result.version == interval - 1
+    assert (result.first_seq, result.last_seq) == (before + 1, before + 1)
+    fresh = el.Lake.open(root)
+    assert fresh.last_seq() == before + 1
+    assert fresh.events().collect().height == before + 1
+    assert doctor(fresh).ok
+
+
+def test_compaction_on_a_full_disk_leaves_none_of_its_files_behind(disk):
+    root = disk.path / "lake"
+    lake = el.Lake.open(root)
+    for number in range(6):
+        lake.append(batch(number, size=40, partitions=3))
+    lake.materialize()
+    ids = lake.events().collect().get_column("event_id").to_list()
+    files = sorted(p.relative_to(root) for p in (root / "events").rglob("*.parquet"))
+    # One partition's files merge into one new file of about their size: leave room for
+    # the first new file, not for the second.
+    per_partition = [sum(p.stat().st_size for p in folder.glob("*.parquet"))
+                     for folder in (root / "events").glob("partition_id=*")]
+    assert len(per_partition) == 3 and max(per_partition) < 1.5 * min(per_partition)
+    disk.fill(leave=int(1.3 * max(per_partition)))
+    with pytest.raises(StorageFullError, match=f"writing {root}/events; nothing was committed"):
+        compact_events(lake, small_file_bytes=1 << 30)
+    # The file written before the failure and the half-written one are gone again.
+    assert sorted(p.relative_to(root) for p in (root / "events").rglob("*.parquet")) == files
+    assert_intact(el.Lake.open(root), ids)
+
+
+def test_restore_on_a_full_disk_changes_nothing_of_the_log(disk):
+    root = disk.path / "lake"
+    lake = el.Lake.open(root)
+    lake.append(batch(0, size=20))
+    first = lake.events().collect().get_column("event_id").to_list()
+    lake.append(batch(1, size=20))
+    ids = lake.events().collect().get_column("event_id").to_list()
+    disk.fill()
+    with pytest.raises(StorageFullError, match="the log was not restored"):
+        lake.restore(version=1)
+    assert_intact(el.Lake.open(root), ids)
+    assert len(first) < len(ids)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EVENTLAKE, *argv], capture_output=True, text=True, timeout=300,
+                          cwd=REPO, env={**os.environ, **(env or {})})
+
+
+def write_inbox(folder: Path, files: int, *, rows: int = 3000) -> list[Path]:
+    folder.mkdir()
+    paths = []
+    for number in range(files):
+        path = folder / f"{number:02d}.jsonl"
+        with path.open("w", encoding="utf-8") as handle:
+            for i in range(rows):
+                handle.write(json.dumps({"type": "set", "partition": f"p{i % 40}",
+                                         "event_id": f"f{number}-{i}",
+                                         "payload": {"target": "v",
+                                                     "value": os.urandom(200).hex()}}) + "\n")
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("backtrace", ["1", "0"])
+def test_cli_ingest_on_a_full_disk_prints_one_line_and_exits_1(disk, tmp_path, backtrace):
+    """The write that fills the disk makes delta-rs's upload threads panic ("Already shut
+    down"): Rust prints those reports itself, on the process's stderr. The CLI keeps them off
+    and prints only its one line, whatever RUST_BACKTRACE says."""
+    root = disk.path / "lake"
+    inbox = write_inbox(tmp_path / "inbox", 8)
+    env = {"RUST_BACKTRACE": backtrace}
+    landed: list[str] = []
+    failures = []
+    for path in inbox:
+        done = cli("ingest", str(path), "--lake", str(root), env=env)
+        if done.returncode == 0:
+            landed += [json.loads(line)["event_id"] for line in path.read_text().splitlines()]
+            continue
+        failures.append(done)
+    assert landed and failures, "the disk never filled, or filled at once"
+    for done in failures:
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, done.stderr[-3000:]
+        assert lines[0] == (f"error: no space left on device writing {root}/events; nothing "
+                            "was committed")
+        assert "\x1b" not in done.stderr
+    assert_intact(el.Lake.open(root), landed)
+
+    checked = cli("doctor", "--lake", str(root))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "0 damaged" in checked.stdout
+
+    # --debug keeps everything: the traceback (and Rust's reports).
+    debug = cli("ingest", str(inbox[-1]), "--lake", str(root), "--debug", env=env)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    assert "StorageFullError" in debug.stderr
+
+
+def test_cli_materialize_on_a_full_disk_prints_one_line(disk, tmp_path):
+    root = disk.path / "lake"
+    lake = el.Lake.open(root)
+    lake.append(batch(0, size=30))
+    assert cli("materialize", "--lake", str(root)).returncode == 0
+    lake.append(batch(1, size=30))
+    filler = disk.fill()
+    done = cli("materialize", "--lake", str(root))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: no space left on device writing {root}/views/document; nothing was "
+        "committed"], done.stderr
+    filler.unlink()
+    assert cli("materialize", "--lake", str(root)).returncode == 0
+    assert verify_view(el.Lake.open(root), lake.view("document")).ok
