@@ -33,6 +33,7 @@ __all__ = [
     "NormalizedBatch",
     "check_columns",
     "check_partition",
+    "check_payload_type",
     "decode_payload",
     "normalize_batch",
     "payload_from_arrow",
@@ -245,6 +246,27 @@ def payload_from_arrow(value: object, kind: pa.DataType, *, limits: Limits = DEF
         return _from_arrow(value, kind, [])
     except InvalidEventError as exc:
         raise _payload_error(exc, None) from None
+
+
+def check_payload_type(kind: pa.DataType, *, source: str | None = None) -> None:
+    """Refuse a struct/map payload column whose type no row of could pass: a struct with two
+    fields of one name (Arrow allows it; `to_pylist` cannot even convert it). The field is the
+    path of struct field names to it."""
+    stack: list[tuple[pa.DataType, list[str]]] = [(kind, [])]
+    while stack:
+        item, path = stack.pop()
+        names = [item.field(i).name for i in range(item.num_fields)]
+        if pa.types.is_struct(item):
+            twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+            if twice is not None:
+                where = ".".join(["payload", *path, twice])
+                raise InvalidEventError(
+                    f"column 'payload' has a struct with the field {twice!r} twice, so every "
+                    f"row's key {twice!r} appears twice in one object", field=where,
+                    expected="struct fields of distinct names", source=source)
+        for i in range(item.num_fields):
+            child = item.field(i)
+            stack.append((child.type, [*path, child.name] if pa.types.is_struct(item) else path))
 
 
 def _type_depth(kind: pa.DataType) -> int:
@@ -469,6 +491,7 @@ def _check_payload_column(table: pa.Table, kind: pa.ChunkedArray, limits: Limits
         # Nested payloads (Arrow structs and maps, Polars structs): row by row, as the record
         # path checks a dict, which names the row and refuses NaN (Polars' own JSON encoder
         # would quietly turn it into null) and a map's repeated or non-string key.
+        check_payload_type(array.type)
         texts: list[str] = []
         for row, (action, cell) in enumerate(zip(kind.to_pylist(), array.to_pylist(),
                                                  strict=True)):

@@ -264,15 +264,18 @@ def _read_parquet(name: str) -> FileRead:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from eventlake.events import check_columns, payload_from_arrow
+    from eventlake.events import check_columns, check_payload_type, payload_from_arrow
 
     try:
-        table = pq.read_table(name)
+        with pq.ParquetFile(name) as handle:
+            # The columns first: a file with a column twice is refused naming it (the dataset
+            # reader of `pq.read_table` fails on it with "Multiple matches for FieldRef").
+            check_columns(handle.schema_arrow.names, source=name)
+            table = handle.read()
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise InvalidEventError(f"not a readable Parquet file: {exc}", source=name) from None
-    check_columns(table.column_names, source=name)
     result = FileRead(name, "parquet")
     payload_type = table.schema.field("payload").type
     nested = pa.types.is_struct(payload_type) or pa.types.is_map(payload_type)
@@ -281,6 +284,8 @@ def _read_parquet(name: str) -> FileRead:
         raise InvalidEventError(f"column 'payload' has type {payload_type}", source=name,
                                 field="payload",
                                 expected="JSON text (string), a struct or a map column")
+    if nested:
+        check_payload_type(payload_type, source=name)
     for number, row in enumerate(table.to_pylist(), start=1):
         record = {key: value for key, value in row.items()
                   if not (key in _OPTIONAL and value is None)}

@@ -508,3 +508,29 @@ def test_columnar_action_check_agrees_with_the_record_check(kind, payload):
         return "ok"
 
     assert outcome(as_arrow(records)) == outcome(records)
+
+
+def test_struct_and_map_payloads_that_json_text_cannot_hold_are_refused(seeded_lake):
+    # Arrow can hold a struct with two fields of one name, or a map with a key twice or keys
+    # that are not strings: `to_pylist` would keep one of two equal keys without a word.
+    cases = [
+        (pa.array([[("k", 1), ("k", 2)]], pa.map_(pa.string(), pa.int64())), "payload.k",
+         "appears twice"),
+        (pa.array([[("k", 1), ("k", 2)]], pa.map_(pa.string(), pa.int64())), "payload.k",
+         "appears twice"),
+        (pa.array([{"m": [(7, "x")]}], pa.struct([("m", pa.map_(pa.int64(), pa.string()))])),
+         "payload.m.7", "key 7 (int) is not a string"),
+    ]
+    for payload, field, reason in cases:
+        table = pa.table({"type": ["a"], "partition": ["p"], "payload": payload})
+        err = assert_refused(seeded_lake, table, index=0, field=field, check_value=False)
+        assert reason in err.reason
+    # A struct type with a field twice: no row could pass, the column is refused.
+    twice = pa.struct([("a", pa.int64()), ("b", pa.struct([("c", pa.int8()), ("c", pa.int8())]))])
+    payload = pa.StructArray.from_arrays(
+        [pa.array([1]), pa.StructArray.from_arrays([pa.array([1], pa.int8())] * 2,
+                                                   fields=list(twice.field(1).type))],
+        fields=list(twice))
+    table = pa.table({"type": ["a"], "partition": ["p"], "payload": payload})
+    err = assert_refused(seeded_lake, table, index=None, field="payload.b.c", check_value=False)
+    assert "twice" in err.reason
