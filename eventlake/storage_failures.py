@@ -46,6 +46,7 @@ __all__ = [
     "is_panic",
     "landed",
     "one_line",
+    "panic_error",
     "storage_failure",
 ]
 
@@ -156,10 +157,8 @@ def storage_failure(storage: Storage, exc: BaseException, *, path: str, action: 
     if not isinstance(exc, Exception) and not is_panic(exc):
         return None  # KeyboardInterrupt, SystemExit
     text = _ANSI.sub("", str(exc))
-    if is_panic(exc):
-        forked = _FORK_PANIC.search(text)
-        if forked:
-            return ForkedProcessError(pid=os.getpid(), parent=int(forked.group(1)))
+    if is_panic(exc) and _FORK_PANIC.search(text):
+        return panic_error(exc)
     suffix = f"; {note}" if note else ""
     committed = False if note else None
     if storage.is_local:
@@ -172,7 +171,9 @@ def storage_failure(storage: Storage, exc: BaseException, *, path: str, action: 
                                     path=shown, committed=committed)
     else:
         endpoint = storage.endpoint
-        cause = _NO_ANSWER.search(text)
+        # The innermost cause is the most telling ("Connection refused", not "HTTP error").
+        causes = list(_NO_ANSWER.finditer(text))
+        cause = causes[-1] if causes else None
         if cause is not None or (_from_storage_library(exc) and not _answers(endpoint)):
             why = _cause_line(text, cause) if cause is not None else "no connection"
             return StorageUnavailableError(
@@ -180,9 +181,22 @@ def storage_failure(storage: Storage, exc: BaseException, *, path: str, action: 
                        f"{path}){suffix}"),
                 path=path, endpoint=endpoint, committed=committed)
     if is_panic(exc):
-        return StoragePanicError(redact(f"deltalake panicked {action} {path}: "
-                                        f"{one_line(text) or 'no message'}{suffix}"))
+        return panic_error(exc, where=f"{action} {path}", note=note)
     return None
+
+
+def panic_error(exc: BaseException, *, where: str = "", note: str | None = None
+                ) -> ForkedProcessError | StoragePanicError:
+    """The eventlake error for a Rust panic `exc`: `ForkedProcessError` for deltalake's
+    "Forked process detected", else `StoragePanicError` with the panic's message."""
+    text = _ANSI.sub("", str(exc))
+    forked = _FORK_PANIC.search(text)
+    if forked:
+        return ForkedProcessError(pid=os.getpid(), parent=int(forked.group(1)))
+    place = f" {where}" if where else ""
+    suffix = f"; {note}" if note else ""
+    return StoragePanicError(redact(f"a Rust library (deltalake) panicked{place}: "
+                                    f"{one_line(text) or 'no message'}{suffix}"))
 
 
 def _cause_line(text: str, match: re.Match[str]) -> str:

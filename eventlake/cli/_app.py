@@ -228,15 +228,15 @@ def _reported(exc: BaseException) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    from eventlake.storage_failures import is_panic, one_line
+    from eventlake.storage_failures import is_panic, one_line, panic_error
     from eventlake.storage_options import redact
 
+    if is_panic(exc):
+        exc = panic_error(exc)
     if isinstance(exc, OSError) and not isinstance(exc, EventlakeError) and exc.filename:
         text = f"{exc.strerror or exc}: {exc.filename}"
     else:
         text = str(exc) or type(exc).__name__
-    if is_panic(exc):
-        text = f"a Rust library panicked: {text}"
     # Whatever a storage library put in its message, a credential is never shown; its
     # colour codes and cause arrows go too.
     return redact(one_line(text))

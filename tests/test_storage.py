@@ -1,0 +1,195 @@
+"""The storage seam's handling of failures of the storage itself (eventlake/storage.py and
+eventlake/storage_failures.py): how an error is recognized, and a real object-store outage.
+
+A full disk is tested for real in tests/test_disk_full.py, forked processes in
+tests/test_fork.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+import eventlake as el
+from eventlake.cli._app import _one_line, _reported
+from eventlake.doctor import doctor
+from eventlake.errors import (
+    EventlakeError,
+    ForkedProcessError,
+    StorageFullError,
+    StoragePanicError,
+    StorageUnavailableError,
+)
+from eventlake.storage import Storage, retry_commit
+from eventlake.storage_failures import one_line, storage_failure
+from eventlake.verify import verify_view
+from tests.s3server import free_ports, s3_server
+
+REPO = Path(__file__).resolve().parents[1]
+# What delta-rs's errors look like: nested causes on arrow lines, in ANSI red.
+NESTED = ("Generic LocalFileSystem error\n          \x1b[31m\u21b3\x1b[0m Unable to copy data to "
+          "file\n           \x1b[31m\u21b3\x1b[0m No space left on device (os error 28)\n")
+
+
+def test_one_line_drops_colour_codes_and_cause_arrows():
+    assert one_line(NESTED) == ("Generic LocalFileSystem error; Unable to copy data to file; "
+                                "No space left on device (os error 28)")
+
+
+def test_a_full_disk_is_recognized_from_the_error_or_the_errno(tmp_path):
+    storage = Storage.at(tmp_path / "lake")
+    path = storage.uri("events")
+    for exc in (OSError(NESTED), DeltaError("Failed to parse parquet: External: " + NESTED),
+                OSError(28, "No space left on device")):
+        error = storage_failure(storage, exc, path=path, action="writing",
+                                note="nothing was committed")
+        assert isinstance(error, StorageFullError), exc
+        assert str(error) == f"no space left on device writing {path}; nothing was committed"
+        assert error.committed is False and error.errno == 28
+    # Other errors are left alone: the disk here has room, the cause is something else.
+    for exc in (OSError(13, "Permission denied"), DeltaError("Schema mismatch"),
+                ValueError("bad input"), CommitFailedError("lost the race")):
+        assert storage_failure(storage, exc, path=path, action="writing") is None, exc
+
+
+def test_an_object_store_that_does_not_answer_is_recognized(tmp_path):
+    (port,) = free_ports(1)  # nothing listens there
+    storage = Storage.at("s3://bucket/lake", {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                                              "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"})
+    refused = OSError("Kernel error -> Generic S3 error\n  \u21b3 HTTP error\n  \u21b3 error "
+                      "sending request\n  \u21b3 tcp connect error\n  \u21b3 Connection refused "
+                      "(os error 111)")
+    error = storage_failure(storage, refused, path="s3://bucket/lake/events", action="writing",
+                            note="nothing was committed")
+    assert isinstance(error, StorageUnavailableError) and error.transient
+    assert str(error) == (f"the object store at http://127.0.0.1:{port} did not answer "
+                          "(Connection refused (os error 111); writing "
+                          "s3://bucket/lake/events); nothing was committed")
+    # A vague error: the store is asked whether it answers at all (it does not).
+    vague = storage_failure(storage, DeltaError("Generic S3 error"), path="s3://bucket/lake",
+                            action="reading")
+    assert isinstance(vague, StorageUnavailableError) and "(no connection; reading" in str(vague)
+    assert vague.committed is None
+    # An answer that is an error is not an outage.
+    assert storage_failure(storage, ValueError("bad request"), path="s3://bucket/lake",
+                           action="reading") is None
+
+
+def test_a_read_failing_inside_a_commit_attempt_says_nothing_was_committed(tmp_path):
+    storage = Storage.at(tmp_path / "lake")
+    read_failure = storage_failure(storage, OSError(28, "No space left on device"),
+                                   path="x", action="reading")
+    assert isinstance(read_failure, StorageFullError) and read_failure.committed is None
+
+    def attempt():
+        raise read_failure
+
+    with pytest.raises(StorageFullError) as info:
+        retry_commit(attempt, what="append")
+    assert str(info.value) == "no space left on device reading x; nothing was committed"
+    assert info.value.committed is False
+
+
+# pyo3 raises a Rust panic as `pyo3_runtime.PanicException`, a BaseException. A panic other
+# than the fork check cannot be provoked on purpose, so this one has pyo3's shape.
+PanicException = type("PanicException", (BaseException,), {"__module__": "pyo3_runtime"})
+
+
+def test_panics_become_one_line_eventlake_errors(tmp_path):
+    storage = Storage.at(tmp_path / "lake")
+    panic = PanicException("index out of bounds: the len is 0\nbut the index is 3")
+    error = storage_failure(storage, panic, path="events", action="reading")
+    assert isinstance(error, StoragePanicError) and isinstance(error, EventlakeError)
+    assert str(error) == ("a Rust library (deltalake) panicked reading events: index out of "
+                          "bounds: the len is 0; but the index is 3")
+    forked = storage_failure(storage, PanicException(
+        "Forked process detected - current PID is 12 but the tokio runtime was created by 7. "
+        "The tokio runtime does not support forked processes"), path="events", action="reading")
+    assert isinstance(forked, ForkedProcessError) and forked.parent == 7
+    # KeyboardInterrupt is never a storage failure.
+    assert storage_failure(storage, KeyboardInterrupt(), path="events", action="reading") is None
+
+
+def test_the_cli_shows_raw_deltalake_errors_and_panics_on_one_line():
+    raw = DeltaError("Failed to parse parquet: External: " + NESTED)
+    assert _reported(raw) and _reported(PanicException("boom"))
+    assert not _reported(ValueError("a bug"))
+    assert _one_line(raw) == ("Failed to parse parquet: External: Generic LocalFileSystem "
+                              "error; Unable to copy data to file; No space left on device "
+                              "(os error 28)")
+    assert _one_line(PanicException("boom\nmore")) == (
+        "a Rust library (deltalake) panicked: boom; more")
+
+
+# -- a real object store that stops answering ------------------------------------------------
+
+
+def _weed_pid(port: str) -> int:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                arguments = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if f"-s3.port={port}".encode() in arguments:
+            return int(entry)
+    raise AssertionError(f"no weed server on port {port}")
+
+
+EVENTS = [{"type": "set", "partition": f"p{i % 3}", "event_id": f"e{i}",
+           "payload": {"target": "n", "value": i}} for i in range(30)]
+
+
+@pytest.mark.integration
+def test_an_object_store_outage_is_one_line_and_the_lake_is_intact_after_restart(tmp_path):
+    """SeaweedFS on loopback is killed mid-run: the Python API and the CLI each say, on one
+    line and without a credential, that the store did not answer and nothing was committed;
+    after a restart on the same data the lake holds exactly what was committed before."""
+    work = tmp_path / "s3"
+    with s3_server(work, secret_key="outage-secret-key") as server:
+        uri = server.lake_uri("outage")
+        lake = el.Lake.open(uri, storage_options=server.options())
+        lake.append(EVENTS[:20], producer="t", batch_no=1)
+        lake.materialize()
+        before = lake.events().collect()
+        state = lake.state("p1")
+        os.kill(_weed_pid(server.url.rsplit(":", 1)[1]), signal.SIGKILL)
+        time.sleep(0.2)
+
+        with pytest.raises(StorageUnavailableError) as info:
+            lake.append(EVENTS[20:], producer="t", batch_no=2)
+        message = str(info.value)
+        assert message.startswith(f"the object store at {server.url} did not answer (")
+        assert message.endswith("; nothing was committed") and "\n" not in message
+        assert "outage-secret-key" not in message and info.value.transient
+
+        inbox = tmp_path / "more.jsonl"
+        inbox.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[20:]), encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "eventlake.cli", "ingest", str(inbox),
+                               "--lake", uri], capture_output=True, text=True, timeout=300,
+                              cwd=REPO, env={**os.environ, **server.env()})
+        assert done.returncode == 1
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"error: the object store at {server.url} did not "
+                                      "answer (")
+        assert "outage-secret-key" not in done.stderr and "\x1b" not in done.stderr
+
+    with s3_server(work, secret_key="outage-secret-key") as again:  # the same data
+        lake = el.Lake.open(uri, storage_options=again.options())
+        assert lake.events().collect().equals(before)
+        assert lake.state("p1") == state
+        assert doctor(lake).ok
+        result = lake.append(EVENTS[20:], producer="t", batch_no=2)
+        assert (result.first_seq, result.duplicate) == (21, False)
+        lake.materialize()
+        assert verify_view(lake, lake.view("document")).ok
