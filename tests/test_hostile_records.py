@@ -39,6 +39,7 @@ from eventlake.cli import main
 from eventlake.errors import InvalidEventError
 from eventlake.inbox import ingest_file, read_quarantine
 from eventlake.jsoncodec import INT_LIMIT
+from tests.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
 
 GOOD = 299
 AT = 150  # position of the hostile record among the good ones
@@ -409,17 +410,6 @@ def run_file(lake: el.Lake, record: Record, path: str, folder: Path,
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> el.Lake:
     return el.Lake.open(tmp_path_factory.mktemp("hostile") / "lake")
-
-
-def exact(a: Any, b: Any) -> bool:
-    """Type-strict equality (Python's `==` equates 2**64 with the float it rounds to)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(exact(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(exact(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
 
 
 @pytest.mark.parametrize(("record", "path"), CELLS, ids=[f"{r.id}|{p}" for r, p in CELLS])

@@ -204,6 +204,24 @@ def test_inbox_files_skips_hidden_partial_and_unknown_files(tmp_path):
         inbox_files(tmp_path / "missing")
 
 
+def test_cli_ingest_of_a_folder_lists_what_the_inbox_lists(lake, tmp_path, capsys):
+    # `.b.jsonl` and `_b.jsonl` are a producer's files still being written (write, then
+    # rename): `eventlake ingest DIR` must leave them as the inbox flow does.
+    from eventlake.cli import main
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for name in ["a.jsonl", ".b.jsonl", "_b.jsonl", "c.csv", "d.txt", "e.ndjson"]:
+        if name.endswith("csv"):
+            (folder / name).write_text('type,payload,partition\nx,"{}",p\n')
+        else:
+            (folder / name).write_text(good("p") + "\n")
+    capsys.readouterr()
+    assert main(["ingest", str(folder), "--lake", lake.root, "--json"]) == 0
+    landed = [Path(r["file"]).name for r in json.loads(capsys.readouterr().out)["files"]]
+    assert landed == [p.name for p in inbox_files(folder)] == ["a.jsonl", "c.csv", "e.ndjson"]
+
+
 def test_result_json_matches_the_cli_shape(lake, tmp_path):
     result = ingest_file(lake, write_mixed(tmp_path)).to_json()
     assert {"file", "producer", "batch_no", "batch_id", "records", "events", "first_seq",
