@@ -19,6 +19,7 @@ from eventlake import _payloadscan
 from eventlake._payloadscan import payload_suspects, scan_objects
 from eventlake.errors import InvalidEventError
 from eventlake.events import DEFAULT_LIMITS, normalize_batch
+from eventlake.jsoncodec import INT_LIMIT
 
 NAMES = ("target", "value", "options")
 
@@ -202,3 +203,19 @@ def test_a_hostile_payload_among_many_good_ones_is_named(text):
     field = record_outcome("deposit", text)
     assert field is not None and field.split(".")[0] == "payload"
     assert (info.value.index, info.value.field) == (rows - 7, field), str(info.value)
+
+
+@pytest.mark.parametrize("number", [INT_LIMIT, -INT_LIMIT, 10**400, INT_LIMIT * 10])
+def test_screen_sends_integers_beyond_the_float_range_to_the_exact_check(number):
+    # The screen cannot prove a long integer fits a float; the codec refuses the one that
+    # does not, and the screen must not wave it through.
+    rows = 600
+    texts = [json.dumps({"n": INT_LIMIT - 1 - i}) for i in range(rows)]
+    texts[rows - 3] = json.dumps({"n": number})
+    kinds = pa.chunked_array([["deposit"] * rows])
+    suspects = payload_suspects(pa.chunked_array([texts]), kinds, max_depth=200)
+    assert suspects[rows - 3]
+    with pytest.raises(InvalidEventError, match="too large for a float") as info:
+        normalize_batch(pa.table({"type": ["deposit"] * rows, "partition": ["p"] * rows,
+                                  "payload": texts}))
+    assert (info.value.index, info.value.field) == (rows - 3, "payload.n")
