@@ -6,7 +6,8 @@ events. This module follows insieme's observable behaviour, including its odd co
 a `set` path become index-keyed objects, a node moved under a missing parent leaves the tree,
 `treeUpdate` of an unknown id creates the item, `treeDelete` drops `items["5"]` for a node whose
 id is the number 5, `unset` through a name every JavaScript object inherits creates an empty
-object there), with these deliberate differences:
+object there; the JavaScript value rules this takes, truthiness, `===` and `String(id)`, are in
+`eventlake._jsvalues`), with these deliberate differences:
 
 * No `structuredClone` of the whole state: `apply_action` runs once per event in every fold, so
   it copies only the containers on the path it changes (copy-on-write) and shares the rest with
@@ -59,6 +60,7 @@ ROOT_PARENT: Final = "_root"
 _ARRAY_WITHOUT_REPLACE: Final = (
     "set with replace=false requires value to be a plain object, not an array"
 )
+_CONTAINERS: Final = (dict, list)
 _PROTO: Final = "__proto__"
 _PROTO_WHY: Final = (
     "JavaScript clients such as insieme turn it into the object's prototype, not a key"
@@ -158,7 +160,8 @@ def copy_json(value: _T) -> _T:
     (a tree thousands of levels deep); this keeps its own stack. The actions copy payload
     values with it, so a result never aliases the caller's payload.
     """
-    if not isinstance(value, dict | list):
+    # (isinstance with a tuple: measurably faster than with `dict | list` on this hot path)
+    if not isinstance(value, _CONTAINERS):
         return value
     top: Any = {} if isinstance(value, dict) else []
     pending: list[tuple[Any, Any]] = [(value, top)]
@@ -166,14 +169,14 @@ def copy_json(value: _T) -> _T:
         source, copy = pending.pop()
         if isinstance(source, dict):
             for key, item in source.items():
-                if isinstance(item, dict | list):
+                if isinstance(item, _CONTAINERS):
                     item_copy: Any = {} if isinstance(item, dict) else []
                     pending.append((item, item_copy))
                     item = item_copy
                 copy[key] = item
         else:
             for item in source:
-                if isinstance(item, dict | list):
+                if isinstance(item, _CONTAINERS):
                     item_copy = {} if isinstance(item, dict) else []
                     pending.append((item, item_copy))
                     item = item_copy
