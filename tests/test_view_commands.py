@@ -102,7 +102,7 @@ def test_materialize_views_state_verify(sample_lake, capsys):
     code, out, _ = run(capsys, *common, "views", "--json")
     listed = {v["name"]: v for v in json.loads(out)["views"]}
     assert listed["document"] | {"table_version": None} == {
-        "name": "document", "kind": "reducer", "version": 2, "status": "ok",
+        "name": "document", "kind": "reducer", "version": 3, "status": "ok",
         "table_version": None, "watermark": 1778, "lag": 0, "rows": 46, "partitions": 46,
         "failed": 0, "failed_partitions": [], "error": None}
     assert listed["money"]["kind"] == "aggregate"
