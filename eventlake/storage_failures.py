@@ -103,7 +103,7 @@ def is_panic(exc: BaseException) -> bool:
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # delta-rs and object_store nest causes on lines starting with an arrow.
-_CAUSE_MARK = re.compile(r"^[\s\u21b3>-]+")
+_CAUSE_MARK = re.compile(r"^[\s\u21b3]+")
 _NO_SPACE = re.compile(r"no space left on device|os error 28\b|disk quota exceeded|"
                        r"os error 122\b", re.IGNORECASE)
 _NO_ANSWER = re.compile(

@@ -146,6 +146,21 @@ def _weed_pid(port: str) -> int:
     raise AssertionError(f"no weed server on port {port}")
 
 
+def _when_readable(uri: str, options: dict[str, str], timeout: float = 90.0) -> el.Lake:
+    """The lake once the restarted server serves its objects: its S3 gateway answers before
+    its volumes are back (500 Internal Server Error for a few seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lake = el.Lake.open(uri, storage_options=options)
+            lake.events().collect()
+            return lake
+        except Exception:  # the seam's StorageUnavailableError, or Polars's read error
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 EVENTS = [{"type": "set", "partition": f"p{i % 3}", "event_id": f"e{i}",
            "payload": {"target": "n", "value": i}} for i in range(30)]
 
@@ -185,7 +200,7 @@ def test_an_object_store_outage_is_one_line_and_the_lake_is_intact_after_restart
         assert "outage-secret-key" not in done.stderr and "\x1b" not in done.stderr
 
     with s3_server(work, secret_key="outage-secret-key") as again:  # the same data
-        lake = el.Lake.open(uri, storage_options=again.options())
+        lake = _when_readable(uri, again.options())
         assert lake.events().collect().equals(before)
         assert lake.state("p1") == state
         assert doctor(lake).ok
