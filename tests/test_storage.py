@@ -42,6 +42,9 @@ NESTED = ("Generic LocalFileSystem error\n          \x1b[31m\u21b3\x1b[0m Unable
 def test_one_line_drops_colour_codes_and_cause_arrows():
     assert one_line(NESTED) == ("Generic LocalFileSystem error; Unable to copy data to file; "
                                 "No space left on device (os error 28)")
+    # Only the arrows go: a message may start with an option's dashes.
+    assert one_line("--workers must be at least 1\n  -> see --help") == (
+        "--workers must be at least 1; -> see --help")
 
 
 def test_a_full_disk_is_recognized_from_the_error_or_the_errno(tmp_path):
