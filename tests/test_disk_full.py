@@ -18,16 +18,20 @@ import os
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 import eventlake as el
+from eventlake import maintenance
 from eventlake.doctor import doctor
 from eventlake.errors import EventlakeError, StorageFullError
 from eventlake.maintenance import compact_events
-from eventlake.storage import StorageWarning
+from eventlake.storage import Storage, StorageWarning
 from eventlake.verify import verify_view
 
 pytestmark = pytest.mark.integration
@@ -156,26 +160,62 @@ def test_materialize_on_a_full_disk_keeps_the_view_as_it_was(disk):
 
 def test_a_commit_that_landed_before_its_checkpoint_failed_counts_as_landed(disk):
     """delta-rs writes a checkpoint after the commit that reaches the table's checkpoint
-    interval; on a disk with room for the commit but not the checkpoint it raised after the
-    batch had landed, inviting a re-send. The append returns normally instead (with a
-    StorageWarning), so the batch is in the log once."""
+    interval, and raises when that fails, after the commit landed. A write guarded by
+    `Storage.writing` reads the log instead: its commit is there, so the write counts as done
+    (a `StorageWarning` says what failed) and its caller never re-sends what landed."""
+    storage = Storage.at(disk.path / "lake")
+    rows = pa.table({"a": [1, 2, 3]})
+    write_deltalake(storage.uri("t"), rows, configuration={"delta.checkpointInterval": "4"})
+    table = storage.table("t")
+    while table.version() < 2:
+        write_deltalake(table, rows, mode="append")
+    disk.fill(leave=2 * os.statvfs(disk.path).f_frsize)  # a data file and a commit, no more
+    with pytest.warns(StorageWarning, match="version 3 of .* was committed, but a step after "
+                                            "the commit failed: no space left on device"):
+        with storage.writing("t", base=2, txn=("test", 1)) as written:
+            write_deltalake(table, rows, mode="append", commit_properties=CommitProperties(
+                app_transactions=[Transaction(app_id="test", version=1)]))
+    assert written.landed_at == 3
+    fresh = DeltaTable(storage.uri("t"))
+    assert fresh.version() == 3 and fresh.transaction_version("test") == 1
+    assert fresh.to_pyarrow_table().num_rows == 4 * rows.num_rows
+    # The next write does not land: one error, nothing committed.
+    with pytest.raises(StorageFullError, match="nothing was committed") as info:
+        with storage.writing("t", base=3, txn=("test", 2)):
+            write_deltalake(storage.table("t"), rows, mode="append",
+                            commit_properties=CommitProperties(
+                                app_transactions=[Transaction(app_id="test", version=2)]))
+    assert info.value.committed is False
+    assert DeltaTable(storage.uri("t")).version() == 3
+
+
+def test_an_append_at_the_checkpoint_interval_on_a_full_disk_lands_once_or_not_at_all(disk):
+    """Whatever step of an append the full disk stops (data, commit, checkpoint), the call
+    raises only if the batch did not land, and returns only if it landed, once."""
     root = disk.path / "lake"
     lake = el.Lake.open(root)
     interval = int(lake.storage.table("events").metadata().configuration[
         "delta.checkpointInterval"])
     event = {"type": "set", "partition": "p", "payload": {"target": "n", "value": 0}}
-    while lake.storage.table("events").version() < interval - 2:
+    while lake.log.snapshot().version < interval - 2:
         lake.append([event])
     before = lake.last_seq()
-    disk.fill(leave=3 * os.statvfs(disk.path).f_frsize)
-    with pytest.warns(StorageWarning, match="was committed, but a step after the commit "
-                                            "failed: no space left on device"):
-        result = lake.append([event])
-    assert result.version == interval - 1
-    assert (result.first_seq, result.last_seq) == (before + 1, before + 1)
+    disk.fill(leave=2 * os.statvfs(disk.path).f_frsize)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = lake.append([event])
+        except StorageFullError:
+            landed = 0
+        else:
+            assert (result.first_seq, result.last_seq) == (before + 1, before + 1)
+            landed = 1
+    # A warning only says that a step after a commit that landed failed.
+    assert all(w.category is StorageWarning for w in caught) and (landed or not caught)
     fresh = el.Lake.open(root)
-    assert fresh.last_seq() == before + 1
-    assert fresh.events().collect().height == before + 1
+    assert fresh.last_seq() == before + landed
+    assert fresh.events().collect().get_column("seq").to_list() == list(
+        range(1, before + landed + 1))
     assert doctor(fresh).ok
 
 
@@ -187,12 +227,13 @@ def test_compaction_on_a_full_disk_leaves_none_of_its_files_behind(disk):
     lake.materialize()
     ids = lake.events().collect().get_column("event_id").to_list()
     files = sorted(p.relative_to(root) for p in (root / "events").rglob("*.parquet"))
-    # One partition's files merge into one new file of about their size: leave room for
+    # Each run of small files merges into one new file of about their size: leave room for
     # the first new file, not for the second.
-    per_partition = [sum(p.stat().st_size for p in folder.glob("*.parquet"))
-                     for folder in (root / "events").glob("partition_id=*")]
-    assert len(per_partition) == 3 and max(per_partition) < 1.5 * min(per_partition)
-    disk.fill(leave=int(1.3 * max(per_partition)))
+    bins = maintenance._bins(lake.log.snapshot(), maintenance.min_watermark(lake),
+                             small_file_bytes=1 << 30, max_rows=maintenance.DEFAULT_MAX_FILE_ROWS)
+    sizes = [sum(b.sizes) for b in bins]
+    assert len(sizes) == 3 and max(sizes) < 1.5 * min(sizes)
+    disk.fill(leave=int(1.3 * max(sizes)))
     with pytest.raises(StorageFullError, match=f"writing {root}/events; nothing was committed"):
         compact_events(lake, small_file_bytes=1 << 30)
     # The file written before the failure and the half-written one are gone again.
