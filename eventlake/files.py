@@ -307,7 +307,12 @@ def _raw_json(record: object) -> str:
     def default(value: object) -> str:
         return value.isoformat() if isinstance(value, datetime) else repr(value)
 
-    return json.dumps(record, ensure_ascii=False, default=default, separators=(",", ":"))
+    try:
+        return json.dumps(record, ensure_ascii=False, default=default, separators=(",", ":"))
+    except RecursionError:
+        # A JSON Lines record nested past the recursion limit (the strict codec reads any
+        # depth, then the record check refuses it): what was decoded, encoded back the same way.
+        return jsoncodec.dumps(record, decoded=True)
 
 
 def _describe(exc: InvalidEventError) -> str:

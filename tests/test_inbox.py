@@ -343,3 +343,16 @@ def test_fast_reader_agrees_with_read_file(tmp_path, text):
         # Exact and deep-safe (Python's `==` recurses; a line may nest 100,000 levels).
         assert fast is not None
         assert jsoncodec.equal(fast, [record for _, record in read.records])
+
+
+def test_a_line_nested_past_the_recursion_limit_is_quarantined_with_its_record(lake, tmp_path):
+    # The strict codec reads any depth; the record check refuses the payload (200 levels),
+    # and the quarantine entry still holds the record.
+    deep = '{"type": "t", "partition": "p", "payload": {"a": ' + "[" * 5000 + "]" * 5000 + "}}"
+    path = tmp_path / "deep.jsonl"
+    path.write_text(good("p") + "\n" + deep + "\n", encoding="utf-8")
+    result = ingest_file(lake, path)
+    assert (result.records, result.events, result.quarantined) == (2, 1, 1)
+    [entry] = read_quarantine(Path(lake.root) / "quarantine")
+    assert entry["line"] == 2 and entry["field"] == "payload" and "200 levels" in entry["reason"]
+    assert entry["raw"].startswith('{"type":"t"') and entry["raw"].count("[") == 5000
