@@ -40,7 +40,7 @@ _THREADS = max(2, min(8, os.cpu_count() or 2))
 class PlannedFile:
     """One file to write: its Hive partition values and its rows (in file order)."""
 
-    partition: Mapping[str, str]
+    partition: Mapping[str, str | None]
     rows: pa.Table
 
 
@@ -52,10 +52,15 @@ class DataFile:
     rows: int
 
 
-def _folder(partition: Mapping[str, str]) -> str:
+# Hive's name for a null partition value, which delta-rs and Spark use too.
+NULL_FOLDER = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _folder(partition: Mapping[str, str | None]) -> str:
     # The Hive folder name delta-rs itself uses: every byte but ASCII letters, digits and
     # `-_.~` percent-encoded (so `partition_id=a b` lives in `partition_id=a%20b/`).
-    return "/".join(f"{key}={quote(value, safe='')}" for key, value in partition.items())
+    return "/".join(f"{key}={NULL_FOLDER if value is None else quote(value, safe='')}"
+                    for key, value in partition.items())
 
 
 def _stats(rows: pa.Table, columns: Sequence[str]) -> str:

@@ -20,8 +20,10 @@ lakes: object stores commit through delta-rs, whose conditional PUT provides put
 A table whose protocol needs more than writer version 2 is never written here.
 
 The live-file list ("manifest") of a version is an Arrow table with the columns planning reads
-(`path`, `size_bytes`, `num_records`, `partition.<column>`, `min.<column>`, `max.<column>`),
-built once from delta-rs and then updated from each new commit's adds and removes.
+(`path`, `size_bytes`, `num_records`, `partition.<column>`, `min.<column>`, `max.<column>`,
+named and spelled as delta-rs's `get_add_actions(flatten=True)` gives them, paths in the log's
+percent-encoding), built once from delta-rs and then updated from each new commit's adds and
+removes.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +45,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from eventlake import __version__
+from eventlake.errors import CorruptLakeError
 
 __all__ = [
     "Commit",
@@ -50,13 +53,17 @@ __all__ = [
     "LogVersion",
     "OwnCommitsUnsupported",
     "TableLog",
+    "forget_logs",
     "log_path",
     "supports_own_commits",
+    "table_log",
 ]
 
 # Statistics columns the manifest carries besides the partition values.
 STAT_COLUMNS = ("seq", "partition_id")
 _MAX_WRITER_VERSION = 2
+# Commits with file changes kept unapplied before the file list is built anyway.
+_MAX_PENDING = 200
 _CLIENT = f"eventlake-{__version__}"
 
 
@@ -71,7 +78,8 @@ def encode_path(path: str) -> str:
 
 @dataclass(frozen=True)
 class FileRemoval:
-    """A live file a commit removes (its path as stored, partition values and size)."""
+    """A live file a commit removes: its path as the log spells it (a manifest's `path`, which
+    is also how delta-rs's `get_add_actions` spells it), partition values and size."""
 
     path: str
     partition_values: Mapping[str, str | None]
@@ -91,6 +99,9 @@ class Commit:
     operation: str = "WRITE"
     mode: str = "Append"
     data_change: bool = True
+    # A new `metaData` action (schema, partition columns, configuration), for a commit that
+    # replaces the table's layout; the table id should stay the old one.
+    metadata: Mapping[str, Any] | None = None
 
 
 def supports_own_commits(table: DeltaTable) -> bool:
@@ -100,35 +111,24 @@ def supports_own_commits(table: DeltaTable) -> bool:
 
 
 class _Manifest:
-    """The live files of one version: a base Arrow table plus later adds and removes,
-    materialized on demand (most commits never need the file list)."""
+    """The live files of one version, as an Arrow table. Immutable: a commit makes a new one
+    from the old (appending its adds is zero-copy; only removes filter the whole list)."""
 
-    def __init__(self, base: pa.Table, added: list[dict[str, Any]] | None = None,
-                 removed: frozenset[str] = frozenset()) -> None:
-        self.base = base
-        self.added = added or []
-        self.removed = removed
-        self._table: pa.Table | None = base if not added and not removed else None
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
 
     def advance(self, adds: list[dict[str, Any]], removes: set[str]) -> _Manifest:
-        if not adds and not removes:
-            return self
-        kept = [row for row in self.added if row["path"] not in removes]
-        # A path added and removed within the runs after the base leaves no trace.
-        base_removes = removes - {row["path"] for row in self.added}
-        return _Manifest(self.base, kept + adds, self.removed | base_removes)
+        table = self._table
+        if removes:
+            gone = pa.array(sorted(removes), pa.string())
+            table = table.filter(pc.invert(pc.is_in(table.column("path"), value_set=gone)))
+        if adds:
+            table = pa.concat_tables([table, pa.Table.from_pylist(adds, schema=table.schema)])
+        if table.column("path").num_chunks > 256:
+            table = table.combine_chunks()
+        return _Manifest(table)
 
     def table(self) -> pa.Table:
-        if self._table is None:
-            base = self.base
-            if self.removed and base.num_rows:
-                keep = pc.invert(pc.is_in(base.column("path"),
-                                          value_set=pa.array(list(self.removed), pa.string())))
-                base = base.filter(keep)
-            if self.added:
-                extra = pa.Table.from_pylist(self.added, schema=base.schema)
-                base = pa.concat_tables([base, extra])
-            self._table = base
         return self._table
 
 
@@ -195,7 +195,10 @@ class LogVersion:
 
     version: int
     partition_columns: tuple[str, ...]
-    _manifest: _Manifest
+    schema: pa.Schema
+    configuration: Mapping[str, str | None]
+    table_id: str
+    _manifest: _Manifest | None
     _txns: Mapping[str, tuple[int, int | None]]
     _log: TableLog
 
@@ -211,6 +214,8 @@ class LogVersion:
         return version
 
     def files(self) -> pa.Table:
+        if self._manifest is None:
+            return self._log.files_at(self.version)
         return self._manifest.table()
 
 
@@ -244,11 +249,17 @@ class TableLog:
         self._schema = _manifest_schema(base)
         self._types = {f.name: f.type for f in self._schema}
         self._partitions = list(base.metadata().partition_columns)
-        config = base.metadata().configuration
+        metadata = base.metadata()
+        config = dict(metadata.configuration)
+        self._configuration = config
+        self._arrow_schema = pa.schema(base.schema())
+        self._table_id = str(metadata.id)
         self.checkpoint_interval = int(config.get("delta.checkpointInterval", "100"))
         self.txn_retention_ms = interval_ms(config.get("delta.setTransactionRetentionDuration"))
         self.own_commits = self.own_commits and supports_own_commits(base)
         self._manifest: _Manifest | None = None
+        self._pending: list[tuple[list[dict[str, Any]], set[str]]] = []
+        self._seen = self._stamp()
 
     @property
     def partition_columns(self) -> list[str]:
@@ -259,9 +270,24 @@ class TableLog:
         assert self._base is not None
         return self._base
 
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            status = os.stat(os.path.join(self.log_dir, log_path(self.version)))
+        except FileNotFoundError:
+            return None
+        return status.st_ino, status.st_mtime_ns
+
     def refresh(self) -> int:
-        """Read the commits made since the newest version seen; returns the version."""
+        """Read the commits made since the newest version seen; returns the version.
+
+        When the file of the newest version seen is gone or another file (the table was
+        re-created, or its log cleaned up past this point while the process idled), the log
+        is read afresh from delta-rs.
+        """
         with self._lock:
+            if self._stamp() != self._seen:
+                self._load()
+                return self.version
             while True:
                 path = os.path.join(self.log_dir, log_path(self.version + 1))
                 try:
@@ -272,6 +298,7 @@ class TableLog:
                 if not self._apply(self.version + 1, text):
                     self._load()
                     return self.version
+                self._seen = self._stamp()
 
     def _apply(self, version: int, text: str) -> bool:
         """Apply one commit's actions; False when it changes what a replay cannot follow
@@ -279,30 +306,44 @@ class TableLog:
         adds: list[dict[str, Any]] = []
         removes: set[str] = set()
         txns: dict[str, tuple[int, int | None]] = {}
-        for line in text.splitlines():
+        # Not splitlines(): a partition value may hold U+2028 and friends, raw.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
-            action = json.loads(line)
+            try:
+                action = json.loads(line)
+            except ValueError as exc:
+                path = os.path.join(self.log_dir, log_path(version))
+                raise CorruptLakeError(
+                    f"damaged Delta log: {path}: commit {version} is not valid JSON lines "
+                    f"(line {number}: {exc})", path=path) from None
             if "metaData" in action or "protocol" in action:
                 return False
             if "add" in action:
                 adds.append(self._manifest_row(action["add"]))
             elif "remove" in action:
-                removes.add(unquote(action["remove"]["path"]))
+                removes.add(action["remove"]["path"])
             elif "txn" in action:
                 txn = action["txn"]
                 updated = txn.get("lastUpdated")
                 txns[txn["appId"]] = (int(txn["version"]),
                                       None if updated is None else int(updated))
-        if self._manifest is not None or adds or removes:
-            self._manifest = self._current_manifest().advance(adds, removes)
+        if adds or removes:
+            if self._manifest is not None:
+                self._manifest = self._manifest.advance(adds, removes)
+            else:
+                # The file list is built from delta-rs only when first asked for; until then
+                # the changes since the base wait here (a writer may never need the list).
+                self._pending.append((adds, removes))
+                if len(self._pending) > _MAX_PENDING:
+                    self._current_manifest()
         self._txns.update(txns)
         self.version = version
         return True
 
     def _manifest_row(self, add: Mapping[str, Any]) -> dict[str, Any]:
         stats = json.loads(add["stats"]) if add.get("stats") else {}
-        row: dict[str, Any] = {"path": unquote(add["path"]), "size_bytes": add.get("size"),
+        row: dict[str, Any] = {"path": add["path"], "size_bytes": add.get("size"),
                                "num_records": stats.get("numRecords")}
         values = add.get("partitionValues") or {}
         for column in self._partitions:
@@ -317,7 +358,11 @@ class TableLog:
 
     def _current_manifest(self) -> _Manifest:
         if self._manifest is None:
-            self._manifest = _Manifest(_base_manifest(self.base))
+            manifest = _Manifest(_base_manifest(self.base))
+            for adds, removes in self._pending:
+                manifest = manifest.advance(adds, removes)
+            self._manifest = manifest
+            self._pending = []
         return self._manifest
 
     # -- reading a version -----------------------------------------------------------------
@@ -326,8 +371,17 @@ class TableLog:
         """The newest version (after reading any newer commits), pinned."""
         with self._lock:
             self.refresh()
-            return LogVersion(self.version, tuple(self._partitions),
-                              self._current_manifest(), dict(self._txns), self)
+            return LogVersion(self.version, tuple(self._partitions), self._arrow_schema,
+                              self._configuration, self._table_id, self._manifest,
+                              dict(self._txns), self)
+
+    def files_at(self, version: int) -> pa.Table:
+        """The file list of `version`, which must still be the newest version seen, or one
+        whose list was built (a version pinned before the list existed is read anew)."""
+        with self._lock:
+            if version == self.version:
+                return self._current_manifest().table()
+        return _base_manifest(DeltaTable(self.uri, version=version))
 
     def base_transaction_version(self, app_id: str) -> int | None:
         with self._lock:
@@ -348,6 +402,8 @@ class TableLog:
             "timestamp": now, "operation": commit.operation,
             "operationParameters": {"mode": commit.mode},
             "clientVersion": _CLIENT, **dict(commit.info)}}]
+        if commit.metadata is not None:
+            lines.append({"metaData": dict(commit.metadata)})
         for app_id, txn_version, expires in commit.txns:
             txn: dict[str, Any] = {"appId": app_id, "version": int(txn_version)}
             if expires:
@@ -355,7 +411,7 @@ class TableLog:
             lines.append({"txn": txn})
         for removal in commit.removes:
             entry: dict[str, Any] = {
-                "path": encode_path(removal.path), "deletionTimestamp": now,
+                "path": removal.path, "deletionTimestamp": now,
                 "dataChange": commit.data_change, "extendedFileMetadata": True,
                 "partitionValues": dict(removal.partition_values)}
             if removal.size is not None:
@@ -368,6 +424,11 @@ class TableLog:
                 "dataChange": bool(add.data_change), "stats": add.stats}})
         text = "\n".join(json.dumps(line, ensure_ascii=False, separators=(",", ":"))
                          for line in lines) + "\n"
+        if os.path.exists(os.path.join(self.log_dir, log_path(version + 1))):
+            # The next version exists while `version` does not: another writer is ahead
+            # (re-read and retry), or `version`'s file was deleted (damage; refresh names it).
+            self.refresh()
+            raise CommitFailedError(f"version {version} of {self.uri} is behind the log")
         temporary = os.path.join(self.log_dir, f".eventlake-{uuid.uuid4().hex}.json.tmp")
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -385,8 +446,8 @@ class TableLog:
         finally:
             os.remove(temporary)
         with self._lock:
-            if self.version == base_version:
-                self._apply(version, text)
+            if self.version == base_version and self._apply(version, text):
+                self._seen = self._stamp()
             else:
                 self.refresh()
         if (version + 1) % self.checkpoint_interval == 0:
@@ -407,5 +468,32 @@ class TableLog:
             return
         with self._lock:
             if self.version == version:
-                self._load()
+                # The checkpointed table is the new base for app transactions; the file list
+                # carries on as it is (rebuilding it would cost as much as the whole table).
+                if self._manifest is None:
+                    self._pending = []
+                self._base = table
+                self._base_version = version
+                self._txns = {}
+                self._txn_memo = {}
 
+
+
+_LOGS: dict[str, TableLog] = {}
+_LOGS_LOCK = threading.Lock()
+
+
+def forget_logs() -> None:
+    """Drop every `TableLog` of this process: the next use reads each log afresh, as a new
+    process would (tests, and a process that wants to see damage done to old log entries)."""
+    with _LOGS_LOCK:
+        _LOGS.clear()
+
+
+def table_log(uri: str, local_path: str) -> TableLog:
+    """The process's `TableLog` of the local table at `uri` (made on first use)."""
+    with _LOGS_LOCK:
+        log = _LOGS.get(uri)
+        if log is None:
+            log = _LOGS[uri] = TableLog(uri, local_path)
+        return log

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventlake.errors import EventlakeError, UnknownViewError, ViewDefinitionError
-from eventlake.events import DEFAULT_LIMITS, Limits, normalize_batch
+from eventlake.events import DEFAULT_LIMITS, EVENT_SCHEMA, Limits, normalize_batch
+from eventlake.layout import Layout, LayoutName
 from eventlake.log import EVENTS, AppendResult, EventLog
 from eventlake.storage import Snapshot, Storage
 from eventlake.views import DOCUMENT_VIEW, View
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from eventlake.materialize import MaterializeResult, PartitionFailure
+    from eventlake.relayout import RelayoutResult
     from eventlake.restore import RestoreResult
 
 __all__ = ["AppendResult", "Lake", "LakeInfo"]
@@ -37,6 +39,24 @@ class LakeInfo:
     files: int
     size_bytes: int
     views: tuple[str, ...]
+    layout: str = "partition_id"
+    buckets: int | None = None
+    # Files of a bucketed log's tail (recent small batches not yet sorted into buckets).
+    tail_files: int = 0
+
+    @property
+    def advice(self) -> str | None:
+        """A suggestion for this lake's layout, when the figures call for one."""
+        if self.layout == "partition_id" and self.partitions > RELAYOUT_ADVICE_PARTITIONS:
+            return (f"{self.partitions:,} partitions in the partition_id layout (one folder "
+                    "each): the buckets layout keeps appends and reads cheap at this size; "
+                    "move with `eventlake maintain --relayout buckets`")
+        return None
+
+
+# Past this many partitions the partition_id layout's one folder per partition costs more than
+# it gives: `info` and `doctor` suggest the buckets layout.
+RELAYOUT_ADVICE_PARTITIONS = 10_000
 
 
 class Lake:
@@ -70,8 +90,15 @@ class Lake:
         storage_options: Mapping[str, str] | None = None,
         create: bool = True,
         limits: Limits = DEFAULT_LIMITS,
+        layout: LayoutName | None = None,
+        buckets: int | None = None,
     ) -> Lake:
         """Open the lake at `root`, creating an empty one if missing (unless `create=False`).
+
+        `layout` is the physical layout of a new lake's event log: `"partition_id"` (the
+        default: one folder per partition) or `"buckets"` (`buckets` hash buckets, default
+        64; see `eventlake.layout`). An existing lake keeps its layout; naming another one
+        is an error (move a lake with `Lake.relayout`).
 
         `root` is a folder or an object-store URI (`s3://bucket/prefix`). For S3 the options
         come from the AWS environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
@@ -82,7 +109,10 @@ class Lake:
         storage = Storage.at(root, storage_options)
         if storage.is_local and create:
             os.makedirs(storage.local_path(), exist_ok=True)
-        log = EventLog.open(storage, create=create)
+        chosen = None
+        if layout is not None or buckets is not None:
+            chosen = Layout.named(layout or "buckets", buckets=buckets)
+        log = EventLog.open(storage, create=create, layout=chosen)
         return cls(storage, log, views, limits)
 
     @property
@@ -128,7 +158,7 @@ class Lake:
         snap = snapshot or self.log.snapshot()
         plan = self.log.plan(partitions=partitions, since_seq=since_seq, until_seq=until_seq,
                              snapshot=snap)
-        frame = snap.scan(plan)
+        frame = snap.scan(plan).select(EVENT_SCHEMA.names)
         if partitions is not None:
             frame = frame.filter(pl.col("partition_id").is_in(partitions))
         if since_seq is not None:
@@ -140,17 +170,25 @@ class Lake:
     def last_seq(self) -> int:
         return self.log.last_seq()
 
+    @property
+    def layout(self) -> Layout:
+        """The physical layout of the event log (see `eventlake.layout`)."""
+        return self.log.layout()
+
     def info(self) -> LakeInfo:
+        """Figures of the event log. On a bucketed log the partition count reads the
+        `partition_id` column (the Delta log knows only buckets)."""
         snap = self.log.snapshot()
         actions = snap.add_actions()
         import pyarrow.compute as pc
 
+        layout = self.log.layout(snap)
         rows = int(pc.sum(actions.column("num_records")).as_py() or 0)
         size = int(pc.sum(actions.column("size_bytes")).as_py() or 0)
-        partitions = (len(pc.unique(actions.column("partition.partition_id")))
-                      if actions.num_rows else 0)
+        partitions = len(self.log.partitions(snap))
         return LakeInfo(self.storage.root, rows, self.log.last_seq(snap), partitions,
-                        snap.version, actions.num_rows, size, tuple(self._views))
+                        snap.version, actions.num_rows, size, tuple(self._views),
+                        layout.kind, layout.buckets, self.log.tail_files(snap))
 
     # -- views -----------------------------------------------------------------------------
 
@@ -181,6 +219,17 @@ class Lake:
         chosen = self.view(view)
         with self._damage_named([f"views/{chosen.name}"]):
             return failed_partitions(self, chosen)
+
+    def relayout(self, layout: LayoutName, *, buckets: int | None = None,
+                 chunk_events: int | None = None) -> RelayoutResult:
+        """Move the event log to `layout` (`"buckets"` with `buckets` buckets, default 64, or
+        `"partition_id"`) in one atomic commit; every seq, event id, batch key and view
+        watermark stays. Readers see the old layout until the commit; see
+        `eventlake.relayout`."""
+        from eventlake.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
+
+        return relayout(self.log, Layout.named(layout, buckets=buckets),
+                        chunk_events=chunk_events or DEFAULT_RELAYOUT_CHUNK)
 
     def restore(self, *, version: int | None = None,
                 timestamp: datetime | str | None = None) -> RestoreResult:

@@ -108,6 +108,19 @@ class Layout:
     def named(cls, kind: str, *, buckets: int | None = None) -> Layout:
         return cls(kind, buckets)  # type: ignore[arg-type]
 
+    @classmethod
+    def parse(cls, text: str) -> Layout:
+        """A layout from its setting text: `partition_id`, `buckets` or `buckets:<N>`."""
+        kind, _, count = text.strip().partition(":")
+        if not count:
+            return cls.named(kind)
+        try:
+            number = int(count)
+        except ValueError:
+            raise InvalidEventError("bad bucket count", field="buckets", value=count,
+                                    expected="an integer, as in buckets:256") from None
+        return cls.named(kind, buckets=number)
+
     @property
     def partition_column(self) -> str:
         """The Hive partition column of the log's files."""

@@ -8,46 +8,81 @@ that lost the race re-reads and renumbers; it never writes a duplicate or leaves
 
 Exactly-once batches use the same mechanism: `(producer, batch_no)` becomes its own app id whose
 version is the batch's last seq, checked before writing and made conflict-safe by the commit.
+A batch key carries the time it was written, and the table's
+`delta.setTransactionRetentionDuration` (`BATCH_KEY_RETENTION`, 7 days) lets Delta forget it
+after that: a batch re-sent within the retention of landing is recognized as a duplicate, and
+the log's snapshot does not grow with every batch ever written. The seq counter never expires.
+
+The physical layout (`eventlake.layout`) is chosen when the log is created: Hive folders per
+`partition_id`, or per `bucket` of a stable hash of it. In the `buckets` layout a batch too small
+to fill its buckets (fewer than `TAIL_ROWS_PER_BUCKET` rows per bucket) is written as one file
+in the *tail*, the rows whose `bucket` is still null; once the tail holds `TAIL_FILES` files, the
+append that finds it so sorts it into the buckets (`compact_tail`), in a commit of its own that
+changes no row. The data files of a commit are written by eventlake (`eventlake.datafiles`), in
+parallel, and deleted again when their commit loses a race; on a local lake the commit itself is
+eventlake's own put-if-absent write of the next log version (`eventlake.deltalog`), elsewhere it
+is delta-rs's (`create_write_transaction` with no retries), with the same outcome.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import (
-    ColumnProperties,
-    CommitProperties,
-    DeltaTable,
-    Transaction,
-    WriterProperties,
-    write_deltalake,
-)
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
 
+from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
+from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import CommitConflictError, InvalidEventError, LakeNotFoundError
 from eventlake.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
-from eventlake.storage import ScanPlan, Snapshot, Storage, retry_commit
+from eventlake.layout import BUCKET_COLUMN, Layout, bucket_ids
+from eventlake.storage import ScanPlan, Snapshot, Storage, commit_on, retry_commit
 
 __all__ = [
+    "BATCH_KEY_RETENTION",
     "EVENTS",
+    "LAYOUT_APP_ID",
     "SEQ_APP_ID",
+    "TAIL_FILES",
     "AppendResult",
     "EventLog",
     "StaleLogError",
     "batch_app_id",
     "check_batch_key",
+    "default_layout",
+    "log_schema",
+    "plan_files",
 ]
 
 EVENTS = "events"
 SEQ_APP_ID = "eventlake.seq"
+# A relayout records the bucket count it wrote as this app transaction (table properties
+# cannot change in the same commit); it wins over the `eventlake.layout.buckets` property.
+LAYOUT_APP_ID = "eventlake.layout/buckets"
+LAYOUT_KEY = "eventlake.layout"
+LAYOUT_BUCKETS_KEY = "eventlake.layout.buckets"
+BATCH_KEY_RETENTION = "interval 7 days"
+# A batch with fewer rows than this per bucket goes to the tail as one file.
+TAIL_ROWS_PER_BUCKET = 256
+# The append that finds this many tail files sorts them into their buckets.
+TAIL_FILES = 32
 _TABLE_CONFIGURATION: dict[str, str | None] = {
     # Checkpoints keep opening the log cheap as commits pile up.
     "delta.checkpointInterval": "50",
+    "delta.setTransactionRetentionDuration": BATCH_KEY_RETENTION,
+    # delta-rs would otherwise list the whole `_delta_log` after every commit to look for
+    # expired files; eventlake cleans them up at each checkpoint instead.
+    "delta.enableExpiredLogCleanup": "false",
 }
 _MAX_KEY_CHARS = 512
 _BAD_PRODUCER = re.compile(r"[/\x00-\x1f\x7f]")
@@ -55,18 +90,26 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # Payloads and event ids are nearly unique per row: dictionary pages and min/max statistics on
-# them cost more write time than the whole rest of the batch and never prune a read. `seq`
-# keeps its statistics (incremental reads prune on them) but skips the dictionary.
-# Explicit compression: WriterProperties without it writes uncompressed pages (4x the bytes
-# for JSON payloads), unlike write_deltalake's default.
-_WRITER_PROPERTIES = WriterProperties(
-    compression="SNAPPY",
-    column_properties={
-        "payload": ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE"),
-        "event_id": ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE"),
-        "seq": ColumnProperties(dictionary_enabled=False),
-    }
-)
+# them cost more write time than the whole rest of the batch and never prune a read. Labels
+# repeat, so they are dictionary-encoded; `seq` (and, in bucket files, `partition_id`) keep their
+# statistics, which incremental and per-partition reads prune on.
+_DICTIONARY_COLUMNS = ("partition_id", "type", "batch_id")
+_STATISTICS_COLUMNS = ("seq", "partition_id", "ts", "ingested_at")
+
+
+def default_layout() -> Layout:
+    """The layout of a lake created without one: `$EVENTLAKE_LAYOUT` (`partition_id`,
+    `buckets` or `buckets:<N>`), else `partition_id`."""
+    setting = os.environ.get("EVENTLAKE_LAYOUT", "").strip()
+    return Layout.parse(setting) if setting else Layout()
+
+
+def log_schema(layout: Layout) -> pa.Schema:
+    """The event log table's schema: the event columns, plus `bucket` for that layout
+    (nullable: rows of the tail have none yet)."""
+    if layout.kind == "partition_id":
+        return EVENT_SCHEMA
+    return EVENT_SCHEMA.append(pa.field(BUCKET_COLUMN, pa.int32(), nullable=True))
 
 
 def batch_app_id(producer: str, batch_no: int | str) -> str:
@@ -139,29 +182,105 @@ class EventLog:
         self.storage = storage
 
     @classmethod
-    def open(cls, storage: Storage, *, create: bool = True) -> EventLog:
+    def open(cls, storage: Storage, *, create: bool = True, layout: Layout | None = None
+             ) -> EventLog:
+        """The log of `storage`; a missing one is created (unless `create=False`) with
+        `layout` (default: `partition_id`). An existing log keeps its own layout: asking for
+        another one is an error that points at `relayout`."""
         log = cls(storage)
         if not storage.exists(EVENTS):
             if not create:
                 raise LakeNotFoundError(f"no event log at {storage.uri(EVENTS)}")
+            chosen = layout or default_layout()
+            configuration = dict(_TABLE_CONFIGURATION)
+            configuration[LAYOUT_KEY] = chosen.kind
+            if chosen.buckets is not None:
+                configuration[LAYOUT_BUCKETS_KEY] = str(chosen.buckets)
             try:
                 DeltaTable.create(
                     storage.uri(EVENTS),
-                    schema=EVENT_SCHEMA,
-                    partition_by=["partition_id"],
+                    schema=log_schema(chosen),
+                    partition_by=[chosen.partition_column],
                     name="events",
                     description="eventlake event log",
-                    configuration=_TABLE_CONFIGURATION,
+                    configuration=configuration,
                     storage_options=storage.options or None,
+                    raise_if_key_not_exists=False,
                 )
             except Exception as exc:
                 # Another process created it first; that is as good as creating it.
                 if not storage.exists(EVENTS):
                     raise exc
+        if layout is not None:
+            current = log.layout()
+            if current != layout:
+                raise InvalidEventError(
+                    f"the lake at {storage.root} has the {current.describe()} layout, not "
+                    f"{layout.describe()}: move it with `eventlake maintain --relayout "
+                    f"{layout.kind}` (lake.relayout)", field="layout", value=layout.kind,
+                    expected=current.kind)
         return log
 
     def snapshot(self, *, version: int | None = None) -> Snapshot:
         return Snapshot.load(self.storage, EVENTS, version=version)
+
+    def layout(self, snapshot: Snapshot | None = None) -> Layout:
+        """The layout of the log at `snapshot` (default: the latest version)."""
+        snap = snapshot or self.snapshot()
+        if BUCKET_COLUMN not in snap.partition_columns:
+            return Layout()
+        count = snap.transaction_version(LAYOUT_APP_ID)
+        if count is None:
+            count = int(snap.configuration.get(LAYOUT_BUCKETS_KEY) or 0) or None
+        if count is None:
+            raise LakeNotFoundError(f"the event log at {self.storage.uri(EVENTS)} is bucketed "
+                                    "but records no bucket count")
+        return Layout("buckets", count)
+
+    def partitions(self, snapshot: Snapshot | None = None) -> list[str]:
+        """Every partition with an event, sorted. The `partition_id` layout knows them from
+        the Delta log; a bucketed log reads its `partition_id` column (one column, streamed)."""
+        snap = snapshot or self.snapshot()
+        actions = snap.add_actions()
+        if not actions.num_rows:
+            return []
+        if BUCKET_COLUMN not in snap.partition_columns:
+            return sorted(set(actions.column("partition.partition_id").to_pylist()))
+        import polars as pl
+
+        return sorted(snap.scan(snap.plan()).select(pl.col("partition_id").unique())
+                      .collect().get_column("partition_id").to_list())
+
+    def partition_sizes(self, snapshot: Snapshot | None = None, *,
+                        until_seq: int | None = None, plan: ScanPlan | None = None
+                        ) -> dict[str, int]:
+        """Events per partition (up to `until_seq`), in the files of `plan` (default: all).
+
+        The `partition_id` layout counts from the Delta log's statistics (no data is read;
+        files holding events past `until_seq` count whole); a bucketed log reads the
+        `partition_id` and `seq` columns of the files.
+        """
+        snap = snapshot or self.snapshot()
+        if BUCKET_COLUMN not in snap.partition_columns and plan is None:
+            actions = snap.add_actions()
+            if until_seq is not None and actions.num_rows:
+                actions = actions.filter(pc.less_equal(actions.column("min.seq"), until_seq))
+            sizes: dict[str, int] = {}
+            for partition, rows in zip(actions.column("partition.partition_id").to_pylist(),
+                                       actions.column("num_records").to_pylist(), strict=True):
+                sizes[partition] = sizes.get(partition, 0) + int(rows or 0)
+            return sizes
+        import polars as pl
+
+        chosen = plan if plan is not None else snap.plan(max_seq=until_seq)
+        if not chosen.files:
+            return {}
+        frame = snap.scan(chosen).select("partition_id", "seq")
+        if until_seq is not None:
+            frame = frame.filter(pl.col("seq") <= until_seq)
+        counts = frame.group_by("partition_id").agg(pl.len()).collect()
+        return dict(zip(counts.get_column("partition_id").to_list(),
+                        counts.get_column("len").to_list(), strict=True))
 
     def last_seq(self, snapshot: Snapshot | None = None) -> int:
         snap = snapshot or self.snapshot()
@@ -187,56 +306,179 @@ class EventLog:
         # Fixed before the retry loop, so a renumbered retry carries the same event ids.
         event_ids = _fill_event_ids(table.column("event_id"), batch_id)
         partitions = tuple(sorted(pc.unique(table.column("partition_id")).to_pylist()))
+        tail_used = False
 
         def attempt() -> AppendResult:
-            dt = self.storage.table(EVENTS)
+            nonlocal tail_used
+            snap = self.snapshot()
             if batch_key is not None:
-                landed = dt.transaction_version(batch_key)
+                landed = snap.transaction_version(batch_key)
                 # A Delta app transaction cannot be deleted: `eventlake.restore` revokes the
                 # key of a batch it took out of the log by setting it to a negative version.
                 if landed is not None and landed >= 0:
                     return AppendResult(None, landed, 0, (), True, batch_id, None)
-            last = dt.transaction_version(SEQ_APP_ID) or 0
+            last = snap.transaction_version(SEQ_APP_ID) or 0
             if expected_last_seq is not None and last != expected_last_seq:
                 raise StaleLogError(expected=expected_last_seq, actual=last)
             if count == 0 and batch_key is None:
                 return AppendResult(None, last, 0, (), False, batch_id, None)
+            layout = self.layout(snap)
             rows = _with_log_columns(table, first_seq=last + 1, event_ids=event_ids,
                                      ingested_at=ingested_at, batch_id=batch_id)
-            txns = [Transaction(app_id=SEQ_APP_ID, version=last + count)]
+            planned = plan_files(rows, layout)
+            tail_used = layout.kind == "buckets" and any(
+                f.partition.get(BUCKET_COLUMN) is None for f in planned)
+            txns = [(SEQ_APP_ID, last + count, False)]
             if batch_key is not None:
-                txns.append(Transaction(app_id=batch_key, version=last + count))
-            # No retries inside delta-rs: any concurrent commit fails this one, and the retry
-            # loop re-reads the log and renumbers, so a seq is never handed out twice.
+                txns.append((batch_key, last + count, True))
+            info = {"eventlake.batch_id": batch_id, "eventlake.first_seq": str(last + 1),
+                    "eventlake.count": str(count)}
             # A full disk or a store that does not answer becomes one StorageError; a commit
             # that landed before a later step failed counts as landed (see Storage.writing).
-            with self.storage.writing(EVENTS, base=dt.version(),
+            with self.storage.writing(EVENTS, base=snap.version,
                                       txn=(SEQ_APP_ID, last + count)) as written:
-                write_deltalake(
-                    dt, rows, mode="append", partition_by=["partition_id"],
-                    writer_properties=_WRITER_PROPERTIES,
-                    commit_properties=CommitProperties(
-                        app_transactions=txns, max_commit_retries=0,
-                        custom_metadata={"eventlake.batch_id": batch_id,
-                                         "eventlake.first_seq": str(last + 1),
-                                         "eventlake.count": str(count)},
-                    ),
-                )
+                files = self._write(planned, layout)
+                version = self._commit(snap, layout, Commit(
+                    adds=[f.action for f in files], txns=txns, info=info), files)
             return AppendResult(
                 last + 1 if count else None, last + count, count, partitions, False, batch_id,
-                dt.version() if written.landed_at is None else written.landed_at,
+                version if written.landed_at is None else written.landed_at,
             )
 
-        return retry_commit(attempt, what=f"append of batch {batch_id}")
+        result = retry_commit(attempt, what=f"append of batch {batch_id}")
+        if tail_used and not result.duplicate:
+            self._tidy_tail()
+        return result
+
+    def _write(self, planned: Sequence[PlannedFile], layout: Layout) -> list[DataFile]:
+        stats = ("seq",) if layout.kind == "partition_id" else ("seq", "partition_id")
+        return write_files(self.storage, EVENTS, planned, stats_columns=stats,
+                           dictionary_columns=_DICTIONARY_COLUMNS,
+                           statistics_columns=_STATISTICS_COLUMNS)
+
+    def _commit(self, snap: Snapshot, layout: Layout, commit: Commit,
+                files: Sequence[DataFile]) -> int:
+        """Commit on exactly `snap` (no retries): `CommitFailedError` when another writer
+        committed first, after deleting `files`, which then no commit references."""
+        try:
+            return commit_on(self.storage, EVENTS, snap, commit,
+                             partition_by=[layout.partition_column])
+        except CommitFailedError:
+            delete_files(self.storage, EVENTS, files)
+            raise
 
     def plan(self, *, partitions: list[str] | None = None, since_seq: int | None = None,
              until_seq: int | None = None, snapshot: Snapshot | None = None) -> ScanPlan:
+        """The files that can hold events of `partitions` in `(since_seq, until_seq]`."""
         snap = snapshot or self.snapshot()
-        return snap.plan(
-            partitions=partitions,
-            min_seq=None if since_seq is None else since_seq + 1,
-            max_seq=until_seq,
-        )
+        low = None if since_seq is None else since_seq + 1
+        if partitions is None:
+            return snap.plan(min_seq=low, max_seq=until_seq)
+        layout = self.layout(snap)
+        if layout.kind == "partition_id":
+            return snap.plan(partitions=partitions, min_seq=low, max_seq=until_seq)
+        # A partition's events are in its bucket, or still in the tail.
+        return snap.plan(equals={BUCKET_COLUMN: [*layout.buckets_for(partitions), None]},
+                         key_range=(min(partitions), max(partitions)),
+                         min_seq=low, max_seq=until_seq)
+
+    # -- the tail of a bucketed log --------------------------------------------------------
+
+    def _tidy_tail(self) -> None:
+        """After an append to the tail: compact the tail once it holds `TAIL_FILES` files.
+
+        The append has committed by then; a compaction that fails or loses its race only
+        leaves the tail for the next append (it is a warning, never the append's error).
+        """
+        try:
+            snap = self.snapshot()
+            if self.tail_files(snap) >= TAIL_FILES:
+                self.compact_tail()
+        except Exception as exc:  # the append itself has landed: do not fail it
+            warnings.warn(f"compaction of the event log's tail was put off: {exc}",
+                          stacklevel=3)
+
+    def tail_files(self, snapshot: Snapshot | None = None) -> int:
+        snap = snapshot or self.snapshot()
+        if BUCKET_COLUMN not in snap.partition_columns:
+            return 0
+        actions = snap.add_actions()
+        return int(pc.sum(pc.is_null(actions.column(f"partition.{BUCKET_COLUMN}"))).as_py()
+                   or 0)
+
+    def compact_tail(self) -> int:
+        """Sort every tail file into the buckets, in one commit that changes no row.
+
+        Returns the number of tail files compacted (0 when another writer did it first).
+        """
+
+        def attempt() -> int:
+            snap = self.snapshot()
+            layout = self.layout(snap)
+            if layout.kind != "buckets":
+                return 0
+            actions = snap.add_actions()
+            tail = actions.filter(pc.is_null(actions.column(f"partition.{BUCKET_COLUMN}")))
+            if not tail.num_rows:
+                return 0
+            plan = snap.plan(equals={BUCKET_COLUMN: [None]})
+            rows = snap.scan(plan).collect().to_arrow()
+            expected = int(pc.sum(tail.column("num_records")).as_py() or 0)
+            if rows.num_rows != expected:
+                raise CommitConflictError(
+                    f"the event log's tail read {rows.num_rows} rows where its files log "
+                    f"{expected}; nothing was committed")
+            rows = rows.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+            planned = plan_files(rows, layout, tail=False)
+            removes = [FileRemoval(path, {BUCKET_COLUMN: None}, size) for path, size in zip(
+                tail.column("path").to_pylist(), tail.column("size_bytes").to_pylist(),
+                strict=True)]
+            with self.storage.writing(EVENTS, base=snap.version,
+                                      note="the tail stays as it was"):
+                files = self._write(planned, layout)
+                self._commit(snap, layout, Commit(
+                    adds=[f.action for f in files], removes=removes,
+                    info={"eventlake.operation": "compact-tail"}, operation="OPTIMIZE",
+                    mode="Append", data_change=False), files)
+            return tail.num_rows
+
+        return retry_commit(attempt, what="compaction of the event log's tail", attempts=5)
+
+
+def plan_files(rows: pa.Table, layout: Layout, *, tail: bool = True) -> list[PlannedFile]:
+    """The files of a batch: one per partition, or one per bucket (rows sorted by
+    `(partition_id, seq)`), or, for a batch too small for its buckets, one tail file."""
+    if not rows.num_rows:
+        return []
+    if layout.kind == "partition_id":
+        return _runs(rows, "partition_id", lambda value: {"partition_id": value})
+    count = layout.bucket_count
+    if tail and rows.num_rows < count * TAIL_ROWS_PER_BUCKET:
+        ordered = rows.sort_by([("partition_id", "ascending"), ("seq", "ascending")])
+        return [PlannedFile({BUCKET_COLUMN: None}, ordered)]
+    bucketed = rows.append_column(BUCKET_COLUMN, pa.array(bucket_ids(
+        rows.column("partition_id"), count), pa.int32()))
+    bucketed = bucketed.sort_by([(BUCKET_COLUMN, "ascending"), ("partition_id", "ascending"),
+                                 ("seq", "ascending")])
+    return _runs(bucketed, BUCKET_COLUMN, lambda value: {BUCKET_COLUMN: str(value)})
+
+
+def _runs(rows: pa.Table, column: str, partition: Any) -> list[PlannedFile]:
+    """One planned file per run of equal `column` values (sorted first, stably, so each
+    file keeps the rows' order); the column itself is the file's Hive partition value."""
+    keys = rows.column(column)
+    if column == "partition_id":
+        order = pc.sort_indices(rows, sort_keys=[(column, "ascending")])
+        rows = rows.take(order)
+        keys = rows.column(column)
+    values = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    body = rows.drop_columns([column])
+    encoded = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
+    cuts = np.flatnonzero(np.diff(encoded)) + 1 if len(encoded) > 1 else np.array([], int)
+    starts = np.concatenate([[0], cuts]).astype(int)
+    ends = np.concatenate([cuts, [len(encoded)]]).astype(int)
+    return [PlannedFile(partition(values[int(a)].as_py()), body.slice(int(a), int(b - a)))
+            for a, b in zip(starts, ends, strict=True)]
 
 
 def _fill_event_ids(ids: pa.ChunkedArray, batch_id: str) -> pa.Array:

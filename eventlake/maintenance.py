@@ -32,27 +32,22 @@ schedule (see `flows/maintenance.py`), as does `eventlake maintain`.
 
 from __future__ import annotations
 
-import json
-import os
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from deltalake import CommitProperties
 from deltalake.exceptions import CommitFailedError
-from deltalake.transaction import AddAction, RemoveAction
+from deltalake.transaction import AddAction
 
-from eventlake.datafiles import DataFile, delete_files
+from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
+from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import CommitConflictError, CorruptLakeError
 from eventlake.events import EVENT_SCHEMA
 from eventlake.log import EVENTS
-from eventlake.storage import Snapshot, retry_commit
+from eventlake.storage import Snapshot, commit_on, retry_commit
 from eventlake.viewstore import ViewStore
 
 if TYPE_CHECKING:
@@ -139,7 +134,8 @@ def min_watermark(lake: Lake) -> int:
 
 @dataclass(frozen=True)
 class _Bin:
-    partition: str
+    group: str                  # the partition (partition_id layout) or the bucket
+    column: str                 # the Hive partition column the group is a value of
     paths: tuple[str, ...]      # add-action paths, as the Delta log spells them
     sizes: tuple[int, ...]
     rows: int
@@ -147,22 +143,27 @@ class _Bin:
     high: int
 
 
-def _bins(snap: Snapshot, watermark: int, *, small_file_bytes: int, max_rows: int
-          ) -> list[_Bin]:
-    """Runs of adjacent small, fully folded files per partition, at least two files each."""
+def _bins(snap: Snapshot, watermark: int, *, column: str, small_file_bytes: int,
+          max_rows: int) -> list[_Bin]:
+    """Runs of small, fully folded files per partition (or per bucket), two files or more.
+
+    In seq order, a file that cannot be compacted (large, not yet folded, or without
+    statistics) ends a run. A bucketed log's tail (no bucket yet) is never a group here: the
+    log sorts it into buckets itself.
+    """
     actions = snap.add_actions()
     if not actions.num_rows or "max.seq" not in actions.column_names:
         return []
-    rows = actions.select(["path", "size_bytes", "num_records", "partition.partition_id",
-                           "min.seq", "max.seq"]).to_pylist()
-    by_partition: dict[str, list[dict[str, Any]]] = {}
+    key = f"partition.{column}"
+    rows = actions.select(["path", "size_bytes", "num_records", key, "min.seq", "max.seq"]
+                          ).to_pylist()
+    by_group: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        by_partition.setdefault(row["partition.partition_id"], []).append(row)
+        if row[key] is not None:
+            by_group.setdefault(str(row[key]), []).append(row)
     found: list[_Bin] = []
-    for partition in sorted(by_partition):
-        # Files of one partition hold disjoint seq ranges; in seq order, a file that cannot be
-        # compacted (large, not yet folded, or without statistics) ends a run.
-        files = sorted(by_partition[partition],
+    for group in sorted(by_group):
+        files = sorted(by_group[group],
                        key=lambda r: (r["min.seq"] is None, r["min.seq"] or 0))
         runs: list[list[dict[str, Any]]] = [[]]
         for row in files:
@@ -176,50 +177,33 @@ def _bins(snap: Snapshot, watermark: int, *, small_file_bytes: int, max_rows: in
             if sum(int(r["num_records"]) for r in runs[-1]) + int(row["num_records"]) > max_rows:
                 runs.append([])
             runs[-1].append(row)
-        found += [_Bin(partition, tuple(r["path"] for r in run),
+        found += [_Bin(group, column, tuple(r["path"] for r in run),
                        tuple(int(r["size_bytes"]) for r in run),
                        sum(int(r["num_records"]) for r in run),
-                       int(run[0]["min.seq"]), int(run[-1]["max.seq"]))
+                       min(int(r["min.seq"]) for r in run),
+                       max(int(r["max.seq"]) for r in run))
                   for run in runs if len(run) >= 2]
     return found
 
 
 def _write_bin(lake: Lake, snap: Snapshot, item: _Bin) -> tuple[AddAction, int]:
-    """Write the bin's rows, sorted by seq, as one new file; the add action for it."""
-    # Files of a partition hold disjoint seq ranges, so the bin's range selects its files;
-    # the row count check below catches anything else.
-    plan = snap.plan(partitions=[item.partition], min_seq=item.low, max_seq=item.high)
-    frame = (snap.scan(plan).filter(pl.col("seq").is_between(item.low, item.high))
-             .drop("partition_id").sort("seq").collect())
-    table = frame.to_arrow().select(_FILE_SCHEMA.names).cast(_FILE_SCHEMA)
-    folder = item.paths[0].rsplit("/", 1)[0]
-    name = f"part-00000-{uuid.uuid4()}-c000.compacted.zstd.parquet"
-    path = f"{folder}/{name}"
-    physical = unquote(path)
-    if lake.storage.is_local:
-        target = lake.storage.local_path(EVENTS, physical)
-        # On a failure (a full disk) pyarrow deletes the half-written file itself.
-        pq.write_table(table, target, compression="zstd")
-        size = os.path.getsize(target)
-    else:
-        from deltalake.fs import DeltaStorageHandler
-        from pyarrow.fs import PyFileSystem
+    """Write the rows of exactly the bin's files as one new file; its add action.
 
-        fs = PyFileSystem(DeltaStorageHandler(lake.storage.uri(EVENTS),
-                                              lake.storage.options or None))
-        # An object store keeps no half-written object: an upload lands whole or not at all.
-        pq.write_table(table, physical, compression="zstd", filesystem=fs)
-        size = int(fs.get_file_info(physical).size or 0)
-    seqs = table.column("seq")
-    low, high = int(seqs[0].as_py()), int(seqs[-1].as_py())
-    stats = {"numRecords": table.num_rows, "minValues": {"seq": low},
-             "maxValues": {"seq": high}, "nullCount": {"seq": 0}}
-    # delta-rs percent-encodes action paths once more when it writes them to the log, so the
-    # actions carry the decoded (storage) path.
-    add = AddAction(path=physical, size=size, partition_values={"partition_id": item.partition},
-                    modification_time=int(time.time() * 1000), data_change=False,
-                    stats=json.dumps(stats))
-    return add, table.num_rows
+    Rows are in seq order (partition_id layout) or `(partition_id, seq)` order (a bucket), so
+    the new file prunes like the ones it replaces.
+    """
+    frame = snap.scan(snap.plan(paths=item.paths)).collect()
+    order = ["seq"] if item.column == "partition_id" else ["partition_id", "seq"]
+    frame = frame.sort(order)
+    names = [f.name for f in EVENT_SCHEMA if f.name != item.column]
+    schema = pa.schema([EVENT_SCHEMA.field(n) for n in names])
+    table = frame.to_arrow().select(names).cast(schema)
+    stats = ("seq",) if item.column == "partition_id" else ("seq", "partition_id")
+    written = write_files(lake.storage, EVENTS, [PlannedFile({item.column: item.group}, table)],
+                          stats_columns=stats, data_change=False, tag="compacted",
+                          dictionary_columns=("partition_id", "type", "batch_id"),
+                          statistics_columns=("seq", "partition_id", "ts", "ingested_at"))
+    return written[0].action, table.num_rows
 
 
 def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYTES,
@@ -229,15 +213,19 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
 
     Memory follows `max_rows` (one bin is read at a time). Readers are never disturbed: the
     commit only swaps files holding the same rows, and removed files stay on storage until a
-    vacuum past its retention.
+    vacuum past its retention. A bucketed log's tail is sorted into its buckets first.
     """
     watermark = min_watermark(lake)
+    if lake.log.layout().kind == "buckets" and not dry_run:
+        lake.log.compact_tail()
     snap = lake.log.snapshot()
-    bins = _bins(snap, watermark, small_file_bytes=small_file_bytes, max_rows=max_rows)
-    partitions = len({b.partition for b in bins})
+    column = lake.log.layout(snap).partition_column
+    bins = _bins(snap, watermark, column=column, small_file_bytes=small_file_bytes,
+                 max_rows=max_rows)
+    groups = len({b.group for b in bins})
     removed = sum(len(b.paths) for b in bins)
     if dry_run or not bins:
-        return CompactionResult(watermark, partitions, removed, len(bins),
+        return CompactionResult(watermark, groups, removed, len(bins),
                                 sum(b.rows for b in bins), None, dry_run)
     written: list[tuple[_Bin, AddAction]] = []
     rows = 0
@@ -248,7 +236,7 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
                 written.append((item, add))
                 if count != item.rows:
                     raise CorruptLakeError(
-                        f"compaction of partition {item.partition!r} read {count} rows where "
+                        f"compaction of {item.column} {item.group!r} read {count} rows where "
                         f"the log's statistics say {item.rows}; nothing was committed")
                 rows += count
     except BaseException:
@@ -259,30 +247,24 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
     committed: list[AddAction] = []
 
     def commit() -> tuple[int, int, int | None]:
-        table = lake.storage.table(EVENTS)
-        active = set(pa.table(table.get_add_actions(flatten=False)).column("path").to_pylist())
+        current = lake.log.snapshot()
+        active = set(current.add_actions().column("path").to_pylist())
         keep = [(b, a) for b, a in written if all(p in active for p in b.paths)]
         committed[:] = []
         if not keep:  # another compaction got there first
             return 0, 0, None
-        now = int(time.time() * 1000)
-        actions: list[AddAction | RemoveAction] = []
-        for item, add in keep:
-            actions.append(add)
-            actions += [RemoveAction(path=unquote(p), data_change=False, deletion_timestamp=now,
-                                     size=s, partition_values={"partition_id": item.partition})
-                        for p, s in zip(item.paths, item.sizes, strict=True)]
-        base = table.version()
-        with lake.storage.writing(EVENTS, base=base, metadata=("eventlake.attempt", attempt)):
-            table.create_write_transaction(
-                actions, mode="append", schema=table.schema(), partition_by=["partition_id"],
-                commit_properties=CommitProperties(
-                    max_commit_retries=0,
-                    custom_metadata={"eventlake.operation": "compact-events",
-                                     "eventlake.watermark": str(watermark),
-                                     "eventlake.attempt": attempt}))
+        removes = [FileRemoval(p, {item.column: item.group}, s)
+                   for item, _ in keep for p, s in zip(item.paths, item.sizes, strict=True)]
+        with lake.storage.writing(EVENTS, base=current.version,
+                                  metadata=("eventlake.attempt", attempt)):
+            version = commit_on(lake.storage, EVENTS, current, Commit(
+                adds=[a for _, a in keep], removes=removes, operation="OPTIMIZE",
+                data_change=False,
+                info={"eventlake.operation": "compact-events",
+                      "eventlake.watermark": str(watermark), "eventlake.attempt": attempt}),
+                partition_by=[column])
         committed[:] = [add for _, add in keep]
-        return len(keep), sum(len(b.paths) for b, _ in keep), base + 1
+        return len(keep), sum(len(b.paths) for b, _ in keep), version
 
     try:
         files_added, files_removed, version = retry_commit(
@@ -296,7 +278,7 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
     # Bins whose files another compaction merged first: their new files were never committed.
     landed = {add.path for add in committed}
     _discard(lake, [add for _, add in written if add.path not in landed])
-    return CompactionResult(watermark, len({b.partition for b, _ in written}), files_removed,
+    return CompactionResult(watermark, len({b.group for b, _ in written}), files_removed,
                             files_added, rows, version)
 
 

@@ -29,9 +29,16 @@ from eventlake.errors import (
     ViewDefinitionError,
 )
 from eventlake.folds import FAILURE, event_columns, fold_events, fold_view
+from eventlake.layout import BUCKET_COLUMN
 from eventlake.storage import Snapshot, retry_commit
 from eventlake.views import AggregateView, View, definition_fingerprint
-from eventlake.viewstore import ViewStore, bucket_of, buckets_of, logical_columns
+from eventlake.viewstore import (
+    DEFAULT_BUCKETS,
+    ViewStore,
+    bucket_of,
+    buckets_of,
+    logical_columns,
+)
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
@@ -206,7 +213,9 @@ def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
             snap = store.check_definition(snap, accept=accept_changed_definition)
         before = store.marks(snap)
         due = rebuild or before.active is None or before.active_version != view.version
-    store.ensure(retype=due)
+    # A new view table on a bucketed log takes the log's bucket count: view bucket b is then
+    # log bucket b, and a rebuild of one reads only the other.
+    store.ensure(retype=due, buckets=lake.log.layout().buckets or DEFAULT_BUCKETS)
     head = lake.log.last_seq() if target_seq is None else target_seq
     marks = store.marks(store.snapshot())
     old_watermark = marks.watermark if marks.active_version == view.version else 0
@@ -400,17 +409,63 @@ def _placed(rows: pl.DataFrame, buckets: int) -> pl.DataFrame:
         pl.Datetime("us", "UTC")).alias("updated_at"))
 
 
-def _partition_sizes(lake: Lake, until_seq: int) -> dict[str, int]:
-    """Events per partition from the log's file statistics (no data is read)."""
-    actions = lake.log.snapshot().add_actions()
-    if not actions.num_rows:
-        return {}
-    kept = actions.filter(pc.less_equal(actions.column("min.seq"), until_seq))
-    sizes: dict[str, int] = defaultdict(int)
-    for partition, rows in zip(kept.column("partition.partition_id").to_pylist(),
-                               kept.column("num_records").to_pylist(), strict=True):
-        sizes[partition] += int(rows or 0)
-    return dict(sizes)
+class _Sizes:
+    """How many events up to a rebuild's target each partition has, by view bucket.
+
+    On a bucketed log whose bucket count is the view's, view bucket `b` is log bucket `b`
+    (same hash), so the sizes of one bucket come from that bucket's files alone (their
+    `partition_id` column), plus the tail's rows of its partitions: a rebuild of bucket `b`
+    reads only log bucket `b`. Otherwise the log's `partition_sizes` serve (from statistics
+    on a `partition_id` log).
+    """
+
+    def __init__(self, lake: Lake, target: int, buckets: int) -> None:
+        self.log = lake.log
+        self.target = target
+        self.buckets = buckets
+        self.snap = lake.log.snapshot()
+        layout = lake.log.layout(self.snap)
+        self.aligned = layout.kind == "buckets" and layout.bucket_count == buckets
+        self._by_bucket: dict[int, dict[str, int]] = {}
+        self._totals: dict[int, int] = defaultdict(int)
+        self._tail: dict[int, dict[str, int]] = defaultdict(dict)
+        if not self.aligned:
+            sizes = lake.log.partition_sizes(self.snap, until_seq=target)
+            for partition in sorted(sizes):
+                b = bucket_of(partition, buckets)
+                self._by_bucket.setdefault(b, {})[partition] = sizes[partition]
+                self._totals[b] += sizes[partition]
+            return
+        tail = lake.log.partition_sizes(self.snap, until_seq=target, plan=self.snap.plan(
+            equals={BUCKET_COLUMN: [None]}, max_seq=target))
+        for partition, n in tail.items():
+            self._tail[bucket_of(partition, buckets)][partition] = n
+            self._totals[bucket_of(partition, buckets)] += n
+        actions = self.snap.add_actions()
+        if actions.num_rows:
+            logged = actions.filter(pc.and_(
+                pc.is_valid(actions.column(f"partition.{BUCKET_COLUMN}")),
+                pc.less_equal(actions.column("min.seq"), target)))
+            for b, rows in zip(logged.column(f"partition.{BUCKET_COLUMN}").to_pylist(),
+                               logged.column("num_records").to_pylist(), strict=True):
+                self._totals[int(b)] += int(rows or 0)
+
+    def total(self, bucket: int) -> int:
+        """About how many events view bucket `bucket` holds (from statistics when aligned)."""
+        return self._totals.get(bucket, 0)
+
+    def members(self, bucket: int) -> dict[str, int]:
+        """The partitions of view bucket `bucket` and their events, sorted by partition."""
+        if bucket not in self._by_bucket:
+            if not self.aligned:
+                return {}
+            found = self.log.partition_sizes(self.snap, until_seq=self.target,
+                                             plan=self.snap.plan(equals={BUCKET_COLUMN: [bucket]},
+                                                                 max_seq=self.target))
+            for partition, n in self._tail.get(bucket, {}).items():
+                found[partition] = found.get(partition, 0) + n
+            self._by_bucket[bucket] = {p: found[p] for p in sorted(found)}
+        return self._by_bucket[bucket]
 
 
 def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
@@ -441,24 +496,23 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
     generation, target, done = retry_commit(start, what=f"rebuild of view {view.name!r}")
     commits += 1
     buckets = store.buckets(store.snapshot())
-    sizes = _partition_sizes(lake, target)
-    by_bucket: dict[int, list[str]] = defaultdict(list)
-    for partition in sorted(sizes):
-        by_bucket[bucket_of(partition, buckets)].append(partition)
+    sizing = _Sizes(lake, target, buckets)
     touched: set[str] = set()
     folded = 0
     bucket = done
     while bucket < buckets:
         # A group of consecutive buckets holding about `chunk` events (at least one bucket).
         group = [bucket]
-        total = sum(sizes[p] for p in by_bucket[bucket])
+        total = sizing.total(bucket)
         while group[-1] + 1 < buckets:
-            extra = sum(sizes[p] for p in by_bucket[group[-1] + 1])
+            extra = sizing.total(group[-1] + 1)
             if total + extra > chunk:
                 break
             group.append(group[-1] + 1)
             total += extra
-        members = [p for b in group for p in by_bucket[b]]
+        sizes = {p: n for b in group for p, n in sizing.members(b).items()}
+        members = list(sizes)
+        total = sum(sizes.values())
         rows = _fold_partitions(lake, view, members, sizes, target, chunk)
         broken |= _failed_set(rows)
         if rows.height:

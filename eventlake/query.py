@@ -32,6 +32,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from eventlake.events import EVENT_SCHEMA
 from eventlake.log import EVENTS
 from eventlake.viewstore import ViewStore, logical_columns, row_schema
 
@@ -106,7 +107,8 @@ def _events_source(lake: Lake, *, check: bool = False) -> TableSource:
     plan = snap.plan()
     if check:
         snap.check(plan)
-    schema = pa.schema(snap.table.schema())
+    # The event columns on either layout (a bucketed log's `bucket` is physical only).
+    schema = EVENT_SCHEMA
     values: dict[str, tuple[str | None, ...]] = {}
     if "partition_id" in snap.partition_columns:
         values["partition_id"] = plan.partitions
@@ -313,7 +315,7 @@ def _register_remote(con: duckdb.DuckDBPyConnection, lake: Lake,
     into it. The same typed projection as the local path keeps the column types equal."""
     snap = lake.log.snapshot()
     tables: list[tuple[str, pa.Schema, pl.LazyFrame]] = [
-        (EVENTS, pa.schema(snap.table.schema()), snap.scan(snap.plan()))]
+        (EVENTS, EVENT_SCHEMA, snap.scan(snap.plan()))]
     chosen = [lake.view(name) for name in (views if views is not None else lake.views)]
     for view in chosen:
         full = row_schema(view)

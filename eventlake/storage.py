@@ -34,9 +34,10 @@ from urllib.parse import unquote, urlsplit
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from eventlake.deltalog import Commit, LogVersion, OwnCommitsUnsupported, TableLog, table_log
 from eventlake.errors import CommitConflictError, CorruptLakeError, EventlakeError, StorageError
 from eventlake.storage_failures import (
     StorageWarning,
@@ -54,6 +55,7 @@ __all__ = [
     "Snapshot",
     "Storage",
     "Written",
+    "commit_on",
     "retry_commit",
 ]
 
@@ -145,21 +147,40 @@ class Storage:
         with self._reading(uri):
             return self._open_table(uri, version)
 
+    def log(self, *parts: str) -> TableLog | None:
+        """eventlake's own log reader/writer of a local table (`eventlake.deltalog`), shared
+        by the threads of this process; None for a table on object storage."""
+        if not self.is_local:
+            return None
+        uri = self.uri(*parts)
+        with self._reading(uri):
+            try:
+                return table_log(uri, self.local_path(*parts))
+            except TableNotFoundError as exc:
+                raise CorruptLakeError(redact(f"no Delta table at {uri}: {exc}"),
+                                       path=uri) from None
+            except DeltaError as exc:
+                raise self._log_damage(uri, exc) from exc
+
     def _open_table(self, uri: str, version: int | None) -> DeltaTable:
         try:
             return DeltaTable(uri, version=version, storage_options=self.options or None)
         except TableNotFoundError as exc:
             raise CorruptLakeError(redact(f"no Delta table at {uri}: {exc}"), path=uri) from None
         except DeltaError as exc:
-            # A damaged `_delta_log` (bad JSON, a missing commit): name the file if we can.
-            from eventlake.doctor import find_log_damage
+            raise self._log_damage(uri, exc) from exc
 
-            name = uri[len(self.root) + 1:] if uri.startswith(self.root + "/") else ""
-            damage = find_log_damage(self, name) if name else None
-            if damage is None:
-                raise
-            raise CorruptLakeError(f"damaged Delta log: {damage.path}: {damage.detail}",
-                                   path=damage.path) from exc
+    def _log_damage(self, uri: str, exc: DeltaError) -> Exception:
+        """A damaged `_delta_log` (bad JSON, a missing commit) as `CorruptLakeError` naming
+        the file, if one is to blame; else `exc` itself."""
+        from eventlake.doctor import find_log_damage
+
+        name = uri[len(self.root) + 1:] if uri.startswith(self.root + "/") else ""
+        damage = find_log_damage(self, name) if name else None
+        if damage is None:
+            return exc
+        return CorruptLakeError(f"damaged Delta log: {damage.path}: {damage.detail}",
+                                path=damage.path)
 
     @contextmanager
     def _reading(self, uri: str) -> Iterator[None]:
@@ -248,13 +269,22 @@ class ScanPlan:
 
 
 class Snapshot:
-    """One committed version of a Delta table, with its file list and statistics."""
+    """One committed version of a Delta table, with its file list and statistics.
 
-    def __init__(self, storage: Storage, name: str, table: DeltaTable) -> None:
+    On a local lake the latest version comes from the table's `TableLog` (no delta-rs open,
+    no listing of `_delta_log`); older versions, and every version on object storage, come
+    from a delta-rs `DeltaTable`.
+    """
+
+    def __init__(self, storage: Storage, name: str, table: DeltaTable | None = None, *,
+                 pinned: LogVersion | None = None) -> None:
+        if table is None and pinned is None:
+            raise ValueError("a snapshot needs a table or a pinned log version")
         self.storage = storage
         self.name = name
         self._table = table
-        self.version = table.version()
+        self._pinned = pinned
+        self.version = pinned.version if pinned is not None else table.version()  # type: ignore[union-attr]
         self._actions: pa.Table | None = None
         self._schema: dict[str, pl.DataType] | None = None
         self._id: str | None = None
@@ -262,16 +292,29 @@ class Snapshot:
     @property
     def table(self) -> DeltaTable:
         """The Delta table at exactly this snapshot's version (commits are based on it)."""
-        if self._table.version() != self.version:
-            # The thread's shared table object moved on since this snapshot was taken.
+        if self._table is None or self._table.version() != self.version:
+            # Pinned from the log only, or the thread's shared table object moved on since
+            # this snapshot was taken.
             self._table = self.storage.table(self.name, version=self.version)
         return self._table
 
+    @property
+    def pinned(self) -> LogVersion | None:
+        """The `TableLog` version this snapshot stands on (local lakes, latest versions)."""
+        return self._pinned
+
     @classmethod
     def load(cls, storage: Storage, name: str, *, version: int | None = None) -> Snapshot:
+        if version is None:
+            log = storage.log(name)
+            if log is not None:
+                with storage._reading(storage.uri(name)):
+                    return cls(storage, name, pinned=log.pin())
         return cls(storage, name, storage.table(name, version=version))
 
     def transaction_version(self, app_id: str) -> int | None:
+        if self._pinned is not None:
+            return self._pinned.transaction_version(app_id)
         # A version of a table never changes, so answers are remembered per version: the
         # lookup replays the log and costs tens of milliseconds on a table of many files.
         key = (self._identity(), self.version, app_id)
@@ -284,16 +327,37 @@ class Snapshot:
     def _identity(self) -> str:
         # The table id tells apart a table re-created at the same place.
         if self._id is None:
-            self._id = f"{self.storage.uri(self.name)}#{self.table.metadata().id}"
+            table_id = (self._pinned.table_id if self._pinned is not None
+                        else self.table.metadata().id)
+            self._id = f"{self.storage.uri(self.name)}#{table_id}"
         return self._id
 
     @property
+    def configuration(self) -> dict[str, str | None]:
+        if self._pinned is not None:
+            return dict(self._pinned.configuration)
+        return dict(self.table.metadata().configuration)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        if self._pinned is not None:
+            return self._pinned.schema
+        return pa.schema(self.table.schema())
+
+    @property
     def partition_columns(self) -> list[str]:
+        if self._pinned is not None:
+            return list(self._pinned.partition_columns)
         return list(self.table.metadata().partition_columns)
 
     def add_actions(self) -> pa.Table:
+        """The live files: `path` (as the log spells it), `size_bytes`, `num_records`,
+        `partition.<column>` and, where logged, `min.seq`/`max.seq` (and more from delta-rs)."""
         if self._actions is None:
-            self._actions = pa.table(self.table.get_add_actions(flatten=True))
+            if self._pinned is not None:
+                self._actions = self._pinned.files()
+            else:
+                self._actions = pa.table(self.table.get_add_actions(flatten=True))
         return self._actions
 
     def plan(
@@ -303,27 +367,43 @@ class Snapshot:
         min_seq: int | None = None,
         max_seq: int | None = None,
         equals: dict[str, Sequence[Any]] | None = None,
+        key_range: tuple[str, str] | None = None,
+        paths: Sequence[str] | None = None,
     ) -> ScanPlan:
-        """Prune this snapshot's files by partition value and by `seq` statistics.
+        """Prune this snapshot's files by partition value and by statistics.
 
-        `min_seq`/`max_seq` are inclusive bounds on `seq` (files whose range misses them are
-        dropped); `equals` prunes on other partition columns.
+        `partitions` keeps the files of a `partition_id`-partitioned table holding them;
+        `equals` prunes on other partition columns (a `None` among the accepted values keeps
+        files whose value is null); `min_seq`/`max_seq` are inclusive bounds on `seq` and
+        `key_range` on `partition_id` (files whose logged range misses them are dropped;
+        files without statistics are kept). `paths` keeps exactly those files (as the log
+        spells them).
         """
         actions = self.add_actions()
         mask = pa.array([True] * actions.num_rows, pa.bool_())
+        if paths is not None:
+            mask = pc.is_in(actions.column("path"), value_set=pa.array(list(paths), pa.string()))
         if partitions is not None:
             mask = pc.and_(mask, pc.is_in(actions.column("partition.partition_id"),
                                           value_set=pa.array(list(partitions), pa.string())))
         for column, accepted in (equals or {}).items():
             stats = actions.column(f"partition.{column}")
-            wanted = pa.array([str(v) for v in accepted], pa.string())
-            mask = pc.and_(mask, pc.is_in(pc.cast(stats, pa.string()), value_set=wanted))
+            wanted = pa.array([str(v) for v in accepted if v is not None], pa.string())
+            keep = pc.fill_null(pc.is_in(pc.cast(stats, pa.string()), value_set=wanted), False)
+            if any(v is None for v in accepted):
+                keep = pc.or_(keep, pc.is_null(stats))
+            mask = pc.and_(mask, keep)
         if min_seq is not None and "max.seq" in actions.column_names:
             mask = pc.and_(mask, pc.fill_null(pc.greater_equal(actions.column("max.seq"),
                                                                 min_seq), True))
         if max_seq is not None and "min.seq" in actions.column_names:
             mask = pc.and_(mask, pc.fill_null(pc.less_equal(actions.column("min.seq"),
                                                              max_seq), True))
+        if key_range is not None and "min.partition_id" in actions.column_names:
+            low, high = key_range
+            mask = pc.and_(mask, pc.fill_null(pc.and_(
+                pc.less_equal(actions.column("min.partition_id"), high),
+                pc.greater_equal(actions.column("max.partition_id"), low)), True))
         chosen = actions.filter(mask)
         paths = [self._file_uri(p) for p in chosen.column("path").to_pylist()]
         if "partition.partition_id" in chosen.column_names:
@@ -406,7 +486,7 @@ class Snapshot:
 
     def _polars_schema(self) -> dict[str, pl.DataType]:
         if self._schema is None:
-            arrow = pa.schema(self.table.schema())
+            arrow = self.arrow_schema
             frame = pl.from_arrow(arrow.empty_table())
             assert isinstance(frame, pl.DataFrame)
             self._schema = dict(frame.schema)
@@ -453,6 +533,40 @@ def _file_damage(path: str, logged_size: int | None) -> str | None:
     if tail[4:] not in _PARQUET_MAGIC or footer > size - _PARQUET_MIN_SIZE:
         return "not a readable Parquet file: it does not end in a Parquet footer"
     return None
+
+
+def commit_on(storage: Storage, table: str, snap: Snapshot, commit: Commit, *,
+              partition_by: Sequence[str]) -> int:
+    """Commit `commit` as the version after `snap`, or raise `CommitFailedError`.
+
+    A local table commits through its `TableLog` (put-if-absent of the next log file); a table
+    on object storage, or one whose protocol or file system eventlake does not write itself,
+    through delta-rs with no retries. Returns the new version.
+    """
+    log = storage.log(table)
+    if log is not None and snap.pinned is not None:
+        try:
+            return log.commit(commit, base_version=snap.version)
+        except OwnCommitsUnsupported:
+            pass
+    from deltalake.transaction import AddAction, RemoveAction
+
+    now = int(time.time() * 1000)
+    actions: list[AddAction | RemoveAction] = list(commit.adds)
+    actions += [RemoveAction(path=unquote(r.path), data_change=commit.data_change,
+                             deletion_timestamp=now, size=r.size,
+                             partition_values=dict(r.partition_values))
+                for r in commit.removes]
+    dt = snap.table
+    dt.create_write_transaction(
+        actions, mode="append", schema=dt.schema(), partition_by=list(partition_by),
+        commit_properties=CommitProperties(
+            max_commit_retries=0, custom_metadata=dict(commit.info),
+            app_transactions=[
+                Transaction(app_id=app_id, version=version,
+                            last_updated=now if expires else None)
+                for app_id, version, expires in commit.txns]))
+    return snap.version + 1
 
 
 def retry_commit(

@@ -20,6 +20,7 @@ and flips atomically at the end.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,15 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from eventlake.aggregates import FAILURE
+from eventlake.datafiles import PlannedFile, delete_files, write_files
+from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import ViewChangedError, ViewDefinitionError
-from eventlake.storage import Snapshot, Storage, retry_commit
+from eventlake.storage import Snapshot, Storage, commit_on, retry_commit
 from eventlake.views import AggregateView, ReducerView, View, definition_fingerprint
 
 __all__ = [
@@ -188,7 +193,7 @@ class ViewStore:
 
         def attempt() -> None:
             snap = self.snapshot()
-            old = pa.schema(snap.table.schema())
+            old = snap.arrow_schema
             fields = [wanted[f.name] if f.name in wanted else f for f in old]
             fields += [f for f in wanted.values() if f.name not in old.names]
             empty = pa.schema(fields).empty_table()
@@ -213,7 +218,7 @@ class ViewStore:
         return Snapshot.load(self.storage, self.name, version=version)
 
     def buckets(self, snap: Snapshot) -> int:
-        return int(snap.table.metadata().configuration.get(_BUCKETS_KEY, DEFAULT_BUCKETS))
+        return int(snap.configuration.get(_BUCKETS_KEY) or DEFAULT_BUCKETS)
 
     def marks(self, snap: Snapshot) -> Watermarks:
         def txn(suffix: str) -> int | None:
@@ -274,7 +279,7 @@ class ViewStore:
 
     def retyped_columns(self, snap: Snapshot) -> list[str]:
         """The columns whose type in the table differs from this definition's, described."""
-        stored = {f.name: f.type for f in pa.schema(snap.table.schema())}
+        stored = {f.name: f.type for f in snap.arrow_schema}
         return [f"column {f.name!r} is {stored[f.name]} in the table, {f.type} in the "
                 "definition" for f in row_schema(self.view)
                 if f.name in stored and stored[f.name] != f.type]
@@ -336,7 +341,7 @@ class ViewStore:
     def failed_rows(self, snap: Snapshot) -> pl.DataFrame:
         """partition_id, failure, last_seq of the active generation's failed partitions."""
         generation = self.active(snap)
-        if generation is None or FAILURE not in pa.schema(snap.table.schema()).names:
+        if generation is None or FAILURE not in snap.arrow_schema.names:
             return pl.DataFrame(schema={"partition_id": pl.String(), FAILURE: pl.String(),
                                         "last_seq": pl.Int64()})
         plan = snap.plan(equals={"generation": [generation]})
@@ -366,32 +371,68 @@ class ViewStore:
         Written on the pinned snapshot: if another writer committed since, the shared
         `commits` counter collides, Delta refuses, and the caller re-reads and refolds.
         """
-        table_schema = pa.schema(snap.table.schema())
+        table_schema = snap.arrow_schema
         arrow = _conform(rows, row_schema(self.view), table_schema, generation)
         counter = (snap.transaction_version(f"{self.app}/commits") or 0) + 1
-        txns = [Transaction(app_id=f"{self.app}/commits", version=counter)]
-        txns += [Transaction(app_id=f"{self.app}/{k}", version=int(v)) for k, v in marks.items()]
-        bucket_list = ", ".join(str(int(b)) for b in sorted(set(buckets)))
-        clauses = []
-        if bucket_list:
-            clauses.append(f"(generation = {int(generation)} AND bucket IN ({bucket_list}))")
-        if drop_generation is not None:
-            clauses.append(f"generation = {int(drop_generation)}")
-        # With nothing to replace the predicate matches no file: a bookkeeping-only commit.
-        predicate = " OR ".join(clauses) or "generation = -1"
+        txns = [(f"{self.app}/commits", counter, False)]
+        txns += [(f"{self.app}/{k}", int(v), False) for k, v in marks.items()]
+        replaced = _files_of(snap, generation=generation, buckets=buckets,
+                             drop_generation=drop_generation)
+        planned = _bucket_files(arrow, generation)
         with self.storage.writing(self.name, base=snap.version,
                                   txn=(f"{self.app}/commits", counter)):
-            write_deltalake(
-                snap.table, arrow, mode="overwrite", predicate=predicate,
-                partition_by=["generation", "bucket"],
-                commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=0),
-            )
+            files = write_files(self.storage, self.name, planned, stats_columns=(),
+                                statistics_columns=("partition_id", "last_seq"))
+            try:
+                commit_on(self.storage, self.name, snap, Commit(
+                    adds=[f.action for f in files], removes=replaced, txns=txns,
+                    mode="Overwrite"), partition_by=["generation", "bucket"])
+            except CommitFailedError:
+                delete_files(self.storage, self.name, files)
+                raise
+
+
+def _files_of(snap: Snapshot, *, generation: int, buckets: Sequence[int],
+              drop_generation: int | None) -> list[FileRemoval]:
+    """The live files a bucket commit replaces: those of `buckets` in `generation`, and
+    every file of `drop_generation`."""
+    actions = snap.add_actions()
+    if not actions.num_rows:
+        return []
+    generations = pc.cast(actions.column("partition.generation"), pa.int64())
+    numbers = pc.cast(actions.column("partition.bucket"), pa.int64())
+    mask = pc.and_(pc.equal(generations, generation),
+                   pc.is_in(numbers, value_set=pa.array(sorted(set(buckets)), pa.int64())))
+    if drop_generation is not None:
+        mask = pc.or_(mask, pc.equal(generations, drop_generation))
+    chosen = actions.filter(pc.fill_null(mask, False))
+    return [FileRemoval(path, {"generation": str(g), "bucket": str(b)}, size)
+            for path, g, b, size in zip(
+                chosen.column("path").to_pylist(),
+                chosen.column("partition.generation").to_pylist(),
+                chosen.column("partition.bucket").to_pylist(),
+                chosen.column("size_bytes").to_pylist(), strict=True)]
+
+
+def _bucket_files(rows: pa.Table, generation: int) -> list[PlannedFile]:
+    """One file per bucket of `rows`, sorted by partition (a point read then prunes on the
+    files' row-group statistics), without the partition columns."""
+    if not rows.num_rows:
+        return []
+    ordered = rows.sort_by([("bucket", "ascending"), ("partition_id", "ascending")])
+    numbers = ordered.column("bucket").to_numpy()
+    cuts = [0, *(int(i) + 1 for i in (numbers[1:] != numbers[:-1]).nonzero()[0]),
+            len(numbers)]
+    body = ordered.drop_columns(["generation", "bucket"])
+    return [PlannedFile({"generation": str(generation), "bucket": str(int(numbers[a]))},
+                        body.slice(a, b - a))
+            for a, b in itertools.pairwise(cuts)]
 
 
 def _logical(frame: pl.LazyFrame, view: View, snap: Snapshot) -> pl.LazyFrame:
     """`frame` projected to the view's logical columns; a column the table lacks (a table
     written before it existed, not refreshed since) reads as nulls of its type."""
-    present = set(pa.schema(snap.table.schema()).names)
+    present = set(snap.arrow_schema.names)
     wanted = [f for f in row_schema(view) if f.name in logical_columns(view)]
     missing = [f for f in wanted if f.name not in present]
     if missing:

@@ -6,9 +6,9 @@ writes one acknowledgement line to an ack file after each call returns (`os.writ
 is in the kernel before the next call starts and survives the kill). It dies at a point given by
 a fault spec:
 
-- `call:<log|view>:<before|after>:<n>`: the n-th `write_deltalake` of the event log (append) or
-  of a view table (materialize) kills the process just before it runs or just after it returns
-  (after the commit, before the caller sees it);
+- `call:<log|view>:<before|after>:<n>`: the n-th commit (`commit_on`) of the event log
+  (append) or of a view table (materialize) kills the process just before it runs (its data
+  files are written) or just after it returns (after the commit, before the caller sees it);
 - `fs:<events|views>:<data-create|data-close|log-temp|log-commit>:<n>`: an inotify watch kills
   the process at the n-th data file created / completely written, or the n-th temporary commit
   file / commit file appearing in `_delta_log` (inside delta-rs, where Python cannot hook);
@@ -80,7 +80,7 @@ def _die() -> None:
 
 
 def _patch_calls(module: Any, when: str, nth: int) -> None:
-    original = module.write_deltalake
+    original = module.commit_on
     calls = [0]
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -92,7 +92,7 @@ def _patch_calls(module: Any, when: str, nth: int) -> None:
             _die()
         return result
 
-    module.write_deltalake = wrapper
+    module.commit_on = wrapper
 
 
 _IN_CLOSE_WRITE = 0x8
@@ -131,8 +131,10 @@ def _watch_files(root: Path, event: str, nth: int) -> None:
                 flags & (_IN_CLOSE_WRITE | _IN_MOVED_TO))
         is_commit = name.endswith(".json") and name.split(".")[0].isdigit()
         if event == "log-temp":
-            # delta-rs writes `<version>.json#<n>`, then links it to `<version>.json`.
-            return in_log and "#" in name and bool(flags & _IN_CREATE)
+            # delta-rs writes `<version>.json#<n>`, eventlake `.eventlake-<id>.json.tmp`;
+            # either is then linked to `<version>.json`.
+            return in_log and ("#" in name or name.endswith(".json.tmp")) and bool(
+                flags & _IN_CREATE)
         if event == "log-commit":
             return in_log and is_commit and bool(flags & (_IN_CREATE | _IN_MOVED_TO))
         raise ValueError(f"unknown file event {event!r}")

@@ -230,7 +230,8 @@ def test_compaction_on_a_full_disk_leaves_none_of_its_files_behind(disk):
     # Each run of small files merges into one new file of about their size: leave room for
     # the first new file, not for the second.
     bins = maintenance._bins(lake.log.snapshot(), maintenance.min_watermark(lake),
-                             small_file_bytes=1 << 30, max_rows=maintenance.DEFAULT_MAX_FILE_ROWS)
+                             column=lake.layout.partition_column, small_file_bytes=1 << 30,
+                             max_rows=maintenance.DEFAULT_MAX_FILE_ROWS)
     sizes = [sum(b.sizes) for b in bins]
     assert len(sizes) == 3 and max(sizes) < 1.5 * min(sizes)
     disk.fill(leave=int(1.3 * max(sizes)))

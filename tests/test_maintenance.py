@@ -140,11 +140,11 @@ def test_compaction_is_idempotent_and_respects_limits(views_lake, make_events):
 def test_compaction_survives_a_lost_commit_race(views_lake, make_events, monkeypatch):
     append_batches(views_lake, make_events, 3)
     views_lake.materialize()
-    original = DeltaTable.create_write_transaction
+    original = maintenance.commit_on
     raced = []
     calls = []
 
-    def racing(self, *args, **kwargs):
+    def racing(*args, **kwargs):
         calls.append(1)
         if not raced:
             raced.append(1)
@@ -154,9 +154,9 @@ def test_compaction_survives_a_lost_commit_race(views_lake, make_events, monkeyp
                 [{"type": "deposit", "payload": {"amount": 7}, "partition": ODD}],))
             other.start()
             other.join()
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(DeltaTable, "create_write_transaction", racing)
+    monkeypatch.setattr(maintenance, "commit_on", racing)
     old = files(views_lake)
     before = views_lake.events().collect()
     result = compact_events(views_lake)
@@ -176,10 +176,10 @@ def test_a_compaction_beaten_by_another_deletes_the_files_it_wrote(views_lake, m
     taken and deletes the files it wrote for them: no orphan is left behind."""
     append_batches(views_lake, make_events, 3)
     views_lake.materialize()
-    original = DeltaTable.create_write_transaction
+    original = maintenance.commit_on
     other: list[maintenance.CompactionResult] = []
 
-    def racing(self, *args, **kwargs):
+    def racing(*args, **kwargs):
         if not other:
             # The other compaction runs to its end between our writes and our commit (from
             # another thread: open tables are cached per thread).
@@ -188,9 +188,9 @@ def test_a_compaction_beaten_by_another_deletes_the_files_it_wrote(views_lake, m
                 0, compact_events(views_lake)))
             thread.start()
             thread.join()
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(DeltaTable, "create_write_transaction", racing)
+    monkeypatch.setattr(maintenance, "commit_on", racing)
     before = views_lake.events().collect()
     old = files(views_lake)
     result = compact_events(views_lake)

@@ -334,23 +334,18 @@ def test_crash_after_view_files_written_before_commit(tmp_path, make_events, mon
     lake.append(make_events(300, partitions=20, seed=1))
     lake.materialize()
     lake.append(make_events(300, partitions=20, seed=2))
-    original = viewstore_module.write_deltalake
+    original = viewstore_module.commit_on
 
-    def write_then_die(table, data, **kwargs):
-        # Write the files the commit would add, as orphans, then die before the commit.
-        orphan = Path(lake.storage.local_path("views", "balances", "orphan"))
-        orphan.mkdir(parents=True, exist_ok=True)
-        import pyarrow.parquet as pq
-
-        pq.write_table(data, orphan / "part-crash.parquet")
+    def write_then_die(*args, **kwargs):
+        # The files the commit would add are written by now (orphans): die before it.
         raise Boom("crash before commit")
 
-    monkeypatch.setattr(viewstore_module, "write_deltalake", write_then_die)
+    monkeypatch.setattr(viewstore_module, "commit_on", write_then_die)
     before = lake.scan("balances").collect()
     with pytest.raises(Boom):
         lake.materialize(["balances"])
     assert lake.scan("balances").collect().equals(before)
-    monkeypatch.setattr(viewstore_module, "write_deltalake", original)
+    monkeypatch.setattr(viewstore_module, "commit_on", original)
     lake.materialize()
     assert_views_exact(lake)
 
@@ -361,7 +356,7 @@ def test_crash_between_chunked_commits(tmp_path, make_events, monkeypatch):
     lake.materialize()
     for seed in range(4, 8):
         lake.append(make_events(100, partitions=15, seed=seed))
-    original = viewstore_module.write_deltalake
+    original = viewstore_module.commit_on
     calls = {"n": 0}
 
     def fail_on_third(*args, **kwargs):
@@ -370,13 +365,13 @@ def test_crash_between_chunked_commits(tmp_path, make_events, monkeypatch):
             raise Boom("crash between chunk commits")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(viewstore_module, "write_deltalake", fail_on_third)
+    monkeypatch.setattr(viewstore_module, "commit_on", fail_on_third)
     with pytest.raises(Boom):
         lake.materialize(["balances"], chunk_events=90)
     store = ViewStore(lake.storage, BALANCES)
     partial = store.marks(store.snapshot()).watermark
     assert 200 < partial < lake.last_seq()
-    monkeypatch.setattr(viewstore_module, "write_deltalake", original)
+    monkeypatch.setattr(viewstore_module, "commit_on", original)
     lake.materialize(chunk_events=90)
     assert_views_exact(lake)
 
@@ -441,7 +436,7 @@ def test_version_bump_rebuilds_without_mixing(tmp_path, make_events, monkeypatch
     lake2 = el.Lake.open(tmp_path / "lake", views=[doubled])
     old = {r["partition_id"]: json.loads(r["state"])
            for r in lake2.scan("balances").collect().iter_rows(named=True)}
-    original = viewstore_module.write_deltalake
+    original = viewstore_module.commit_on
     calls = {"n": 0}
 
     def die_mid_rebuild(*args, **kwargs):
@@ -450,14 +445,14 @@ def test_version_bump_rebuilds_without_mixing(tmp_path, make_events, monkeypatch
             raise Boom("crash mid rebuild")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(viewstore_module, "write_deltalake", die_mid_rebuild)
+    monkeypatch.setattr(viewstore_module, "commit_on", die_mid_rebuild)
     with pytest.raises(Boom):
         lake2.materialize(chunk_events=60)
     # Mid-rebuild, readers still see exactly the old generation.
     mid = {r["partition_id"]: json.loads(r["state"])
            for r in lake2.scan("balances").collect().iter_rows(named=True)}
     assert mid == old
-    monkeypatch.setattr(viewstore_module, "write_deltalake", original)
+    monkeypatch.setattr(viewstore_module, "commit_on", original)
     result = lake2.materialize(chunk_events=60)["balances"]
     assert result.rebuilt
     assert_views_exact(lake2)

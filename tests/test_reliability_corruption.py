@@ -36,9 +36,10 @@ def _event_file(lake: el.Lake, partition: str = "p0") -> str:
 
 def _fresh(lake: el.Lake) -> el.Lake:
     """The same lake through new table objects (as another process would see it)."""
-    from eventlake import storage
+    from eventlake import deltalog, storage
 
     storage._open_tables.__dict__.clear()
+    deltalog.forget_logs()
     return el.Lake.open(lake.root)
 
 
