@@ -14,6 +14,34 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
 
+# Every test that can touch a lake runs once per event-log layout: the lakes it creates take
+# the layout from $EVENTLAKE_LAYOUT (subprocesses included). These modules never open a lake.
+# `EVENTLAKE_TEST_LAYOUTS=partition_id` (comma-separated) narrows the run while developing.
+LAYOUTS = tuple(os.environ.get("EVENTLAKE_TEST_LAYOUTS", "partition_id,buckets:8").split(","))
+_LAYOUT_FREE = {"test_actions", "test_conformance", "test_datafiles", "test_deltalog",
+                "test_files", "test_jsoncodec", "test_layout", "test_payloadscan",
+                "test_views"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "lake_layout" in metafunc.fixturenames and (
+            metafunc.module.__name__.rsplit(".", 1)[-1] not in _LAYOUT_FREE):
+        metafunc.parametrize("lake_layout", LAYOUTS, indirect=True,
+                             ids=lambda value: value.split(":")[0])
+
+
+@pytest.fixture(autouse=True)
+def lake_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The event-log layout of the lakes this test creates (see `LAYOUTS`)."""
+    layout = getattr(request, "param", LAYOUTS[0])
+    monkeypatch.setenv("EVENTLAKE_LAYOUT", layout)
+    if layout.startswith("buckets"):
+        import eventlake.log
+
+        # Small test batches go to the tail: compact it often, so bucket files are read too.
+        monkeypatch.setattr(eventlake.log, "TAIL_FILES", 4)
+    return layout
+
 
 @pytest.fixture
 def lake_path(tmp_path: Path) -> Path:
