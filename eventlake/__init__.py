@@ -14,11 +14,17 @@ from eventlake.errors import (
     CommitConflictError,
     CorruptLakeError,
     EventlakeError,
+    ForkedProcessError,
     InvalidEventError,
     LakeNotFoundError,
     PartitionFailedError,
     ReducerError,
+    RelayoutError,
     RestoreError,
+    StorageError,
+    StorageFullError,
+    StoragePanicError,
+    StorageUnavailableError,
     UnknownActionError,
     UnknownViewError,
     ViewChangedError,
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
     from eventlake.actions import apply_action
     from eventlake.lake import AppendResult, Lake
     from eventlake.materialize import MaterializeResult
+    from eventlake.relayout import RelayoutResult
     from eventlake.repository import Repository
     from eventlake.restore import RestoreResult
     from eventlake.views import (
@@ -47,6 +54,7 @@ _LAZY = {
     "AppendResult": "eventlake.lake",
     "MaterializeResult": "eventlake.materialize",
     "Repository": "eventlake.repository",
+    "RelayoutResult": "eventlake.relayout",
     "RestoreResult": "eventlake.restore",
     "Agg": "eventlake.views",
     "AggregateView": "eventlake.views",
@@ -62,6 +70,7 @@ __all__ = [
     "CommitConflictError",
     "CorruptLakeError",
     "EventlakeError",
+    "ForkedProcessError",
     "InvalidEventError",
     "Lake",
     "LakeNotFoundError",
@@ -69,9 +78,15 @@ __all__ = [
     "PartitionFailedError",
     "ReducerError",
     "ReducerView",
+    "RelayoutError",
+    "RelayoutResult",
     "Repository",
     "RestoreError",
     "RestoreResult",
+    "StorageError",
+    "StorageFullError",
+    "StoragePanicError",
+    "StorageUnavailableError",
     "UnknownActionError",
     "UnknownViewError",
     "ViewChangedError",

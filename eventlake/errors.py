@@ -285,3 +285,8 @@ def _preview(value: object, limit: int = 80) -> str:
         # Nested too deeply to repr, or an int with more digits than Python will print.
         return f"<{type(value).__name__} that cannot be shown: {type(exc).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class RelayoutError(EventlakeError, RuntimeError):
+    """A relayout did not commit (another writer committed to the log first, or it read
+    another number of events than the log holds); nothing changed. Transient: run it again."""

@@ -35,7 +35,7 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from eventlake.datafiles import DataFile, delete_files
 from eventlake.deltalog import Commit, FileRemoval
-from eventlake.errors import EventlakeError
+from eventlake.errors import RelayoutError
 from eventlake.events import EVENT_SCHEMA
 from eventlake.layout import Layout, bucket_of
 from eventlake.log import (
@@ -49,14 +49,10 @@ from eventlake.log import (
 )
 from eventlake.storage import Snapshot, commit_on
 
-__all__ = ["DEFAULT_RELAYOUT_CHUNK", "RelayoutError", "RelayoutResult", "relayout"]
+__all__ = ["DEFAULT_RELAYOUT_CHUNK", "RelayoutResult", "relayout"]
 
 DEFAULT_RELAYOUT_CHUNK = 1_000_000
 Progress = Callable[[int, int], None]
-
-
-class RelayoutError(EventlakeError, RuntimeError):
-    """The relayout did not commit (another writer committed first); nothing changed."""
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,8 @@ exit codes:
   0    success
   1    error (bad input, missing lake, failed commit, ...): one line on stderr
   2    usage error (unknown command or option)
-  3    verification failed
+  3    verification failed (verify), or damage found (doctor)
+  4    materialize committed, but partitions of a view are failed (see `eventlake views`)
   130  interrupted (Ctrl-C)
 
 examples:
