@@ -13,15 +13,16 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import eventlake as el
 from eventlake.events import normalize_batch
 from eventlake.log import StaleLogError
+from tests.logfiles import TAIL_FOLDER, file_rows, files_holding, may_hold, seq_range
 
 JOIN_TIMEOUT = 120
 
@@ -34,11 +35,6 @@ def parquet_files(root: Path | str) -> list[str]:
     for folder, _, names in os.walk(os.path.join(root, "events")):
         found += [os.path.join(folder, n) for n in names if n.endswith(".parquet")]
     return sorted(found)
-
-
-def seq_range(path: str) -> tuple[int, int]:
-    seqs = pq.read_table(path, columns=["seq"]).column("seq").to_pylist()
-    return min(seqs), max(seqs)
 
 
 def run_processes(target, args_list, *, timeout: float = JOIN_TIMEOUT) -> list:
@@ -173,26 +169,21 @@ def test_ten_thousand_events_in_three_kinds_of_batches(lake, lake_path):
     assert stored[4000] == table.column("payload")[0].as_py()
     assert stored[0] == dicts[0]["payload"]
 
-    # layout: every data file of partition p sits in <lake>/events/partition_id=p/ and holds
-    # only p's rows, both per the Delta add actions and on disk
+    # layout: every live file sits in the folder its layout gives it and holds the rows it
+    # should (tests/logfiles.py), per delta-rs, per eventlake's own log and on disk
     snap = lake.log.snapshot()
     actions = snap.add_actions()
-    by_partition = Counter()
-    for path, part in zip(actions.column("path").to_pylist(),
-                          actions.column("partition.partition_id").to_pylist(), strict=True):
-        assert path.startswith(f"partition_id={part}/")
-        full = lake_path / "events" / path
-        assert full.is_file()
-        by_partition[part] += 1
-    assert set(by_partition) == set(partitions)
-    on_disk = parquet_files(lake_path)
-    assert len(on_disk) == actions.num_rows
-    for file in on_disk:
-        folder = Path(file).parent
-        assert folder.parent == lake_path / "events"
-        part = folder.name.removeprefix("partition_id=")
-        seqs = pq.read_table(file, columns=["seq"]).column("seq").to_pylist()
-        assert {got[s - 1][0] for s in seqs} == {part}
+    held = file_rows(lake_path)
+    assert sorted(str(lake_path / "events" / unquote(p))
+                  for p in actions.column("path").to_pylist()) == sorted(held)
+    assert parquet_files(lake_path) == sorted(held)
+    assert sorted(seq for rows in held.values() for seq, _ in rows) == list(range(1, 10001))
+    assert all(got[seq - 1][0] == part for rows in held.values() for seq, part in rows)
+    assert {part for rows in held.values() for _, part in rows} == set(partitions)
+    if lake.layout.kind == "buckets":
+        # Batches this large fill their buckets: one file per bucket per batch, no tail.
+        assert not any(TAIL_FOLDER in f for f in held)
+        assert len(held) <= 3 * lake.layout.bucket_count
     # each batch was one commit
     assert snap.version == 3
 
@@ -205,7 +196,10 @@ def test_partition_names_with_special_characters_round_trip(lake, lake_path):
     assert frame.get_column("partition_id").to_list() == names
     for name in names:
         plan = lake.log.plan(partitions=[name])
-        assert len(plan.files) == 1 and plan.partitions == (name,)
+        # One file holds each name: its own folder's, or the batch's one tail file.
+        assert len(plan.files) == 1 and list(plan.files) == files_holding(lake_path, name)
+        if lake.layout.kind == "partition_id":
+            assert plan.partitions == (name,)
         assert os.path.isfile(plan.files[0])
         rows = lake.events(partition=name).collect()
         assert rows.get_column("partition_id").to_list() == [name]
@@ -413,21 +407,34 @@ def multi_batch_lake(lake):
 
 
 def test_plan_by_partition_lists_only_that_partitions_files(multi_batch_lake, lake_path):
+    layout = multi_batch_lake.layout
+    held = file_rows(lake_path)
     for part in ("q0", "q1", "q2", "q3"):
         plan = multi_batch_lake.log.plan(partitions=[part])
-        folder = lake_path / "events" / f"partition_id={part}"
         assert plan.files, part
-        assert all(Path(f).parent == folder for f in plan.files)
-        assert sorted(plan.files) == sorted(str(p) for p in folder.glob("*.parquet"))
-        assert set(plan.partitions) == {part}
+        # Exactly the files a plan cannot rule out: the partition's folder, or (buckets) the
+        # files of its bucket and of the tail whose partition ids range over it.
+        assert sorted(plan.files) == sorted(f for f, rows in held.items()
+                                            if may_hold(f, rows, part, layout))
+        assert set(files_holding(lake_path, part)) <= set(plan.files)
+        if layout.kind == "partition_id":
+            folder = lake_path / "events" / f"partition_id={part}"
+            assert sorted(plan.files) == sorted(str(p) for p in folder.glob("*.parquet"))
+            assert set(plan.partitions) == {part}
     plan = multi_batch_lake.log.plan(partitions=["q1", "q3"])
-    assert {Path(f).parent.name for f in plan.files} == {"partition_id=q1", "partition_id=q3"}
+    assert sorted(plan.files) == sorted(f for f, rows in held.items()
+                                        if may_hold(f, rows, "q1", layout)
+                                        or may_hold(f, rows, "q3", layout))
+    if layout.kind == "buckets":
+        # The tail was sorted into buckets at least once: bucket files are planned too.
+        assert any(TAIL_FOLDER not in f for f in plan.files)
     assert multi_batch_lake.log.plan(partitions=["nope"]).files == ()
 
 
 @pytest.mark.parametrize("bound", [0, 39, 40, 41, 120, 200, 239, 240])
 def test_plan_prunes_files_by_seq_range(multi_batch_lake, lake_path, bound):
-    ranges = {f: seq_range(f) for f in parquet_files(lake_path)}
+    held = file_rows(lake_path)
+    ranges = {f: seq_range(f) for f in held}
     since = multi_batch_lake.log.plan(since_seq=bound)
     assert sorted(since.files) == sorted(f for f, (_, hi) in ranges.items() if hi > bound)
     until = multi_batch_lake.log.plan(until_seq=bound)
@@ -435,7 +442,8 @@ def test_plan_prunes_files_by_seq_range(multi_batch_lake, lake_path, bound):
     both = multi_batch_lake.log.plan(partitions=["q2"], since_seq=bound, until_seq=bound + 50)
     assert sorted(both.files) == sorted(
         f for f, (lo, hi) in ranges.items()
-        if "partition_id=q2" in f and hi > bound and lo <= bound + 50)
+        if may_hold(f, held[f], "q2", multi_batch_lake.layout) and hi > bound
+        and lo <= bound + 50)
 
 
 def test_events_filters_match_a_python_filter(multi_batch_lake):
