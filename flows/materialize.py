@@ -7,8 +7,11 @@ Views are independent tables, so their refreshes run side by side on the flow's 
 view over several tasks would only make them race for that view's commits.
 
 A task retries only transient failures (a lost commit race); a refresh is idempotent because
-rows and watermark commit together. A view whose reducer fails does not stop the others: the
-flow raises `MaterializeError` naming it after the rest have committed.
+rows and watermark commit together. A reducer that fails on a partition fails only that
+partition (it is recorded in the view and reported in the result's `failed`; the refresh still
+commits); a view whose refresh fails as a whole (its definition changed without a version
+bump, say) does not stop the others: the flow raises `MaterializeError` naming it after the
+rest have committed.
 """
 
 from __future__ import annotations

@@ -58,6 +58,9 @@ class PipelineSummary:
     lag: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     quarantine_dir: str | None = None
+    # Per view, the partitions this run's refresh marked failed (`eventlake views` lists
+    # every failed partition; `eventlake materialize --retry-failed` folds them again).
+    failed: dict[str, int] = field(default_factory=dict)
 
     @property
     def max_lag(self) -> int:
@@ -79,6 +82,8 @@ class PipelineSummary:
             ("views refreshed", ", ".join(f"{k} (+{v})" for k, v in self.views.items()) or "-"),
             ("last seq", self.last_seq),
             ("lag after (max over views)", self.max_lag),
+            ("partitions failed this run", ", ".join(
+                f"{k} ({v})" for k, v in self.failed.items() if v) or "-"),
             ("seconds", round(self.seconds, 2)),
         ]
         return [{"metric": name, "value": str(value)} for name, value in rows]
@@ -113,12 +118,18 @@ def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str 
         quarantined=totals.quarantined, unreadable=totals.unreadable,
         views={name: result.events for name, result in refreshed.items()},
         last_seq=last_seq, lag={name: last_seq - mark for name, mark in marks.items()},
-        seconds=time.perf_counter() - started, quarantine_dir=quarantine)
+        seconds=time.perf_counter() - started, quarantine_dir=quarantine,
+        failed={name: len(result.failed) for name, result in refreshed.items()})
     create_table_artifact(summary.table(), key=ARTIFACT_KEY,
                           description=f"eventlake pipeline: {folder} -> {root}")
-    get_run_logger().info("pipeline: %s events from %s new file(s), %s quarantined, lag %s",
-                          summary.events, summary.batches, summary.quarantined,
-                          summary.max_lag)
+    logger = get_run_logger()
+    logger.info("pipeline: %s events from %s new file(s), %s quarantined, lag %s",
+                summary.events, summary.batches, summary.quarantined, summary.max_lag)
+    for name, count in summary.failed.items():
+        if count:
+            logger.warning("view %s: %s partition(s) failed and stopped folding; see "
+                           "`eventlake views`, then `eventlake materialize --retry-failed`",
+                           name, count)
     return summary
 
 

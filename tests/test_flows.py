@@ -154,6 +154,36 @@ def test_pipeline_equals_the_library_and_lands_each_file_once(prefect_harness, t
     assert "events ingested" in json.dumps(artifacts[0].data)
 
 
+POISONED_MODULE = '''
+from eventlake.views import ReducerView
+
+
+def _count(state, event):
+    if event["partition"] == "acct-001":
+        raise RuntimeError("poisoned partition")
+    return {"n": state["n"] + 1}
+
+
+VIEWS = [ReducerView(name="counts", version=1, initial_state=lambda: {"n": 0}, reduce=_count)]
+'''
+
+
+def test_the_summary_names_partitions_that_failed(prefect_harness, tmp_path):
+    from flows.pipeline import pipeline_flow
+
+    module = tmp_path / "poisoned_views.py"
+    module.write_text(POISONED_MODULE, encoding="utf-8")
+    summary = pipeline_flow(inbox=str(copy_inbox(tmp_path / "inbox")),
+                            lake=str(tmp_path / "lake"), views=str(module))
+    assert summary.failed == {"document": 0, "counts": 1}
+    rows = {row["metric"]: row["value"] for row in summary.table()}
+    assert rows["partitions failed this run"] == "counts (1)"
+    # Every other partition folded on: the view is current but for the poisoned one.
+    lake = el.Lake.open(tmp_path / "lake", views=load_views(str(module)))
+    assert [f.partition for f in lake.failed_partitions("counts")] == ["acct-001"]
+    assert summary.lag["counts"] == 0
+
+
 def test_bad_records_and_unreadable_files_are_quarantined(prefect_harness, tmp_path):
     from flows.ingest import ingest_flow
 
