@@ -97,6 +97,8 @@ class DoctorReport:
     problems: tuple[Problem, ...]
     removed: tuple[str, ...] = ()
     skipped_young: tuple[str, ...] = field(default=())
+    # A suggestion about the event log's layout (`LakeInfo.advice`): a note, never damage.
+    advice: str | None = None
 
     @property
     def remaining(self) -> tuple[Problem, ...]:
@@ -151,7 +153,8 @@ class DoctorReport:
                             "by_table": {t: {"count": n, "bytes": b}
                                          for t, (n, b) in self.leftovers_by_table().items()}},
                 "problems": [p.to_json() for p in self.problems],
-                "removed": list(self.removed), "skipped_young": list(self.skipped_young)}
+                "removed": list(self.removed), "skipped_young": list(self.skipped_young),
+                "advice": self.advice}
 
 
 # -- file system access ----------------------------------------------------------------------
@@ -467,6 +470,7 @@ def doctor(lake: Lake, *, fix: bool = False, deep: bool = True,
 
     problems: list[Problem] = []
     checked = 0
+    advice = None
     names = _table_names(lake, views)
     for name in names:
         log_problems, referenced = check_log(lake.storage, name)
@@ -483,6 +487,8 @@ def doctor(lake: Lake, *, fix: bool = False, deep: bool = True,
         problems += file_problems
         if deep and name == EVENTS:
             problems += _check_seq(lake, snap)
+        if name == EVENTS:
+            advice = _layout_advice(lake, snap)
         problems += find_orphans(snap, referenced)
     removed: list[str] = []
     young: list[str] = []
@@ -496,7 +502,19 @@ def doctor(lake: Lake, *, fix: bool = False, deep: bool = True,
                 continue
             if _delete(lake.storage, problem.path):
                 removed.append(problem.path)
-    return DoctorReport(tuple(names), checked, tuple(problems), tuple(removed), tuple(young))
+    return DoctorReport(tuple(names), checked, tuple(problems), tuple(removed), tuple(young),
+                        advice)
+
+
+def _layout_advice(lake: Lake, snap: Snapshot) -> str | None:
+    """`LakeInfo.advice` for a `partition_id` log (whose partitions its Delta log lists, so
+    this reads no data); a bucketed log has none to give."""
+    try:
+        if lake.log.layout(snap).kind != "partition_id":
+            return None
+        return lake.info().advice
+    except EventlakeError:  # the table's damage is reported by the checks above
+        return None
 
 
 def _age(storage: Storage, path: str, now: float) -> float:

@@ -23,8 +23,9 @@ event id, batch id, batch key and view watermark stays as it was, so views need 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 import pyarrow as pa
@@ -48,6 +49,7 @@ from eventlake.log import (
     plan_files,
 )
 from eventlake.storage import Snapshot, commit_on
+from eventlake.storage_failures import landed
 
 __all__ = ["DEFAULT_RELAYOUT_CHUNK", "RelayoutResult", "relayout"]
 
@@ -111,7 +113,8 @@ def _metadata(snap: Snapshot, target: Layout) -> dict[str, object]:
             "format": {"provider": "parquet", "options": {}},
             "schemaString": DeltaSchema.from_arrow(log_schema(target)).to_json(),
             "partitionColumns": [target.partition_column],
-            "configuration": configuration, "createdTime": int(time.time() * 1000)}
+            "configuration": configuration,
+            "createdTime": old.created_time or int(time.time() * 1000)}
 
 
 def relayout(log: EventLog, target: Layout, *, chunk_events: int = DEFAULT_RELAYOUT_CHUNK,
@@ -128,6 +131,9 @@ def relayout(log: EventLog, target: Layout, *, chunk_events: int = DEFAULT_RELAY
     groups = _chunks(sizes, target, max(1, chunk_events))
     written: list[DataFile] = []
     moved = 0
+    # Marks the commit, so a failure after it can tell whether it landed (see below).
+    mark = ("eventlake.relayout", uuid.uuid4().hex)
+    committing = False
     try:
         with log.storage.writing(EVENTS, note="the log keeps its old layout"):
             for number, members in enumerate(groups, start=1):
@@ -141,19 +147,17 @@ def relayout(log: EventLog, target: Layout, *, chunk_events: int = DEFAULT_RELAY
                         f"relayout read {rows.num_rows} events of {len(members)} partitions "
                         f"where the log holds {expected}; nothing was committed")
                 planned = plan_files(rows.sort_by("seq"), target, tail=False)
-                written += log._write(planned, target)
+                written += _rearranged(log._write(planned, target))
                 moved += rows.num_rows
                 if progress is not None:
                     progress(number, len(groups))
-        removes = [FileRemoval(path, _partition_values(snap, actions, index), size)
-                   for index, (path, size) in enumerate(zip(
-                       actions.column("path").to_pylist(),
-                       actions.column("size_bytes").to_pylist(), strict=True))]
+        removes = _removals(snap, actions)
         txns = [(LAYOUT_APP_ID, target.buckets or 0, False)]
-        info = {"eventlake.operation": "relayout", "eventlake.layout": target.describe()}
+        info = {"eventlake.operation": "relayout", "eventlake.layout": target.describe(),
+                mark[0]: mark[1]}
         adds = [f.action for f in written]
-        with log.storage.writing(EVENTS, base=snap.version, txn=(LAYOUT_APP_ID, target.buckets
-                                                                 or 0)):
+        committing = True
+        with log.storage.writing(EVENTS, base=snap.version, metadata=mark):
             if log.storage.is_local and snap.pinned is not None:
                 version = commit_on(log.storage, EVENTS, snap, Commit(
                     adds=adds, removes=removes, txns=txns, info=info, operation="RELAYOUT",
@@ -167,18 +171,31 @@ def relayout(log: EventLog, target: Layout, *, chunk_events: int = DEFAULT_RELAY
             f"another writer committed to the event log during the relayout ({exc}); nothing "
             "was changed: run it again (with writers stopped, it cannot be beaten)") from None
     except BaseException:
-        delete_files(log.storage, EVENTS, written)
+        # Files a landed commit references are the log's now (an interrupt can come after
+        # the commit's file is in place): only those of a commit that did not land go.
+        if not (committing and landed(log.storage, EVENTS, snap.version + 1, txn=None,
+                                      metadata=mark)):
+            delete_files(log.storage, EVENTS, written)
         raise
     return RelayoutResult(current.describe(), target.describe(), moved, actions.num_rows,
                           len(written), version, time.perf_counter() - started)
 
 
-def _partition_values(snap: Snapshot, actions: pa.Table, index: int) -> dict[str, str | None]:
-    values: dict[str, str | None] = {}
-    for column in snap.partition_columns:
-        value = actions.column(f"partition.{column}")[index].as_py()
-        values[column] = None if value is None else str(value)
-    return values
+def _removals(snap: Snapshot, actions: pa.Table) -> list[FileRemoval]:
+    """A remove action for every live file of `snap` (its path, partition values, size)."""
+    columns = {column: actions.column(f"partition.{column}").to_pylist()
+               for column in snap.partition_columns}
+    return [FileRemoval(path, {column: None if values[index] is None else str(values[index])
+                               for column, values in columns.items()}, size)
+            for index, (path, size) in enumerate(zip(
+                actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist(),
+                strict=True))]
+
+
+def _rearranged(files: list[DataFile]) -> list[DataFile]:
+    """The files with `dataChange=false` adds: a relayout moves rows, it adds none (a Delta
+    stream or change feed must not read them as new data)."""
+    return [replace(f, action=replace(f.action, data_change=False)) for f in files]
 
 
 def _commit_remote(log: EventLog, snap: Snapshot, target: Layout, adds: list[AddAction],

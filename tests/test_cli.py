@@ -104,7 +104,10 @@ def test_init_creates_and_is_idempotent(tmp_path, capsys):
     assert el.Lake.open(root, create=False).last_seq() == 0
     code, out, _ = run(capsys, "init", str(root))
     assert code == EXIT_OK and "already exists" in out
-    assert run_json(capsys, "init", str(root)) == {"root": str(root), "created": False}
+    layout = el.Lake.open(root, create=False).layout
+    assert run_json(capsys, "init", str(root)) == {"root": str(root), "created": False,
+                                                   "layout": layout.kind,
+                                                   "buckets": layout.buckets}
 
 
 # -- ingest ----------------------------------------------------------------------------------
@@ -316,7 +319,9 @@ def test_info_json_matches_the_library(samples_lake, capsys):
     assert data == {"root": info.root, "events": info.events, "last_seq": info.last_seq,
                     "partitions": info.partitions, "version": info.version,
                     "files": info.files, "size_bytes": info.size_bytes,
-                    "views": list(info.views)}
+                    "views": list(info.views), "layout": info.layout,
+                    "buckets": info.buckets, "tail_files": info.tail_files,
+                    "advice": info.advice}
     assert data["events"] == data["last_seq"] == sum(sample_counts().values())
     assert data["partitions"] == 46
     # Global options also work before the command.

@@ -46,7 +46,8 @@ def _doctor_args(parser: argparse.ArgumentParser) -> None:
                      "files (written by a commit attempt that lost a race, or by a writer "
                      "that stopped before its commit) and temporary commit files are "
                      "harmless: a warning with their count and size, exit 0; --fix deletes "
-                     "those older than --min-age.")
+                     "those older than --min-age. A note suggests the buckets layout when a "
+                     "partition_id lake passes 10,000 partitions (exit code unchanged).")
 def cmd_doctor(args: argparse.Namespace) -> int:
     from eventlake.doctor import doctor
 
@@ -84,6 +85,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             hint = ("`eventlake doctor --fix` deletes them (those older than --min-age), as "
                     "does `eventlake maintain` after its retention")
         print(f"warning: {hint}", file=sys.stderr)
+    if report.advice:
+        # A suggestion, not a finding: the exit code does not change.
+        print(f"note: {report.advice}", file=sys.stderr)
     if report.ok:
         return EXIT_OK
     print("doctor found damage: see the README's Recovery section (restore a table version, "

@@ -21,11 +21,15 @@ from eventlake.cli._app import (
     _print_json,
     _storage_options,
     command,
+    number_at_least,
 )
+from eventlake.cli.log_commands import chosen_layout, layout_options
 from eventlake.config import resolve_lake
 
 if TYPE_CHECKING:
     from types import ModuleType
+
+    from eventlake.lake import Lake
 
 
 def _flows(name: str) -> ModuleType:
@@ -160,23 +164,44 @@ def _maintain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vacuum-hours", type=float, default=None, metavar="H",
                         help="delete unreferenced files older than H hours (default 24)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="only report what would be compacted and vacuumed")
+                        help="only report what would be compacted and vacuumed (or moved, "
+                             "with --relayout)")
+    group = parser.add_argument_group("relayout (instead of the maintenance pass)")
+    layout_options(group,  # type: ignore[arg-type]
+                   flag="--relayout",
+                   what="rewrite the event log into this layout in one atomic commit, every "
+                        "seq, event id, batch key and view watermark kept (stop writers "
+                        "first on object storage); only that, no compaction or vacuum")
+    group.add_argument("--chunk-events", type=number_at_least(1, what="a count >= 1"),
+                       metavar="N", default=None,
+                       help="events read and written at a time, in whole partitions (default "
+                            "1,000,000): bounds the relayout's memory")
 
 
-@command("maintain", help="compact small files, checkpoint and vacuum the lake",
+@command("maintain", help="compact small files, checkpoint and vacuum the lake; or relayout "
+                          "the event log",
          configure=_maintain_args,
          description="One maintenance pass, the same as the scheduled maintenance flow: "
                      "compact small event files that every view has folded, compact view "
                      "tables, write Delta checkpoints, and delete files that no table version "
                      "of the last --vacuum-hours references. Runs in this process (no Prefect "
-                     "server needed).")
+                     "server needed). With --relayout it moves the event log to the other "
+                     "layout (or another bucket count) instead: readers see the old layout "
+                     "until its one commit, a crash leaves the old layout, and an append "
+                     "that lands meanwhile makes it fail with nothing changed (run it again).")
 def cmd_maintain(args: argparse.Namespace) -> int:
     from eventlake.maintenance import DEFAULT_VACUUM_HOURS, maintain
 
     hours = DEFAULT_VACUUM_HOURS if args.vacuum_hours is None else args.vacuum_hours
     if hours < 0:
         raise CommandError(f"--vacuum-hours must be 0 or more, got {hours:g}")
+    if args.layout is None and args.buckets is not None:
+        raise CommandError("--buckets goes with --relayout buckets")
+    if args.layout is None and args.chunk_events is not None:
+        raise CommandError("--chunk-events goes with --relayout")
     lake = _open_existing(args)
+    if args.layout is not None:
+        return _relayout(args, lake)
     result = maintain(lake, retention_hours=hours, dry_run=args.dry_run)
     events = result.events
     vacuumed = {name: list(r.files) for name, r in result.vacuumed.items()}
@@ -208,3 +233,45 @@ def cmd_maintain(args: argparse.Namespace) -> int:
                   markup=False)
     return EXIT_OK
 
+
+def _relayout(args: argparse.Namespace, lake: Lake) -> int:
+    """`maintain --relayout`: progress on stderr, one summary line (or JSON) on stdout."""
+    from dataclasses import asdict
+
+    from eventlake.relayout import DEFAULT_RELAYOUT_CHUNK, RelayoutResult, relayout
+
+    target = chosen_layout(args)
+    assert target is not None
+    current = lake.layout
+    head = f"relayout of {lake.root}{' (dry run)' if args.dry_run else ''}"
+    if current == target or args.dry_run:
+        # Nothing to do, or only to say what would move: the figures of the log as it is.
+        info = None if current == target else lake.info()
+        result = RelayoutResult(current.describe(), target.describe(),
+                                0 if info is None else info.events,
+                                0 if info is None else info.files, 0, None, 0.0)
+        if info is None:
+            summary = f"the event log already has the {current.describe()} layout; nothing to do"
+        else:
+            summary = (f"would move {result.events:,} events in {result.files_removed:,} "
+                       f"file(s) from {result.before} to {result.after}")
+    else:
+        chunk = args.chunk_events or DEFAULT_RELAYOUT_CHUNK
+        stderr = _console(stderr=True)
+        stderr.print(f"{head}: {current.describe()} -> {target.describe()}, {chunk:,} events "
+                     "at a time", markup=False, style="dim")
+
+        def progress(done: int, total: int) -> None:
+            stderr.print(f"  {done}/{total} chunk(s) written", markup=False, style="dim")
+
+        result = relayout(lake.log, target, chunk_events=chunk, progress=progress)
+        summary = (f"{result.before} -> {result.after}: {result.events:,} events moved from "
+                   f"{result.files_removed:,} file(s) into {result.files_added:,} in "
+                   f"{result.seconds:.1f} s (event log version {result.version}); the old "
+                   "files stay for time travel until a vacuum past its retention")
+    if args.json:
+        _print_json({"lake": lake.root, "dry_run": args.dry_run, "changed": result.changed,
+                     **asdict(result)})
+    else:
+        _console().print(f"{head}: {summary}", markup=False)
+    return EXIT_OK

@@ -20,6 +20,7 @@ from eventlake.cli._app import (
     _open_existing,
     _open_lake,
     _print_json,
+    _storage_options,
     command,
     number_at_least,
 )
@@ -30,39 +31,95 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from eventlake.lake import Lake
+    from eventlake.layout import Layout
     from eventlake.restore import RestorePlan
 
 
 # -- init ------------------------------------------------------------------------------------
 
 
+# `eventlake.layout` imports numpy and pyarrow, which the parser must not load (`--help` stays
+# fast): its names and limits are repeated here, and tests/test_relayout.py checks they agree.
+LAYOUT_CHOICES = ("partition_id", "buckets")
+DEFAULT_LOG_BUCKETS = 64
+MAX_BUCKETS = 65_536
+
+
+def layout_options(parser: argparse.ArgumentParser, *, flag: str, what: str) -> None:
+    """`<flag> partition_id|buckets` and `--buckets N` (init and maintain --relayout)."""
+    parser.add_argument(flag, choices=LAYOUT_CHOICES, default=None, dest="layout",
+                        help=what)
+    parser.add_argument("--buckets", type=number_at_least(1, what="a bucket count >= 1"),
+                        metavar="N", default=None,
+                        help=f"bucket count of the buckets layout (default "
+                             f"{DEFAULT_LOG_BUCKETS}, at most {MAX_BUCKETS:,}; implies "
+                             "buckets)")
+
+
+def chosen_layout(args: argparse.Namespace) -> Layout | None:
+    """The layout `--layout`/`--relayout` and `--buckets` name; None when neither is given."""
+    from eventlake.layout import Layout
+
+    if args.layout is None and args.buckets is None:
+        return None
+    return Layout.named(args.layout or "buckets", buckets=args.buckets)
+
+
 def _init_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", metavar="PATH",
                         help="where to create the lake (default: --lake or the settings)")
+    layout_options(parser, flag="--layout",
+                   what="physical layout of the event log: partition_id (one folder per "
+                        "partition; up to ~10k partitions) or buckets (hash buckets of "
+                        "partition_id; many partitions, small batches). Default: "
+                        "$EVENTLAKE_LAYOUT, else partition_id; see the README's Layouts")
 
 
 @command("init", help="create an empty lake", configure=_init_args,
-         description="Create an empty lake (the event log table) at PATH; an existing lake is "
-                     "left as it is.")
+         description="Create an empty lake (the event log table) at PATH with the chosen "
+                     "layout; an existing lake is left as it is (naming another layout for it "
+                     "is an error: move it with `eventlake maintain --relayout`).")
 def cmd_init(args: argparse.Namespace) -> int:
     root = args.path if args.path is not None else resolve_lake(args.lake).value
+    layout = chosen_layout(args)
     try:
         lake = _open_lake(args, root, create=False)
         created = False
     except LakeNotFoundError:
-        lake = _open_lake(args, root, create=True)
+        _create_log(args, root, layout)
+        lake = _open_lake(args, root, create=False)
         created = True
+    current = lake.layout
+    if layout is not None and layout != current:
+        count = f" --buckets {layout.buckets}" if layout.buckets is not None else ""
+        raise CommandError(
+            f"the lake at {lake.root} already exists with the {current.describe()} layout, "
+            f"not {layout.describe()}: move it with `eventlake maintain --relayout "
+            f"{layout.kind}{count}`")
     if args.json:
-        _print_json({"root": lake.root, "created": created})
+        _print_json({"root": lake.root, "created": created, "layout": current.kind,
+                     "buckets": current.buckets})
         return EXIT_OK
     console = _console()
     if created:
-        console.print(f"created lake at {lake.root}", markup=False)
+        console.print(f"created lake at {lake.root} (layout {current.describe()})",
+                      markup=False)
         console.print(f"next: eventlake ingest FILE... --lake {lake.root}", markup=False)
     else:
-        console.print(f"lake already exists at {lake.root} ({lake.last_seq()} events)",
-                      markup=False)
+        console.print(f"lake already exists at {lake.root} ({lake.last_seq()} events, layout "
+                      f"{current.describe()})", markup=False)
     return EXIT_OK
+
+
+def _create_log(args: argparse.Namespace, root: str | None, layout: Layout | None) -> None:
+    """Create the lake's event log with `layout` (None: the default layout)."""
+    from eventlake.config import resolve_storage_options
+    from eventlake.lake import Lake
+
+    assert root is not None
+    Lake.open(root, storage_options=resolve_storage_options(_storage_options(args)),
+              create=True, layout=None if layout is None else layout.kind,
+              buckets=None if layout is None else layout.buckets)
 
 
 # -- ingest ----------------------------------------------------------------------------------
@@ -272,16 +329,20 @@ def cmd_events(args: argparse.Namespace) -> int:
 # -- info ------------------------------------------------------------------------------------
 
 
-@command("info", help="summary of the lake: events, last seq, partitions, size",
-         description="Summary of the lake: event count, last seq, partitions, Delta table "
-                     "version, data files, size and registered views.")
+@command("info", help="summary of the lake: layout, events, last seq, partitions, size",
+         description="Summary of the lake: the event log's layout (bucket count and tail "
+                     "files of a bucketed log), event count, last seq, partitions, Delta "
+                     "table version, data files, size and registered views; and advice when "
+                     "the layout no longer fits the lake (past 10,000 partitions, the "
+                     "partition_id layout).")
 def cmd_info(args: argparse.Namespace) -> int:
     lake = _open_existing(args)
     info = lake.info()
     data: dict[str, Any] = {
         "root": info.root, "events": info.events, "last_seq": info.last_seq,
         "partitions": info.partitions, "version": info.version, "files": info.files,
-        "size_bytes": info.size_bytes, "views": list(info.views)}
+        "size_bytes": info.size_bytes, "views": list(info.views), "layout": info.layout,
+        "buckets": info.buckets, "tail_files": info.tail_files, "advice": info.advice}
     from eventlake.storage_options import redacted
 
     options = redacted(lake.storage.options)
@@ -295,8 +356,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
+    layout = info.layout if info.buckets is None else (
+        f"{info.layout} ({info.buckets:,} buckets, {info.tail_files:,} tail "
+        f"{'file' if info.tail_files == 1 else 'files'})")
     rows = [
         ("lake", info.root),
+        ("layout", layout),
         ("events", f"{info.events:,}"),
         ("last seq", f"{info.last_seq:,}"),
         ("partitions", f"{info.partitions:,}"),
@@ -312,7 +377,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     for key, value in rows:
         table.add_row(key, escape(value))
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    if info.advice:
+        console.print(f"advice: {info.advice}", markup=False)
     return EXIT_OK
 
 
