@@ -200,12 +200,18 @@ class LogVersion:
     table_id: str
     _manifest: _Manifest | None
     _txns: Mapping[str, tuple[int, int | None]]
+    # Every app transaction as of the log's base version (None: only delta-rs knows them).
+    _base_txns: Mapping[str, tuple[int, int | None]] | None
     _log: TableLog
 
     def transaction_version(self, app_id: str) -> int | None:
         found = self._txns.get(app_id)
         if found is None:
-            return self._log.base_transaction_version(app_id)
+            if self._base_txns is None:
+                return self._log.base_transaction_version(app_id)
+            found = self._base_txns.get(app_id)
+            if found is None:
+                return None
         version, updated = found
         retention = self._log.txn_retention_ms
         if updated is not None and retention is not None and (
@@ -246,6 +252,10 @@ class TableLog:
         self._txn_memo: dict[str, int | None] = {}
         # App transactions of the commits after the base: version and lastUpdated.
         self._txns: dict[str, tuple[int, int | None]] = {}
+        # All of them at the base, read from the checkpoint and the commits after it (a
+        # delta-rs lookup costs milliseconds on a table of many keys); never mutated, so a
+        # pinned version can keep it.
+        self._base_txns = _read_txns(self.log_dir, self.version)
         self._schema = _manifest_schema(base)
         self._types = {f.name: f.type for f in self._schema}
         self._partitions = list(base.metadata().partition_columns)
@@ -373,7 +383,7 @@ class TableLog:
             self.refresh()
             return LogVersion(self.version, tuple(self._partitions), self._arrow_schema,
                               self._configuration, self._table_id, self._manifest,
-                              dict(self._txns), self)
+                              dict(self._txns), self._base_txns, self)
 
     def files_at(self, version: int) -> pa.Table:
         """The file list of `version`, which must still be the newest version seen, or one
@@ -474,9 +484,64 @@ class TableLog:
                     self._pending = []
                 self._base = table
                 self._base_version = version
+                if self._base_txns is not None:
+                    self._base_txns = {**self._base_txns, **self._txns}
+                else:
+                    self._base_txns = _read_txns(self.log_dir, version)
                 self._txns = {}
                 self._txn_memo = {}
 
+
+
+def _read_txns(log_dir: str, version: int) -> dict[str, tuple[int, int | None]] | None:
+    """Every app transaction of the table at `version` (with its lastUpdated): the last
+    checkpoint's `txn` rows plus the commits after it. None when that cannot be read here
+    (no usable checkpoint record, a commit file gone): delta-rs is asked key by key then."""
+    import pyarrow.parquet as pq
+
+    txns: dict[str, tuple[int, int | None]] = {}
+    start = 0
+    try:
+        with open(os.path.join(log_dir, "_last_checkpoint"), encoding="utf-8") as handle:
+            last = json.load(handle)
+        checkpoint = int(last["version"])
+    except FileNotFoundError:
+        checkpoint = -1
+    except (ValueError, KeyError, TypeError):
+        return None
+    if checkpoint > version:
+        return None
+    if checkpoint >= 0:
+        parts = int(last.get("parts") or 0)
+        names = ([f"{checkpoint:020d}.checkpoint.parquet"] if not parts else
+                 [f"{checkpoint:020d}.checkpoint.{i:010d}.{parts:010d}.parquet"
+                  for i in range(1, parts + 1)])
+        try:
+            for name in names:
+                rows = pq.read_table(os.path.join(log_dir, name), columns=["txn"])
+                for txn in rows.column("txn").drop_null().to_pylist():
+                    txns[txn["appId"]] = (int(txn["version"]), txn.get("lastUpdated"))
+        except (OSError, KeyError, pa.ArrowException):
+            return None
+        start = checkpoint + 1
+    for number in range(start, version + 1):
+        try:
+            with open(os.path.join(log_dir, log_path(number)), encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return None
+        for line in text.split("\n"):
+            if '"txn"' not in line:
+                continue
+            try:
+                txn = json.loads(line).get("txn")
+            except ValueError:
+                return None
+            if txn is not None:
+                updated = txn.get("lastUpdated")
+                txns[txn["appId"]] = (int(txn["version"]),
+                                      None if updated is None else int(updated))
+    return txns
 
 
 _LOGS: dict[str, TableLog] = {}

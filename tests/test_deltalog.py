@@ -58,6 +58,7 @@ def test_manifest_and_txns_match_delta_rs_after_any_commits(tmp_path_factory, st
     root = tmp_path_factory.mktemp("log")
     log = _create(root, interval=7)
     live: list = []
+    keys: list[str] = []
     seq = 0
     for adds, removes, keyed in steps:
         files = []
@@ -69,6 +70,7 @@ def test_manifest_and_txns_match_delta_rs_after_any_commits(tmp_path_factory, st
         txns = [("eventlake.seq", seq, False)]
         if keyed:
             txns.append((f"batch/{seq}", seq, True))
+            keys.append(f"batch/{seq}")
         base = log.pin().version
         log.commit(Commit(adds=[f.action for f, _ in files],
                           removes=[FileRemoval(f.action.path, f.action.partition_values,
@@ -82,6 +84,10 @@ def test_manifest_and_txns_match_delta_rs_after_any_commits(tmp_path_factory, st
     fresh = TableLog(str(root / "t"), str(root / "t"))
     assert _own_manifest(fresh) == _delta_rs_manifest(root)
     assert fresh.pin().transaction_version("eventlake.seq") == seq
+    # Every key, read from the checkpoint and the commits after it, as delta-rs reads it.
+    for key in [*keys, "never-written"]:
+        assert fresh.pin().transaction_version(key) == table.transaction_version(key)
+        assert log.pin().transaction_version(key) == table.transaction_version(key)
     assert sorted(table.to_pyarrow_table().column("seq").to_pylist()) == sorted(
         s for _, s in live)
 
