@@ -28,6 +28,7 @@ from eventlake.errors import (
     ViewChangedError,
     ViewDefinitionError,
 )
+from eventlake.events import EVENT_SCHEMA
 from eventlake.folds import FAILURE, event_columns, fold_events, fold_view
 from eventlake.layout import BUCKET_COLUMN
 from eventlake.storage import Snapshot, retry_commit
@@ -173,7 +174,8 @@ def read_events(lake: Lake, partitions: Sequence[str] | None = None, *,
     if plan.rows > whole_files:
         frame = lake.events(partitions, since_seq=since_seq, until_seq=until_seq, snapshot=snap)
         return (frame if columns is None else frame.select(columns)).collect()
-    scan = snap.scan(plan)
+    # The event columns only, as `lake.events` gives them (a bucketed log also has `bucket`).
+    scan = snap.scan(plan).select(EVENT_SCHEMA.names)
     if columns is not None:
         scan = scan.select(list(dict.fromkeys([*columns, "seq", "partition_id"])))
     # One chunk per file comes back; every later step on a thousand tiny chunks pays for each.
