@@ -116,7 +116,15 @@ class Storage:
         return "/".join([self.root, *parts])
 
     def exists(self, *parts: str) -> bool:
+        """Whether a Delta table is at `<root>/<parts>`. Locally, a table is a `_delta_log`
+        folder holding its first commit or a checkpoint record (cleanup of expired logs
+        drops early commits only after a checkpoint): two stats, where delta-rs lists the
+        whole log."""
         uri = self.uri(*parts)
+        if self.is_local:
+            log = os.path.join(self.local_path(*parts), "_delta_log")
+            return (os.path.isfile(os.path.join(log, "00000000000000000000.json"))
+                    or os.path.isfile(os.path.join(log, "_last_checkpoint")))
         with self._reading(uri):
             return DeltaTable.is_deltatable(uri, storage_options=self.options or None)
 

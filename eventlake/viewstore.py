@@ -164,8 +164,7 @@ class ViewStore:
                 if not self.exists():
                     raise
             return
-        table = self.storage.table(self.name)
-        current = {f.name: f.type for f in pa.schema(table.schema())}
+        current = {f.name: f.type for f in self.snapshot().arrow_schema}
         missing = []
         retyped = []
         for f in schema:
@@ -184,7 +183,7 @@ class ViewStore:
         if missing:
             from deltalake.schema import Field as DeltaField
 
-            table.alter.add_columns(
+            self.storage.table(self.name).alter.add_columns(
                 [DeltaField.from_arrow(f.with_nullable(True)) for f in missing])
 
     def _reset_types(self, retyped: list[pa.Field]) -> None:
