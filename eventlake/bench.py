@@ -3,11 +3,16 @@
 Absolute times on a shared machine are noise; every case therefore times eventlake and its
 raw-library baseline in the same run, on the same generated data, several times, and reports
 the ratio of medians. Data is generated on the fly in a temporary folder and deleted after.
+
+Every key has its goal in `GOALS` (comparison and target, and the scale whose sizes the goal
+is set for); the report says of each whether it was met. The cases about the log at scale
+(layouts, small batches, age, reads at many partitions) are in `eventlake._bench_scaling`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
@@ -28,9 +33,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["SCALES", "BenchReport", "Case", "Scale", "run_bench"]
+__all__ = ["GOALS", "SCALES", "BenchReport", "Case", "Goal", "Scale", "run_bench"]
 
 ScaleName = Literal["small", "medium", "large"]
+LayoutKind = Literal["partition_id", "buckets"]
 
 
 @dataclass(frozen=True)
@@ -44,21 +50,41 @@ class Scale:
     history_partitions: int
     refresh_batch: int
     growth_steps: tuple[int, ...]
-    point_partitions: int
     rss_events: tuple[int, int]
     repeats: int
     action_items: int = 10_000
     repository_events: int = 100_000
     layout_partitions: int = 100_000
+    # scale_ingest_growth: `scale_batches` batches of `scale_batch` events over each count of
+    # partitions (few, many), on the bucketed layout.
+    scale_batch: int = 250_000
+    scale_batches: int = 4
+    scale_partitions: tuple[int, int] = (1_000, 100_000)
+    # small_batch_vs_eventsourcing: that many batches of 1,000 events over 1,000 partitions.
+    small_batches: int = 100
+    # append/refresh_age_growth: the two ages (earlier commits) measured, and the window of
+    # appends timed at each.
+    ages: tuple[int, int] = (50, 5_000)
+    age_window: int = 30
+    # sql_view_scan_ratio, state_read_ratio and cold_open_s: the partitions of that lake.
+    many_partitions: int = 100_000
 
 
 SCALES: dict[str, Scale] = {
-    "small": Scale("small", 20_000, 100, 20_000, 100, 500, (1, 2, 5), 500, (10_000, 40_000),
-                   2, action_items=1_000, repository_events=5_000, layout_partitions=5_000),
-    "medium": Scale("medium", 1_000_000, 1_000, 1_000_000, 1_000, 10_000, (1, 2, 5), 10_000,
-                    (250_000, 1_000_000), 3),
-    "large": Scale("large", 1_000_000, 1_000, 5_000_000, 1_000, 50_000, (1, 2, 5), 100_000,
-                   (1_000_000, 4_000_000), 3),
+    # Small only checks the harness (CI runs it): ages 200 vs 20, not 5,000 vs 50.
+    "small": Scale("small", ingest_events=20_000, ingest_partitions=100, history_events=20_000,
+                   history_partitions=100, refresh_batch=500, growth_steps=(1, 2, 5),
+                   rss_events=(10_000, 40_000), repeats=2, action_items=1_000,
+                   repository_events=5_000, layout_partitions=5_000, scale_batch=20_000,
+                   scale_partitions=(1_000, 10_000), small_batches=20, ages=(20, 200),
+                   age_window=10, many_partitions=5_000),
+    "medium": Scale("medium", ingest_events=1_000_000, ingest_partitions=1_000,
+                    history_events=1_000_000, history_partitions=1_000, refresh_batch=10_000,
+                    growth_steps=(1, 2, 5), rss_events=(250_000, 1_000_000), repeats=3),
+    "large": Scale("large", ingest_events=1_000_000, ingest_partitions=1_000,
+                   history_events=5_000_000, history_partitions=1_000, refresh_batch=50_000,
+                   growth_steps=(1, 2, 5), rss_events=(1_000_000, 4_000_000), repeats=3,
+                   scale_partitions=(1_000, 1_000_000), many_partitions=1_000_000),
 }
 
 
@@ -75,21 +101,130 @@ class Case:
         return statistics.median(self.times)
 
 
+Status = Literal["met", "missed", "report", "skipped"]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What one key should be: `value <comparison> target` (no comparison: reported only).
+
+    `scale` is the scale whose sizes the goal is set for (None: any); at another scale the
+    verdict is still given, for what it is worth, and says so.
+    """
+
+    comparison: Literal["<=", ">="] | None
+    target: float | None
+    meaning: str
+    scale: ScaleName | None = None
+
+    def text(self) -> str:
+        if self.comparison is None or self.target is None:
+            return ""
+        return f"{self.comparison} {self.target:g}"
+
+    def status(self, value: float | None) -> Status:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "skipped"
+        if self.comparison is None or self.target is None:
+            return "report"
+        met = value <= self.target if self.comparison == "<=" else value >= self.target
+        return "met" if met else "missed"
+
+
+# Each meaning says what is divided by what, and the comparison which way is better. Keys
+# without a layout suffix measure the buckets layout, except those older than it
+# (ingest_ratio, refresh_speedup_*, refresh_growth, fold_overhead, rebuild_rss_growth), which
+# keep measuring the partition_id layout so that their history stays comparable.
+GOALS: dict[str, Goal] = {
+    "ingest_ratio": Goal(">=", 0.7, "bare write_deltalake(partition_by=partition_id) time / "
+                         "lake.append time (Arrow), partition_id layout"),
+    "ingest_ratio_buckets": Goal(">=", 0.7, "bare write_deltalake(partition_by=bucket) time / "
+                                 "lake.append time (Arrow), buckets layout"),
+    "ingest_jsonl_ratio": Goal(None, None, "polars.read_ndjson + bare write time / JSON Lines "
+                               "ingest time"),
+    "scale_ingest_growth": Goal("<=", 2.0, "µs/event of 4 batches of 250k at many partitions "
+                                "(1M at large) / at 1,000, buckets layout", "large"),
+    "small_batch_vs_eventsourcing": Goal("<=", 0.5, "100 batches of 1,000 events: lake.append "
+                                         "time (buckets) / eventsourcing SQLite recorder time"),
+    "append_age_growth": Goal("<=", 1.5, "single-event keyed append at 5,000 earlier commits "
+                              "/ at 50 (median of a window), buckets layout"),
+    "append_age_growth_partition_id": Goal("<=", 1.5, "the same on the partition_id layout"),
+    "refresh_age_growth": Goal("<=", 1.5, "document refresh after a one-event append at 5,000 "
+                               "earlier refreshes / at 50, buckets layout"),
+    "refresh_age_growth_partition_id": Goal("<=", 1.5, "the same on the partition_id layout"),
+    "refresh_speedup_aggregate": Goal(">=", 20, "full rebuild time / refresh after a 1% batch, "
+                                      "aggregate view, partition_id layout"),
+    "refresh_speedup_document": Goal(None, None, "the same for the document view, "
+                                     "partition_id layout"),
+    "refresh_speedup_aggregate_buckets": Goal(">=", 50, "full rebuild time / refresh after a "
+                                              "1% batch, aggregate view, buckets layout",
+                                              "large"),
+    "refresh_speedup_document_buckets": Goal(">=", 50, "the same for the document view, "
+                                             "buckets layout", "large"),
+    "refresh_batch_read_ratio": Goal("<=", 2.0, "document refresh after a 1% batch / polars "
+                                     "read of exactly the batch's rows from the same files, "
+                                     "buckets layout"),
+    "refresh_batch_read_ratio_aggregate": Goal("<=", 2.0, "the same for the aggregate view"),
+    "refresh_batch_read_ratio_partition_id": Goal(None, None, "document refresh / batch read, "
+                                                  "partition_id layout"),
+    "refresh_growth": Goal("<=", 1.5, "refresh time (fixed batch) at 5x history / at 1x"),
+    "fold_overhead": Goal("<=", 2.0, "document view rebuild / bare apply_action loop in "
+                          "memory"),
+    "sql_view_scan_ratio": Goal("<=", 3.0, "lake.sql('select * from document').arrow() / "
+                                "polars.read_parquet of the view's active files, many "
+                                "partitions (100k at medium), buckets layout"),
+    "state_read_ratio": Goal("<=", 5.0, "lake.state(p) with a lagging view / polars reads of "
+                             "p's view file and its newer log files, many partitions (1M at "
+                             "large), buckets layout", "large"),
+    "state_read_ratio_current": Goal("<=", 5.0, "the same with the view up to date"),
+    "cold_open_s": Goal(None, None, "seconds for a fresh process to open the many-partition "
+                        "lake and answer lake.state(p) (imports not counted)"),
+    "rebuild_rss_growth": Goal("<=", 1.3, "peak RSS of a rebuild at 4x history / at 1x"),
+}
+
+
 @dataclass
 class BenchReport:
     scale: str
     cases: list[Case] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)
     figures: dict[str, float] = field(default_factory=dict)
+    # Key -> why it was not measured (a missing optional package, say).
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def value(self, key: str) -> float | None:
+        return self.ratios.get(key, self.figures.get(key))
+
+    def goals(self) -> dict[str, dict[str, Any]]:
+        """Every key with a goal or a ratio: value, goal, and whether it was met."""
+        keys = [*GOALS, *(k for k in self.ratios if k not in GOALS)]
+        out: dict[str, dict[str, Any]] = {}
+        for key in keys:
+            goal = GOALS.get(key, Goal(None, None, ""))
+            value = self.value(key)
+            status = goal.status(value)
+            note = self.skipped.get(key, "" if value is not None else "not measured")
+            if goal.scale is not None and goal.scale != self.scale and status in ("met",
+                                                                                   "missed"):
+                note = f"goal set for --scale {goal.scale}"
+            out[key] = {"value": value, "goal": goal.text() or None,
+                        "comparison": goal.comparison, "target": goal.target,
+                        "status": status, "goal_scale": goal.scale, "meaning": goal.meaning,
+                        "note": note}
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
             "scale": self.scale,
+            "goals": self.goals(),
             "cases": {c.name: {"median_s": c.median, "min_s": min(c.times),
                                "max_s": max(c.times), "runs": len(c.times),
                                "detail": c.detail} for c in self.cases},
             "ratios": self.ratios,
             "figures": self.figures,
+            "skipped": self.skipped,
+            "notes": self.notes,
         }
 
 
@@ -99,12 +234,18 @@ Progress = Callable[[str], None]
 
 
 def event_table(count: int, partitions: int, *, seed: int, start: int = 0,
-                kinds: Literal["domain", "actions", "mixed"] = "mixed") -> pa.Table:
-    """`count` events over `partitions`: deposits/withdrawals and/or `set` state actions."""
+                kinds: Literal["domain", "actions", "mixed"] = "mixed",
+                cover: bool = False) -> pa.Table:
+    """`count` events over `partitions`: deposits/withdrawals and/or `set` state actions.
+
+    Partition ids are drawn at random, or with `cover` dealt in turn from `start` (shuffled),
+    so that `partitions` consecutive events together hold every partition.
+    """
     rng = np.random.default_rng(seed)
     index = pa.array(np.arange(start, start + count, dtype=np.int64))
-    part = pc.binary_join_element_wise(
-        "p", pc.cast(pa.array(rng.integers(0, partitions, count)), pa.string()), "")
+    ids = (rng.permutation(np.arange(start, start + count, dtype=np.int64) % partitions)
+           if cover else rng.integers(0, partitions, count))
+    part = pc.binary_join_element_wise("p", pc.cast(pa.array(ids), pa.string()), "")
     amount = pc.cast(pa.array(rng.integers(1, 1000, count)), pa.string())
     deposit = pc.binary_join_element_wise('{"amount":', amount, ',"currency":"',
                                           pa.array(rng.choice(["EUR", "USD"], count)),
@@ -141,6 +282,20 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def _median(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def open_lake(root: Path, layout: LayoutKind, **kwargs: Any) -> Any:
+    """A new lake with exactly `layout` (the bench never takes $EVENTLAKE_LAYOUT's)."""
+    import eventlake as el
+    from eventlake.layout import DEFAULT_LOG_BUCKETS
+
+    if layout == "buckets":
+        return el.Lake.open(root, layout="buckets", buckets=DEFAULT_LOG_BUCKETS, **kwargs)
+    return el.Lake.open(root, layout="partition_id", **kwargs)
+
+
 def _views() -> list[Any]:
     from eventlake.views import Agg, AggregateView
 
@@ -155,31 +310,40 @@ def _views() -> list[Any]:
 
 
 def _bench_ingest(scale: Scale, work: Path, report: BenchReport) -> None:
+    """One big Arrow batch into a fresh lake of each layout, against a bare `write_deltalake`
+    of the same rows partitioned the same way (`bucket` computed beforehand for the bare one).
+    """
     from deltalake import write_deltalake
 
-    import eventlake as el
+    from eventlake.layout import DEFAULT_LOG_BUCKETS, bucket_ids
 
     table = event_table(scale.ingest_events, scale.ingest_partitions, seed=1)
     bare_table = table.rename_columns(["type", "payload", "partition_id"])
-    bare, lake_times = [], []
-    for run in range(scale.repeats):
-        target = str(work / f"bare{run}")
-        bare.append(_timed(partial(write_deltalake, target, bare_table,
-                                   partition_by=["partition_id"])))
-        lake = el.Lake.open(work / f"lake{run}")
-        lake_times.append(_timed(partial(lake.append, table)))
+    bucketed = bare_table.append_column("bucket", pa.array(bucket_ids(
+        bare_table.column("partition_id"), DEFAULT_LOG_BUCKETS), pa.int32()))
     n = scale.ingest_events
-    report.cases += [Case("ingest_bare_write_deltalake", tuple(bare), f"{n} events"),
-                     Case("ingest_lake_append_arrow", tuple(lake_times), f"{n} events")]
-    report.ratios["ingest_ratio"] = statistics.median(bare) / statistics.median(lake_times)
-    report.figures["ingest_events_per_s"] = n / statistics.median(lake_times)
-    report.figures["bare_events_per_s"] = n / statistics.median(bare)
+    for layout, suffix, column, rows in (("partition_id", "", "partition_id", bare_table),
+                                         ("buckets", "_buckets", "bucket", bucketed)):
+        bare, lake_times = [], []
+        for run in range(scale.repeats):
+            target = str(work / f"bare{suffix}{run}")
+            bare.append(_timed(partial(write_deltalake, target, rows, partition_by=[column])))
+            lake = open_lake(work / f"lake{suffix}{run}", layout)  # type: ignore[arg-type]
+            lake_times.append(_timed(partial(lake.append, table)))
+        report.cases += [
+            Case(f"ingest_bare_write_deltalake{suffix}", tuple(bare),
+                 f"{n} events, partition_by={column}"),
+            Case(f"ingest_lake_append_arrow{suffix}", tuple(lake_times),
+                 f"{n} events, {layout} layout"),
+        ]
+        report.ratios[f"ingest_ratio{suffix}"] = _median(bare) / _median(lake_times)
+        report.figures[f"ingest_events_per_s{suffix}"] = n / _median(lake_times)
+        report.figures[f"bare_events_per_s{suffix}"] = n / _median(bare)
 
 
 def _bench_ingest_jsonl(scale: Scale, work: Path, report: BenchReport) -> None:
     from deltalake import write_deltalake
 
-    import eventlake as el
     from eventlake.inbox import ingest_file
 
     table = event_table(scale.ingest_events, scale.ingest_partitions, seed=2)
@@ -196,56 +360,71 @@ def _bench_ingest_jsonl(scale: Scale, work: Path, report: BenchReport) -> None:
                             .to_arrow(), partition_by=["partition_id"])
 
         bare.append(_timed(raw))
-        lake = el.Lake.open(work / f"jlake{run}")
+        lake = open_lake(work / f"jlake{run}", "partition_id")
         lake_times.append(_timed(partial(ingest_file, lake, path)))
     n = scale.ingest_events
     report.cases += [Case("ingest_jsonl_polars_bare", tuple(bare), f"{n} events"),
                      Case("ingest_jsonl_lake", tuple(lake_times), f"{n} events")]
-    report.ratios["ingest_jsonl_ratio"] = statistics.median(bare) / statistics.median(lake_times)
-    report.figures["ingest_jsonl_events_per_s"] = n / statistics.median(lake_times)
+    report.ratios["ingest_jsonl_ratio"] = _median(bare) / _median(lake_times)
+    report.figures["ingest_jsonl_events_per_s"] = n / _median(lake_times)
 
 
 def _grow(lake: Any, events: int, partitions: int, *, seed: int, start: int,
-          batch: int = 500_000) -> None:
+          batch: int = 500_000, kinds: Literal["domain", "actions", "mixed"] = "mixed",
+          cover: bool = False) -> None:
     for offset in range(0, events, batch):
         size = min(batch, events - offset)
-        lake.append(event_table(size, partitions, seed=seed + offset, start=start + offset))
+        lake.append(event_table(size, partitions, seed=seed + offset, start=start + offset,
+                                kinds=kinds, cover=cover))
 
 
-def _bench_refresh(scale: Scale, work: Path, report: BenchReport,
-                   progress: Progress | None) -> None:
-    import eventlake as el
+def _batch_read(lake: Any, since: int) -> Callable[[], Any]:
+    """A bare polars read of exactly the rows above `since`, from the files holding them."""
+    files = list(lake.log.plan(since_seq=since).files)
+    return lambda: pl.scan_parquet(files).filter(pl.col("seq") > since).collect()
 
-    lake = el.Lake.open(work / "refresh", views=_views())
+
+def _bench_refresh(scale: Scale, work: Path, report: BenchReport, progress: Progress | None,
+                   layout: LayoutKind) -> None:
+    """Refresh after a 1% batch against a full rebuild, and against reading the batch alone."""
+    lake = open_lake(work / f"refresh-{layout}", layout, views=_views())
     _grow(lake, scale.history_events, scale.history_partitions, seed=10, start=0)
     if progress:
-        progress("refresh: full build")
+        progress(f"refresh ({layout}): full build")
     lake.materialize()
+    suffix = "" if layout == "partition_id" else "_buckets"
     batch = max(1, scale.history_events // 100)
     for name in ("totals", "document"):
-        refresh, rebuild = [], []
+        refresh, rebuild, reads = [], [], []
         for run in range(scale.repeats):
+            since = lake.last_seq()
             lake.append(event_table(batch, scale.history_partitions, seed=100 + run,
                                     start=10**9 + run * batch))
+            reads.append(_timed(_batch_read(lake, since)))
             refresh.append(_timed(partial(lake.materialize, [name])))
             lake.materialize()
             rebuild.append(_timed(partial(lake.materialize, [name], rebuild=True)))
         key = "aggregate" if name == "totals" else "document"
         report.cases += [
-            Case(f"refresh_1pct_{key}", tuple(refresh),
-                 f"{batch} new events on {lake.last_seq()} history"),
-            Case(f"rebuild_{key}", tuple(rebuild), f"{lake.last_seq()} events"),
+            Case(f"refresh_1pct_{key}{suffix}", tuple(refresh),
+                 f"{batch} new events on {lake.last_seq()} history, {layout} layout"),
+            Case(f"rebuild_{key}{suffix}", tuple(rebuild),
+                 f"{lake.last_seq()} events, {layout} layout"),
+            Case(f"read_1pct_batch_{key}{suffix}", tuple(reads),
+                 f"polars read of the {batch} new events' rows, {layout} layout"),
         ]
-        report.ratios[f"refresh_speedup_{key}"] = (statistics.median(rebuild)
-                                                  / statistics.median(refresh))
+        report.ratios[f"refresh_speedup_{key}{suffix}"] = _median(rebuild) / _median(refresh)
+        read_key = ("refresh_batch_read_ratio" + ("_aggregate" if key == "aggregate" else "")
+                    if layout == "buckets" else
+                    "refresh_batch_read_ratio_partition_id" if key == "document" else None)
+        if read_key is not None:
+            report.ratios[read_key] = _median(refresh) / _median(reads)
 
 
 def _bench_growth(scale: Scale, work: Path, report: BenchReport,
                   progress: Progress | None) -> None:
-    import eventlake as el
-
     base = scale.history_events // max(scale.growth_steps)
-    lake = el.Lake.open(work / "growth", views=_views())
+    lake = open_lake(work / "growth", "partition_id", views=_views())
     medians: dict[int, float] = {}
     size = 0
     for step in scale.growth_steps:
@@ -259,7 +438,7 @@ def _bench_growth(scale: Scale, work: Path, report: BenchReport,
             lake.append(event_table(scale.refresh_batch, scale.history_partitions,
                                     seed=5000 + run + step, start=10**9 + step * 10**6 + run))
             times.append(_timed(lambda: lake.materialize()))
-        medians[step] = statistics.median(times)
+        medians[step] = _median(times)
         report.cases.append(Case(f"refresh_{scale.refresh_batch}_at_{step}x", tuple(times),
                                  f"history {size} events"))
     first, last = min(scale.growth_steps), max(scale.growth_steps)
@@ -267,11 +446,10 @@ def _bench_growth(scale: Scale, work: Path, report: BenchReport,
 
 
 def _bench_fold(scale: Scale, work: Path, report: BenchReport) -> None:
-    import eventlake as el
     from eventlake.actions import apply_action, is_state_action
 
     count = min(scale.history_events, 1_000_000)
-    lake = el.Lake.open(work / "fold")
+    lake = open_lake(work / "fold", "partition_id")
     _grow(lake, count, scale.history_partitions, seed=77, start=0)
     events = lake.events().collect()
     records = list(zip(events.get_column("partition_id").to_list(),
@@ -290,43 +468,7 @@ def _bench_fold(scale: Scale, work: Path, report: BenchReport) -> None:
               for _ in range(scale.repeats)]
     report.cases += [Case("fold_bare_apply_action_loop", tuple(bare), f"{count} events"),
                      Case("fold_document_rebuild", tuple(folded), f"{count} events")]
-    report.ratios["fold_overhead"] = statistics.median(folded) / statistics.median(bare)
-
-
-def _bench_point_read(scale: Scale, work: Path, report: BenchReport) -> None:
-    import eventlake as el
-    from eventlake.viewstore import ViewStore, bucket_of
-
-    lake = el.Lake.open(work / "point")
-    count = scale.point_partitions * 5
-    lake.append(event_table(count, scale.point_partitions, seed=9, kinds="actions"))
-    lake.materialize()
-    store = ViewStore(lake.storage, lake.view("document"))
-    snap = store.snapshot()
-    active = store.marks(snap).active
-    probes = [f"p{i}" for i in range(0, scale.point_partitions, max(1, scale.point_partitions
-                                                                     // 20))]
-    files = {}
-    for p in probes:
-        plan = snap.plan(equals={"generation": [active],
-                                 "bucket": [bucket_of(p, store.buckets(snap))]})
-        files[p] = list(plan.files)
-
-    def lake_reads() -> None:
-        for p in probes:
-            lake.state(p)
-
-    def raw_reads() -> None:
-        for p in probes:
-            pl.scan_parquet(files[p]).filter(pl.col("partition_id") == p).collect()
-
-    lake_times = [_timed(lake_reads) / len(probes) for _ in range(scale.repeats)]
-    raw = [_timed(raw_reads) / len(probes) for _ in range(scale.repeats)]
-    report.cases += [
-        Case("state_read_lake", tuple(lake_times), f"{scale.point_partitions} partitions"),
-        Case("state_read_polars_file", tuple(raw), "the partition's view file alone"),
-    ]
-    report.ratios["state_read_ratio"] = statistics.median(lake_times) / statistics.median(raw)
+    report.ratios["fold_overhead"] = _median(folded) / _median(bare)
 
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child started by a big
@@ -344,12 +486,10 @@ _RSS_PROBE = textwrap.dedent(
 
 
 def _bench_rss(scale: Scale, work: Path, report: BenchReport) -> None:
-    import eventlake as el
-
     peaks = []
     for size in scale.rss_events:
         root = work / f"rss{size}"
-        lake = el.Lake.open(root)
+        lake = open_lake(root, "partition_id")
         _grow(lake, size, scale.history_partitions, seed=size, start=0)
         done = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(root)], check=True,
                               capture_output=True, text=True, timeout=3600)
@@ -388,7 +528,7 @@ def _bench_actions(scale: Scale, work: Path, report: BenchReport) -> None:
         times = [_timed(loop) for _ in range(scale.repeats)]
         report.cases.append(Case(f"apply_{kind}_x{calls}", tuple(times),
                                  f"document of {items} tree items"))
-        report.figures[f"apply_{kind}_per_s"] = calls / statistics.median(times)
+        report.figures[f"apply_{kind}_per_s"] = calls / _median(times)
 
 
 def _bench_repository(scale: Scale, work: Path, report: BenchReport) -> None:
@@ -397,7 +537,7 @@ def _bench_repository(scale: Scale, work: Path, report: BenchReport) -> None:
 
     import eventlake as el
 
-    lake = el.Lake.open(work / "repo")
+    lake = open_lake(work / "repo", "partition_id")
     lake.append(event_table(scale.repository_events, 20, seed=3, kinds="actions"))
     picks = random.Random(5).sample(range(scale.repository_events), 20)
     results = {}
@@ -410,7 +550,7 @@ def _bench_repository(scale: Scale, work: Path, report: BenchReport) -> None:
                 repo.get_state(index)
 
         times = [_timed(reads) / len(picks) for _ in range(scale.repeats)]
-        results[label] = statistics.median(times)
+        results[label] = _median(times)
         report.cases.append(Case(f"get_state_{label}", tuple(times),
                                  f"one get_state(i) on {scale.repository_events} events"))
     report.figures["get_state_speedup_checkpoints"] = results["replay"] / results["checkpoints"]
@@ -418,10 +558,8 @@ def _bench_repository(scale: Scale, work: Path, report: BenchReport) -> None:
 
 def _bench_layout(scale: Scale, work: Path, report: BenchReport) -> None:
     """The view layout at many partitions: refresh after a small batch, full scan."""
-    import eventlake as el
-
     partitions = scale.layout_partitions
-    lake = el.Lake.open(work / "layout", views=_views())
+    lake = open_lake(work / "layout", "partition_id", views=_views())
     lake.append(event_table(partitions * 2, partitions, seed=11))
     lake.materialize()
     refresh, scans = [], []
@@ -439,16 +577,28 @@ def _bench_layout(scale: Scale, work: Path, report: BenchReport) -> None:
 
 def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = None
               ) -> BenchReport:
-    """Run every case at `scale` and return timings and ratios."""
+    """Run every case at `scale` and return timings, ratios and their goals."""
+    from eventlake import _bench_scaling as scaling
+
     sizes = SCALES[scale]
     report = BenchReport(scale=sizes.name)
     steps: list[tuple[str, Callable[[Path], None]]] = [
         ("ingest (arrow)", lambda w: _bench_ingest(sizes, w, report)),
         ("ingest (json lines)", lambda w: _bench_ingest_jsonl(sizes, w, report)),
-        ("refresh vs rebuild", lambda w: _bench_refresh(sizes, w, report, progress)),
+        ("ingest at many partitions", lambda w: scaling.bench_scale_ingest(
+            sizes, w, report, progress)),
+        ("small batches vs eventsourcing", lambda w: scaling.bench_small_batches(
+            sizes, w, report)),
+        ("refresh vs rebuild (partition_id)", lambda w: _bench_refresh(
+            sizes, w, report, progress, "partition_id")),
+        ("refresh vs rebuild (buckets)", lambda w: _bench_refresh(
+            sizes, w, report, progress, "buckets")),
         ("history growth", lambda w: _bench_growth(sizes, w, report, progress)),
+        ("append and refresh with age", lambda w: scaling.bench_age(
+            sizes, w, report, progress)),
         ("fold overhead", lambda w: _bench_fold(sizes, w, report)),
-        ("point read", lambda w: _bench_point_read(sizes, w, report)),
+        ("reads at many partitions", lambda w: scaling.bench_many_partitions(
+            sizes, w, report, progress)),
         ("rebuild peak rss", lambda w: _bench_rss(sizes, w, report)),
         ("apply_action throughput", lambda w: _bench_actions(sizes, w, report)),
         ("repository get_state", lambda w: _bench_repository(sizes, w, report)),

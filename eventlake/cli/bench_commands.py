@@ -17,16 +17,7 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
                         help="also write the numbers, with stable keys, to FILE")
 
 
-TARGETS = {
-    "ingest_ratio": ("≥ 0.7", "eventlake append speed / bare write_deltalake speed"),
-    "ingest_jsonl_ratio": ("", "JSON Lines ingest speed / polars.read_ndjson + bare write"),
-    "refresh_speedup_aggregate": ("≥ 20", "full rebuild time / refresh after a 1% batch"),
-    "refresh_speedup_document": ("", "full rebuild time / refresh after a 1% batch"),
-    "refresh_growth": ("≤ 1.5", "refresh time (fixed batch) at 5x history / at 1x"),
-    "fold_overhead": ("≤ 2.0", "document view rebuild / bare apply_action loop in memory"),
-    "state_read_ratio": ("≤ 5", "lake.state(p) / polars read of the partition's view file"),
-    "rebuild_rss_growth": ("≤ 1.3", "peak RSS of a rebuild at 4x history / at 1x"),
-}
+_STATUS = {"met": "met", "missed": "MISSED", "report": "reported", "skipped": "skipped"}
 
 
 @command("bench", help="benchmark eventlake against the raw libraries (ratios)",
@@ -54,13 +45,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cases.add_row(case.name, f"{case.median:.3f}", f"{min(case.times):.3f}",
                       f"{max(case.times):.3f}", str(len(case.times)), case.detail)
     out.print(cases)
-    ratios = Table(title="ratios")
-    for column in ("ratio", "value", "target", "meaning"):
-        ratios.add_column(column)
-    for name, value in report.ratios.items():
-        target, meaning = TARGETS.get(name, ("", ""))
-        ratios.add_row(name, f"{value:.2f}", target, meaning)
-    out.print(ratios)
+    # Plain lines, not a table: a key, its value and its goal never get cut at any width.
+    out.print("\n[bold]keys and goals[/bold] (key, value, goal, verdict; what it measures)")
+    for name, row in payload["goals"].items():
+        value = row["value"]
+        shown = "-" if value is None else f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+        verdict = _STATUS.get(row["status"], row["status"])
+        if row["note"]:
+            verdict = f"{verdict} ({row['note']})"
+        goal = (row["goal"] or "-").replace("<=", "≤").replace(">=", "≥")
+        out.print(f"{name:<38} {shown:>9}  {goal:<7} {verdict}", markup=False)
+        if row["meaning"]:
+            out.print(f"    {row['meaning']}", style="dim", markup=False)
+    for note in report.notes:
+        out.print(f"note: {note}")
     for name, value in report.figures.items():
-        out.print(f"{name}: {value:,.0f}")
+        out.print(f"{name}: {value:,.3f}" if abs(value) < 100 else f"{name}: {value:,.0f}")
     return EXIT_OK
