@@ -57,6 +57,7 @@ __all__ = [
     "AppendResult",
     "EventLog",
     "StaleLogError",
+    "TailCompaction",
     "batch_app_id",
     "check_batch_key",
     "default_layout",
@@ -154,6 +155,18 @@ class StaleLogError(CommitConflictError):
         self.actual = actual
         super().__init__(f"the event log is at seq {actual}, not at the expected seq {expected}: "
                          "another writer appended first; re-read the log and try again")
+
+
+@dataclass(frozen=True)
+class TailCompaction:
+    """What one `compact_tail` did: tail files removed, bucket files added (one per bucket
+    in `buckets`), the rows they hold, and the version of its commit (None: no commit)."""
+
+    files_removed: int = 0
+    files_added: int = 0
+    rows: int = 0
+    version: int | None = None
+    buckets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -406,21 +419,21 @@ class EventLog:
         return int(pc.sum(pc.is_null(actions.column(f"partition.{BUCKET_COLUMN}"))).as_py()
                    or 0)
 
-    def compact_tail(self) -> int:
+    def compact_tail(self) -> TailCompaction:
         """Sort every tail file into the buckets, in one commit that changes no row.
 
-        Returns the number of tail files compacted (0 when another writer did it first).
+        Says what it did: nothing (all zero) when another writer compacted the tail first.
         """
 
-        def attempt() -> int:
+        def attempt() -> TailCompaction:
             snap = self.snapshot()
             layout = self.layout(snap)
             if layout.kind != "buckets":
-                return 0
+                return TailCompaction()
             actions = snap.add_actions()
             tail = actions.filter(pc.is_null(actions.column(f"partition.{BUCKET_COLUMN}")))
             if not tail.num_rows:
-                return 0
+                return TailCompaction()
             plan = snap.plan(equals={BUCKET_COLUMN: [None]})
             rows = snap.scan(plan).collect().to_arrow()
             expected = int(pc.sum(tail.column("num_records")).as_py() or 0)
@@ -436,11 +449,12 @@ class EventLog:
             with self.storage.writing(EVENTS, base=snap.version,
                                       note="the tail stays as it was"):
                 files = self._write(planned, layout)
-                self._commit(snap, layout, Commit(
+                version = self._commit(snap, layout, Commit(
                     adds=[f.action for f in files], removes=removes,
                     info={"eventlake.operation": "compact-tail"}, operation="OPTIMIZE",
                     mode="Append", data_change=False), files)
-            return tail.num_rows
+            return TailCompaction(tail.num_rows, len(files), rows.num_rows, version,
+                                  tuple(int(str(f.partition[BUCKET_COLUMN])) for f in planned))
 
         return retry_commit(attempt, what="compaction of the event log's tail", attempts=5)
 

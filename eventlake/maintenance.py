@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties
 from deltalake.exceptions import CommitFailedError
@@ -46,7 +47,8 @@ from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
 from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import CommitConflictError, CorruptLakeError
 from eventlake.events import EVENT_SCHEMA
-from eventlake.log import EVENTS
+from eventlake.layout import BUCKET_COLUMN
+from eventlake.log import EVENTS, TailCompaction
 from eventlake.storage import Snapshot, commit_on, retry_commit
 from eventlake.viewstore import ViewStore
 
@@ -78,7 +80,11 @@ _FILE_SCHEMA = pa.schema([f for f in EVENT_SCHEMA if f.name != "partition_id"])
 
 @dataclass(frozen=True)
 class CompactionResult:
-    """What one `compact_events` run did (or, with `dry_run`, would do)."""
+    """What one `compact_events` run did (or, with `dry_run`, would do).
+
+    On a bucketed log the figures include the sorting of the tail into buckets: its files
+    count as removed, the bucket files it wrote as added, its buckets among `partitions`.
+    """
 
     watermark: int
     partitions: int
@@ -213,20 +219,22 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
 
     Memory follows `max_rows` (one bin is read at a time). Readers are never disturbed: the
     commit only swaps files holding the same rows, and removed files stay on storage until a
-    vacuum past its retention. A bucketed log's tail is sorted into its buckets first.
+    vacuum past its retention. A bucketed log's tail is sorted into its buckets first (a
+    dry run counts the tail's files and rows, and the bins of the files as they are now).
     """
     watermark = min_watermark(lake)
-    if lake.log.layout().kind == "buckets" and not dry_run:
-        lake.log.compact_tail()
+    tail = _sort_tail(lake, dry_run=dry_run)
+    tail_groups = {str(bucket) for bucket in tail.buckets}
     snap = lake.log.snapshot()
     column = lake.log.layout(snap).partition_column
     bins = _bins(snap, watermark, column=column, small_file_bytes=small_file_bytes,
                  max_rows=max_rows)
-    groups = len({b.group for b in bins})
+    groups = len({b.group for b in bins} | tail_groups)
     removed = sum(len(b.paths) for b in bins)
     if dry_run or not bins:
-        return CompactionResult(watermark, groups, removed, len(bins),
-                                sum(b.rows for b in bins), None, dry_run)
+        return CompactionResult(watermark, groups, tail.files_removed + removed,
+                                tail.files_added + len(bins),
+                                tail.rows + sum(b.rows for b in bins), tail.version, dry_run)
     written: list[tuple[_Bin, AddAction]] = []
     rows = 0
     try:
@@ -278,8 +286,26 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
     # Bins whose files another compaction merged first: their new files were never committed.
     landed = {add.path for add in committed}
     _discard(lake, [add for _, add in written if add.path not in landed])
-    return CompactionResult(watermark, len({b.group for b, _ in written}), files_removed,
-                            files_added, rows, version)
+    return CompactionResult(watermark, len({b.group for b, _ in written} | tail_groups),
+                            tail.files_removed + files_removed, tail.files_added + files_added,
+                            tail.rows + rows, tail.version if version is None else version)
+
+
+def _sort_tail(lake: Lake, *, dry_run: bool) -> TailCompaction:
+    """Sort a bucketed log's tail into its buckets; with `dry_run`, what that would do (one
+    file per bucket its rows hash to; reads the tail's `partition_id` column)."""
+    if lake.log.layout().kind != "buckets":
+        return TailCompaction()
+    if not dry_run:
+        return lake.log.compact_tail()
+    snap = lake.log.snapshot()
+    plan = snap.plan(equals={BUCKET_COLUMN: [None]})
+    if not plan.files:
+        return TailCompaction()
+    partitions = (snap.scan(plan).select(pl.col("partition_id").unique()).collect()
+                  .get_column("partition_id").to_list())
+    buckets = tuple(lake.log.layout(snap).buckets_for(partitions))
+    return TailCompaction(len(plan.files), len(buckets), plan.rows, None, buckets)
 
 
 def _discard(lake: Lake, adds: Sequence[AddAction]) -> None:

@@ -8,6 +8,7 @@ not live and are not listed.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import unquote
@@ -93,3 +94,24 @@ def may_hold(file: str, rows: list[tuple[int, str]], partition: str, layout: Lay
         return False
     parts = [p for _, p in rows]
     return min(parts) <= partition <= max(parts)
+
+
+def ever_added(root: str | os.PathLike[str]) -> list[str]:
+    """The local paths of every data file any commit of the event log added, sorted: a file
+    on disk that is not among them is an orphan. Reads the JSON commits, all of which must
+    still be there (the tests stay below the first log cleanup)."""
+    log = Path(root) / "events" / "_delta_log"
+    commits = sorted(log.glob("*.json"))
+    assert commits and commits[0].name == f"{0:020d}.json", "the log's first commit is gone"
+    added = set()
+    for commit in commits:
+        for line in commit.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "add" in action:
+                added.add(str(Path(root) / "events" / unquote(action["add"]["path"])))
+    return sorted(added)
+
+
+def on_disk(root: str | os.PathLike[str]) -> list[str]:
+    """Every Parquet file under the event log's folder, sorted."""
+    return sorted(str(p) for p in (Path(root) / "events").rglob("*.parquet"))

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
 from urllib.parse import unquote
 
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
 import eventlake as el
+import eventlake.log
 from eventlake import maintenance
 from eventlake.cli import EXIT_OK, main
 from eventlake.doctor import doctor
+from eventlake.layout import bucket_of
 from eventlake.maintenance import (
     compact_events,
     compact_views,
@@ -24,6 +26,7 @@ from eventlake.maintenance import (
     view_watermarks,
 )
 from eventlake.views import Agg, AggregateView, ReducerView
+from tests.logfiles import TAIL_FOLDER, ever_added, file_rows, live_files, on_disk
 from tests.test_materialize import assert_views_exact
 
 
@@ -48,17 +51,37 @@ def views_lake(lake_path):
     return el.Lake.open(lake_path, views=[BALANCES, TOTALS])
 
 
-def append_batches(lake, make_events, batches: int, *, seed: int = 0, size: int = 20):
+PARTITIONS = [f"acct-{k}" for k in range(4)] + [ODD]
+
+
+def append_batches(lake, make_events, batches: int, *, seed: int = 0, size: int = 20,
+                   sort_tail: bool = True):
+    """Batches over `PARTITIONS`. On the buckets layout `sort_tail` sorts each batch's tail
+    file into its buckets at once, so a batch leaves one file per bucket as it leaves one per
+    partition on the partition_id layout, and compaction finds bins the same way; the tests
+    of the tail itself keep it (`sort_tail=False`)."""
     for number in range(batches):
         events = make_events(size, partitions=4, seed=seed + number)
         events.append({"type": "deposit", "payload": {"amount": number + 1}, "partition": ODD})
         lake.append(events)
+        if sort_tail and lake.layout.kind == "buckets":
+            assert lake.log.compact_tail().files_removed == 1
+
+
+def groups(lake) -> int:
+    """How many groups compaction merges into: partitions, or the buckets they hash to."""
+    layout = lake.layout
+    if layout.kind == "partition_id":
+        return len(PARTITIONS)
+    return len({bucket_of(p, layout.bucket_count) for p in PARTITIONS})
 
 
 def files(lake) -> list[dict]:
     actions = lake.log.snapshot().add_actions()
-    return actions.select(["path", "partition.partition_id", "min.seq", "max.seq",
-                           "num_records"]).to_pylist()
+    column = f"partition.{lake.layout.partition_column}"
+    return actions.select(["path", column, "min.seq", "max.seq", "num_records"]
+                          ).rename_columns(["path", "group", "min.seq", "max.seq",
+                                            "num_records"]).to_pylist()
 
 
 def without_order(frame: pl.DataFrame) -> pl.DataFrame:
@@ -89,25 +112,31 @@ def test_compaction_merges_only_folded_files_and_keeps_every_guarantee(views_lak
     old = [f for f in files(views_lake) if f["max.seq"] <= folded]
     plan_before = views_lake.log.plan(since_seq=folded)
 
+    count = groups(views_lake)
+
     dry = compact_events(views_lake, dry_run=True)
     version = views_lake.log.snapshot().version
-    assert dry.dry_run and dry.files_removed == len(old) and dry.files_added == 5
+    assert dry.dry_run and dry.files_removed == len(old) and dry.files_added == count
     assert views_lake.log.snapshot().version == version
 
     result = compact_events(views_lake)
-    assert (result.watermark, result.partitions) == (folded, 5)
-    assert (result.files_removed, result.files_added, result.rows) == (len(old), 5, folded)
+    assert (result.watermark, result.partitions) == (folded, count)
+    assert (result.files_removed, result.files_added, result.rows) == (len(old), count, folded)
     assert result.version == version + 1
     after = views_lake.events().collect()
     assert after.equals(before)
     now = files(views_lake)
-    assert len(now) == len(unfolded) + 5
+    assert len(now) == len(unfolded) + count
+    # Every file is where its layout puts it, its rows in seq order (partition_id) or in
+    # (partition_id, seq) order (a bucket file): file_rows asserts both.
+    held = file_rows(views_lake.root)
     for f in now:
-        # Statistics are kept, and rows are in seq order inside every file.
+        # Statistics are kept.
         assert f["min.seq"] is not None and f["max.seq"] is not None
-        table = pq.read_table(Path(views_lake.root, "events", unquote(f["path"])))
-        seqs = table.column("seq").to_pylist()
-        assert seqs == sorted(seqs) and (seqs[0], seqs[-1]) == (f["min.seq"], f["max.seq"])
+        seqs = [seq for seq, _ in held[str(Path(views_lake.root, "events", unquote(f["path"])))]]
+        if views_lake.layout.kind == "partition_id":
+            assert seqs == sorted(seqs)
+        assert (min(seqs), max(seqs)) == (f["min.seq"], f["max.seq"])
         assert len(seqs) == f["num_records"]
         if "compacted" in f["path"]:
             assert f["max.seq"] <= folded
@@ -125,12 +154,59 @@ def test_compaction_merges_only_folded_files_and_keeps_every_guarantee(views_lak
     assert views_lake.state(ODD, view="balances") == {"balance": sum(range(1, 7)) + 3}
 
 
+def test_compaction_sorts_the_tail_first_and_counts_it(views_lake, make_events, monkeypatch):
+    if views_lake.layout.kind != "buckets":
+        pytest.skip("only a bucketed log has a tail: partition_id files always have a partition")
+    monkeypatch.setattr(eventlake.log, "TAIL_FILES", 100)
+    append_batches(views_lake, make_events, 2)  # sorted: two files per bucket
+    append_batches(views_lake, make_events, 2, seed=50, sort_tail=False)
+    views_lake.materialize()
+    folded = views_lake.last_seq()
+    append_batches(views_lake, make_events, 1, seed=80, sort_tail=False)  # not folded yet
+    count = groups(views_lake)
+    tail = [f for f in live_files(views_lake.root) if TAIL_FOLDER in f]
+    assert len(tail) == 3
+    before = views_lake.events().collect()
+
+    dry = compact_events(views_lake, dry_run=True)
+    # The tail's 3 files become one file per bucket; each bucket's 2 folded files one more.
+    assert (dry.files_removed, dry.files_added, dry.partitions) == (3 + 2 * count, 2 * count,
+                                                                    count)
+    assert dry.rows == 4 * 21 + 21 and dry.version is None
+    version = views_lake.log.snapshot().version
+    result = compact_events(views_lake)
+    # The sorted tail holds a row no view has folded: it is not merged in the same run.
+    assert (result.files_removed, result.files_added, result.rows) == (
+        dry.files_removed, dry.files_added, dry.rows)
+    assert result.version == version + 2 == views_lake.log.snapshot().version
+    assert not any(TAIL_FOLDER in f for f in live_files(views_lake.root))
+    assert len(live_files(views_lake.root)) == 2 * count
+    assert views_lake.events().collect().equals(before)
+    # The unfolded event is read from the files the tail was sorted into, and only those.
+    unfolded = views_lake.log.plan(since_seq=folded)
+    assert len(unfolded.files) == count and all("compacted" not in f for f in unfolded.files)
+    listed = vacuum(views_lake, retention_hours=0)["events"].files
+    assert len(listed) == result.files_removed + 2  # and the two tail files sorted above
+    assert sorted(str(Path(views_lake.root, "events", f)) for f in listed) == sorted(
+        set(ever_added(views_lake.root)) - set(live_files(views_lake.root)))
+    assert on_disk(views_lake.root) == ever_added(views_lake.root)
+    views_lake.materialize()
+    assert_views_exact(views_lake)
+
+
 def test_compaction_is_idempotent_and_respects_limits(views_lake, make_events):
     append_batches(views_lake, make_events, 4)
     views_lake.materialize()
     assert compact_events(views_lake, small_file_bytes=1).files_removed == 0
+    # Each group (partition, or bucket) with two adjacent files of at most 10 rows together
+    # makes a bin at least: 5 partitions, or fewer buckets holding more rows each.
+    rows: dict[str, list[int]] = {}
+    for f in sorted(files(views_lake), key=lambda f: f["min.seq"]):
+        rows.setdefault(f["group"], []).append(f["num_records"])
+    mergeable = sum(any(a + b <= 10 for a, b in itertools.pairwise(r)) for r in rows.values())
+    assert mergeable >= (5 if views_lake.layout.kind == "partition_id" else 1)
     first = compact_events(views_lake, max_rows=10)
-    assert first.files_added >= 5
+    assert first.files_added >= mergeable
     assert all(f["num_records"] <= 10 or "compacted" not in f["path"]
                for f in files(views_lake))
     assert compact_events(views_lake, max_rows=10).files_removed == 0
@@ -198,21 +274,28 @@ def test_a_compaction_beaten_by_another_deletes_the_files_it_wrote(views_lake, m
     assert (result.files_added, result.files_removed, result.version) == (0, 0, None)
     assert not [p for p in doctor(views_lake).problems if p.table == "events"]
     # On storage: only the originals (kept for time travel until a vacuum) and the
-    # winner's files.
-    on_disk = list((Path(views_lake.root) / "events").rglob("*.parquet"))
-    assert len(on_disk) == len(old) + len(files(views_lake))
+    # winner's files (and, on a bucketed log, the tail files sorted away): no orphan.
+    assert on_disk(views_lake.root) == ever_added(views_lake.root)
+    assert len(ever_added(views_lake.root)) == len(old) + len(files(views_lake)) + (
+        3 if views_lake.layout.kind == "buckets" else 0)
     assert views_lake.events().collect().equals(before)
 
 
-def test_vacuum_is_a_dry_run_by_default(views_lake, make_events):
-    append_batches(views_lake, make_events, 3)
+def test_vacuum_is_a_dry_run_by_default(views_lake, make_events, monkeypatch):
+    # Batches stay in the tail of a bucketed log until the compaction sorts it.
+    monkeypatch.setattr(eventlake.log, "TAIL_FILES", 100)
+    append_batches(views_lake, make_events, 3, sort_tail=False)
     views_lake.materialize()
-    append_batches(views_lake, make_events, 1, seed=9)
+    append_batches(views_lake, make_events, 1, seed=9, sort_tail=False)
     views_lake.materialize()
     removed = compact_events(views_lake).files_removed
+    if views_lake.layout.kind == "buckets":
+        assert removed == 4  # the four tail files, each batch's one
     listed = vacuum(views_lake, retention_hours=0)
     assert set(listed) == {"events", "views/document", "views/balances", "views/totals"}
     assert len(listed["events"].files) == removed and listed["events"].dry_run
+    assert sorted(str(Path(views_lake.root, "events", f)) for f in listed["events"].files) == (
+        sorted(set(ever_added(views_lake.root)) - set(live_files(views_lake.root))))
     assert all(Path(views_lake.root, "events", f).exists() for f in listed["events"].files)
     done = vacuum(views_lake, retention_hours=0, dry_run=False)
     assert done["events"].files == listed["events"].files
@@ -236,15 +319,20 @@ def test_checkpoints_and_view_compaction(views_lake, make_events):
 
 
 def test_maintain_dry_run_changes_nothing(views_lake, make_events):
-    append_batches(views_lake, make_events, 3)
+    # On a bucketed log the three batches are three tail files the maintenance sorts.
+    append_batches(views_lake, make_events, 3, sort_tail=False)
     views_lake.materialize()
     version = views_lake.log.snapshot().version
     count = len(files(views_lake))
+    if views_lake.layout.kind == "buckets":
+        assert count == 3
     result = maintenance.maintain(views_lake, retention_hours=0)
     assert result.events.dry_run and result.events.files_removed == count
+    assert result.events.files_added == groups(views_lake)
     assert views_lake.log.snapshot().version == version
     real = maintenance.maintain(views_lake, retention_hours=0, dry_run=False)
-    assert real.events.files_added == 5 and len(real.vacuumed["events"].files) == count
+    assert real.events.files_added == groups(views_lake)
+    assert len(real.vacuumed["events"].files) == count
     assert real.checkpoints[0] == "events"
     assert_views_exact(views_lake)
 
@@ -256,10 +344,14 @@ def test_maintain_command(lake_path, make_events, capsys, monkeypatch):
     for seed in range(3):
         lake.append(make_events(10, partitions=2, seed=seed))
     lake.materialize()
+    # One file per partition per batch, or (buckets) each batch's tail file.
+    count = 6 if lake.layout.kind == "partition_id" else 3
+    assert len(live_files(lake_path)) == count
     assert main(["maintain", "--lake", str(lake_path), "--dry-run"]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "dry run" in out and "would compact 6 file(s)" in out
+    assert "dry run" in out and f"would compact {count} file(s)" in out
     assert main(["maintain", "--lake", str(lake_path), "--vacuum-hours", "0", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["events"]["files_removed"] == 6 and len(report["vacuumed"]["events"]) == 6
+    assert report["events"]["files_removed"] == count
+    assert len(report["vacuumed"]["events"]) == count
     assert el.Lake.open(lake_path).events().collect().height == 30
