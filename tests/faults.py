@@ -6,9 +6,11 @@ writes one acknowledgement line to an ack file after each call returns (`os.writ
 is in the kernel before the next call starts and survives the kill). It dies at a point given by
 a fault spec:
 
-- `call:<log|view>:<before|after>:<n>`: the n-th commit (`commit_on`) of the event log
-  (append) or of a view table (materialize) kills the process just before it runs (its data
-  files are written) or just after it returns (after the commit, before the caller sees it);
+- `call:<log|view|relayout>:<before|after>:<n>`: the n-th commit (`commit_on`) of the event
+  log (append), of a view table (materialize) or of a relayout kills the process just before
+  it runs (its data files are written) or just after it returns (after the commit, before the
+  caller sees it);
+- `chunk:<n>` (relayout only): a relayout dies once it has written its n-th chunk of files;
 - `fs:<events|views>:<data-create|data-close|log-temp|log-commit>:<n>`: an inotify watch kills
   the process at the n-th data file created / completely written, or the n-th temporary commit
   file / commit file appearing in `_delta_log` (inside delta-rs, where Python cannot hook);
@@ -171,9 +173,9 @@ def install_fault(spec: str, root: Path) -> None:
         threading.Timer(delay, _die).start()
         return
     if parts[0] == "call":
-        from eventlake import log, viewstore
+        from eventlake import log, relayout, viewstore
 
-        module = log if parts[1] == "log" else viewstore
+        module = {"log": log, "view": viewstore, "relayout": relayout}[parts[1]]
         _patch_calls(module, parts[2], int(parts[3]))
         return
     if parts[0] == "fs":
@@ -248,6 +250,30 @@ def materializer(root: str, ack_path: str, fault: str, rounds: int = 1,
     os.close(fd)
 
 
+def relayouter(root: str, ack_path: str, fault: str, layout: str, buckets: int | None = None,
+               chunk_events: int | None = None) -> None:
+    """Move the lake's event log to `layout` (`lake.relayout`), acking each chunk written
+    and the result; a `chunk:<n>` fault kills it once chunk n is written."""
+    from eventlake.layout import Layout
+    from eventlake.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
+
+    fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    kill_at = int(fault.split(":")[1]) if fault.startswith("chunk:") else None
+    install_fault("none" if kill_at is not None else fault, Path(root))
+    lake = open_lake(root)
+    _ack(fd, {"started": "relayout"})
+
+    def progress(done: int, total: int) -> None:
+        _ack(fd, {"chunk": done, "of": total})
+        if done == kill_at:
+            _die()
+
+    result = relayout(lake.log, Layout.named(layout, buckets=buckets),
+                      chunk_events=chunk_events or DEFAULT_RELAYOUT_CHUNK, progress=progress)
+    _ack(fd, {"relayout": result.after, "version": result.version, "events": result.events})
+    os.close(fd)
+
+
 _CONTEXT: Any = None
 
 
@@ -257,8 +283,9 @@ def context() -> Any:
     if _CONTEXT is None:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["faults", "eventlake.lake", "eventlake.materialize",
-                                    "eventlake.log", "eventlake.viewstore", "polars",
-                                    "deltalake", "pyarrow.parquet"])
+                                    "eventlake.log", "eventlake.viewstore",
+                                    "eventlake.relayout", "polars", "deltalake",
+                                    "pyarrow.parquet"])
         _CONTEXT = ctx
     return _CONTEXT
 
