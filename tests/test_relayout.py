@@ -806,6 +806,9 @@ def test_init_info_and_maintain_relayout(tmp_path: Path, lake_layout: str,
     # Options that need --relayout.
     assert _run(capsys, "maintain", "--lake", str(root), "--buckets", "3")[0] == EXIT_ERROR
     assert _run(capsys, "maintain", "--lake", str(root), "--chunk-events", "3")[0] == EXIT_ERROR
+    assert _run(capsys, "maintain", "--lake", str(root), "--relayout", "partition_id",
+                "--vacuum-hours", "0")[0] == EXIT_ERROR
+    assert lake.layout == Layout("buckets", 2)
     check_events(lake.events().collect(), oracle)
     assert doctor(lake).clean
 

@@ -199,6 +199,9 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         raise CommandError("--buckets goes with --relayout buckets")
     if args.layout is None and args.chunk_events is not None:
         raise CommandError("--chunk-events goes with --relayout")
+    if args.layout is not None and args.vacuum_hours is not None:
+        raise CommandError("--relayout runs instead of the maintenance pass: --vacuum-hours "
+                           "goes with a plain `eventlake maintain`")
     lake = _open_existing(args)
     if args.layout is not None:
         return _relayout(args, lake)
