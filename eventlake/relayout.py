@@ -2,15 +2,18 @@
 
 `relayout(lake, layout)` rewrites every event into the files of the other layout (or the same
 layout with another bucket count) and swaps them in with one commit that removes every old
-file, adds the new ones and records the new partitioning. Nothing logical changes: every `seq`,
-event id, batch id, batch key and view watermark stays as it was, so views need no rebuild.
+file, adds the new ones and records the new partitioning, all with `dataChange=false` (rows
+move, none is added: a Delta stream or change feed reads nothing new). Nothing logical changes:
+every `seq`, event id, batch id, batch key and view watermark stays as it was, so views need no
+rebuild.
 
 - **Bounded memory.** Events are read and written in chunks of whole partitions (about
   `chunk_events` events; one partition is never split), grouped so that every file of the new
   layout is written once: for a bucketed target, chunks are runs of whole target buckets.
 - **Readers and crashes.** Readers see the old layout until the commit; a crash before it
   leaves the old layout intact plus unreferenced new files (`eventlake doctor --fix` or a vacuum
-  deletes them), a crash after it a finished relayout.
+  deletes them), a crash after it a finished relayout. An error raised after the commit landed
+  (an interrupt) keeps the new files: the commit is found by a mark in its commit info.
 - **Writers.** The commit is made on exactly the version that was read. On a local lake it is
   eventlake's own put-if-absent commit (`eventlake.deltalog`), so an append that lands during
   the relayout makes it fail cleanly (`RelayoutError`, nothing changed; run it again). On object
