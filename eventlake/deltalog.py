@@ -442,6 +442,10 @@ class TableLog:
         temporary = os.path.join(self.log_dir, f".eventlake-{uuid.uuid4().hex}.json.tmp")
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(text)
+        # Time travel by timestamp (delta-rs `load_as_version`) goes by the commit file's
+        # modification time: make it the commitInfo timestamp that `history()` shows, or a
+        # restore to a version's own time would land one version earlier.
+        os.utime(temporary, ns=(now * 1_000_000, now * 1_000_000))
         try:
             os.link(temporary, os.path.join(self.log_dir, log_path(version)))
         except FileExistsError:

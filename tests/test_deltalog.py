@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
@@ -12,6 +14,7 @@ from deltalake.exceptions import CommitFailedError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eventlake import deltalog
 from eventlake.datafiles import PlannedFile, write_files
 from eventlake.deltalog import Commit, FileRemoval, TableLog, interval_ms
 from eventlake.storage import Storage
@@ -103,6 +106,30 @@ def test_checkpoints_are_written_and_the_log_reopens_from_them(tmp_path):
     assert "00000000000000000009.checkpoint.parquet" in names
     assert not [n for n in names if n.endswith(".tmp")]
     assert DeltaTable(str(tmp_path / "t")).transaction_version("eventlake.seq") == 12
+
+
+def test_time_travel_by_a_commits_own_timestamp_lands_on_that_commit(tmp_path, monkeypatch):
+    # delta-rs finds a version by timestamp from the commit files' modification times;
+    # `history()` shows the commitInfo timestamps. Both must name the same version, however
+    # long a commit takes to build after its timestamp is taken (here: 20 ms).
+    class Earlier:
+        @staticmethod
+        def time() -> float:
+            return time.time() - 0.02
+
+    monkeypatch.setattr(deltalog, "time", Earlier)
+    log = _create(tmp_path)
+    for n in range(1, 6):
+        f = _file(tmp_path, 0, [n])
+        log.commit(Commit(adds=[f.action], txns=[("eventlake.seq", n, False)]),
+                   base_version=log.pin().version)
+    table = DeltaTable(str(tmp_path / "t"))
+    for entry in table.history():
+        if entry["version"] == 0:  # created by delta-rs
+            continue
+        old = DeltaTable(str(tmp_path / "t"))
+        old.load_as_version(datetime.fromtimestamp(entry["timestamp"] / 1000, UTC))
+        assert old.version() == entry["version"]
 
 
 def test_a_stale_writer_loses_and_sees_the_winner(tmp_path):
