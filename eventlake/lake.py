@@ -309,26 +309,23 @@ class Lake:
 
     def sql(self, query: str, *, params: Sequence[Any] | dict[str, Any] | None = None,
             accept_changed_definition: bool = False) -> duckdb.DuckDBPyRelation:
-        """Run DuckDB SQL with `events` and every view registered as tables.
+        """Run DuckDB SQL with `events` and every view available as tables.
 
         The tables read the latest committed snapshot of each Delta table as of this call
         (exactly its active files); the relation keeps its own connection alive. Payload fields
         work with DuckDB's JSON operators, e.g. `payload->>'$.amount'`; pass values with
         `params` (`$1` / `$name` placeholders) rather than formatting them into `query`.
 
-        The data files of the tables the query names are checked first: a missing, truncated
-        or garbage file raises `CorruptLakeError` naming it (see `Snapshot.check`). So is
-        each named view's definition, as `scan` does.
+        Only the tables the query reads are defined, as DuckDB's parser lists them: a query of
+        one view never plans or checks the event log's files (see `eventlake.query.run_sql`).
+        Their data files are checked first: a missing, truncated or garbage file raises
+        `CorruptLakeError` naming it (see `Snapshot.check`). So is each view's definition, as
+        `scan` does.
         """
-        from eventlake.query import connect, tables_named
+        from eventlake.query import run_sql
 
-        # Checking only the named tables keeps a query of one small view from paying for
-        # the event log's thousands of files.
-        named = tables_named(query, [EVENTS, *self._views])
-        # A view the query names must not have changed under the same version.
-        self.check_definitions([n for n in self._views if n in named],
-                               accept_changed_definition=accept_changed_definition)
-        return connect(self, check=named).sql(query, params=params)
+        return run_sql(self, query, params=params,
+                       accept_changed_definition=accept_changed_definition)
 
     def __repr__(self) -> str:
         return f"Lake({self.storage.root!r}, views={list(self._views)})"

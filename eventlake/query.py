@@ -15,6 +15,14 @@ is needed.
 Every identifier is double-quoted and every literal single-quoted, with inner quotes doubled;
 nothing from a view name, partition value or path is ever spliced into SQL unquoted.
 
+`connect` (a general connection) defines every table. `lake.sql` (`run_sql`) defines only the
+tables its query reads, as DuckDB's own parser lists them (`tables_read`), so a query of one
+view never plans, checks or defines the event log's thousands of files; a table it reaches in a
+way the parse tree does not show (`query_table('events')`) is defined when DuckDB asks for it.
+The file lists are handed to DuckDB as variables (`getvariable`), not spliced into the SQL
+text, and the event log is read without `union_by_name` (every event file has the same
+columns), so defining `events` over many files reads no file's footer.
+
 Before DuckDB reads a local lake, the files of the tables a query may read are checked
 (`Snapshot.check`: present, of the logged size, ending in a Parquet footer), so a damaged file
 is a `CorruptLakeError` naming it and its table rather than a DuckDB error at bind or fetch.
@@ -22,14 +30,16 @@ is a `CorruptLakeError` naming it and its table rather than a DuckDB error at bi
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 
 from eventlake.events import EVENT_SCHEMA
@@ -38,6 +48,7 @@ from eventlake.viewstore import ViewStore, logical_columns, row_schema
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
+    from eventlake.storage import Snapshot
     from eventlake.views import View
 
 __all__ = [
@@ -49,8 +60,10 @@ __all__ = [
     "init_script",
     "quote_identifier",
     "quote_literal",
+    "run_sql",
     "snapshot_sources",
     "tables_named",
+    "tables_read",
 ]
 
 _FILE = "__eventlake_file"
@@ -116,7 +129,11 @@ def _events_source(lake: Lake, *, check: bool = False) -> TableSource:
                        tuple(_local(f) for f in plan.files), values)
 
 
-def _view_source(lake: Lake, view: View, *, check: bool = False) -> TableSource:
+def _view_source(lake: Lake, view: View, *, check: bool = False,
+                 accept_changed_definition: bool | None = None) -> TableSource:
+    """The view's table as of its latest commit. With `accept_changed_definition` (True or
+    False) its definition is checked first, on the same snapshot (`ViewStore.check_definition`).
+    """
     columns = logical_columns(view)
     full = row_schema(view)
     schema = pa.schema([full.field(c) for c in columns])
@@ -124,7 +141,9 @@ def _view_source(lake: Lake, view: View, *, check: bool = False) -> TableSource:
     uri = lake.storage.uri(store.name)
     if not store.exists():
         return TableSource(view.name, view.kind, uri, None, schema, (), {})
-    snap = store.snapshot()
+    snap: Snapshot = store.snapshot()
+    if accept_changed_definition is not None:
+        snap = store.check_definition(snap, accept=accept_changed_definition)
     active = store.marks(snap).active
     if active is None:
         return TableSource(view.name, view.kind, uri, snap.version, schema, (), {})
@@ -158,6 +177,110 @@ def tables_named(query: str, names: Iterable[str]) -> set[str]:
             if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", query, re.IGNORECASE)}
 
 
+# Parse-tree nodes that list the catalog rather than read one table: SHOW TABLES (a SHOW_REF
+# of these names), `information_schema.*`, `pg_catalog.*` and DuckDB's `duckdb_*()` functions.
+_SHOW_CATALOG = {'"tables"', "tables", "__show_tables_expanded", '"databases"', "databases"}
+_CATALOG_SCHEMAS = {"information_schema", "pg_catalog"}
+_OWN_SCHEMAS = {"", "main"}
+_OWN_CATALOGS = {"", "memory", "temp"}
+
+
+def tables_read(query: str, names: Iterable[str],
+                con: duckdb.DuckDBPyConnection | None = None) -> set[str] | None:
+    """The `names` that `query` reads as tables (matched as DuckDB matches identifiers,
+    ignoring case), or None when it lists the catalog (`SHOW TABLES`, `information_schema`,
+    `duckdb_tables()`) and so may show any table.
+
+    SELECT statements (SHOW, DESCRIBE and SUMMARIZE are SELECTs here) are read from DuckDB's
+    parse tree (`json_serialize_sql`: parsed, not bound, so no file is opened), which tells a
+    table apart from a column, an alias, a CTE reference, a string or a comment that happens to
+    spell a table's name. Other statements (DDL, PIVOT, EXPLAIN, SET) count the whole-word
+    superset of `tables_named`. A query that does not parse reads nothing: DuckDB reports the
+    syntax error. A table named only inside a string (`query_table('events')`) is not listed:
+    `run_sql` defines it when DuckDB asks for it.
+    """
+    scratch = con or duckdb.connect()
+    try:
+        return _read_tables(scratch, query, names)[0]
+    finally:
+        if con is None:
+            scratch.close()
+
+
+def _read_tables(con: duckdb.DuckDBPyConnection, query: str, names: Iterable[str]
+                 ) -> tuple[set[str] | None, bool]:
+    """`tables_read`, and whether `query` is SELECT statements only."""
+    by_key = {name.lower(): name for name in names}
+    tree = _parse_tree(con, query)
+    if tree is None:
+        trees = [(s.query, _parse_tree(con, s.query)) for s in _statements(query)]
+    else:
+        trees = [(query, tree)]
+    found: set[str] = set()
+    for text, parsed in trees:
+        if parsed is None:
+            found |= tables_named(text, by_key.values())
+            continue
+        named = _tree_tables(parsed)
+        if named is None:
+            return None, tree is not None
+        found |= {by_key[key] for key in named if key in by_key}
+    return found, tree is not None
+
+
+def _statements(query: str) -> list[Any]:
+    try:
+        return list(duckdb.extract_statements(query))
+    except duckdb.Error:
+        return []  # a syntax error: DuckDB says so when the query runs
+
+
+def _parse_tree(con: duckdb.DuckDBPyConnection, query: str) -> dict[str, Any] | None:
+    """DuckDB's parse tree of `query` (SELECT statements only), or None for other statements;
+    a query that does not parse has no statements."""
+    rows = con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()
+    tree: dict[str, Any] = json.loads(rows[0][0]) if rows else {"error": True}
+    if not tree.get("error"):
+        return tree
+    if tree.get("error_type") == "parser":
+        return {"statements": []}
+    return None
+
+
+def _tree_tables(tree: dict[str, Any]) -> set[str] | None:
+    """The lower-cased names of the tables of our catalog that `tree` reads, or None when it
+    lists the catalog. Walked with a stack: a deeply nested expression must not hit Python's
+    recursion limit."""
+    found: set[str] = set()
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind == "BASE_TABLE":
+            schema = str(node.get("schema_name") or "").lower()
+            if schema in _CATALOG_SCHEMAS:
+                return None
+            if (schema in _OWN_SCHEMAS
+                    and str(node.get("catalog_name") or "").lower() in _OWN_CATALOGS):
+                found.add(str(node.get("table_name", "")).lower())
+        elif kind == "SHOW_REF":
+            table = str(node.get("table_name") or "")
+            if table.lower() in _SHOW_CATALOG:
+                return None
+            found.add(table.lower())
+        elif kind == "TABLE_FUNCTION":
+            function = node.get("function") or {}
+            if str(function.get("function_name", "")).lower().startswith("duckdb_"):
+                return None
+        stack.extend(v for v in node.values() if isinstance(v, dict | list))
+    return found
+
+
 # -- SQL text --------------------------------------------------------------------------------
 
 
@@ -173,12 +296,33 @@ def _duckdb_types(schema: pa.Schema) -> list[str]:
     """DuckDB type names of `schema`'s columns (DuckDB itself names the uncommon ones)."""
     if all(f.type in _TYPES for f in schema):
         return [_TYPES[f.type] for f in schema]
-    scratch = duckdb.connect()
+    scratch = _session()
     try:
         relation = scratch.from_arrow(schema.empty_table())
         return [str(t) for t in relation.types]
     finally:
         scratch.close()
+
+
+_SHARED: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def _session() -> duckdb.DuckDBPyConnection:
+    """A new connection (a cursor) to this process's shared in-memory DuckDB database.
+
+    `duckdb.connect()` builds a whole database, tens of milliseconds, more than a small query
+    costs; a cursor costs microseconds. Its variables, registered objects and TEMP views are
+    its own, and go when it is closed, so sessions of SELECT statements see only what they
+    defined themselves. Statements that may change the database (DDL, SET) get a database of
+    their own instead (`run_sql`). A forked child makes its own database: DuckDB's threads do
+    not survive a fork.
+    """
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None or _SHARED[0] != os.getpid():
+            _SHARED = (os.getpid(), duckdb.connect())
+        return _SHARED[1].cursor()
 
 
 def _typed_empty(schema: pa.Schema, types: list[str]) -> str:
@@ -210,12 +354,15 @@ def _mapping_values(source: TableSource) -> str:
     return "(VALUES\n    " + ",\n    ".join(rows) + f"\n  ) AS m({names})"
 
 
-def _files_select(source: TableSource, types: list[str], *, mapping: str | None) -> str:
+def _files_select(source: TableSource, types: list[str], *, mapping: str | None,
+                  variable: str | None = None) -> str:
     """SELECT over exactly `source.files`; `mapping` names a registered file table, or None to
-    inline it as VALUES."""
+    inline it as VALUES; `variable` names a DuckDB variable holding the file list, or None to
+    spell it out (a script for another DuckDB)."""
     if not source.files:
         return _typed_empty(source.schema, types)
-    files = _file_list(source.files)
+    files = (f"getvariable({quote_literal(variable)})" if variable is not None
+             else _file_list(source.files))
     if source.partition_values:
         joined = (f"{quote_identifier(mapping)} AS m" if mapping is not None
                   else _mapping_values(source))
@@ -225,6 +372,11 @@ def _files_select(source: TableSource, types: list[str], *, mapping: str | None)
                 f"FROM read_parquet({files}, filename = {quote_literal(_FILE)}, "
                 "hive_partitioning = false) AS t\n"
                 f"JOIN {joined}\n  ON t.{quote_identifier(_FILE)} = m.{quote_identifier(_FILE)}")
+    if source.kind == "events":
+        # Every event file has the same columns: DuckDB binds the view from one file's footer
+        # (union_by_name would read every file's, thousands on a big log, before any query).
+        return (f"SELECT\n  {_projection(source.schema, types, {})}\n"
+                f"FROM read_parquet({files}, hive_partitioning = false)")
     # Files of older view versions may lack columns added later: union_by_name fills them with
     # NULL, and the typed empty row set guarantees every column exists even if no file has it.
     empty = _typed_empty(source.schema, types)
@@ -243,8 +395,9 @@ def _delta_select(source: TableSource, types: list[str]) -> str:
     return select
 
 
-def _create_view(name: str, select: str) -> str:
-    return f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS\n{select};\n"
+def _create_view(name: str, select: str, *, temporary: bool = False) -> str:
+    kind = "TEMP VIEW" if temporary else "VIEW"
+    return f"CREATE OR REPLACE {kind} {quote_identifier(name)} AS\n{select};\n"
 
 
 def _mapping_table(source: TableSource) -> pa.Table:
@@ -264,28 +417,19 @@ def connect(lake: Lake, *, views: Sequence[str] | None = None,
 
     The data files of the tables named in `check` (default: every table) are checked first;
     a missing, truncated or garbage file raises `CorruptLakeError` naming it. `lake.sql`
-    checks only the tables its query names.
+    defines and checks only the tables its query reads (`run_sql`).
     """
     con = duckdb.connect()
-    if not lake.storage.is_local:
-        try:
-            _register_remote(con, lake, views)
-        except BaseException:
-            con.close()
-            raise
-        return con
     chosen = list(views) if views is not None else list(lake.views)
-    checked = {EVENTS, *chosen} if check is None else check
     try:
+        if not lake.storage.is_local:
+            for index, name in enumerate([EVENTS, *chosen]):
+                _define_remote(con, lake, name, index)
+            return con
+        checked = {EVENTS, *chosen} if check is None else check
         for index, source in enumerate(snapshot_sources(lake, views, check=checked)):
-            types = _duckdb_types(source.schema)
-            mapping = None
-            if source.files and source.partition_values:
-                mapping = f"__eventlake_files_{index}"
-                con.register(mapping, _mapping_table(source))
             try:
-                con.execute(_create_view(source.name, _files_select(source, types,
-                                                                    mapping=mapping)))
+                _define(con, source, index)
             except duckdb.Error:
                 if source.name not in checked:
                     # Defining a view makes DuckDB read footers (every file's, for a view
@@ -299,6 +443,89 @@ def connect(lake: Lake, *, views: Sequence[str] | None = None,
     return con
 
 
+def run_sql(lake: Lake, query: str, *, params: Sequence[Any] | dict[str, Any] | None = None,
+            accept_changed_definition: bool = False) -> duckdb.DuckDBPyRelation:
+    """`query` on a connection where only the lake's tables it reads are defined (see
+    `tables_read`), each as of its latest commit when this is called, files checked, and each
+    view's definition checked (`ViewStore.check_definition`). The relation keeps its
+    connection alive (a statement without a result gives what DuckDB gives for it: None, or
+    a row count).
+
+    A query of SELECT statements runs on a session of the process's shared database
+    (`_session`) with TEMP views; any other statement, or one naming the `memory` catalog,
+    on a database of its own, as `connect` gives, so nothing it creates or sets outlives it.
+
+    A table the parse tree did not show (named inside a string: `query_table('events')`,
+    `pragma_table_info('document')`) makes DuckDB raise a catalog error; for a query of
+    SELECT statements only (nothing ran yet, so nothing runs twice) the tables its text
+    names are then defined too and the query is bound again.
+    """
+    names = [EVENTS, *lake.views]
+    con = _session()
+    try:
+        wanted, selects_only = _read_tables(con, query, names)
+        temporary = selects_only and wanted is not None and not tables_named(query, ["memory"])
+        if not temporary:
+            con.close()
+            con = duckdb.connect()
+    except BaseException:
+        con.close()
+        raise
+    defined: list[str] = []
+
+    def define(tables: Collection[str]) -> None:
+        for name in names:
+            if name not in tables or name in defined:
+                continue
+            if not lake.storage.is_local:
+                _define_remote(con, lake, name, len(defined), temporary=temporary,
+                               accept_changed_definition=accept_changed_definition)
+            elif name == EVENTS:
+                _define(con, _events_source(lake, check=True), len(defined),
+                        temporary=temporary)
+            else:
+                _define(con, _view_source(
+                    lake, lake.view(name), check=True,
+                    accept_changed_definition=accept_changed_definition), len(defined),
+                    temporary=temporary)
+            defined.append(name)
+
+    try:
+        define(names if wanted is None else wanted)
+        try:
+            return con.sql(query, params=params)
+        except duckdb.CatalogException:
+            missing = tables_named(query, names) - set(defined)
+            if not selects_only or not missing:
+                raise
+        define(missing)
+        return con.sql(query, params=params)
+    except BaseException:
+        con.close()
+        raise
+
+
+def _define(con: duckdb.DuckDBPyConnection, source: TableSource, index: int, *,
+            temporary: bool = False) -> None:
+    """Create the SQL view of `source` on `con` (a TEMP one if `temporary`). Its file list
+    goes in as a DuckDB variable filled from a registered Arrow table: spelling out thousands
+    of paths in the SQL text would cost DuckDB seconds to parse, and again at every bind."""
+    types = _duckdb_types(source.schema)
+    mapping = variable = None
+    if source.files:
+        mapping = f"__eventlake_files_{index}"
+        variable = f"__eventlake_list_{index}"
+        con.register(mapping, _mapping_table(source))
+        con.execute(f"SET VARIABLE {quote_identifier(variable)} = "
+                    f"(SELECT list({quote_identifier(_FILE)}) FROM {quote_identifier(mapping)})")
+        if not source.partition_values:
+            con.unregister(mapping)
+            mapping = None
+    con.execute(_create_view(source.name, _files_select(source, types, mapping=mapping,
+                                                        variable=variable),
+                             temporary=temporary))
+
+
 def _check_source(lake: Lake, name: str) -> None:
     """Raise `CorruptLakeError` if a data file of table `name` is damaged."""
     if name == EVENTS:
@@ -307,28 +534,31 @@ def _check_source(lake: Lake, name: str) -> None:
         _view_source(lake, lake.view(name), check=True)
 
 
-def _register_remote(con: duckdb.DuckDBPyConnection, lake: Lake,
-                     views: Sequence[str] | None) -> None:
-    """A lake on object storage: DuckDB gets no network extension (none is needed, and none
-    is downloaded); each table is a Polars scan of its snapshot's exact files (read with the
-    lake's storage options), registered with DuckDB, which pushes projections and filters
-    into it. The same typed projection as the local path keeps the column types equal."""
-    snap = lake.log.snapshot()
-    tables: list[tuple[str, pa.Schema, pl.LazyFrame]] = [
-        (EVENTS, EVENT_SCHEMA, snap.scan(snap.plan()))]
-    chosen = [lake.view(name) for name in (views if views is not None else lake.views)]
-    for view in chosen:
+def _define_remote(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, index: int, *,
+                   temporary: bool = False, accept_changed_definition: bool | None = None
+                   ) -> None:
+    """A table of a lake on object storage: DuckDB gets no network extension (none is
+    needed, and none is downloaded); the table is a Polars scan of its snapshot's exact files
+    (read with the lake's storage options), registered with DuckDB, which pushes projections
+    and filters into it. The same typed projection as the local path keeps the column types
+    equal. With `accept_changed_definition` (True or False) a view's definition is checked."""
+    if name == EVENTS:
+        snap = lake.log.snapshot()
+        schema, frame = EVENT_SCHEMA, snap.scan(snap.plan())
+    else:
+        view = lake.view(name)
+        store = ViewStore(lake.storage, view)
+        if accept_changed_definition is not None and store.exists():
+            store.check_definition(store.snapshot(), accept=accept_changed_definition)
         full = row_schema(view)
         schema = pa.schema([full.field(c) for c in logical_columns(view)])
-        tables.append((view.name, schema,
-                       ViewStore(lake.storage, view).scan_logical()))
-    for index, (name, schema, frame) in enumerate(tables):
-        types = _duckdb_types(schema)
-        registered = f"__eventlake_table_{index}"
-        con.register(registered, frame)
-        select = (f"SELECT\n  {_projection(schema, types, {})}\n"
-                  f"FROM {quote_identifier(registered)}")
-        con.execute(_create_view(name, select))
+        frame = store.scan_logical()
+    types = _duckdb_types(schema)
+    registered = f"__eventlake_table_{index}"
+    con.register(registered, frame)
+    select = (f"SELECT\n  {_projection(schema, types, {})}\n"
+              f"FROM {quote_identifier(registered)}")
+    con.execute(_create_view(name, select, temporary=temporary))
 
 
 # -- the DuckDB shell ------------------------------------------------------------------------

@@ -25,6 +25,8 @@ import random
 import threading
 import time
 import warnings
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,6 +71,23 @@ FILE_COLUMN = "__eventlake_file"
 # one mutable table object across threads would let one thread advance another's snapshot.
 _open_tables = threading.local()
 _TXN_MEMO: dict[tuple[str, int, str], int | None] = {}
+
+# The file list of a table version never changes, and delta-rs rebuilds it on every
+# `get_add_actions` call (half a second at a million files): snapshots that are not pinned
+# from a `TableLog` (older versions, object storage) share it per (table, version). Bounded by
+# the files held, newest use last.
+_ACTIONS: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
+_ACTIONS_LOCK = threading.Lock()
+_ACTIONS_MAX_FILES = 2_000_000
+_ACTIONS_MAX_VERSIONS = 64
+
+# Data files are immutable, so a file `Snapshot.check` found whole stays whole: the hashes of
+# the (path, logged size) pairs found whole are kept per `TableLog` (a local table's log as
+# this process knows it), and only files not among them are opened. `deltalog.forget_logs()`,
+# which makes a process read every log afresh, forgets them too. At most this many per log.
+_CHECKED: weakref.WeakKeyDictionary[TableLog, set[int]] = weakref.WeakKeyDictionary()
+_CHECKED_LOCK = threading.Lock()
+_CHECKED_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -365,8 +384,25 @@ class Snapshot:
             if self._pinned is not None:
                 self._actions = self._pinned.files()
             else:
-                self._actions = pa.table(self.table.get_add_actions(flatten=True))
+                self._actions = self._shared_actions()
         return self._actions
+
+    def _shared_actions(self) -> pa.Table:
+        key = (self._identity(), self.version)
+        with _ACTIONS_LOCK:
+            actions = _ACTIONS.get(key)
+            if actions is not None:
+                _ACTIONS.move_to_end(key)
+                return actions
+        actions = pa.table(self.table.get_add_actions(flatten=True))
+        with _ACTIONS_LOCK:
+            _ACTIONS[key] = actions
+            held = sum(t.num_rows for t in _ACTIONS.values())
+            while len(_ACTIONS) > 1 and (held > _ACTIONS_MAX_FILES
+                                         or len(_ACTIONS) > _ACTIONS_MAX_VERSIONS):
+                _, dropped = _ACTIONS.popitem(last=False)
+                held -= dropped.num_rows
+        return actions
 
     def plan(
         self,
@@ -428,22 +464,38 @@ class Snapshot:
         """Raise `CorruptLakeError` naming the first planned file that is missing, has
         another size than its add action logged, or does not end in a Parquet footer.
 
-        Costs one open and an 8-byte read per file; the footer itself is left to the reader,
-        which parses it anyway. Damage inside a file that keeps its size and footer magic
-        still fails the read, with the reader's own error; `eventlake doctor` names the file.
-        Lakes on object storage are not checked: it would cost a request per file.
+        Costs one open and an 8-byte read per file not checked before; the footer itself is
+        left to the reader, which parses it anyway. A snapshot pinned from the table's log
+        (the latest version of a local table) skips the files this process already found
+        whole: data files are never rewritten in place, so once is enough (see `_CHECKED`).
+        Damage inside a file that keeps its size and footer magic, or done to a file after it
+        was checked, still fails the read, with the reader's own error; `eventlake doctor`
+        names the file. Lakes on object storage are not checked: it would cost a request per
+        file.
         """
         if not self.storage.is_local:
             return
         sizes = plan.sizes or (None,) * len(plan.files)
+        known = self._checked_files()
+        whole: list[int] = []
         damaged: list[tuple[str, str]] = []
         for path, size in zip(plan.files, sizes, strict=True):
+            key = hash((path, size))
+            if known is not None and key in known:
+                continue
             local = _local_file(path)
             if local is None:
                 continue
             problem = _file_damage(local, size)
             if problem is not None:
                 damaged.append((local, problem))
+            else:
+                whole.append(key)
+        if known is not None and whole:
+            with _CHECKED_LOCK:
+                if len(known) + len(whole) > _CHECKED_MAX:
+                    known.clear()
+                known.update(whole)
         if not damaged:
             return
         path, problem = damaged[0]
@@ -453,6 +505,20 @@ class Snapshot:
             f"damaged lake: {path}: {problem}{more}; table {self.name!r}, version "
             f"{self.version}. Run `eventlake doctor` and see the README's Recovery section",
             path=path)
+
+    def _checked_files(self) -> set[int] | None:
+        """The files found whole through this snapshot's table log, or None when it was not
+        pinned from one."""
+        if self._pinned is None:
+            return None
+        log = self.storage.log(self.name)
+        if log is None:
+            return None
+        with _CHECKED_LOCK:
+            known = _CHECKED.get(log)
+            if known is None:
+                known = _CHECKED[log] = set()
+            return known
 
     def _file_uri(self, path: str) -> str:
         # The add-action path is percent-encoded once more than the object name on storage.

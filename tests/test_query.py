@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 from test_materialize import _balance
 
 import eventlake as el
-from eventlake.errors import UnknownViewError, ViewDefinitionError
+from eventlake.errors import CorruptLakeError, UnknownViewError, ViewDefinitionError
 from eventlake.query import (
     connect,
     delta_extension_available,
@@ -219,6 +219,109 @@ def test_sql_checks_the_files_of_the_tables_its_query_names(views_lake, checked_
     assert sorted(checked_tables) == ["events", "views/balances", "views/document",
                                       "views/totals"]
 
+
+
+def _defined(relation: duckdb.DuckDBPyRelation) -> set[str]:
+    """The SQL views on the connection a `lake.sql` relation runs on."""
+    return {name for (name,) in relation.query(
+        "r", "select view_name from duckdb_views() where not internal").fetchall()
+        if not name.startswith("__eventlake_")}  # the registered file lists
+
+
+@pytest.fixture
+def planned_tables(monkeypatch):
+    """The tables whose files `Snapshot.plan` listed, in order."""
+    seen: list[str] = []
+    original = Snapshot.plan
+
+    def spy(self, **kwargs):
+        seen.append(self.name)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Snapshot, "plan", spy)
+    return seen
+
+
+def test_sql_of_a_view_never_plans_checks_or_defines_the_event_log(views_lake, lake_path,
+                                                                   planned_tables):
+    from eventlake import deltalog
+
+    # A damaged event file, in a process that never checked it: only reads of `events` fail.
+    target = views_lake.log.snapshot().plan().files[0]
+    Path(target).write_bytes(b"garbage")
+    deltalog.forget_logs()
+    lake = el.Lake.open(lake_path, views=VIEWS)
+    planned_tables.clear()
+    relation = lake.sql("select * from document")
+    assert _defined(relation) == {"document"}
+    assert_frame_equal(_normal(relation.pl(), ["partition_id"]),
+                       _normal(lake.scan("document").collect(), ["partition_id"]))
+    # A name spelled as a column alias, a string or in a comment is no table read.
+    relation = lake.sql("select partition_id as events from document "
+                        "where state <> 'events' -- of events")
+    assert _defined(relation) == {"document"} and len(relation.fetchall()) == 8
+    assert set(planned_tables) == {"views/document"}
+    with pytest.raises(CorruptLakeError) as info:
+        lake.sql("select count(*) from document join events using (partition_id)")
+    assert info.value.path == target
+
+
+def test_sql_defines_the_tables_a_query_reads(views_lake):
+    lake = views_lake
+    query = ("select d.partition_id, count(*) as n from document d "
+             "join events e using (partition_id) group by 1")
+    relation = lake.sql(query)
+    assert _defined(relation) == {"document", "events"}
+    want = lake.events().group_by("partition_id").agg(pl.len().cast(pl.Int64).alias("n"))
+    assert_frame_equal(relation.pl().sort("partition_id"),
+                       want.collect().sort("partition_id"), check_dtypes=False)
+    # CTEs, subqueries, several statements and quoted, differently cased names.
+    relation = lake.sql('select 1; with t as (select * from "Balances") '
+                        "select count(*) from t where partition_id in "
+                        "(select partition_id from TOTALS)")
+    assert _defined(relation) == {"balances", "totals"}
+    assert relation.fetchall() == [(lake.scan("balances").collect().height,)]
+    # A table reached only through a string is defined when DuckDB asks for it.
+    relation = lake.sql("select count(*) from query_table('events')")
+    assert relation.fetchall() == [(lake.last_seq(),)]
+    # Listing the catalog shows every table; a query of none of them still works.
+    assert {n for (n,) in lake.sql("show tables").fetchall()} >= {
+        "events", "document", "balances", "totals"}
+    assert _defined(lake.sql("select 42")) == set()
+    assert lake.sql("select 42 as x").fetchall() == [(42,)]
+
+
+def test_sql_params_and_statements_on_named_tables(views_lake):
+    lake = views_lake
+    state = lake.state("acct-1")
+    got = lake.sql("select state from document where partition_id = $1", params=["acct-1"])
+    assert json.loads(got.fetchall()[0][0]) == state
+    got = lake.sql("select count(*) from events where partition_id = $p and seq > $s",
+                   params={"p": "acct-1", "s": 0})
+    assert got.fetchall()[0][0] == lake.events("acct-1").collect().height
+    # A statement that changes the database gets one of its own: nothing it creates is seen
+    # by the next query.
+    created = lake.sql("create table copied as select * from totals")
+    assert created is None or created.fetchall() == [(lake.scan("totals").collect().height,)]
+    with pytest.raises(duckdb.CatalogException):
+        lake.sql("select * from copied")
+    with pytest.raises(duckdb.ParserException):
+        lake.sql("selec * from events")
+
+
+def test_the_events_view_reads_no_footer_to_be_defined(views_lake):
+    """`events` is read without union_by_name (every event file has the same columns), so
+    DuckDB binds it from one footer instead of every file's."""
+    from eventlake.query import _events_source, _files_select
+
+    source = _events_source(views_lake)
+    assert len(source.files) > 1
+    select = _files_select(source, ["VARCHAR"] * len(source.schema), mapping="m",
+                           variable="v")
+    assert "union_by_name" not in select and "getvariable('v')" in select
+    view = snapshot_sources(views_lake, ["document"])[1]
+    assert "union_by_name = true" in _files_select(view, ["VARCHAR"] * len(view.schema),
+                                                   mapping=None)
 
 def test_empty_lake_has_typed_tables(tmp_path):
     lake = el.Lake.open(tmp_path / "lake", views=VIEWS)

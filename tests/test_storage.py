@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -22,6 +23,7 @@ import eventlake as el
 from eventlake.cli._app import _one_line, _reported
 from eventlake.doctor import doctor
 from eventlake.errors import (
+    CorruptLakeError,
     EventlakeError,
     ForkedProcessError,
     StorageFullError,
@@ -211,3 +213,93 @@ def test_an_object_store_outage_is_one_line_and_the_lake_is_intact_after_restart
         assert (result.first_seq, result.duplicate) == (21, False)
         lake.materialize()
         assert verify_view(lake, lake.view("document")).ok
+
+
+# -- reads that cost what they read: the check and file-list caches -----------------------------
+
+
+def _set_events(batch: int, partitions: int = 3) -> list[dict]:
+    return [{"type": "set", "partition": f"p{j}", "payload": {"target": "v", "value": batch}}
+            for j in range(partitions)]
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The data files `Snapshot.check` opens, in order (the real check runs)."""
+    from eventlake import storage
+
+    seen: list[str] = []
+    check = storage._file_damage
+
+    def counting(path: str, size: int | None) -> str | None:
+        seen.append(path)
+        return check(path, size)
+
+    monkeypatch.setattr(storage, "_file_damage", counting)
+    return seen
+
+
+def test_a_file_checked_once_is_not_opened_again_and_a_new_damaged_one_is_named(
+        tmp_path: Path, opened: list[str]) -> None:
+    from eventlake import deltalog
+
+    lake = el.Lake.open(tmp_path / "lake")
+    lake.append(_set_events(0))
+    lake.append(_set_events(1))
+    files = set(lake.log.snapshot().plan().files)
+    lake.events().collect()
+    assert sorted(opened) == sorted(files)
+    opened.clear()
+    # Every later read of those files, on any path, opens none of them again.
+    lake.events().collect()
+    lake.events("p1", since_seq=0).collect()
+    lake.sql("select count(*) from events").fetchall()
+    assert lake.state("p2") == {"v": 1}
+    assert [p for p in opened if p in files] == []
+    # A new commit's files are checked, once; a damaged one is named by the read.
+    lake.append(_set_events(2))
+    added = set(lake.log.snapshot().plan().files) - files
+    new = sorted(added)[0]
+    Path(new).write_bytes(Path(new).read_bytes()[:20])
+    for read in (lambda: lake.events().collect(),
+                 lambda: lake.sql("select * from events").fetchall()):
+        with pytest.raises(CorruptLakeError) as info:
+            read()
+        assert info.value.path == new and "bytes where the Delta log says" in str(info.value)
+    # The new files were opened, the damaged one by each read, the whole ones once.
+    assert set(opened) == added and opened.count(new) == 2 and len(opened) == len(added) + 1
+    # A process that reads the log afresh checks every file afresh.
+    opened.clear()
+    deltalog.forget_logs()
+    with pytest.raises(CorruptLakeError):
+        el.Lake.open(tmp_path / "lake").events().collect()
+    assert set(opened) == files | added
+
+
+def test_an_old_version_lists_its_files_once(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots of an older version (delta-rs tables, not the pinned log) share one file
+    list per version: delta-rs rebuilds it on every call."""
+    from deltalake import DeltaTable
+
+    lake = el.Lake.open(tmp_path / "lake")
+    for batch in range(3):
+        lake.append(_set_events(batch))
+    old = lake.log.snapshot().version - 1
+    calls: list[int] = []
+    listing = DeltaTable.get_add_actions
+
+    def counting(self: DeltaTable, *args: object, **kwargs: object) -> object:
+        calls.append(self.version())
+        return listing(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "get_add_actions", counting)
+    first = lake.log.snapshot(version=old).add_actions()
+    again = lake.log.snapshot(version=old).add_actions()
+    assert calls == [old] and again.equals(first)
+    assert sorted(first.column("path").to_pylist()) == sorted(
+        pa.table(listing(DeltaTable(lake.storage.uri("events"), version=old),
+                         flatten=True)).column("path").to_pylist())
+    assert lake.events(snapshot=lake.log.snapshot(version=old)).collect().height == 6
+    lake.log.snapshot(version=old - 1).add_actions()
+    assert calls == [old, old - 1]
