@@ -47,6 +47,7 @@ from eventlake.errors import CommitConflictError, InvalidEventError, LakeNotFoun
 from eventlake.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
 from eventlake.layout import BUCKET_COLUMN, Layout, bucket_ids
 from eventlake.storage import ScanPlan, Snapshot, Storage, commit_on, retry_commit
+from eventlake.storage_failures import StorageWarning
 
 __all__ = [
     "BATCH_KEY_RETENTION",
@@ -408,8 +409,9 @@ class EventLog:
             if self.tail_files(snap) >= TAIL_FILES:
                 self.compact_tail()
         except Exception as exc:  # the append itself has landed: do not fail it
-            warnings.warn(f"compaction of the event log's tail was put off: {exc}",
-                          stacklevel=3)
+            warnings.warn(StorageWarning(
+                f"the append landed; compaction of the event log's tail was put off: {exc}"),
+                stacklevel=3)
 
     def tail_files(self, snapshot: Snapshot | None = None) -> int:
         snap = snapshot or self.snapshot()
