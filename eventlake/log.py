@@ -244,7 +244,8 @@ class EventLog:
         if BUCKET_COLUMN not in snap.partition_columns:
             return Layout()
         count = snap.transaction_version(LAYOUT_APP_ID)
-        if count is None:
+        if count is None or count < 1:
+            # None: never relaid; below 1: a restore revoked the relayout that wrote it.
             count = int(snap.configuration.get(LAYOUT_BUCKETS_KEY) or 0) or None
         if count is None:
             raise LakeNotFoundError(f"the event log at {self.storage.uri(EVENTS)} is bucketed "
@@ -364,11 +365,14 @@ class EventLog:
             self._tidy_tail()
         return result
 
-    def _write(self, planned: Sequence[PlannedFile], layout: Layout) -> list[DataFile]:
+    def _write(self, planned: Sequence[PlannedFile], layout: Layout, *,
+               data_change: bool = True) -> list[DataFile]:
+        """Write the planned files of `layout`; `data_change=False` for files that only move
+        rows already in the log (tail compaction, relayout), so change readers skip them."""
         stats = ("seq",) if layout.kind == "partition_id" else ("seq", "partition_id")
         return write_files(self.storage, EVENTS, planned, stats_columns=stats,
                            dictionary_columns=_DICTIONARY_COLUMNS,
-                           statistics_columns=_STATISTICS_COLUMNS)
+                           statistics_columns=_STATISTICS_COLUMNS, data_change=data_change)
 
     def _commit(self, snap: Snapshot, layout: Layout, commit: Commit,
                 files: Sequence[DataFile]) -> int:
@@ -450,7 +454,7 @@ class EventLog:
                 strict=True)]
             with self.storage.writing(EVENTS, base=snap.version,
                                       note="the tail stays as it was"):
-                files = self._write(planned, layout)
+                files = self._write(planned, layout, data_change=False)
                 version = self._commit(snap, layout, Commit(
                     adds=[f.action for f in files], removes=removes,
                     info={"eventlake.operation": "compact-tail"}, operation="OPTIMIZE",

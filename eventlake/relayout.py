@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
@@ -150,7 +150,7 @@ def relayout(log: EventLog, target: Layout, *, chunk_events: int = DEFAULT_RELAY
                         f"relayout read {rows.num_rows} events of {len(members)} partitions "
                         f"where the log holds {expected}; nothing was committed")
                 planned = plan_files(rows.sort_by("seq"), target, tail=False)
-                written += _rearranged(log._write(planned, target))
+                written += log._write(planned, target, data_change=False)
                 moved += rows.num_rows
                 if progress is not None:
                     progress(number, len(groups))
@@ -193,12 +193,6 @@ def _removals(snap: Snapshot, actions: pa.Table) -> list[FileRemoval]:
             for index, (path, size) in enumerate(zip(
                 actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist(),
                 strict=True))]
-
-
-def _rearranged(files: list[DataFile]) -> list[DataFile]:
-    """The files with `dataChange=false` adds: a relayout moves rows, it adds none (a Delta
-    stream or change feed must not read them as new data)."""
-    return [replace(f, action=replace(f.action, data_change=False)) for f in files]
 
 
 def _commit_remote(log: EventLog, snap: Snapshot, target: Layout, adds: list[AddAction],

@@ -399,13 +399,6 @@ def test_restore_to_a_version_before_the_relayout(tmp_path: Path, lake_layout: s
                                                    request: pytest.FixtureRequest) -> None:
     """`restore` to a version from before a relayout brings back that version's layout, seq
     and keys; the lake then appends, reads and refolds as before."""
-    if lake_layout.startswith("buckets"):
-        # A log created bucketed has no `eventlake.layout/buckets` txn before its first
-        # relayout; restore revokes the one the relayout wrote (version -1) and
-        # `EventLog.layout` (eventlake/log.py) takes -1 for the bucket count. The fix belongs
-        # there: a count below 1 means "none recorded", read the table property instead.
-        request.applymarker(pytest.mark.xfail(strict=True, raises=InvalidEventError,
-                                              reason="log.layout reads a revoked layout txn"))
     lake, oracle = _seed_lake(tmp_path / "lake", batches=3)
     start = lake.layout
     version = lake.log.snapshot().version
