@@ -23,8 +23,6 @@ _STATUS = {"met": "met", "missed": "MISSED", "report": "reported", "skipped": "s
 @command("bench", help="benchmark eventlake against the raw libraries (ratios)",
          configure=_bench_args)
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from eventlake.bench import run_bench
 
     console = _console(stderr=True)
@@ -38,14 +36,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(payload) + "\n")
         return EXIT_OK
     out = _console()
-    cases = Table(title=f"eventlake bench --scale {report.scale}")
-    for column in ("case", "median s", "min s", "max s", "runs", "detail"):
-        cases.add_column(column, justify="right" if column.endswith(("s", "runs")) else "left")
+    # Plain lines, not tables: names and numbers never get cut at any width.
+    out.print(f"[bold]eventlake bench --scale {report.scale}[/bold] (case, median s, min s, "
+              "max s, runs; what was timed)")
     for case in report.cases:
-        cases.add_row(case.name, f"{case.median:.3f}", f"{min(case.times):.3f}",
-                      f"{max(case.times):.3f}", str(len(case.times)), case.detail)
-    out.print(cases)
-    # Plain lines, not a table: a key, its value and its goal never get cut at any width.
+        out.print(f"{case.name:<38} {case.median:>9.4f} {min(case.times):>9.4f} "
+                  f"{max(case.times):>9.4f} {len(case.times):>4}  {case.detail}", markup=False)
     out.print("\n[bold]keys and goals[/bold] (key, value, goal, verdict; what it measures)")
     for name, row in payload["goals"].items():
         value = row["value"]
