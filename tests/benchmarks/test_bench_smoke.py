@@ -85,3 +85,20 @@ def test_report_lists_skipped_and_off_scale_goals():
     assert "not installed" in skipped["note"]
     assert goals["ingest_ratio"]["status"] == "skipped"
     assert goals["ingest_ratio"]["note"] == "not measured"
+
+
+def test_small_batch_case_reports_skipped_without_eventsourcing(tmp_path, monkeypatch):
+    import sys
+
+    from eventlake import _bench_scaling
+    from eventlake.bench import SCALES
+
+    # A None entry in sys.modules makes `import eventsourcing.sqlite` raise ImportError.
+    monkeypatch.setitem(sys.modules, "eventsourcing.sqlite", None)
+    report = BenchReport(scale="small")
+    _bench_scaling.bench_small_batches(SCALES["small"], tmp_path, report)
+    assert "small_batch_vs_eventsourcing" not in report.ratios
+    assert report.cases == []
+    row = report.goals()["small_batch_vs_eventsourcing"]
+    assert row["status"] == "skipped"
+    assert "eventsourcing not installed" in row["note"] and "[bench]" in row["note"]
