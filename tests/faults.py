@@ -152,6 +152,9 @@ def _watch_files(root: Path, event: str, nth: int) -> None:
                 folder = paths.get(wd)
                 if folder is None:
                     continue
+                if folder == root and name in markers:
+                    markers[name].set()
+                    continue
                 if flags & _IN_ISDIR and flags & _IN_CREATE:
                     add(folder / name)
                     continue
@@ -160,6 +163,29 @@ def _watch_files(root: Path, event: str, nth: int) -> None:
                     if seen[0] >= nth:
                         _die()
 
+    # The watch reads its events on a thread of its own: an append or a refresh could commit,
+    # and the process exit, before it read the event of a data file. So each commit first
+    # drops a marker file and waits until the watch has read up to it (one inotify queue
+    # keeps the order): a kill point at a data file always hits before the commit after it.
+    markers: dict[str, threading.Event] = {}
+
+    def caught_up() -> None:
+        name = f".fault-marker-{os.getpid()}-{len(markers)}-{time.monotonic_ns()}"
+        markers[name] = reached = threading.Event()
+        (root / name).touch()
+        try:
+            reached.wait(30)
+        finally:
+            (root / name).unlink(missing_ok=True)
+
+    from eventlake import log, viewstore
+
+    for module in (log, viewstore):
+        def waiting(*args: Any, _commit: Any = module.commit_on, **kwargs: Any) -> Any:
+            caught_up()
+            return _commit(*args, **kwargs)
+
+        module.commit_on = waiting
     threading.Thread(target=loop, daemon=True).start()
 
 
