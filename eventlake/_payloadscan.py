@@ -104,6 +104,8 @@ _VERDICT_SQL = f"""select coalesce(case
 # Below this many rows, checking every row in Python costs less than a DuckDB query and two
 # threads (about 10 ms): the screen then flags them all.
 SCREEN_FROM_ROWS = 256
+# From this many rows the three screens run side by side on threads.
+_THREADED_FROM_ROWS = 20_000
 
 _duckdb_lock = threading.Lock()
 _duckdb_database: tuple[int, Any] | None = None
@@ -115,20 +117,30 @@ def payload_suspects(payload: pa.ChunkedArray, kind: pa.ChunkedArray, *, max_dep
     their `kind` (event type); every other row surely passes them."""
     if len(payload) < SCREEN_FROM_ROWS:
         return np.ones(len(payload), dtype=np.bool_)
+    if len(payload) < _THREADED_FROM_ROWS:
+        # Small batches: starting threads costs more than the overlap saves.
+        verdict, loose = _duckdb_verdict(payload, kind), _lenient(payload, max_depth)
+        return ~(_screen(payload, kind) & verdict & ~loose)
     # DuckDB parses on its own threads and Arrow's regex kernel releases the GIL, so both run
     # beside the byte scan: on two cores that hides most of their time.
     with ThreadPoolExecutor(max_workers=2) as pool:
         parsed = pool.submit(_duckdb_verdict, payload, kind)
         lenient = pool.submit(_lenient, payload, max_depth)
-        kinds = _ActionRows.of(kind)
-        # Value starts are only read for `set`/`unset` rows: skip that work without any.
-        scan = scan_objects(payload, names=_NAMES if kinds.reads_values else ())
-        flat = ~scan.repeated & kinds.shape_ok(scan)
-        sure = ~scan.unsure & (scan.escaped | flat)
+        sure = _screen(payload, kind)
         sure &= parsed.result()
         sure &= ~lenient.result()
     suspects: npt.NDArray[np.bool_] = ~sure
     return suspects
+
+
+def _screen(payload: pa.ChunkedArray, kind: pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+    """The rows the byte scan proves free of repeated keys and of a bad set/unset shape."""
+    kinds = _ActionRows.of(kind)
+    # Value starts are only read for `set`/`unset` rows: skip that work without any.
+    scan = scan_objects(payload, names=_NAMES if kinds.reads_values else ())
+    flat = ~scan.repeated & kinds.shape_ok(scan)
+    sure: npt.NDArray[np.bool_] = ~scan.unsure & (scan.escaped | flat)
+    return sure
 
 
 @dataclass(frozen=True)

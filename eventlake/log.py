@@ -16,12 +16,13 @@ the log's snapshot does not grow with every batch ever written. The seq counter 
 The physical layout (`eventlake.layout`) is chosen when the log is created: Hive folders per
 `partition_id`, or per `bucket` of a stable hash of it. In the `buckets` layout a batch too small
 to fill its buckets (fewer than `TAIL_ROWS_PER_BUCKET` rows per bucket) is written as one file
-in the *tail*, the rows whose `bucket` is still null; once the tail holds `TAIL_FILES` files, the
-append that finds it so sorts it into the buckets (`compact_tail`), in a commit of its own that
-changes no row. The data files of a commit are written by eventlake (`eventlake.datafiles`), in
-parallel, and deleted again when their commit loses a race; on a local lake the commit itself is
-eventlake's own put-if-absent write of the next log version (`eventlake.deltalog`), elsewhere it
-is delta-rs's (`create_write_transaction` with no retries), with the same outcome.
+in the *tail*, the rows whose `bucket` is still null; once the tail holds `TAIL_FILES` (64)
+files, the append that finds it so sorts it into the buckets (`compact_tail`), in a commit of
+its own that changes no row. The data files of a commit are written by eventlake
+(`eventlake.datafiles`), in parallel, and deleted again when their commit loses a race; on a
+local lake the commit itself is eventlake's own put-if-absent write of the next log version
+(`eventlake.deltalog`), elsewhere it is delta-rs's (`create_write_transaction` with no
+retries), with the same outcome.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ LAYOUT_BUCKETS_KEY = "eventlake.layout.buckets"
 BATCH_KEY_RETENTION = "interval 7 days"
 # A batch with fewer rows than this per bucket goes to the tail as one file.
 TAIL_ROWS_PER_BUCKET = 256
-# The append that finds this many tail files sorts them into their buckets.
-TAIL_FILES = 32
+# The append that finds this many tail files sorts them into their buckets: fewer, larger
+# sorts cost less per event; more tail files cost a partition's reads more files.
+TAIL_FILES = 64
 _TABLE_CONFIGURATION: dict[str, str | None] = {
     # Checkpoints keep opening the log cheap as commits pile up.
     "delta.checkpointInterval": "50",
