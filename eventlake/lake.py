@@ -14,7 +14,7 @@ from eventlake.errors import EventlakeError, UnknownViewError, ViewDefinitionErr
 from eventlake.events import DEFAULT_LIMITS, EVENT_SCHEMA, Limits, normalize_batch
 from eventlake.layout import Layout, LayoutName
 from eventlake.log import EVENTS, AppendResult, EventLog
-from eventlake.storage import Snapshot, Storage
+from eventlake.storage import Snapshot, Storage, among
 from eventlake.views import DOCUMENT_VIEW, View
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class Lake:
                              snapshot=snap)
         frame = snap.scan(plan).select(EVENT_SCHEMA.names)
         if partitions is not None:
-            frame = frame.filter(pl.col("partition_id").is_in(partitions))
+            frame = frame.filter(among("partition_id", partitions))
         if since_seq is not None:
             frame = frame.filter(pl.col("seq") > since_seq)
         if until_seq is not None:

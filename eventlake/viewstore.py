@@ -37,7 +37,7 @@ from eventlake.aggregates import FAILURE
 from eventlake.datafiles import PlannedFile, delete_files, write_files
 from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import ViewChangedError, ViewDefinitionError
-from eventlake.storage import Snapshot, Storage, commit_on, retry_commit
+from eventlake.storage import Snapshot, Storage, among, commit_on, retry_commit
 from eventlake.views import AggregateView, ReducerView, View, definition_fingerprint
 
 __all__ = [
@@ -288,9 +288,10 @@ class ViewStore:
     def read_buckets(self, snap: Snapshot, buckets: Sequence[int], *, generation: int,
                      partitions: Sequence[str] | None = None) -> pl.DataFrame:
         plan = snap.plan(equals={"generation": [generation], "bucket": list(buckets)})
-        frame = snap.scan(plan).filter(pl.col("generation") == generation)
+        # The plan holds only that generation's files: no filter on it.
+        frame = snap.scan(plan)
         if partitions is not None:
-            frame = frame.filter(pl.col("partition_id").is_in(list(partitions)))
+            frame = frame.filter(among("partition_id", partitions))
         return frame.collect()
 
     def active(self, snap: Snapshot) -> int | None:
