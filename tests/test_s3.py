@@ -25,8 +25,10 @@ from hypothesis import HealthCheck, given, settings
 
 import eventlake as el
 from eventlake.cli import EXIT_ERROR, EXIT_OK, main
+from eventlake.layout import bucket_of
 from eventlake.storage import Storage
 from eventlake.storage_options import StorageOptionError, parse_pairs, resolve_options
+from tests.logfiles import TAIL_FOLDER
 from tests.s3server import S3Endpoint, s3_server
 from tests.test_log import run_processes, special_payload
 from tests.test_materialize import VIEWS, assert_views_exact, reference_state, streams
@@ -144,13 +146,21 @@ def test_three_kinds_of_batches_give_seq_one_to_n(s3):
                    events.get_column("type").to_list(),
                    [json.loads(p) for p in events.get_column("payload").to_list()], strict=True))
     assert got == expected
-    # every partition's files sit under its own folder of the bucket; reads prune to them
+    # every partition's files sit under its own folder of the bucket (or, on the buckets
+    # layout, under its bucket's or the tail's folder); reads prune to them
     snap = lake.log.snapshot()
     assert snap.version == 3
+    layout = lake.layout
     for name in SPECIAL_PARTITIONS:
         plan = lake.log.plan(partitions=[name])
-        assert plan.partitions and set(plan.partitions) == {name}
-        assert all(f.startswith(f"{lake.root}/events/partition_id=") for f in plan.files)
+        assert plan.files
+        if layout.kind == "partition_id":
+            assert plan.partitions and set(plan.partitions) == {name}
+            assert all(f.startswith(f"{lake.root}/events/partition_id=") for f in plan.files)
+        else:
+            folders = {f"{lake.root}/events/bucket={bucket_of(name, layout.bucket_count)}",
+                       f"{lake.root}/events/{TAIL_FOLDER}"}
+            assert all(f.rsplit("/", 1)[0] in folders for f in plan.files)
         rows_of = lake.events(partition=name).collect()
         assert set(rows_of.get_column("partition_id").to_list()) == {name}
         assert rows_of.height == sum(1 for e in expected if e[0] == name)
@@ -315,16 +325,28 @@ def test_maintenance_compacts_and_vacuums_an_s3_lake(s3):
     from eventlake.maintenance import maintain
 
     lake = open_s3(s3, views=VIEWS)
+    layout = lake.layout
     for seed in range(4):
         lake.append([{"type": "deposit", "payload": {"amount": seed * 10 + i, "currency": "EUR"},
                       "partition": f"acct-{i % 3}"} for i in range(12)])
+        if layout.kind == "buckets":
+            # One file per bucket per batch, as one per partition on the partition_id layout.
+            assert lake.log.compact_tail().files_removed == 1
     lake.materialize()
     lake.append([{"type": "withdrawal", "payload": {"amount": 1}, "partition": "acct-0"}])
     before = lake.events().collect()
     result = maintain(lake, retention_hours=0, dry_run=False)
     assert result.events.watermark == 48
-    assert (result.events.files_removed, result.events.files_added) == (12, 3)
-    assert len(result.vacuumed["events"].files) == 12
+    # Each group's 4 files merge into one (partitions, or their buckets); on a bucketed log
+    # the withdrawal's tail file is also sorted into its bucket, and the vacuum deletes the
+    # four tail files sorted above too.
+    if layout.kind == "partition_id":
+        groups, tail, sorted_before = 3, 0, 0
+    else:
+        groups, tail, sorted_before = len(layout.buckets_for(["acct-0", "acct-1", "acct-2"])), 1, 4
+    assert (result.events.files_removed, result.events.files_added) == (
+        4 * groups + tail, groups + tail)
+    assert len(result.vacuumed["events"].files) == 4 * groups + tail + sorted_before
     assert "events" in result.checkpoints
     assert lake.events().collect().equals(before)
     plan = lake.log.plan(partitions=["acct-1"])
