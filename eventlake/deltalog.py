@@ -124,11 +124,13 @@ class _Manifest:
             table = table.filter(pc.invert(pc.is_in(table.column("path"), value_set=gone)))
         if adds:
             table = pa.concat_tables([table, pa.Table.from_pylist(adds, schema=table.schema)])
-        if table.column("path").num_chunks > 256:
-            table = table.combine_chunks()
         return _Manifest(table)
 
     def table(self) -> pa.Table:
+        # Commits append chunks; planning's compute kernels pay per chunk, so the list a
+        # reader asks for is one chunk (made once per version).
+        if self._table.column("path").num_chunks > 1:
+            self._table = self._table.combine_chunks()
         return self._table
 
 
