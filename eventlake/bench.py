@@ -21,7 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -576,41 +576,50 @@ def _bench_layout(scale: Scale, work: Path, report: BenchReport) -> None:
     report.figures["layout_view_files"] = files
 
 
-def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = None
-              ) -> BenchReport:
-    """Run every case at `scale` and return timings, ratios and their goals."""
+def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = None,
+              only: Sequence[str] | None = None) -> BenchReport:
+    """Run every case at `scale` (or only the steps named in `only`: the keys of `steps`
+    below, which `eventlake bench --only` lists) and return timings, ratios and goals."""
     from eventlake import _bench_scaling as scaling
 
     sizes = SCALES[scale]
     report = BenchReport(scale=sizes.name)
-    steps: list[tuple[str, Callable[[Path], None]]] = [
-        ("ingest (arrow)", lambda w: _bench_ingest(sizes, w, report)),
-        ("ingest (json lines)", lambda w: _bench_ingest_jsonl(sizes, w, report)),
-        ("ingest at many partitions", lambda w: scaling.bench_scale_ingest(
+    steps: dict[str, tuple[str, Callable[[Path], None]]] = {
+        "ingest": ("ingest (arrow)", lambda w: _bench_ingest(sizes, w, report)),
+        "ingest-jsonl": ("ingest (json lines)",
+                         lambda w: _bench_ingest_jsonl(sizes, w, report)),
+        "scale-ingest": ("ingest at many partitions", lambda w: scaling.bench_scale_ingest(
             sizes, w, report, progress)),
-        ("small batches vs eventsourcing", lambda w: scaling.bench_small_batches(
-            sizes, w, report)),
-        ("refresh vs rebuild (partition_id)", lambda w: _bench_refresh(
+        "small-batches": ("small batches vs eventsourcing",
+                          lambda w: scaling.bench_small_batches(sizes, w, report)),
+        "refresh": ("refresh vs rebuild (partition_id)", lambda w: _bench_refresh(
             sizes, w, report, progress, "partition_id")),
-        ("refresh vs rebuild (buckets)", lambda w: _bench_refresh(
+        "refresh-buckets": ("refresh vs rebuild (buckets)", lambda w: _bench_refresh(
             sizes, w, report, progress, "buckets")),
-        ("history growth", lambda w: _bench_growth(sizes, w, report, progress)),
-        ("append and refresh with age", lambda w: scaling.bench_age(
+        "growth": ("history growth", lambda w: _bench_growth(sizes, w, report, progress)),
+        "age": ("append and refresh with age", lambda w: scaling.bench_age(
             sizes, w, report, progress)),
-        ("fold overhead", lambda w: _bench_fold(sizes, w, report)),
-        ("reads at many partitions", lambda w: scaling.bench_many_partitions(
+        "fold": ("fold overhead", lambda w: _bench_fold(sizes, w, report)),
+        "many-partitions": ("reads at many partitions", lambda w: scaling.bench_many_partitions(
             sizes, w, report, progress)),
-        ("rebuild peak rss", lambda w: _bench_rss(sizes, w, report)),
-        ("apply_action throughput", lambda w: _bench_actions(sizes, w, report)),
-        ("repository get_state", lambda w: _bench_repository(sizes, w, report)),
-        ("layout at many partitions", lambda w: _bench_layout(sizes, w, report)),
-    ]
+        "rss": ("rebuild peak rss", lambda w: _bench_rss(sizes, w, report)),
+        "actions": ("apply_action throughput", lambda w: _bench_actions(sizes, w, report)),
+        "repository": ("repository get_state", lambda w: _bench_repository(sizes, w, report)),
+        "layout": ("layout at many partitions", lambda w: _bench_layout(sizes, w, report)),
+    }
+    unknown = sorted(set(only or ()) - set(steps))
+    if unknown:
+        raise ValueError(f"unknown bench step {unknown[0]!r}; steps: {', '.join(steps)}")
     os.environ.setdefault("POLARS_VERBOSE", "0")
-    for label, step in steps:
+    for key, (label, step) in steps.items():
+        if only is not None and key not in only:
+            continue
         if progress:
             progress(label)
         with _workdir() as work:
             step(work)
+    if only is not None:
+        report.notes.append(f"only the steps {', '.join(only)} ran")
     return report
 
 

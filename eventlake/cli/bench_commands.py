@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from eventlake.cli._app import EXIT_OK, _console, command
+from eventlake.cli._app import EXIT_OK, CommandError, _console, command
 
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +15,10 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
                         help="data sizes (small: seconds, medium: minutes, large: long)")
     parser.add_argument("--json-file", "--json-out", dest="json_file", metavar="FILE",
                         help="also write the numbers, with stable keys, to FILE")
+    parser.add_argument("--only", metavar="STEP[,STEP]",
+                        help="run only these steps: ingest, ingest-jsonl, scale-ingest, "
+                             "small-batches, refresh, refresh-buckets, growth, age, fold, "
+                             "many-partitions, rss, actions, repository, layout")
 
 
 _STATUS = {"met": "met", "missed": "MISSED", "report": "reported", "skipped": "skipped"}
@@ -27,8 +31,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     console = _console(stderr=True)
     with console.status("benchmarking", spinner="dots") as status:
-        report = run_bench(args.scale, progress=lambda label: status.update(
-            f"benchmarking: {label}"))
+        only = None if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
+        try:
+            report = run_bench(args.scale, only=only, progress=lambda label: status.update(
+                f"benchmarking: {label}"))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     payload = report.to_json()
     if args.json_file:
         Path(args.json_file).write_text(json.dumps(payload, indent=2) + "\n")

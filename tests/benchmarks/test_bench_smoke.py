@@ -102,3 +102,14 @@ def test_small_batch_case_reports_skipped_without_eventsourcing(tmp_path, monkey
     row = report.goals()["small_batch_vs_eventsourcing"]
     assert row["status"] == "skipped"
     assert "eventsourcing not installed" in row["note"] and "[bench]" in row["note"]
+
+
+def test_only_runs_the_named_steps(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--scale", "small", "--only", "fold", "--json-file", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {name for name, row in report["goals"].items() if row["value"] is not None} == {
+        "fold_overhead"}
+    assert "only the steps fold ran" in report["notes"]
+    assert main(["bench", "--only", "nonsense"]) == 1
+    assert "unknown bench step 'nonsense'" in capsys.readouterr().err
