@@ -39,6 +39,7 @@ from eventlake.cli import main
 from eventlake.errors import InvalidEventError
 from eventlake.inbox import ingest_file, read_quarantine
 from eventlake.jsoncodec import INT_LIMIT
+from eventlake.layout import Layout
 from tests.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
 
 GOOD = 299
@@ -408,8 +409,19 @@ def run_file(lake: el.Lake, record: Record, path: str, folder: Path,
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> el.Lake:
-    return el.Lake.open(tmp_path_factory.mktemp("hostile") / "lake")
+def lakes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, el.Lake]:
+    return {}
+
+
+@pytest.fixture
+def lake(lakes: dict[str, el.Lake], lake_layout: str,
+         tmp_path_factory: pytest.TempPathFactory) -> el.Lake:
+    # One lake per layout, shared by that layout's cells. Not one lake for all: a file ingested
+    # twice with the same bytes is a batch that has landed, and the second cell would see 0 events.
+    if lake_layout not in lakes:
+        lakes[lake_layout] = el.Lake.open(tmp_path_factory.mktemp("hostile") / "lake")
+        assert lakes[lake_layout].layout == Layout.parse(lake_layout)
+    return lakes[lake_layout]
 
 
 @pytest.mark.parametrize(("record", "path"), CELLS, ids=[f"{r.id}|{p}" for r, p in CELLS])
