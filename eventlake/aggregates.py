@@ -217,7 +217,7 @@ def _values(view: AggregateView, events: pl.DataFrame) -> pl.DataFrame:
         if agg.fn in ("first", "last") and agg.kind == "string":
             columns.append(found[f"t:{agg.path}"].alias(f"_{name}__raw"))
             continue
-        kind = "float64" if agg.fn == "avg" else agg.kind
+        kind = agg.kind
         if (agg.path, kind) not in parsed:
             parsed[(agg.path, kind)] = _numbers(found[f"j:{agg.path}"], kind, payloads,
                                                 agg.path)
@@ -274,21 +274,25 @@ def _sum_failures(view: AggregateView, values: pl.DataFrame, stored: pl.DataFram
     keys = _keys(view)
     found: dict[str, tuple[int, str, str]] = {}
     for name, agg in view.aggs.items():
-        if agg.fn != "sum" or agg.kind not in _LIMITS:
+        if agg.fn not in ("sum", "avg") or agg.kind not in _LIMITS:
             continue
-        lo, hi = _LIMITS[agg.kind]
+        # avg keeps its running sum as Decimal(38, 0), whatever the dtype of its values.
+        limit = "decimal" if agg.fn == "avg" else agg.kind
+        total_column = f"_{name}__sum" if agg.fn == "avg" else name
+        lo, hi = _LIMITS[limit]
         num = f"_{name}__num"
         # Usually no group can come near the edge: the largest stored sum plus every new
         # magnitude stays far inside. Then there is nothing to check group by group.
         spread = float(values.get_column(num).cast(pl.Float64).abs().sum() or 0.0)
         if stored is not None and stored.height:
-            spread += float(stored.get_column(name).cast(pl.Float64).abs().max() or 0.0)  # type: ignore[arg-type]
+            spread += float(stored.get_column(total_column).cast(pl.Float64).abs().max()  # type: ignore[arg-type]
+                            or 0.0)
         if spread < float(hi) * (1 - _MARGIN):
             continue
         reach = values.group_by(keys).agg(
             pl.col(num).cast(pl.Float64).abs().sum().alias("_reach"))
         if stored is not None and stored.height:
-            base = stored.select(*keys, pl.col(name).cast(_WORK).alias("_base"))
+            base = stored.select(*keys, pl.col(total_column).cast(_WORK).alias("_base"))
             reach = reach.join(base, on=keys, how="left", nulls_equal=True)
         else:
             reach = reach.with_columns(pl.lit(None, dtype=_WORK).alias("_base"))
@@ -312,8 +316,8 @@ def _sum_failures(view: AggregateView, values: pl.DataFrame, stored: pl.DataFram
                     if partition not in found or found[partition][0] > seq:
                         found[partition] = (seq, kind, (
                             f"{_describe(name, agg)}: the sum leaves "
-                            f"{_RANGE_NAMES[agg.kind]} at this event (it would be {total}); "
-                            f"{_advice(agg, _WIDER[agg.kind])}"))
+                            f"{_RANGE_NAMES[limit]} at this event (it would be {total}); "
+                            f"{_advice(agg, _WIDER[limit])}"))
                     break
     return found
 
@@ -370,7 +374,7 @@ def _work_types(view: AggregateView) -> dict[str, pl.DataType]:
         if agg.fn == "count":
             types[name] = pl.Int64()
         elif agg.fn == "avg":
-            types[f"_{name}__sum"] = pl.Float64()
+            types[f"_{name}__sum"] = _WORK if agg.kind in _LIMITS else pl.Float64()
             types[f"_{name}__n"] = pl.Int64()
         else:
             types[name] = _WORK if agg.kind in _LIMITS else stored_dtype(agg.kind)
@@ -396,11 +400,17 @@ def _finish(view: AggregateView, frame: pl.DataFrame) -> pl.DataFrame:
     for name, agg in view.aggs.items():
         if agg.fn == "avg":
             n = pl.col(f"_{name}__n")
-            exprs.append(pl.when(n > 0).then(pl.col(f"_{name}__sum") / n)
-                         .otherwise(None).cast(pl.Float64).alias(name))
+            total = pl.col(f"_{name}__sum")
+            exprs += [pl.when(n > 0).then(total / n).otherwise(None).cast(pl.Float64).alias(name),
+                      total.cast(_avg_sum_dtype(agg))]
         elif agg.fn != "count":
             exprs.append(pl.col(name).cast(stored_dtype(agg.kind)))
     return frame.with_columns(exprs).select(_order(view))
+
+
+def _avg_sum_dtype(agg: Agg) -> pl.DataType:
+    """The stored type of an avg's running sum: exact for integral dtypes."""
+    return pl.Decimal(38, 0) if agg.kind in _LIMITS else pl.Float64()
 
 
 def _empty_rows(view: AggregateView) -> pl.DataFrame:
@@ -409,7 +419,7 @@ def _empty_rows(view: AggregateView) -> pl.DataFrame:
         schema[name] = pl.Int64() if agg.fn == "count" else (
             pl.Float64() if agg.fn == "avg" else stored_dtype(agg.kind))
         if agg.fn == "avg":
-            schema |= {f"_{name}__sum": pl.Float64(), f"_{name}__n": pl.Int64()}
+            schema |= {f"_{name}__sum": _avg_sum_dtype(agg), f"_{name}__n": pl.Int64()}
         elif agg.fn in ("first", "last"):
             schema[f"_{name}__seq"] = pl.Int64()
     schema |= {FAILURE: pl.String(), "last_seq": pl.Int64(), "event_count": pl.Int64()}

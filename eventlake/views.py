@@ -44,7 +44,7 @@ _DTYPES: dict[str, tuple[AggDtype, ...]] = {
     "sum": ("int64", "float64", "decimal"),
     "min": ("int64", "float64", "decimal"),
     "max": ("int64", "float64", "decimal"),
-    "avg": ("float64",),
+    "avg": ("float64", "int64", "decimal"),
     "first": ("string", "int64", "float64", "decimal"),
     "last": ("string", "int64", "float64", "decimal"),
 }
@@ -188,6 +188,10 @@ class Agg:
       outside the Int64 range, is an error for that partition (see `materialize`).
     - "decimal": Decimal(38, 0), for integer sums too large for Int64; the same rules.
     - "float64": any number, read as a float (integers beyond 2**53 round).
+    - avg's dtype is the type of the values it reads; the mean is always a float64. With
+      "int64" or "decimal" the running sum is exact (kept as Decimal(38, 0)), so a refresh
+      and a rebuild give the same mean however the events were split; a float64 sum rounds
+      at every step, and with large values of both signs the rounding depends on the split.
     - "string" (first/last only): the value as JSON scalar text, numbers included.
 
     Values that are not numbers (strings, even "12", booleans, objects) are ignored by the

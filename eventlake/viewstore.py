@@ -73,7 +73,8 @@ def _agg_fields(view: AggregateView) -> list[pa.Field]:
         elif agg.fn in ("sum", "min", "max"):
             fields.append(pa.field(name, _ARROW[agg.kind]))
         elif agg.fn == "avg":
-            fields += [pa.field(name, pa.float64()), pa.field(f"_{name}__sum", pa.float64()),
+            total = pa.decimal128(38, 0) if agg.kind in ("int64", "decimal") else pa.float64()
+            fields += [pa.field(name, pa.float64()), pa.field(f"_{name}__sum", total),
                        pa.field(f"_{name}__n", pa.int64())]
         else:  # first / last keep their value (JSON scalar text by default) and its seq
             fields += [pa.field(name, _ARROW[agg.kind]), pa.field(f"_{name}__seq", pa.int64())]
