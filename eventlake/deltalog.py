@@ -410,6 +410,14 @@ class TableLog:
             raise OwnCommitsUnsupported(self.uri)
         version = base_version + 1
         now = int(time.time() * 1000)
+        # Time travel by timestamp picks the last version stamped at or before it: two commits
+        # in one millisecond would send a look-up of the first to the second. Stamp each
+        # commit after the one before (one stat), whichever process wrote that.
+        try:
+            before = os.stat(os.path.join(self.log_dir, log_path(base_version))).st_mtime_ns
+        except OSError:
+            before = 0
+        now = max(now, before // 1_000_000 + 1)
         lines: list[dict[str, Any]] = [{"commitInfo": {
             "timestamp": now, "operation": commit.operation,
             "operationParameters": {"mode": commit.mode},

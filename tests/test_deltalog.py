@@ -135,6 +135,30 @@ def test_time_travel_by_a_commits_own_timestamp_lands_on_that_commit(tmp_path, m
         assert old.version() == entry["version"]
 
 
+def test_commits_within_one_millisecond_get_distinct_timestamps(tmp_path, monkeypatch):
+    # A fast writer commits several times per millisecond: a stopped clock stands for that.
+    log = _create(tmp_path)
+    stopped = time.time()
+
+    class Stopped:
+        @staticmethod
+        def time() -> float:
+            return stopped
+
+    monkeypatch.setattr(deltalog, "time", Stopped)
+    for n in range(1, 6):
+        f = _file(tmp_path, 0, [n])
+        log.commit(Commit(adds=[f.action], txns=[("eventlake.seq", n, False)]),
+                   base_version=log.pin().version)
+    history = sorted(DeltaTable(str(tmp_path / "t")).history(), key=lambda e: e["version"])
+    stamps = [entry["timestamp"] for entry in history]
+    assert stamps == sorted(set(stamps)), stamps
+    for entry in history[1:]:
+        old = DeltaTable(str(tmp_path / "t"))
+        old.load_as_version(datetime.fromtimestamp(entry["timestamp"] / 1000, UTC))
+        assert old.version() == entry["version"]
+
+
 def test_a_stale_writer_loses_and_sees_the_winner(tmp_path):
     one = _create(tmp_path)
     two = TableLog(str(tmp_path / "t"), str(tmp_path / "t"))
