@@ -24,8 +24,8 @@ _LAYOUT_FREE = {"test_actions", "test_conformance", "test_datafiles", "test_delt
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "lake_layout" in metafunc.fixturenames and (
-            metafunc.module.__name__.rsplit(".", 1)[-1] not in _LAYOUT_FREE):
+    if "lake_layout" in metafunc.fixturenames and not metafunc.definition.get_closest_marker(
+            "one_layout") and metafunc.module.__name__.rsplit(".", 1)[-1] not in _LAYOUT_FREE:
         metafunc.parametrize("lake_layout", LAYOUTS, indirect=True,
                              ids=lambda value: value.split(":")[0])
 

@@ -304,6 +304,9 @@ def write_inbox(folder: Path, files: int, *, rows: int = 3000) -> list[Path]:
     return paths
 
 
+# The CLI's one line is the same on either layout (the in-process tests here run on both): ten
+# subprocesses per case are worth running once.
+@pytest.mark.one_layout
 @pytest.mark.parametrize("backtrace", ["1", "0"])
 def test_cli_ingest_on_a_full_disk_prints_one_line_and_exits_1(disk, tmp_path, backtrace):
     """The write that fills the disk makes delta-rs's upload threads panic ("Already shut

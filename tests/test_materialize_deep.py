@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import deltalake
+import pytest
 
 import eventlake as el
 from eventlake import jsoncodec
@@ -55,6 +56,8 @@ def test_expected_text_is_what_python_json_writes_for_a_shallow_chain() -> None:
     assert json.dumps(state, separators=(",", ":")) == expected_text(50)
 
 
+# Depth is the fold's and the view store's business, not the log layout's: one layout.
+@pytest.mark.one_layout
 def test_a_document_5000_levels_deep_folds_stores_and_reads_back_exactly(tmp_path: Path
                                                                          ) -> None:
     lake = el.Lake.open(tmp_path / "lake")
@@ -89,6 +92,8 @@ def test_a_document_5000_levels_deep_folds_stores_and_reads_back_exactly(tmp_pat
     assert jsoncodec.dumps(lake.state("deep")) == deeper
 
 
+# Depth is the fold's and the view store's business, not the log layout's: one layout.
+@pytest.mark.one_layout
 def test_verify_compares_deep_states_exactly(tmp_path: Path) -> None:
     # 1,500 levels: past the recursion of Python's json and `==`, cheaper to refold twice.
     depth = 1_500

@@ -620,6 +620,8 @@ def _tokens(value):
     return out
 
 
+# Depth is the fold's and the view store's business, not the log layout's: one layout.
+@pytest.mark.one_layout
 def test_add_event_and_get_state_on_a_partition_thousands_of_levels_deep(lake):
     ids = [f"n{i}" for i in range(DEEP)]
     chain = [{"type": "set", "payload": {"target": "lib", "value": {"tree": [], "items": {}}},
