@@ -23,7 +23,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -621,7 +621,3 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
     if only is not None:
         report.notes.append(f"only the steps {', '.join(only)} ran")
     return report
-
-
-def as_dict(report: BenchReport) -> dict[str, Any]:
-    return asdict(report)

@@ -721,8 +721,3 @@ def failed_partitions(lake: Lake, view: View) -> list[PartitionFailure]:
     rows = store.failed_rows(store.snapshot())
     return [f for f in (_failure(view, r["partition_id"], r) for r in rows.iter_rows(named=True))
             if f is not None]
-
-
-def aggregate_view_rows(view: AggregateView, events: pl.DataFrame) -> pl.DataFrame:
-    """From-scratch rows of an aggregate view (what verify and tests compare against)."""
-    return fold_view(view, pl.DataFrame(), events)

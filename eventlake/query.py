@@ -106,10 +106,6 @@ class TableSource:
     partition_values: dict[str, tuple[str | None, ...]]
     generation: int | None = None  # views: the active generation (None: nothing built yet)
 
-    @property
-    def file_columns(self) -> list[str]:
-        return [n for n in self.schema.names if n not in self.partition_values]
-
 
 def _local(path: str) -> str:
     return path.removeprefix("file://") if path.startswith("file:///") else path
