@@ -33,6 +33,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from eventlake.errors import InvalidArgumentError
+
 __all__ = ["GOALS", "SCALES", "BenchReport", "Case", "Goal", "Scale", "run_bench"]
 
 ScaleName = Literal["small", "medium", "large"]
@@ -582,6 +584,8 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
     below, which `eventlake bench --only` lists) and return timings, ratios and goals."""
     from eventlake import _bench_scaling as scaling
 
+    if scale not in SCALES:
+        raise InvalidArgumentError("the bench scale", scale, f"one of {', '.join(SCALES)}")
     sizes = SCALES[scale]
     report = BenchReport(scale=sizes.name)
     steps: dict[str, tuple[str, Callable[[Path], None]]] = {
@@ -609,7 +613,7 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
     }
     unknown = sorted(set(only or ()) - set(steps))
     if unknown:
-        raise ValueError(f"unknown bench step {unknown[0]!r}; steps: {', '.join(steps)}")
+        raise InvalidArgumentError("a bench step", unknown[0], f"one of {', '.join(steps)}")
     os.environ.setdefault("POLARS_VERBOSE", "0")
     for key, (label, step) in steps.items():
         if only is not None and key not in only:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from eventlake.cli._app import (
     EXIT_ERROR,
     EXIT_OK,
-    CommandError,
     _console,
     _human_bytes,
     _open_existing,
@@ -25,6 +24,7 @@ from eventlake.cli._app import (
 )
 from eventlake.cli.log_commands import chosen_layout, layout_options
 from eventlake.config import resolve_lake
+from eventlake.errors import CommandError
 
 if TYPE_CHECKING:
     from types import ModuleType

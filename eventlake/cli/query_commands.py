@@ -14,7 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from eventlake.cli._app import EXIT_OK, CommandError, _console, _open_existing, _print_json, command
+from eventlake.cli._app import EXIT_OK, _console, _open_existing, _print_json, command
+from eventlake.errors import CommandError
 
 if TYPE_CHECKING:
     import duckdb
