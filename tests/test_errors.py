@@ -37,6 +37,11 @@ def _modules() -> list[str]:
 
 
 def _exception_classes() -> dict[str, type[BaseException]]:
+    # The CLI registers its commands in the order their modules are first imported: load them
+    # its own way first, so the walk's alphabetical imports do not reorder `--help`.
+    from eventlake.cli import build_parser
+
+    build_parser()
     found: dict[str, type[BaseException]] = {}
     for name in _modules():
         module = importlib.import_module(name)
