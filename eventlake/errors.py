@@ -49,6 +49,27 @@ class EventlakeError(Exception):
 
     transient: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (process pools, Dask workers). Pickling calls
+        # `type(*args)` by default, which fails for the keyword-only context most errors take
+        # (and would mistake a message for a view name): rebuild from args and attributes.
+        state = dict(vars(self))
+        if isinstance(self, OSError):
+            # These live in OSError's own slots, not in __dict__; one set to None would still
+            # count as set, and `str()` would show "[Errno None] None: None".
+            slots = {"errno": self.errno, "strerror": self.strerror, "filename": self.filename}
+            state.update((name, value) for name, value in slots.items() if value is not None)
+        return _unpickle, (type(self), self.args, state)
+
+
+def _unpickle(cls: type[EventlakeError], args: tuple[Any, ...],
+              state: dict[str, Any]) -> EventlakeError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    for name, value in state.items():
+        setattr(error, name, value)
+    return error
+
 
 class InvalidEventError(EventlakeError, ValueError):
     """An event (or an action payload) is malformed.

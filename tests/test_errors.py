@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import pickle
 import pkgutil
 from pathlib import Path
 
@@ -170,3 +171,53 @@ def test_races_lost_to_another_writer_are_transient_and_bad_settings_are_not():
     terminal = [ConfigError("x"), InvalidArgumentError("n", -1, "positive"),
                 InboxNotFoundError("inbox x is not a folder"), errors.CommandError("x")]
     assert not any(e.transient for e in terminal)
+
+
+# One of each error, with the context its constructor takes.
+SAMPLES = [
+    errors.EventlakeError("root"),
+    errors.InvalidEventError("type is empty", index=3, field="type", value="", expected="text"),
+    InvalidArgumentError("retention_hours", -1, "0 or more"),
+    ConfigError("bad setting"),
+    errors.StorageOptionError("bad option"),
+    InboxNotFoundError("inbox x is not a folder"),
+    errors.UnknownActionError("frob", ("set", "unset")),
+    errors.UnknownViewError("nope", ("document",)),
+    ViewDefinitionError("bad view"),
+    errors.ViewChangedError("totals", 2, detail="types", acceptable=False),
+    errors.ReducerError(view="v", partition="p", seq=7, event_type="t",
+                        cause=ZeroDivisionError("division by zero")),
+    errors.PartitionFailedError(view="v", partition="p", seq=7, event_type="t", cause="boom"),
+    errors.CommitConflictError("lost"),
+    errors.StaleLogError(expected=4, actual=5),
+    errors.RebuildSupersededError("totals"),
+    errors.MaterializeError({"v": ViewDefinitionError("bad")}, {}),
+    errors.LakeNotFoundError("no lake at x"),
+    errors.CorruptLakeError("damaged", path="events/part-0.parquet"),
+    errors.RestoreError("too new", version=9, current=4),
+    errors.StorageError("read failed", path="events", endpoint="http://127.0.0.1:9000"),
+    errors.StorageFullError("disk full", path="events", committed=False),
+    errors.StorageUnavailableError("no answer", path="events", endpoint="http://127.0.0.1:1"),
+    errors.StoragePanicError("panicked"),
+    errors.ForkedProcessError(pid=2, parent=1),
+    errors.RelayoutError("moved meanwhile"),
+    errors.CommandError("no such file"),
+]
+
+
+def test_the_samples_hold_one_of_each_error():
+    assert {type(e).__name__ for e in SAMPLES} == set(errors.__all__) - {"StorageWarning"}
+
+
+@pytest.mark.parametrize("error", SAMPLES, ids=lambda e: type(e).__name__)
+def test_an_error_survives_pickling_with_its_context(error):
+    # Errors come back from process pools and Dask workers pickled.
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error)
+    # repr: an error held in the context (MaterializeError.failures) equals only itself.
+    assert (str(again), again.args, repr(vars(again))) == (
+        str(error), error.args, repr(vars(error)))
+    assert again.transient == error.transient
+    if isinstance(error, OSError):
+        assert (again.errno, again.strerror, again.filename) == (
+            error.errno, error.strerror, error.filename)
