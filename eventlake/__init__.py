@@ -11,20 +11,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from eventlake.errors import (
+    CommandError,
     CommitConflictError,
+    ConfigError,
     CorruptLakeError,
     EventlakeError,
     ForkedProcessError,
+    InboxNotFoundError,
+    InvalidArgumentError,
     InvalidEventError,
     LakeNotFoundError,
+    MaterializeError,
     PartitionFailedError,
+    RebuildSupersededError,
     ReducerError,
     RelayoutError,
     RestoreError,
+    StaleLogError,
     StorageError,
     StorageFullError,
+    StorageOptionError,
     StoragePanicError,
     StorageUnavailableError,
+    StorageWarning,
     UnknownActionError,
     UnknownViewError,
     ViewChangedError,
@@ -33,11 +42,15 @@ from eventlake.errors import (
 
 if TYPE_CHECKING:
     from eventlake.actions import apply_action
-    from eventlake.lake import AppendResult, Lake
-    from eventlake.materialize import MaterializeResult
+    from eventlake.events import Limits
+    from eventlake.lake import AppendResult, Lake, LakeInfo
+    from eventlake.layout import Layout
+    from eventlake.log import EventLog
+    from eventlake.materialize import MaterializeResult, PartitionFailure
     from eventlake.relayout import RelayoutResult
     from eventlake.repository import Repository
     from eventlake.restore import RestoreResult
+    from eventlake.storage import Snapshot, Storage
     from eventlake.views import (
         Agg,
         AggregateView,
@@ -48,14 +61,23 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+# These and the errors above hold every class that a public signature names (the walk in
+# tests/test_public_api.py checks it), so whatever a user annotates with imports from here.
 _LAZY = {
     "apply_action": "eventlake.actions",
+    "Limits": "eventlake.events",
     "Lake": "eventlake.lake",
     "AppendResult": "eventlake.lake",
+    "LakeInfo": "eventlake.lake",
+    "Layout": "eventlake.layout",
+    "EventLog": "eventlake.log",
     "MaterializeResult": "eventlake.materialize",
+    "PartitionFailure": "eventlake.materialize",
     "Repository": "eventlake.repository",
     "RelayoutResult": "eventlake.relayout",
     "RestoreResult": "eventlake.restore",
+    "Snapshot": "eventlake.storage",
+    "Storage": "eventlake.storage",
     "Agg": "eventlake.views",
     "AggregateView": "eventlake.views",
     "ReducerView": "eventlake.views",
@@ -67,15 +89,26 @@ __all__ = [
     "Agg",
     "AggregateView",
     "AppendResult",
+    "CommandError",
     "CommitConflictError",
+    "ConfigError",
     "CorruptLakeError",
+    "EventLog",
     "EventlakeError",
     "ForkedProcessError",
+    "InboxNotFoundError",
+    "InvalidArgumentError",
     "InvalidEventError",
     "Lake",
+    "LakeInfo",
     "LakeNotFoundError",
+    "Layout",
+    "Limits",
+    "MaterializeError",
     "MaterializeResult",
     "PartitionFailedError",
+    "PartitionFailure",
+    "RebuildSupersededError",
     "ReducerError",
     "ReducerView",
     "RelayoutError",
@@ -83,10 +116,15 @@ __all__ = [
     "Repository",
     "RestoreError",
     "RestoreResult",
+    "Snapshot",
+    "StaleLogError",
+    "Storage",
     "StorageError",
     "StorageFullError",
+    "StorageOptionError",
     "StoragePanicError",
     "StorageUnavailableError",
+    "StorageWarning",
     "UnknownActionError",
     "UnknownViewError",
     "ViewChangedError",

@@ -23,7 +23,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +32,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from eventlake.errors import InvalidArgumentError
 
 __all__ = ["GOALS", "SCALES", "BenchReport", "Case", "Goal", "Scale", "run_bench"]
 
@@ -582,6 +584,8 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
     below, which `eventlake bench --only` lists) and return timings, ratios and goals."""
     from eventlake import _bench_scaling as scaling
 
+    if scale not in SCALES:
+        raise InvalidArgumentError("the bench scale", scale, f"one of {', '.join(SCALES)}")
     sizes = SCALES[scale]
     report = BenchReport(scale=sizes.name)
     steps: dict[str, tuple[str, Callable[[Path], None]]] = {
@@ -609,7 +613,7 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
     }
     unknown = sorted(set(only or ()) - set(steps))
     if unknown:
-        raise ValueError(f"unknown bench step {unknown[0]!r}; steps: {', '.join(steps)}")
+        raise InvalidArgumentError("a bench step", unknown[0], f"one of {', '.join(steps)}")
     os.environ.setdefault("POLARS_VERBOSE", "0")
     for key, (label, step) in steps.items():
         if only is not None and key not in only:
@@ -621,7 +625,3 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
     if only is not None:
         report.notes.append(f"only the steps {', '.join(only)} ran")
     return report
-
-
-def as_dict(report: BenchReport) -> dict[str, Any]:
-    return asdict(report)

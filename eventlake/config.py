@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from eventlake.errors import ViewDefinitionError
+from eventlake.errors import ConfigError, ViewDefinitionError
 from eventlake.storage_options import ENV_STORAGE_OPTIONS, options_from_env
 
 if TYPE_CHECKING:
@@ -80,10 +80,10 @@ def pyproject_settings(start: str | os.PathLike[str] | None = None
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ViewDefinitionError(f"cannot read settings from {path}: {exc}") from None
+        raise ConfigError(f"cannot read settings from {path}: {exc}") from None
     table = data.get("tool", {}).get("eventlake", {})
     if not isinstance(table, dict):
-        raise ViewDefinitionError(f"{path}: [tool.eventlake] must be a table")
+        raise ConfigError(f"{path}: [tool.eventlake] must be a table")
     return path, table
 
 
@@ -104,7 +104,7 @@ def resolve_lake(explicit: str | os.PathLike[str] | None = None, *,
     value = table.get("lake")
     if path is not None and value is not None:
         if not isinstance(value, str) or not value:
-            raise ViewDefinitionError(f"{path}: [tool.eventlake] lake must be a non-empty string")
+            raise ConfigError(f"{path}: [tool.eventlake] lake must be a non-empty string")
         if not _is_uri(value) and not os.path.isabs(value):
             value = os.fspath(path.parent / value)
         return Setting(value, str(path))
@@ -123,7 +123,7 @@ def resolve_views(explicit: str | None = None, *, env: Mapping[str, str] | None 
     value = table.get("views")
     if path is not None and value is not None:
         if not isinstance(value, str) or not value:
-            raise ViewDefinitionError(
+            raise ConfigError(
                 f"{path}: [tool.eventlake] views must be a module path like 'pkg.views'")
         return Setting(value, str(path))
     return Setting(None, "none")
@@ -133,11 +133,11 @@ def _import(module_path: str) -> ModuleType:
     if module_path.endswith(".py"):
         file = Path(module_path)
         if not file.is_file():
-            raise ViewDefinitionError(f"views file {module_path} does not exist")
+            raise ConfigError(f"views file {module_path} does not exist")
         name = f"_eventlake_user_views_{file.stem}"
         spec = importlib.util.spec_from_file_location(name, file)
         if spec is None or spec.loader is None:
-            raise ViewDefinitionError(f"cannot load views from {module_path}")
+            raise ConfigError(f"cannot load views from {module_path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -159,10 +159,10 @@ def load_views(module_path: str) -> list[View]:
 
     try:
         module = _import(module_path)
-    except ViewDefinitionError:
+    except (ConfigError, ViewDefinitionError):
         raise
     except ModuleNotFoundError as exc:
-        raise ViewDefinitionError(
+        raise ConfigError(
             f"cannot import views module {module_path!r}: {exc} (is it on the path? run from "
             "the project folder or install it)") from exc
     except Exception as exc:

@@ -51,7 +51,6 @@ __all__ = [
     "Commit",
     "FileRemoval",
     "LogVersion",
-    "OwnCommitsUnsupported",
     "TableLog",
     "forget_logs",
     "log_path",
@@ -185,10 +184,6 @@ def interval_ms(text: str | None) -> int | None:
     if unit not in _UNITS_MS:
         return None
     return int(float(words[0]) * _UNITS_MS[unit])
-
-
-class OwnCommitsUnsupported(Exception):
-    """This table (protocol) or file system (no hard links) is committed through delta-rs."""
 
 
 @dataclass(frozen=True)
@@ -403,11 +398,13 @@ class TableLog:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def commit(self, commit: Commit, *, base_version: int) -> int:
+    def commit(self, commit: Commit, *, base_version: int) -> int | None:
         """Write `commit` as version `base_version + 1`; `CommitFailedError` when another
-        writer committed that version first. Returns the new version."""
+        writer committed that version first. Returns the new version, or None when eventlake
+        does not commit this table itself (its protocol, or a file system without hard links:
+        `own_commits` is off) and nothing was written: delta-rs commits it then."""
         if not self.own_commits:
-            raise OwnCommitsUnsupported(self.uri)
+            return None
         version = base_version + 1
         now = int(time.time() * 1000)
         # Time travel by timestamp picks the last version stamped at or before it: two commits
@@ -466,7 +463,7 @@ class TableLog:
                 raise
             # A file system without hard links: put-if-absent is delta-rs's business here.
             self.own_commits = False
-            raise OwnCommitsUnsupported(self.uri) from exc
+            return None
         finally:
             os.remove(temporary)
         with self._lock:

@@ -1,9 +1,11 @@
 """The one error hierarchy of eventlake.
 
-Every error raised on purpose by the library derives from `EventlakeError`; subclasses also
-inherit the matching builtin so callers that catch `ValueError` or `KeyError` keep working.
-Each error says whether retrying the same call can succeed (`transient`), which is what flows
-use to decide on retries: bad input is terminal, a lost commit race is transient.
+Every error raised on purpose by the library derives from `EventlakeError`, and every one is
+defined here (modules that raise them import them from here); subclasses also inherit the
+matching builtin so callers that catch `ValueError` or `KeyError` keep working. Each error
+says whether retrying the same call can succeed (`transient`), which is what flows use to
+decide on retries: bad input is terminal, a lost commit race is transient. The one warning
+eventlake issues, `StorageWarning`, is here too.
 """
 
 from __future__ import annotations
@@ -12,19 +14,29 @@ import errno
 from typing import Any
 
 __all__ = [
+    "CommandError",
     "CommitConflictError",
+    "ConfigError",
     "CorruptLakeError",
     "EventlakeError",
     "ForkedProcessError",
+    "InboxNotFoundError",
+    "InvalidArgumentError",
     "InvalidEventError",
     "LakeNotFoundError",
+    "MaterializeError",
     "PartitionFailedError",
+    "RebuildSupersededError",
     "ReducerError",
+    "RelayoutError",
     "RestoreError",
+    "StaleLogError",
     "StorageError",
     "StorageFullError",
+    "StorageOptionError",
     "StoragePanicError",
     "StorageUnavailableError",
+    "StorageWarning",
     "UnknownActionError",
     "UnknownViewError",
     "ViewChangedError",
@@ -36,6 +48,27 @@ class EventlakeError(Exception):
     """Root of every error eventlake raises on purpose."""
 
     transient: bool = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (process pools, Dask workers). Pickling calls
+        # `type(*args)` by default, which fails for the keyword-only context most errors take
+        # (and would mistake a message for a view name): rebuild from args and attributes.
+        state = dict(vars(self))
+        if isinstance(self, OSError):
+            # These live in OSError's own slots, not in __dict__; one set to None would still
+            # count as set, and `str()` would show "[Errno None] None: None".
+            slots = {"errno": self.errno, "strerror": self.strerror, "filename": self.filename}
+            state.update((name, value) for name, value in slots.items() if value is not None)
+        return _unpickle, (type(self), self.args, state)
+
+
+def _unpickle(cls: type[EventlakeError], args: tuple[Any, ...],
+              state: dict[str, Any]) -> EventlakeError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    for name, value in state.items():
+        setattr(error, name, value)
+    return error
 
 
 class InvalidEventError(EventlakeError, ValueError):
@@ -86,6 +119,33 @@ class InvalidEventError(EventlakeError, ValueError):
         return InvalidEventError(self.reason, index=self.index if index is None else index,
                                  field=inner, value=self.value, expected=self.expected,
                                  source=self.source)
+
+
+class InvalidArgumentError(EventlakeError, ValueError):
+    """An argument of a library call (not an event field: see `InvalidEventError`) is out of
+    its range; carries `argument`, `value` and `expected`, and says all of them."""
+
+    def __init__(self, argument: str, value: object, expected: str) -> None:
+        self.argument = argument
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{argument} must be {expected}, got {_preview(value)}")
+
+
+class ConfigError(EventlakeError, ValueError):
+    """A setting (a flag, an environment variable, `[tool.eventlake]` in pyproject.toml, a
+    views module it names) cannot be used as given; the message names it and its source."""
+
+
+class StorageOptionError(ConfigError):
+    """Storage options that cannot be used as given (the message never shows a value)."""
+
+
+class InboxNotFoundError(EventlakeError, FileNotFoundError):
+    """The inbox folder to ingest from does not exist, or is not a folder."""
+
+    def __str__(self) -> str:  # OSError would format its args as a tuple
+        return str(self.args[0])
 
 
 class UnknownActionError(EventlakeError, ValueError):
@@ -179,6 +239,43 @@ class CommitConflictError(EventlakeError, RuntimeError):
     """Another writer kept winning the commit race; retrying later can succeed."""
 
     transient = True
+
+
+class StaleLogError(CommitConflictError):
+    """`append(..., expected_last_seq=n)` found the log at another seq; nothing was written.
+
+    Carries `expected` and `actual` (the log's last seq). Transient: re-read and try again.
+    """
+
+    def __init__(self, *, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"the event log is at seq {actual}, not at the expected seq {expected}: "
+                         "another writer appended first; re-read the log and try again")
+
+
+class RebuildSupersededError(CommitConflictError):
+    """Another materializer took over the rebuild of a view (`view`) while this one ran;
+    this one stopped. Transient: run materialize again."""
+
+    def __init__(self, view: str) -> None:
+        self.view = view
+        super().__init__(f"rebuild of view {view!r} was taken over by another materializer; "
+                         "run materialize again")
+
+
+class MaterializeError(EventlakeError):
+    """Some views failed to refresh; `failures` maps view name to its error, `results` holds
+    the `MaterializeResult` of each view that did refresh, by view name."""
+
+    # `results` is typed loosely: this module imports nothing of eventlake, and
+    # `MaterializeResult` lives with the engine that makes it.
+    def __init__(self, failures: dict[str, EventlakeError], results: dict[str, Any]) -> None:
+        self.failures = failures
+        self.results = results
+        first = next(iter(failures.values()))
+        more = f" (and {len(failures) - 1} more views)" if len(failures) > 1 else ""
+        super().__init__(f"{first}{more}")
 
 
 class LakeNotFoundError(EventlakeError, FileNotFoundError):
@@ -290,3 +387,14 @@ def _preview(value: object, limit: int = 80) -> str:
 class RelayoutError(EventlakeError, RuntimeError):
     """A relayout did not commit (another writer committed to the log first, or it read
     another number of events than the log holds); nothing changed. Transient: run it again."""
+
+    transient = True
+
+
+class CommandError(EventlakeError):
+    """A CLI command cannot run as asked (for example an input file does not exist)."""
+
+
+class StorageWarning(UserWarning):
+    """A write whose commit landed, but a step after the commit failed (for example the
+    checkpoint delta-rs writes after every 50th commit, on a disk that just filled up)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from eventlake import jsoncodec
-from eventlake.errors import InvalidEventError
+from eventlake.errors import InboxNotFoundError, InvalidEventError
 
 if TYPE_CHECKING:
     from eventlake.events import Limits
@@ -142,11 +142,9 @@ def inbox_files(folder: str | os.PathLike[str]) -> list[Path]:
     Only known suffixes count (`FORMATS`); names starting with `.` or `_` are skipped, so a
     producer can write `.name.jsonl` (or `_name.jsonl`) and rename it when complete.
     """
-    from eventlake.errors import EventlakeError
-
     root = Path(folder)
     if not root.is_dir():
-        raise EventlakeError(f"inbox {root} is not a folder")
+        raise InboxNotFoundError(f"inbox {root} is not a folder")
     return sorted(p for p in root.iterdir()
                   if p.is_file() and p.suffix.lower() in FORMATS
                   and not p.name.startswith((".", "_")))

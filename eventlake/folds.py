@@ -12,7 +12,7 @@ the event and a `failure` naming it, and every other partition folds on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,6 @@ __all__ = [
     "fold_events",
     "fold_reducer",
     "fold_view",
-    "iter_events",
     "rows_for",
 ]
 
@@ -82,15 +81,6 @@ def _event(seq: int, partition: str, kind: str, text: str, ts: Any, event_id: st
            ) -> dict[str, Any]:
     return {"seq": seq, "partition": partition, "type": kind, "payload": _payload(text),
             "ts": ts, "event_id": event_id}
-
-
-def iter_events(events: pl.DataFrame, *, after_seq: int = 0) -> Iterator[dict[str, Any]]:
-    """Events as the dicts reducers get: seq, partition, type, payload (dict), ts, event_id."""
-    frame = events.select(_EVENT_COLUMNS)
-    if after_seq:
-        frame = frame.filter(pl.col("seq") > after_seq)
-    for row in zip(*_columns(frame), strict=True):
-        yield _event(*row)
 
 
 def _reduced(view: ReducerView, events: pl.DataFrame) -> pl.DataFrame:

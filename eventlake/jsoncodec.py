@@ -111,28 +111,28 @@ def _too_deep(limit: int) -> InvalidEventError:
 # -- decoding ------------------------------------------------------------------------------
 
 
-class _Refused(Exception):
-    """Raised by the hooks of the `json` decoder: the text breaks a rule; `_parse` says how."""
+# The hooks of the `json` decoder raise a bare ValueError, as the decoder itself does on bad
+# text: either way the text breaks a rule, and `_parse` says how.
 
 
 def _refuse(*_: object) -> NoReturn:
-    raise _Refused
+    raise ValueError
 
 
 def _finite(token: str) -> float:
     value = float(token)
     if value - value != 0.0:  # inf (NaN cannot come from a number token)
-        raise _Refused
+        raise ValueError
     return value
 
 
 def _bounded(token: str) -> int:
     if len(token) >= _INT_LIMIT_DIGITS:
         if len(token.lstrip("-")) > _INT_LIMIT_DIGITS:
-            raise _Refused  # also spares int() the digit limit of Python 3.11
+            raise ValueError  # also spares int() the digit limit of Python 3.11
         value = int(token)
         if not -INT_LIMIT < value < INT_LIMIT:
-            raise _Refused
+            raise ValueError
         return value
     return int(token)
 
@@ -140,7 +140,7 @@ def _bounded(token: str) -> int:
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) != len(pairs):
-        raise _Refused
+        raise ValueError
     return value
 
 
@@ -197,7 +197,7 @@ def _exact_loads(text: str, max_depth: int | None) -> Any:
     which decides and words every refusal."""
     try:
         value = _DECODER.decode(text)
-    except (_Refused, ValueError, RecursionError):
+    except (ValueError, RecursionError):
         return _parse(text, max_depth=max_depth)
     if (_SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text)) and _has_surrogate(value):
         return _parse(text, max_depth=max_depth)

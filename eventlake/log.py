@@ -44,11 +44,16 @@ from deltalake.exceptions import CommitFailedError
 
 from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
 from eventlake.deltalog import Commit, FileRemoval
-from eventlake.errors import CommitConflictError, InvalidEventError, LakeNotFoundError
+from eventlake.errors import (
+    CommitConflictError,
+    InvalidEventError,
+    LakeNotFoundError,
+    StaleLogError,
+    StorageWarning,
+)
 from eventlake.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
 from eventlake.layout import BUCKET_COLUMN, Layout, bucket_ids
 from eventlake.storage import ScanPlan, Snapshot, Storage, commit_on, retry_commit
-from eventlake.storage_failures import StorageWarning
 
 __all__ = [
     "BATCH_KEY_RETENTION",
@@ -145,19 +150,6 @@ def check_batch_key(producer: object, batch_no: object) -> tuple[str, int | str]
                                          f"{_MAX_KEY_CHARS} characters without control "
                                          "characters")
     return producer, batch_no
-
-
-class StaleLogError(CommitConflictError):
-    """`append(..., expected_last_seq=n)` found the log at another seq; nothing was written.
-
-    Carries `expected` and `actual` (the log's last seq). Transient: re-read and try again.
-    """
-
-    def __init__(self, *, expected: int, actual: int) -> None:
-        self.expected = expected
-        self.actual = actual
-        super().__init__(f"the event log is at seq {actual}, not at the expected seq {expected}: "
-                         "another writer appended first; re-read the log and try again")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from deltalake.transaction import AddAction
 
 from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
 from eventlake.deltalog import Commit, FileRemoval
-from eventlake.errors import CommitConflictError, CorruptLakeError
+from eventlake.errors import CommitConflictError, CorruptLakeError, InvalidArgumentError
 from eventlake.events import EVENT_SCHEMA
 from eventlake.layout import BUCKET_COLUMN
 from eventlake.log import EVENTS, TailCompaction
@@ -367,7 +367,7 @@ def vacuum(lake: Lake, *, retention_hours: float = DEFAULT_VACUUM_HOURS, dry_run
     """Delete files no table version of the last `retention_hours` references (dry run by
     default: only lists them)."""
     if retention_hours < 0:
-        raise ValueError(f"retention_hours must be 0 or more, got {retention_hours}")
+        raise InvalidArgumentError("retention_hours", retention_hours, "0 or more")
     results: dict[str, VacuumResult] = {}
     for name in _tables(lake, views):
         # full: also files no commit ever referenced (left by crashed writers and by commit

@@ -23,7 +23,9 @@ import pyarrow.compute as pc
 from eventlake import jsoncodec
 from eventlake.errors import (
     EventlakeError,
+    MaterializeError,
     PartitionFailedError,
+    RebuildSupersededError,
     ReducerError,
     ViewChangedError,
     ViewDefinitionError,
@@ -87,19 +89,6 @@ class PartitionFailure:
     def error_object(self) -> PartitionFailedError:
         return PartitionFailedError(view=self.view, partition=self.partition, seq=self.seq,
                                     event_type=self.event_type, cause=self.error)
-
-
-class MaterializeError(EventlakeError):
-    """Some views failed to refresh; `failures` maps view name to its error, `results` holds
-    the views that did refresh."""
-
-    def __init__(self, failures: dict[str, EventlakeError],
-                 results: dict[str, MaterializeResult]) -> None:
-        self.failures = failures
-        self.results = results
-        first = next(iter(failures.values()))
-        more = f" (and {len(failures) - 1} more views)" if len(failures) > 1 else ""
-        super().__init__(f"{first}{more}")
 
 
 def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = False,
@@ -525,16 +514,11 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
             snap = store.snapshot()
             marks = store.marks(snap)
             if marks.building != generation or marks.done >= end:
-                raise _Superseded()
+                raise RebuildSupersededError(view.name)
             store.commit_buckets(snap, rows, buckets=group, generation=generation,
                                  marks={f"g{generation}/done": end})
 
-        try:
-            retry_commit(write, what=f"rebuild of view {view.name!r}")
-        except _Superseded:
-            raise EventlakeError(
-                f"rebuild of view {view.name!r} was taken over by another materializer; "
-                "run materialize again") from None
+        retry_commit(write, what=f"rebuild of view {view.name!r}")
         commits += 1
         touched.update(members)
         folded += total
@@ -546,7 +530,7 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
         snap = store.snapshot()
         marks = store.marks(snap)
         if marks.building != generation:
-            raise _Superseded()
+            raise RebuildSupersededError(view.name)
         old = marks.active if marks.active != generation else None
         store.commit_buckets(snap, pl.DataFrame(), buckets=[], generation=generation,
                              drop_generation=old,
@@ -554,17 +538,8 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
                                     f"v{view.version}": target, "building": 0,
                                     "fingerprint": fingerprint})
 
-    try:
-        retry_commit(activate, what=f"rebuild of view {view.name!r}")
-    except _Superseded:
-        raise EventlakeError(
-            f"rebuild of view {view.name!r} was taken over by another materializer; run "
-            "materialize again") from None
+    retry_commit(activate, what=f"rebuild of view {view.name!r}")
     return touched, folded, commits + 1, broken
-
-
-class _Superseded(Exception):
-    """Another materializer owns the rebuild now."""
 
 
 def _fold_partitions(lake: Lake, view: View, members: list[str], sizes: dict[str, int],
@@ -721,8 +696,3 @@ def failed_partitions(lake: Lake, view: View) -> list[PartitionFailure]:
     rows = store.failed_rows(store.snapshot())
     return [f for f in (_failure(view, r["partition_id"], r) for r in rows.iter_rows(named=True))
             if f is not None]
-
-
-def aggregate_view_rows(view: AggregateView, events: pl.DataFrame) -> pl.DataFrame:
-    """From-scratch rows of an aggregate view (what verify and tests compare against)."""
-    return fold_view(view, pl.DataFrame(), events)

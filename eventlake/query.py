@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from eventlake.errors import InvalidArgumentError
 from eventlake.events import EVENT_SCHEMA
 from eventlake.log import EVENTS
 from eventlake.viewstore import ViewStore, logical_columns, row_schema
@@ -73,14 +74,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def quote_identifier(name: str) -> str:
     """`name` as a DuckDB identifier: double quotes, inner double quotes doubled."""
     if "\x00" in name:
-        raise ValueError(f"identifier {name!r} contains a NUL character")
+        raise InvalidArgumentError("an identifier", name, "text without a NUL character")
     return '"' + name.replace('"', '""') + '"'
 
 
 def quote_literal(text: str) -> str:
     """`text` as a DuckDB string literal: single quotes, inner single quotes doubled."""
     if "\x00" in text:
-        raise ValueError(f"literal {text!r} contains a NUL character")
+        raise InvalidArgumentError("a literal", text, "text without a NUL character")
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -105,10 +106,6 @@ class TableSource:
     files: tuple[str, ...]
     partition_values: dict[str, tuple[str | None, ...]]
     generation: int | None = None  # views: the active generation (None: nothing built yet)
-
-    @property
-    def file_columns(self) -> list[str]:
-        return [n for n in self.schema.names if n not in self.partition_values]
 
 
 def _local(path: str) -> str:

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 from eventlake.actions import copy_json
 from eventlake.errors import (
     CommitConflictError,
-    EventlakeError,
+    CorruptLakeError,
+    InvalidArgumentError,
     InvalidEventError,
+    StaleLogError,
 )
 from eventlake.events import NormalizedBatch, decode_payload, normalize_batch
-from eventlake.log import StaleLogError
 from eventlake.views import DOCUMENT_VIEW, fold
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ class Repository:
     def __init__(self, lake: Lake, *, checkpoint_interval: int = 50,
                  default_partition: str = DEFAULT_PARTITION) -> None:
         if checkpoint_interval < 1:
-            raise ValueError("checkpoint_interval must be at least 1")
+            raise InvalidArgumentError("checkpoint_interval", checkpoint_interval,
+                                       "an int of at least 1")
         self.lake = lake
         self.checkpoint_interval = checkpoint_interval
         self.default_partition = default_partition
@@ -192,7 +194,9 @@ class Repository:
         """
         state = self.lake.state(self._partition(partition), view="document")
         if not isinstance(state, dict):
-            raise EventlakeError(f"document state of {partition!r} is not an object")
+            # The document reducer only makes objects: another value was not written by it.
+            raise CorruptLakeError(f"the document view row of partition {partition!r} holds "
+                                   f"a {type(state).__name__}, not an object")
         return state
 
     # -- internals -----------------------------------------------------------------------

@@ -40,10 +40,15 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from eventlake.deltalog import Commit, LogVersion, OwnCommitsUnsupported, TableLog, table_log
-from eventlake.errors import CommitConflictError, CorruptLakeError, EventlakeError, StorageError
-from eventlake.storage_failures import (
+from eventlake.deltalog import Commit, LogVersion, TableLog, table_log
+from eventlake.errors import (
+    CommitConflictError,
+    CorruptLakeError,
+    EventlakeError,
+    StorageError,
     StorageWarning,
+)
+from eventlake.storage_failures import (
     Written,
     check_free_space,
     check_process,
@@ -652,10 +657,9 @@ def commit_on(storage: Storage, table: str, snap: Snapshot, commit: Commit, *,
     """
     log = storage.log(table)
     if log is not None and snap.pinned is not None:
-        try:
-            return log.commit(commit, base_version=snap.version)
-        except OwnCommitsUnsupported:
-            pass
+        version = log.commit(commit, base_version=snap.version)
+        if version is not None:
+            return version
     from deltalake.transaction import AddAction, RemoveAction
 
     now = int(time.time() * 1000)

@@ -31,6 +31,7 @@ from eventlake.errors import (
     StorageFullError,
     StoragePanicError,
     StorageUnavailableError,
+    StorageWarning,
 )
 from eventlake.storage_options import redact
 
@@ -50,11 +51,6 @@ __all__ = [
     "storage_failure",
 ]
 
-
-
-class StorageWarning(UserWarning):
-    """A write whose commit landed, but a step after the commit failed (for example the
-    checkpoint delta-rs writes after every 50th commit, on a disk that just filled up)."""
 
 
 @dataclass

@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-from eventlake.errors import EventlakeError
+from eventlake.errors import StorageOptionError
 
 __all__ = [
     "AWS_ENVIRONMENT",
@@ -89,10 +89,6 @@ _SECRET_KEY = re.compile(r"secret|key|token|password|credential|signature|sas|au
                          re.IGNORECASE)
 _SECRETS: set[str] = set()
 _MIN_SECRET_CHARS = 4
-
-
-class StorageOptionError(EventlakeError, ValueError):
-    """Storage options that cannot be used as given (the message never shows a value)."""
 
 
 def is_s3(root: str) -> bool:

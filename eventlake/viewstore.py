@@ -123,10 +123,6 @@ class Watermarks:
     fingerprint: int | None = None  # of the definition the active generation was built from
     building_fingerprint: int | None = None
 
-    @property
-    def current(self) -> bool:
-        return self.active is not None
-
 
 class ViewStore:
     """Read and write side of one view's table."""
@@ -312,15 +308,6 @@ class ViewStore:
         rows = self.read_buckets(snap, [bucket], generation=generation,
                                  partitions=[partition])
         return (rows.row(0, named=True) if rows.height else None), watermark
-
-    def read_row(self, snap: Snapshot, partition: str) -> dict[str, Any] | None:
-        generation = self.active(snap)
-        if generation is None:
-            return None
-        bucket = bucket_of(partition, self.buckets(snap))
-        rows = self.read_buckets(snap, [bucket], generation=generation,
-                                 partitions=[partition])
-        return rows.row(0, named=True) if rows.height else None
 
     def scan_logical(self, *, version: int | None = None) -> pl.LazyFrame:
         """One current row per partition (and group), without bookkeeping columns."""

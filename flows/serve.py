@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from eventlake.errors import InvalidArgumentError
 from flows.settings import privacy_defaults, resolve_inbox, resolve_target
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def deployments(*, inbox: str | None = None, lake: str | None = None,
     from flows.pipeline import pipeline_flow
 
     if interval <= 0:
-        raise ValueError(f"interval must be positive, got {interval}")
+        raise InvalidArgumentError("interval", interval, "a positive number of seconds")
     root, module = resolve_target(lake, views)
     folder = str(resolve_inbox(inbox))
     pipeline = pipeline_flow.to_deployment(

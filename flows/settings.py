@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from eventlake.errors import EventlakeError
+from eventlake.errors import ConfigError, EventlakeError, InboxNotFoundError
 
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
@@ -104,10 +104,10 @@ def default_workers(environ: Mapping[str, str] | None = None) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise EventlakeError(f"${ENV_WORKERS} must be a positive integer, got {text!r}"
-                                 ) from None
+            raise ConfigError(f"${ENV_WORKERS} must be a positive integer, got {text!r}"
+                              ) from None
         if value < 1:
-            raise EventlakeError(f"${ENV_WORKERS} must be a positive integer, got {text!r}")
+            raise ConfigError(f"${ENV_WORKERS} must be a positive integer, got {text!r}")
         return value
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -117,7 +117,7 @@ def make_task_runner(kind: TaskRunnerKind = "threads", *, workers: int | None = 
     """The task runner for `kind`, with `workers` threads or Dask worker processes."""
     count = workers if workers is not None else default_workers()
     if count < 1:
-        raise EventlakeError(f"workers must be at least 1, got {count}")
+        raise ConfigError(f"workers must be at least 1, got {count}")
     if kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -126,7 +126,7 @@ def make_task_runner(kind: TaskRunnerKind = "threads", *, workers: int | None = 
         try:
             from prefect_dask import DaskTaskRunner
         except ImportError as exc:
-            raise EventlakeError(
+            raise ConfigError(
                 "the Dask task runner needs prefect-dask: pip install 'eventlake[flows]'"
             ) from exc
         address = address or os.environ.get(ENV_DASK_ADDRESS) or None
@@ -135,7 +135,7 @@ def make_task_runner(kind: TaskRunnerKind = "threads", *, workers: int | None = 
         return DaskTaskRunner(cluster_kwargs={"n_workers": count, "processes": True,
                                               "threads_per_worker": 1,
                                               "dashboard_address": None})
-    raise EventlakeError(f"unknown task runner {kind!r}; expected 'threads' or 'dask'")
+    raise ConfigError(f"unknown task runner {kind!r}; expected 'threads' or 'dask'")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -192,7 +192,7 @@ def resolve_inbox(explicit: str | os.PathLike[str] | None = None, *,
     if not chosen.is_dir():
         hint = (" (the default is the sample inbox data/samples of the repository: run from "
                 "the repository folder, or give --inbox)" if source == "default" else "")
-        raise EventlakeError(f"inbox {chosen} ({source}) is not a folder{hint}")
+        raise InboxNotFoundError(f"inbox {chosen} ({source}) is not a folder{hint}")
     return chosen.resolve()
 
 

@@ -85,10 +85,6 @@ examples:
 """
 
 
-class CommandError(EventlakeError):
-    """A command cannot run as asked (for example an input file does not exist)."""
-
-
 @dataclass(frozen=True)
 class Command:
     """One subcommand: its name, help line, option setup and the function that runs it."""

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from eventlake.cli._app import EXIT_OK, CommandError, _console, command
+from eventlake.cli._app import EXIT_OK, _console, command
 
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +32,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console = _console(stderr=True)
     with console.status("benchmarking", spinner="dots") as status:
         only = None if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
-        try:
-            report = run_bench(args.scale, only=only, progress=lambda label: status.update(
-                f"benchmarking: {label}"))
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        report = run_bench(args.scale, only=only, progress=lambda label: status.update(
+            f"benchmarking: {label}"))
     payload = report.to_json()
     if args.json_file:
         Path(args.json_file).write_text(json.dumps(payload, indent=2) + "\n")

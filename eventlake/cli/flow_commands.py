@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from eventlake.cli._app import (
     EXIT_ERROR,
     EXIT_OK,
-    CommandError,
     _console,
     _human_bytes,
     _open_existing,
@@ -25,6 +24,7 @@ from eventlake.cli._app import (
 )
 from eventlake.cli.log_commands import chosen_layout, layout_options
 from eventlake.config import resolve_lake
+from eventlake.errors import CommandError
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -151,7 +151,15 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise CommandError(f"--interval must be positive, got {args.interval:g}")
+    _flows("settings").privacy_defaults()
     serve = _flows("serve")
+    if serve.api_url() is None:
+        # `flows.serve` explains this on several lines; an error of the CLI is one line.
+        raise CommandError(
+            "eventlake serve needs a running Prefect server and PREFECT_API_URL is not set: "
+            "run `prefect server start` in another terminal, then `export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api` (to run the pipeline once without a "
+            "server: eventlake pipeline)")
     code = serve.serve(inbox=args.inbox, lake=args.lake, views=args.views,
                        interval=args.interval, maintenance_cron=args.maintenance_cron)
     return EXIT_OK if code == 0 else EXIT_ERROR

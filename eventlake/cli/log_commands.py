@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from eventlake.cli._app import (
     EXIT_ERROR,
     EXIT_OK,
-    CommandError,
     _console,
     _human_bytes,
     _open_existing,
@@ -25,7 +24,7 @@ from eventlake.cli._app import (
     number_at_least,
 )
 from eventlake.config import resolve_lake
-from eventlake.errors import LakeNotFoundError
+from eventlake.errors import CommandError, LakeNotFoundError
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -14,7 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from eventlake.cli._app import EXIT_OK, CommandError, _console, _open_existing, _print_json, command
+from eventlake.cli._app import EXIT_OK, _console, _open_existing, _print_json, command
+from eventlake.errors import CommandError
 
 if TYPE_CHECKING:
     import duckdb
@@ -193,6 +194,7 @@ def _print_table(relation: duckdb.DuckDBPyRelation) -> int:
                      "::double) from events group by 1\".")
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
+    import pyarrow as pa
 
     to_file = args.output is not None and args.output != "-"
     fmt = _choose_format(args, to_file)
@@ -220,6 +222,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
             count = _write_parquet(relation, args.output)
     except duckdb.Error as exc:
         raise CommandError(f"SQL failed: {exc}") from exc
+    except pa.ArrowException as exc:  # a result type the chosen format cannot hold
+        raise CommandError(f"cannot write the result as {fmt}: {exc}") from exc
     if to_file:
         if args.json:
             _print_json({"output": os.path.abspath(args.output), "format": fmt, "rows": count})

@@ -1,0 +1,5 @@
+"""`python -m eventlake`: the `eventlake` command line."""
+
+from eventlake.cli._app import main
+
+raise SystemExit(main())
