@@ -1,6 +1,6 @@
 """Commands that run the Prefect flows: pipeline, serve, maintain.
 
-`flows` (and so Prefect) is imported inside the command functions only; the library never
+`eventlake.flows` (and so Prefect) is imported inside the command functions only; the library never
 imports Prefect, and `eventlake --help` stays fast.
 """
 
@@ -33,11 +33,11 @@ if TYPE_CHECKING:
 
 
 def _flows(name: str) -> ModuleType:
-    """Import `flows.<name>`, saying how to install Prefect when it is missing."""
+    """Import `eventlake.flows.<name>`, saying how to install Prefect when it is missing."""
     import importlib
 
     try:
-        return importlib.import_module(f"flows.{name}")
+        return importlib.import_module(f"eventlake.flows.{name}")
     except ImportError as exc:
         missing = getattr(exc, "name", None) or str(exc)
         raise CommandError(
