@@ -54,6 +54,7 @@ __all__ = [
     "WORKERS",
     "SecretOptions",
     "TaskRunnerKind",
+    "default_workers",
     "flow_storage_options",
     "is_transient",
     "make_task_runner",
@@ -112,6 +113,11 @@ def quiet_prefect(*, debug: bool = False) -> None:
     os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "ERROR")
     for name in ("distributed", "asyncio"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def default_workers(environ: Mapping[str, str] | None = None) -> int:
+    """The workers when none are given: the `workers` setting without its flag."""
+    return resolve(WORKERS, env=environ).value
 
 
 def make_task_runner(kind: TaskRunnerKind = "threads", *, workers: int | None = None,
