@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -90,9 +89,13 @@ def _fresh_venv(path: Path) -> Path:
     purelib = subprocess.run([str(python), "-c",
                               "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    # Every site-packages folder this interpreter imports from (its own, and any a .pth of
+    # its own added), in its order.
+    ours = [folder for folder in sys.path if Path(folder).name in {"site-packages",
+                                                                   "dist-packages"}]
+    assert ours, sys.path
     (Path(purelib) / "_eventlake_test_dependencies.pth").write_text(
-        "".join(f"{folder}\n" for folder in sorted(ours)), encoding="utf-8")
+        "".join(f"{folder}\n" for folder in dict.fromkeys(ours)), encoding="utf-8")
     return python
 
 
