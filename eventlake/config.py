@@ -1,6 +1,7 @@
 """Settings for the CLI and flows: which lake, which user views. No heavy imports here.
 
-Each setting is resolved from the most explicit source that has it:
+Each setting comes from the most explicit source that has it (the resolver is
+`eventlake._settings`; README's "Settings" lists every setting):
 
     lake:  --lake PATH  >  $EVENTLAKE_LAKE  >  [tool.eventlake] lake  >  data/lake
     views: --views MOD  >  $EVENTLAKE_VIEWS >  [tool.eventlake] views >  none
@@ -18,15 +19,22 @@ import importlib
 import importlib.util
 import os
 import sys
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from eventlake._settings import (
+    Setting,
+    Spec,
+    find_pyproject,
+    pyproject_settings,
+    resolve,
+    resolve_merged,
+    text,
+)
 from eventlake.errors import ConfigError, ViewDefinitionError
-from eventlake.storage_options import ENV_STORAGE_OPTIONS, options_from_env
+from eventlake.storage_options import ENV_STORAGE_OPTIONS, STORAGE_OPTIONS
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
@@ -37,6 +45,8 @@ __all__ = [
     "ENV_LAKE",
     "ENV_STORAGE_OPTIONS",
     "ENV_VIEWS",
+    "LAKE",
+    "VIEWS",
     "Setting",
     "find_pyproject",
     "load_views",
@@ -52,81 +62,27 @@ ENV_LAKE = "EVENTLAKE_LAKE"
 ENV_VIEWS = "EVENTLAKE_VIEWS"
 
 
-@dataclass(frozen=True)
-class Setting:
-    """A resolved value and where it came from (shown by `eventlake info`)."""
-
-    value: str | None
-    source: str
-
-
-def find_pyproject(start: str | os.PathLike[str] | None = None) -> Path | None:
-    """The nearest pyproject.toml at or above `start` (default: the working directory)."""
-    here = Path(start if start is not None else os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def pyproject_settings(start: str | os.PathLike[str] | None = None
-                       ) -> tuple[Path | None, dict[str, Any]]:
-    """The nearest pyproject.toml and its `[tool.eventlake]` table (empty when absent)."""
-    path = find_pyproject(start)
-    if path is None:
-        return None, {}
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read settings from {path}: {exc}") from None
-    table = data.get("tool", {}).get("eventlake", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [tool.eventlake] must be a table")
-    return path, table
-
-
-def _is_uri(text: str) -> bool:
-    return "://" in text
+LAKE: Spec[str] = Spec(
+    name="lake", flag="--lake", env=ENV_LAKE, key="lake",
+    parse=text("a non-empty string", path=True, error=ConfigError),
+    default=lambda: DEFAULT_LAKE)
+VIEWS: Spec[str | None] = Spec(
+    name="views", flag="--views", env=ENV_VIEWS, key="views",
+    parse=text("a module path like 'pkg.views'", error=ConfigError),
+    default=lambda: None, default_source="none")
 
 
 def resolve_lake(explicit: str | os.PathLike[str] | None = None, *,
                  env: Mapping[str, str] | None = None,
-                 cwd: str | os.PathLike[str] | None = None) -> Setting:
+                 cwd: str | os.PathLike[str] | None = None) -> Setting[str]:
     """Which lake root to use, and from where that choice came."""
-    if explicit is not None:
-        return Setting(os.fspath(explicit), "--lake")
-    environ = os.environ if env is None else env
-    if environ.get(ENV_LAKE):
-        return Setting(environ[ENV_LAKE], f"${ENV_LAKE}")
-    path, table = pyproject_settings(cwd)
-    value = table.get("lake")
-    if path is not None and value is not None:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{path}: [tool.eventlake] lake must be a non-empty string")
-        if not _is_uri(value) and not os.path.isabs(value):
-            value = os.fspath(path.parent / value)
-        return Setting(value, str(path))
-    return Setting(DEFAULT_LAKE, "default")
+    return resolve(LAKE, None if explicit is None else os.fspath(explicit), env=env, cwd=cwd)
 
 
 def resolve_views(explicit: str | None = None, *, env: Mapping[str, str] | None = None,
-                  cwd: str | os.PathLike[str] | None = None) -> Setting:
+                  cwd: str | os.PathLike[str] | None = None) -> Setting[str | None]:
     """Which module holds the user's views (value None when no source names one)."""
-    if explicit is not None:
-        return Setting(explicit, "--views")
-    environ = os.environ if env is None else env
-    if environ.get(ENV_VIEWS):
-        return Setting(environ[ENV_VIEWS], f"${ENV_VIEWS}")
-    path, table = pyproject_settings(cwd)
-    value = table.get("views")
-    if path is not None and value is not None:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(
-                f"{path}: [tool.eventlake] views must be a module path like 'pkg.views'")
-        return Setting(value, str(path))
-    return Setting(None, "none")
+    return resolve(VIEWS, explicit, env=env, cwd=cwd)
 
 
 def _import(module_path: str) -> ModuleType:
@@ -199,7 +155,7 @@ def resolve_storage_options(explicit: Mapping[str, str] | None = None, *,
 
     For s3:// roots, `Lake.open` then adds the AWS environment variables under these.
     """
-    return {**options_from_env(env), **(explicit or {})}
+    return resolve_merged(STORAGE_OPTIONS, explicit, env=env).value
 
 
 def open_lake(lake: str | os.PathLike[str] | None = None, views: str | None = None, *,

@@ -27,7 +27,6 @@ retries), with the same outcome.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 import warnings
@@ -42,6 +41,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
+from eventlake._settings import Origin, Spec, resolve
 from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
 from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import (
@@ -58,6 +58,7 @@ from eventlake.storage import ScanPlan, Snapshot, Storage, commit_on, retry_comm
 __all__ = [
     "BATCH_KEY_RETENTION",
     "EVENTS",
+    "LAYOUT",
     "LAYOUT_APP_ID",
     "SEQ_APP_ID",
     "TAIL_FILES",
@@ -106,11 +107,20 @@ _DICTIONARY_COLUMNS = ("partition_id", "type", "batch_id")
 _STATISTICS_COLUMNS = ("seq", "partition_id", "ts", "ingested_at")
 
 
-def default_layout() -> Layout:
-    """The layout of a lake created without one: `$EVENTLAKE_LAYOUT` (`partition_id`,
+def _layout_text(raw: Any, origin: Origin) -> Layout:
+    return Layout.parse(raw)
+
+
+# No pyproject.toml key: `Lake.open` is a library call, which the working folder's project
+# file must not steer.
+LAYOUT: Spec[Layout] = Spec(name="layout", flag="--layout", env="EVENTLAKE_LAYOUT", key=None,
+                            parse=_layout_text, default=Layout)
+
+
+def default_layout(layout: Layout | None = None) -> Layout:
+    """The layout of a new lake: `layout`, else `$EVENTLAKE_LAYOUT` (`partition_id`,
     `buckets` or `buckets:<N>`), else `partition_id`."""
-    setting = os.environ.get("EVENTLAKE_LAYOUT", "").strip()
-    return Layout.parse(setting) if setting else Layout()
+    return resolve(LAYOUT, layout).value
 
 
 def log_schema(layout: Layout) -> pa.Schema:
@@ -199,7 +209,7 @@ class EventLog:
         if not storage.exists(EVENTS):
             if not create:
                 raise LakeNotFoundError(f"no event log at {storage.uri(EVENTS)}")
-            chosen = layout or default_layout()
+            chosen = default_layout(layout)
             configuration = dict(_TABLE_CONFIGURATION)
             configuration[LAYOUT_KEY] = chosen.kind
             if chosen.buckets is not None:

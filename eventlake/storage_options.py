@@ -28,17 +28,19 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
+from eventlake._settings import Origin, Spec
 from eventlake.errors import StorageOptionError
 
 __all__ = [
     "AWS_ENVIRONMENT",
     "ENV_STORAGE_OPTIONS",
     "MASK",
+    "STORAGE_OPTIONS",
     "StorageOptionError",
     "is_s3",
     "is_secret_key",
-    "options_from_env",
     "parse_pairs",
     "redact",
     "redacted",
@@ -141,25 +143,27 @@ def resolve_options(root: str, explicit: Mapping[str, object] | None = None, *,
     return options
 
 
-def options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The JSON object in `$EVENTLAKE_STORAGE_OPTIONS` (empty when unset)."""
-    env = os.environ if environ is None else environ
-    text = env.get(ENV_STORAGE_OPTIONS, "").strip()
-    if not text:
-        return {}
+def _options_json(raw: Any, origin: Origin) -> dict[str, str]:
+    """The options in a JSON object (the text of `$EVENTLAKE_STORAGE_OPTIONS`)."""
     try:
-        data = json.loads(text)
+        data = json.loads(raw)
     except json.JSONDecodeError as exc:
         # The text may hold secrets: say where it broke, never what it says.
         raise StorageOptionError(
-            f"${ENV_STORAGE_OPTIONS} is not valid JSON ({exc.msg} at character {exc.pos}); "
+            f"{origin.label} is not valid JSON ({exc.msg} at character {exc.pos}); "
             'expected an object like {"AWS_REGION": "eu-west-1"}') from None
     if not isinstance(data, dict):
-        raise StorageOptionError(f"${ENV_STORAGE_OPTIONS} must be a JSON object of option "
+        raise StorageOptionError(f"{origin.label} must be a JSON object of option "
                                  f"names to values, not a {type(data).__name__}")
     options = {str(k): _text(str(k), v) for k, v in data.items()}
     remember_secrets(options)
     return options
+
+
+# No pyproject.toml key: that file is committed, and storage options carry credentials.
+STORAGE_OPTIONS: Spec[dict[str, str]] = Spec(
+    name="storage_options", flag="--storage-option", env=ENV_STORAGE_OPTIONS, key=None,
+    parse=_options_json, default=dict)
 
 
 def parse_pairs(pairs: Iterable[str]) -> dict[str, str]:

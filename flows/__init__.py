@@ -1,15 +1,20 @@
-"""Prefect flows and deployments for eventlake.
+"""Prefect flows and deployments for eventlake, installed as `eventlake.flows`.
 
-    flows.ingest       ingest_flow: inbox files (JSON Lines, CSV, Parquet) -> batches, once each
-    flows.materialize  materialize_flow: refresh views, one task per view
-    flows.pipeline     pipeline_flow: ingest, then materialize, with a summary artifact
-    flows.maintenance  maintenance_flow: compaction, checkpoints, vacuum
-    flows.serve        deployments with schedules (`python -m flows.serve`)
-    flows.settings     task runner choice (threads or Dask), retry policy, quiet defaults
+    eventlake.flows.ingest       ingest_flow: inbox files (JSON Lines, CSV, Parquet) -> batches
+    eventlake.flows.materialize  materialize_flow: refresh views, one task per view
+    eventlake.flows.pipeline     pipeline_flow: ingest, then materialize, with a summary artifact
+    eventlake.flows.maintenance  maintenance_flow: compaction, checkpoints, vacuum
+    eventlake.flows.serve        deployments with schedules (`python -m eventlake.flows.serve`)
+    eventlake.flows.settings     task runner (threads or Dask), retry policy, flow settings
+
+The code lives in the repository's top-level `flows/` folder; pyproject.toml maps that folder
+to the package `eventlake.flows` (`package-dir`), so no top-level `flows` module is installed
+to collide with a user's own. The modules here import each other relatively: the same text
+then type-checks as the folder (`mypy eventlake flows`) and runs as the installed package.
 
 Importing this package does not import Prefect; the flow objects load on first access
-(`flows.pipeline_flow`). It does set Prefect's privacy defaults (analytics off) unless the
-environment says otherwise, before Prefect reads its settings.
+(`eventlake.flows.pipeline_flow`). It does set Prefect's privacy defaults (analytics off)
+unless the environment says otherwise, before Prefect reads its settings.
 """
 
 from __future__ import annotations
@@ -17,23 +22,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from flows.settings import privacy_defaults
+from .settings import privacy_defaults
 
 if TYPE_CHECKING:
-    from flows.ingest import ingest_flow
-    from flows.maintenance import maintenance_flow
-    from flows.materialize import materialize_flow
-    from flows.pipeline import PipelineSummary, pipeline_flow, run_pipeline
+    from .ingest import ingest_flow
+    from .maintenance import maintenance_flow
+    from .materialize import materialize_flow
+    from .pipeline import PipelineSummary, pipeline_flow, run_pipeline
 
 privacy_defaults()
 
+# Name -> the module of this package that defines it.
 _LAZY = {
-    "ingest_flow": "flows.ingest",
-    "materialize_flow": "flows.materialize",
-    "pipeline_flow": "flows.pipeline",
-    "PipelineSummary": "flows.pipeline",
-    "run_pipeline": "flows.pipeline",
-    "maintenance_flow": "flows.maintenance",
+    "ingest_flow": "ingest",
+    "materialize_flow": "materialize",
+    "pipeline_flow": "pipeline",
+    "PipelineSummary": "pipeline",
+    "run_pipeline": "pipeline",
+    "maintenance_flow": "maintenance",
 }
 
 __all__ = [
@@ -49,7 +55,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'flows' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

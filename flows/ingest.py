@@ -19,7 +19,8 @@ from prefect.cache_policies import NO_CACHE
 
 from eventlake.files import DEFAULT_PRODUCER
 from eventlake.inbox import FileIngestResult, IngestTotals, inbox_files
-from flows.settings import (
+
+from .settings import (
     RETRY_DELAYS,
     SecretOptions,
     flow_storage_options,
@@ -69,7 +70,7 @@ def ingest_flow(inbox: str | None = None, lake: str | None = None, views: str | 
                 ) -> IngestTotals:
     """Land every file of `inbox` in `lake` as one batch each; returns the run's totals.
 
-    `storage_options` reach a lake on object storage (see `flows.settings`)."""
+    `storage_options` reach a lake on object storage (see `eventlake.flows.settings`)."""
     folder = str(resolve_inbox(inbox))
     root, _ = resolve_target(lake, views)
     totals = IngestTotals.of(ingest_inbox(root, folder, producer=producer,

@@ -10,7 +10,7 @@ Steps, each a task, in this order:
 
 Unlike the library API (a dry run unless told otherwise), the flow really deletes, with a
 retention of `eventlake.maintenance.DEFAULT_VACUUM_HOURS` (24 h) unless given. It is served
-daily at 03:00 by `flows.serve`.
+daily at 03:00 by `eventlake.flows.serve`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from eventlake import maintenance
-from flows.settings import (
+
+from .settings import (
     RETRY_DELAYS,
     SecretOptions,
     flow_storage_options,

@@ -24,7 +24,8 @@ from prefect.cache_policies import NO_CACHE
 
 from eventlake.errors import EventlakeError
 from eventlake.materialize import MaterializeError, MaterializeResult, refresh_view
-from flows.settings import (
+
+from .settings import (
     RETRY_DELAYS,
     SecretOptions,
     flow_storage_options,

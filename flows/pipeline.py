@@ -5,7 +5,7 @@ batches, events landed, records quarantined, views refreshed, and each view's la
 run (events in the log not yet folded into it; 0 when the run finished cleanly). It returns the
 same numbers as a `PipelineSummary`.
 
-    from flows import run_pipeline
+    from eventlake.flows import run_pipeline
     summary = run_pipeline("data/samples", lake="data/lake")          # threads
     summary = run_pipeline("data/samples", task_runner="dask", workers=2)
 """
@@ -22,9 +22,10 @@ from prefect.artifacts import create_table_artifact
 from eventlake.files import DEFAULT_PRODUCER
 from eventlake.inbox import IngestTotals, default_quarantine_dir
 from eventlake.maintenance import view_watermarks
-from flows.ingest import ingest_inbox
-from flows.materialize import refresh_views
-from flows.settings import (
+
+from .ingest import ingest_inbox
+from .materialize import refresh_views
+from .settings import (
     SecretOptions,
     TaskRunnerKind,
     flow_storage_options,
@@ -99,7 +100,8 @@ def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str 
 
     Bad records go to `quarantine_dir` (default `<lake>/quarantine`, or for a lake on object
     storage the local `data/quarantine/<bucket>/<prefix>`). `storage_options` reach a lake on
-    object storage (see `flows.settings`; pass `SecretOptions` to keep them out of Prefect)."""
+    object storage (see `eventlake.flows.settings`; pass `SecretOptions` to keep them out of
+    Prefect)."""
     started = time.perf_counter()
     folder = str(resolve_inbox(inbox))
     root, module = resolve_target(lake, views)

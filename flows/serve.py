@@ -1,4 +1,4 @@
-"""Deployments with schedules, served by this process: `python -m flows.serve` or
+"""Deployments with schedules, served by this process: `python -m eventlake.flows.serve` or
 `eventlake serve`.
 
     eventlake-pipeline/pipeline        every 60 s (interval)      pipeline_flow
@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from eventlake.errors import InvalidArgumentError
-from flows.settings import privacy_defaults, resolve_inbox, resolve_target
+
+from .settings import privacy_defaults, resolve_inbox, resolve_target
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -61,34 +62,39 @@ def deployments(*, inbox: str | None = None, lake: str | None = None,
     """The pipeline (every `interval` seconds) and maintenance (`maintenance_cron`)
     deployments, with the inbox, lake and views resolved now to absolute paths."""
     from prefect.deployments.runner import RunnerDeployment
+    from prefect.types.entrypoint import EntrypointType
 
     from eventlake.maintenance import DEFAULT_VACUUM_HOURS
-    from flows.maintenance import maintenance_flow
-    from flows.pipeline import pipeline_flow
+
+    from .maintenance import maintenance_flow
+    from .pipeline import pipeline_flow
 
     if interval <= 0:
         raise InvalidArgumentError("interval", interval, "a positive number of seconds")
     root, module = resolve_target(lake, views)
     folder = str(resolve_inbox(inbox))
+    # Recorded as `eventlake.flows.pipeline.pipeline_flow`, which imports the same from any
+    # folder and any install; a file path would be relative to this process's folder.
+    by_module = EntrypointType.MODULE_PATH
     pipeline = pipeline_flow.to_deployment(
         name="pipeline", interval=interval,
         parameters={"inbox": folder, "lake": root, "views": module},
         description="Ingest new inbox files, then refresh every view.",
-        tags=["eventlake"])
+        tags=["eventlake"], entrypoint_type=by_module)
     upkeep = maintenance_flow.to_deployment(
         name="maintenance", cron=maintenance_cron,
         parameters={"lake": root, "views": module,
                     "retention_hours": (DEFAULT_VACUUM_HOURS if retention_hours is None
                                         else retention_hours)},
         description="Compact small files, checkpoint and vacuum the lake.",
-        tags=["eventlake"])
+        tags=["eventlake"], entrypoint_type=by_module)
     # `to_deployment` returns a coroutine only when called from async code.
     assert isinstance(pipeline, RunnerDeployment) and isinstance(upkeep, RunnerDeployment)
     return [pipeline, upkeep]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.serve",
+    parser = argparse.ArgumentParser(prog="python -m eventlake.flows.serve",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--inbox", help="inbox folder (default: data/samples)")
     parser.add_argument("--lake", help="lake root (default: settings, or data/lake)")

@@ -5,10 +5,15 @@ Prefect reads its settings (it reads the environment once, when first imported).
 
 Task runner (`make_task_runner`):
 
-    threads (default)  ThreadPoolTaskRunner(max_workers=N), N = $EVENTLAKE_FLOW_WORKERS or
-                       min(4, CPUs); bounded so N views refresh at a time
+    threads (default)  ThreadPoolTaskRunner(max_workers=N), N = the `workers` setting
+                       (`WORKERS`: --workers > $EVENTLAKE_FLOW_WORKERS > [tool.eventlake]
+                       workers > min(4, CPUs)); bounded so N views refresh at a time
     dask               prefect_dask.DaskTaskRunner: a local cluster of N worker processes, or
-                       the scheduler at `address` ($EVENTLAKE_DASK_ADDRESS)
+                       the scheduler at the `dask_address` setting (`DASK_ADDRESS`)
+
+The settings here (`INBOX`, `WORKERS`, `DASK_ADDRESS`) are resolved as every eventlake
+setting is: flag or argument > environment > [tool.eventlake] in pyproject.toml > default
+(`eventlake._settings`).
 
 Dask workers run the tasks in other processes, which talk to the Prefect API themselves: with
 no `PREFECT_API_URL` each worker starts its own temporary Prefect server (25-45 s each), so
@@ -30,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from eventlake._settings import Spec, positive_int, resolve, text
 from eventlake.errors import ConfigError, EventlakeError, InboxNotFoundError
 
 if TYPE_CHECKING:
@@ -38,11 +44,14 @@ if TYPE_CHECKING:
     from eventlake.lake import Lake
 
 __all__ = [
+    "DASK_ADDRESS",
     "DEFAULT_INBOX",
     "ENV_DASK_ADDRESS",
     "ENV_INBOX",
     "ENV_WORKERS",
+    "INBOX",
     "RETRY_DELAYS",
+    "WORKERS",
     "SecretOptions",
     "TaskRunnerKind",
     "default_workers",
@@ -65,6 +74,15 @@ ENV_WORKERS = "EVENTLAKE_FLOW_WORKERS"
 ENV_DASK_ADDRESS = "EVENTLAKE_DASK_ADDRESS"
 # Seconds between attempts of a task that failed transiently (three retries).
 RETRY_DELAYS = [0.5, 2.0, 8.0]
+
+INBOX: Spec[str] = Spec(name="inbox", flag="--inbox", env=ENV_INBOX, key="inbox",
+                        parse=text("a folder path", path=True), default=lambda: DEFAULT_INBOX)
+WORKERS: Spec[int] = Spec(name="workers", flag="--workers", env=ENV_WORKERS, key="workers",
+                          parse=positive_int, default=lambda: max(1, min(4, os.cpu_count() or 1)))
+DASK_ADDRESS: Spec[str | None] = Spec(
+    name="dask_address", flag="--dask-address", env=ENV_DASK_ADDRESS, key="dask_address",
+    parse=text("a scheduler address like 'tcp://host:8786'"), default=lambda: None,
+    default_source="none")
 
 _PRIVACY = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -98,24 +116,14 @@ def quiet_prefect(*, debug: bool = False) -> None:
 
 
 def default_workers(environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    text = env.get(ENV_WORKERS)
-    if text:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ConfigError(f"${ENV_WORKERS} must be a positive integer, got {text!r}"
-                              ) from None
-        if value < 1:
-            raise ConfigError(f"${ENV_WORKERS} must be a positive integer, got {text!r}")
-        return value
-    return max(1, min(4, os.cpu_count() or 1))
+    """The workers when none are given: the `workers` setting without its flag."""
+    return resolve(WORKERS, env=environ).value
 
 
 def make_task_runner(kind: TaskRunnerKind = "threads", *, workers: int | None = None,
                      address: str | None = None) -> TaskRunner[Any]:
     """The task runner for `kind`, with `workers` threads or Dask worker processes."""
-    count = workers if workers is not None else default_workers()
+    count = resolve(WORKERS, workers).value
     if count < 1:
         raise ConfigError(f"workers must be at least 1, got {count}")
     if kind == "threads":
@@ -129,7 +137,7 @@ def make_task_runner(kind: TaskRunnerKind = "threads", *, workers: int | None = 
             raise ConfigError(
                 "the Dask task runner needs prefect-dask: pip install 'eventlake[flows]'"
             ) from exc
-        address = address or os.environ.get(ENV_DASK_ADDRESS) or None
+        address = resolve(DASK_ADDRESS, address or None).value
         if address:
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": count, "processes": True,
@@ -174,25 +182,20 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
 def resolve_inbox(explicit: str | os.PathLike[str] | None = None, *,
                   environ: Mapping[str, str] | None = None,
                   cwd: str | os.PathLike[str] | None = None) -> Path:
-    """The inbox folder: `explicit` > $EVENTLAKE_INBOX > `data/samples` under the working
-    directory (the sample inbox shipped in the repository)."""
-    env = os.environ if environ is None else environ
+    """The inbox folder: `explicit` > $EVENTLAKE_INBOX > [tool.eventlake] inbox (relative to
+    its pyproject.toml) > `data/samples` (the sample inbox shipped in the repository); a
+    relative path otherwise is relative to `cwd` (default: the working directory)."""
     base = Path(cwd) if cwd is not None else Path.cwd()
-    if explicit is not None:
-        chosen = Path(explicit)
-        source = "--inbox"
-    elif env.get(ENV_INBOX):
-        chosen = Path(env[ENV_INBOX])
-        source = f"${ENV_INBOX}"
-    else:
-        chosen = Path(DEFAULT_INBOX)
-        source = "default"
+    setting = resolve(INBOX, None if explicit is None else os.fspath(explicit), env=environ,
+                      cwd=base)
+    chosen = Path(setting.value)
     if not chosen.is_absolute():
         chosen = base / chosen
     if not chosen.is_dir():
         hint = (" (the default is the sample inbox data/samples of the repository: run from "
-                "the repository folder, or give --inbox)" if source == "default" else "")
-        raise InboxNotFoundError(f"inbox {chosen} ({source}) is not a folder{hint}")
+                "the repository folder, or give --inbox)" if setting.source == "default"
+                else "")
+        raise InboxNotFoundError(f"inbox {chosen} ({setting.source}) is not a folder{hint}")
     return chosen.resolve()
 
 

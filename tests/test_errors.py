@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import eventlake
-import flows
+import eventlake.flows as flows
 from eventlake import errors
 from eventlake.errors import (
     ConfigError,
@@ -143,7 +143,7 @@ def test_config_problems_are_config_errors_not_view_errors(tmp_path, monkeypatch
 
 
 def test_flow_settings_raise_config_errors(tmp_path):
-    from flows.settings import default_workers, make_task_runner, resolve_inbox
+    from eventlake.flows.settings import default_workers, make_task_runner, resolve_inbox
 
     with pytest.raises(ConfigError, match="unknown task runner"):
         make_task_runner("nope", workers=1)

@@ -21,14 +21,14 @@ import eventlake as el
 from eventlake.cli import EXIT_ERROR, EXIT_USAGE, main
 from eventlake.config import load_views
 from eventlake.errors import CommitConflictError, EventlakeError, InvalidEventError
-from eventlake.inbox import inbox_files, ingest_files, read_quarantine
-from eventlake.viewstore import ViewStore, logical_columns
-from flows.settings import (
+from eventlake.flows.settings import (
     is_transient,
     make_task_runner,
     resolve_inbox,
     retry_if_transient,
 )
+from eventlake.inbox import inbox_files, ingest_files, read_quarantine
+from eventlake.viewstore import ViewStore, logical_columns
 from tests.test_materialize import assert_views_exact
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def assert_same_lakes(got, want) -> None:
 
 def test_pipeline_equals_the_library_and_lands_each_file_once(prefect_harness, tmp_path,
                                                               views_file):
-    from flows.pipeline import ARTIFACT_KEY, pipeline_flow
+    from eventlake.flows.pipeline import ARTIFACT_KEY, pipeline_flow
 
     inbox = copy_inbox(tmp_path / "inbox")
     root = tmp_path / "lake"
@@ -169,7 +169,7 @@ VIEWS = [ReducerView(name="counts", version=1, initial_state=lambda: {"n": 0}, r
 
 
 def test_the_summary_names_partitions_that_failed(prefect_harness, tmp_path):
-    from flows.pipeline import pipeline_flow
+    from eventlake.flows.pipeline import pipeline_flow
 
     module = tmp_path / "poisoned_views.py"
     module.write_text(POISONED_MODULE, encoding="utf-8")
@@ -185,7 +185,7 @@ def test_the_summary_names_partitions_that_failed(prefect_harness, tmp_path):
 
 
 def test_bad_records_and_unreadable_files_are_quarantined(prefect_harness, tmp_path):
-    from flows.ingest import ingest_flow
+    from eventlake.flows.ingest import ingest_flow
 
     inbox = copy_inbox(tmp_path / "inbox", [SAMPLES / "02-accounts.csv"])
     lines = [json.dumps({"type": "deposit", "payload": {"amount": 1}, "partition": "a"}),
@@ -213,9 +213,9 @@ def test_bad_records_and_unreadable_files_are_quarantined(prefect_harness, tmp_p
 
 def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_path, views_file,
                                                         monkeypatch):
+    from eventlake.flows.ingest import ingest_flow
+    from eventlake.flows.materialize import materialize_flow
     from eventlake.log import EventLog
-    from flows.ingest import ingest_flow
-    from flows.materialize import materialize_flow
 
     inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:2])
     root = tmp_path / "lake"
@@ -263,7 +263,7 @@ def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_pat
 
 def test_bad_input_is_not_retried(prefect_harness, tmp_path, monkeypatch):
     from eventlake import inbox
-    from flows.ingest import ingest_flow
+    from eventlake.flows.ingest import ingest_flow
 
     calls = []
 
@@ -298,7 +298,7 @@ def test_retry_policy():
 
 def test_maintenance_flow_compacts_vacuums_and_keeps_views_exact(prefect_harness, tmp_path,
                                                                  views_file, make_events):
-    from flows.maintenance import maintenance_flow
+    from eventlake.flows.maintenance import maintenance_flow
 
     lake = el.Lake.open(tmp_path / "lake", views=load_views(str(views_file)))
     layout = lake.layout
@@ -337,7 +337,7 @@ def test_maintenance_flow_compacts_vacuums_and_keeps_views_exact(prefect_harness
 
 @pytest.mark.integration
 def test_dask_runner_gives_the_same_views_as_threads(prefect_harness, tmp_path, views_file):
-    from flows.materialize import materialize_flow
+    from eventlake.flows.materialize import materialize_flow
 
     inbox = copy_inbox(tmp_path / "inbox")
     threads = library_lake(tmp_path / "threads", inbox, views_file, materialize=False)
@@ -377,7 +377,7 @@ def test_task_runner_choice(monkeypatch):
 
 
 def test_deployment_schedules(tmp_path, views_file):
-    from flows.serve import DEFAULT_INTERVAL, DEFAULT_MAINTENANCE_CRON, deployments
+    from eventlake.flows.serve import DEFAULT_INTERVAL, DEFAULT_MAINTENANCE_CRON, deployments
 
     inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:1])
     pipeline, upkeep = deployments(inbox=str(inbox), lake=str(tmp_path / "lake"),
@@ -391,16 +391,23 @@ def test_deployment_schedules(tmp_path, views_file):
     (daily,) = upkeep.schedules
     assert daily.schedule.cron == DEFAULT_MAINTENANCE_CRON == "0 3 * * *"
     assert upkeep.parameters["retention_hours"] == 24
+    # Recorded by module path, which loads from any folder and install (not a file path
+    # relative to the serving process's folder).
+    from prefect.flows import load_flow_from_entrypoint
+
+    assert pipeline.entrypoint == "eventlake.flows.pipeline.pipeline_flow"
+    assert upkeep.entrypoint == "eventlake.flows.maintenance.maintenance_flow"
+    assert load_flow_from_entrypoint(upkeep.entrypoint).name == "eventlake-maintenance"
     custom, _ = deployments(inbox=str(inbox), lake=str(tmp_path / "lake"), interval=300,
                             maintenance_cron="30 1 * * 0")
     assert custom.schedules[0].schedule.interval == timedelta(minutes=5)
 
 
 def test_serve_without_a_server_explains_what_to_do(monkeypatch, capsys):
-    import flows.serve
+    import eventlake.flows.serve
 
-    monkeypatch.setattr(flows.serve, "api_url", lambda: None)
-    assert flows.serve.main([]) == 1
+    monkeypatch.setattr(eventlake.flows.serve, "api_url", lambda: None)
+    assert eventlake.flows.serve.main([]) == 1
     err = capsys.readouterr().err
     assert "prefect server start" in err and "PREFECT_API_URL" in err
     assert main(["serve", "--interval", "30"]) == EXIT_ERROR

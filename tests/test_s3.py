@@ -462,7 +462,7 @@ def test_pipeline_with_dask_workers_on_s3_equals_local(s3, prefect_server, tmp_p
     from prefect.client.orchestration import get_client
 
     from eventlake.config import load_views
-    from flows.pipeline import ARTIFACT_KEY, run_pipeline
+    from eventlake.flows.pipeline import ARTIFACT_KEY, run_pipeline
     from tests.test_flows import VIEWS_MODULE, assert_same_lakes, copy_inbox, library_lake
 
     monkeypatch.chdir(tmp_path)
@@ -505,7 +505,7 @@ def test_pipeline_with_dask_workers_on_s3_equals_local(s3, prefect_server, tmp_p
 
 
 def test_flow_storage_options_merge_environment_and_parameters(monkeypatch):
-    from flows.settings import SecretOptions, flow_storage_options
+    from eventlake.flows.settings import SecretOptions, flow_storage_options
 
     monkeypatch.setenv("EVENTLAKE_STORAGE_OPTIONS", json.dumps({"AWS_REGION": "eu-west-1",
                                                                 "AWS_ENDPOINT_URL": "http://a"}))

@@ -1,7 +1,7 @@
 """Commands that run the Prefect flows: pipeline, serve, maintain.
 
-`flows` (and so Prefect) is imported inside the command functions only; the library never
-imports Prefect, and `eventlake --help` stays fast.
+`eventlake.flows` (and so Prefect) is imported inside the command functions only; the library
+never imports Prefect, and `eventlake --help` stays fast.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ if TYPE_CHECKING:
 
 
 def _flows(name: str) -> ModuleType:
-    """Import `flows.<name>`, saying how to install Prefect when it is missing."""
+    """Import `eventlake.flows.<name>`, saying how to install Prefect when it is missing."""
     import importlib
 
     try:
-        return importlib.import_module(f"flows.{name}")
+        return importlib.import_module(f"eventlake.flows.{name}")
     except ImportError as exc:
         missing = getattr(exc, "name", None) or str(exc)
         raise CommandError(
@@ -51,16 +51,20 @@ def _flows(name: str) -> ModuleType:
 def _pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inbox", metavar="DIR",
                         help="folder of JSON Lines / CSV / Parquet files to ingest (default: "
-                             "$EVENTLAKE_INBOX, or the sample inbox data/samples)")
+                             "$EVENTLAKE_INBOX, pyproject [tool.eventlake] inbox, or the "
+                             "sample inbox data/samples)")
     parser.add_argument("--task-runner", choices=("threads", "dask"), default="threads",
                         help="where view refreshes run: a bounded thread pool (default) or "
                              "Dask worker processes")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="threads, or Dask worker processes (default: "
-                             "$EVENTLAKE_FLOW_WORKERS or min(4, CPUs))")
+                             "$EVENTLAKE_FLOW_WORKERS, pyproject [tool.eventlake] workers, "
+                             "or min(4, CPUs))")
     parser.add_argument("--dask-address", metavar="ADDR",
                         help="scheduler address of an existing Dask cluster (implies "
-                             "--task-runner dask)")
+                             "--task-runner dask); --task-runner dask without it takes "
+                             "$EVENTLAKE_DASK_ADDRESS, pyproject [tool.eventlake] "
+                             "dask_address, else a local cluster")
 
 
 @command("pipeline", help="run the Prefect pipeline once: ingest the inbox, refresh the views",
@@ -134,7 +138,8 @@ def _print_summary(summary: Any, elapsed: float, *, explicit_lake: bool) -> None
 def _serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inbox", metavar="DIR",
                         help="inbox folder of the pipeline deployment (default: "
-                             "$EVENTLAKE_INBOX, or data/samples)")
+                             "$EVENTLAKE_INBOX, pyproject [tool.eventlake] inbox, or "
+                             "data/samples)")
     parser.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
                         help="seconds between pipeline runs (default 60)")
     parser.add_argument("--maintenance-cron", default="0 3 * * *", metavar="CRON",
