@@ -32,14 +32,12 @@ from eventlake.errors import (
 )
 from eventlake.events import EVENT_SCHEMA
 from eventlake.folds import FAILURE, event_columns, fold_events, fold_view
-from eventlake.layout import BUCKET_COLUMN
+from eventlake.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
 from eventlake.storage import Snapshot, retry_commit
 from eventlake.views import AggregateView, View, definition_fingerprint
 from eventlake.viewstore import (
     DEFAULT_BUCKETS,
     ViewStore,
-    bucket_of,
-    buckets_of,
     logical_columns,
 )
 
@@ -394,7 +392,8 @@ def _fold_slices(lake: Lake, view: View, rows: pl.DataFrame, partitions: list[st
 
 def _placed(rows: pl.DataFrame, buckets: int) -> pl.DataFrame:
     """Rows with their bucket and the time they were (re)computed."""
-    placed = pl.Series("bucket", buckets_of(rows.get_column("partition_id").to_list(), buckets),
+    # Hashed per distinct partition: a refresh rewrites every row of the buckets it touches.
+    placed = pl.Series("bucket", bucket_ids(rows.get_column("partition_id").to_arrow(), buckets),
                        dtype=pl.Int32)
     return rows.with_columns(placed, pl.lit(datetime.now(UTC)).cast(
         pl.Datetime("us", "UTC")).alias("updated_at"))

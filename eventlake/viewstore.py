@@ -21,8 +21,7 @@ and flips atomically at the end.
 from __future__ import annotations
 
 import itertools
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +36,7 @@ from eventlake.aggregates import FAILURE
 from eventlake.datafiles import PlannedFile, delete_files, write_files
 from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import ViewChangedError, ViewDefinitionError
+from eventlake.layout import bucket_of
 from eventlake.storage import Snapshot, Storage, among, commit_on, retry_commit
 from eventlake.views import AggregateView, ReducerView, View, definition_fingerprint
 
@@ -51,14 +51,6 @@ __all__ = [
 DEFAULT_BUCKETS = 32
 TS_TYPE = pa.timestamp("us", tz="UTC")
 _BUCKETS_KEY = "eventlake.buckets"
-
-
-def bucket_of(partition: str, buckets: int) -> int:
-    return zlib.crc32(partition.encode("utf-8")) % buckets
-
-
-def buckets_of(partitions: Iterable[str], buckets: int) -> list[int]:
-    return [zlib.crc32(p.encode("utf-8")) % buckets for p in partitions]
 
 
 _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "decimal": pa.decimal128(38, 0),
