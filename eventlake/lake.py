@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventlake.errors import EventlakeError, UnknownViewError, ViewDefinitionError
-from eventlake.events import DEFAULT_LIMITS, EVENT_SCHEMA, Limits, normalize_batch
-from eventlake.layout import Layout, LayoutName
-from eventlake.log import EVENTS, AppendResult, EventLog
-from eventlake.storage import Snapshot, Storage, among
-from eventlake.views import DOCUMENT_VIEW, View
+from eventlake.model.layout import Layout, LayoutName
+from eventlake.model.views import DOCUMENT_VIEW, View
+from eventlake.store.log import EVENTS, AppendResult, EventLog
+from eventlake.store.storage import Snapshot, Storage, among
+from eventlake.validate.events import DEFAULT_LIMITS, EVENT_SCHEMA, Limits, normalize_batch
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     import duckdb
 
-    from eventlake.materialize import MaterializeResult, PartitionFailure
-    from eventlake.relayout import RelayoutResult
-    from eventlake.restore import RestoreResult
+    from eventlake.engine.materialize import MaterializeResult, PartitionFailure
+    from eventlake.engine.relayout import RelayoutResult
+    from eventlake.ops.restore import RestoreResult
 
 __all__ = ["AppendResult", "Lake", "LakeInfo"]
 
@@ -204,7 +204,7 @@ class Lake:
         (`ViewChangedError` in `MaterializeError.failures`) unless
         `accept_changed_definition=True` records its new definition.
         """
-        from eventlake.materialize import materialize_views
+        from eventlake.engine.materialize import materialize_views
 
         chosen = [self.view(name) for name in (views or list(self._views))]
         with self._damage_named([f"views/{view.name}" for view in chosen]):
@@ -214,7 +214,7 @@ class Lake:
 
     def failed_partitions(self, view: str) -> list[PartitionFailure]:
         """The partitions `view` stopped folding, each with the event it failed on."""
-        from eventlake.materialize import failed_partitions
+        from eventlake.engine.materialize import failed_partitions
 
         chosen = self.view(view)
         with self._damage_named([f"views/{chosen.name}"]):
@@ -226,7 +226,7 @@ class Lake:
         `"partition_id"`) in one atomic commit; every seq, event id, batch key and view
         watermark stays. Readers see the old layout until the commit; see
         `eventlake.relayout`."""
-        from eventlake.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
+        from eventlake.engine.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
 
         return relayout(self.log, Layout.named(layout, buckets=buckets),
                         chunk_events=chunk_events or DEFAULT_RELAYOUT_CHUNK)
@@ -237,7 +237,7 @@ class Lake:
         or before `timestamp`) with its seq counter and batch keys; every view table is reset
         and rebuilt by the next `materialize()`. Stop writers first; see `eventlake.restore`.
         """
-        from eventlake.restore import restore_log
+        from eventlake.ops.restore import restore_log
 
         return restore_log(self, version=version, timestamp=timestamp)
 
@@ -248,7 +248,7 @@ class Lake:
         For an aggregate view, the partition's rows (one dict per group). A partition failed
         at or before the seq read raises `PartitionFailedError` naming the event.
         """
-        from eventlake.materialize import read_state
+        from eventlake.engine.materialize import read_state
 
         chosen = self.view(view)
         with self._damage_named([f"views/{chosen.name}"]):
@@ -259,7 +259,7 @@ class Lake:
                           accept_changed_definition: bool = False) -> None:
         """Refuse (`ViewChangedError`) the named views (default: all) whose definition
         changed since they were built under the same version, or record the new one."""
-        from eventlake.viewstore import ViewStore
+        from eventlake.store.viewstore import ViewStore
 
         for name in (list(self._views) if views is None else views):
             store = ViewStore(self.storage, self.view(name))
@@ -281,7 +281,7 @@ class Lake:
         except EventlakeError:
             raise
         except (pl.exceptions.PolarsError, OSError, DeltaError) as exc:
-            from eventlake.doctor import diagnose
+            from eventlake.ops.doctor import diagnose
 
             error = diagnose(self, exc, tables=tables)
             if error is None:
@@ -299,7 +299,7 @@ class Lake:
         Its files are checked when the frame is built: a missing, truncated or garbage one
         raises `CorruptLakeError` naming it here, not a Polars error at `collect()`.
         """
-        from eventlake.viewstore import ViewStore
+        from eventlake.store.viewstore import ViewStore
 
         store = ViewStore(self.storage, self.view(view))
         if store.exists() and as_of_version is None:
@@ -322,7 +322,7 @@ class Lake:
         `CorruptLakeError` naming it (see `Snapshot.check`). So is each view's definition, as
         `scan` does.
         """
-        from eventlake.query import run_sql
+        from eventlake.query.sql import run_sql
 
         return run_sql(self, query, params=params,
                        accept_changed_definition=accept_changed_definition)

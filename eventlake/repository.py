@@ -22,7 +22,6 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from eventlake.actions import copy_json
 from eventlake.errors import (
     CommitConflictError,
     CorruptLakeError,
@@ -30,8 +29,9 @@ from eventlake.errors import (
     InvalidEventError,
     StaleLogError,
 )
-from eventlake.events import NormalizedBatch, decode_payload, normalize_batch
-from eventlake.views import DOCUMENT_VIEW, fold
+from eventlake.model.actions import copy_json
+from eventlake.model.views import DOCUMENT_VIEW, fold
+from eventlake.validate.events import NormalizedBatch, decode_payload, normalize_batch
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake

@@ -17,8 +17,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from eventlake.files import DEFAULT_PRODUCER
-from eventlake.inbox import FileIngestResult, IngestTotals, inbox_files
+from eventlake.ingest.files import DEFAULT_PRODUCER
+from eventlake.ingest.inbox import FileIngestResult, IngestTotals, inbox_files
 
 from .settings import (
     RETRY_DELAYS,
@@ -40,7 +40,7 @@ def ingest_file_task(root: str, path: str, producer: str = DEFAULT_PRODUCER,
                      quarantine_dir: str | None = None,
                      storage_options: SecretOptions | None = None) -> FileIngestResult:
     """Land one inbox file (see `eventlake.inbox.ingest_file`)."""
-    from eventlake import inbox
+    from eventlake.ingest import inbox
 
     lake = open_flow_lake(root, storage_options=storage_options)
     result = inbox.ingest_file(lake, path, producer=producer, quarantine_dir=quarantine_dir)

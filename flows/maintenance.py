@@ -22,7 +22,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eventlake import maintenance
+from eventlake.ops import maintenance
 
 from .settings import (
     RETRY_DELAYS,

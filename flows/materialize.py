@@ -22,8 +22,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from eventlake.engine.materialize import MaterializeError, MaterializeResult, refresh_view
 from eventlake.errors import EventlakeError
-from eventlake.materialize import MaterializeError, MaterializeResult, refresh_view
 
 from .settings import (
     RETRY_DELAYS,

@@ -36,10 +36,10 @@ def lake_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     layout = getattr(request, "param", LAYOUTS[0])
     monkeypatch.setenv("EVENTLAKE_LAYOUT", layout)
     if layout.startswith("buckets"):
-        import eventlake.log
+        import eventlake.store.log
 
         # Small test batches go to the tail: compact it often, so bucket files are read too.
-        monkeypatch.setattr(eventlake.log, "TAIL_FILES", 4)
+        monkeypatch.setattr(eventlake.store.log, "TAIL_FILES", 4)
     return layout
 
 

@@ -22,17 +22,17 @@ import polars as pl
 import pytest
 
 import eventlake as el
-from eventlake import restore as restore_module
 from eventlake.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
-from eventlake.doctor import doctor
 from eventlake.errors import CommitConflictError, RestoreError
-from eventlake.inbox import ingest_file
-from eventlake.maintenance import compact_events, vacuum
-from eventlake.restore import REVOKED, plan_restore, restore_log
-from eventlake.storage import Storage
-from eventlake.verify import verify_view
-from eventlake.views import Agg, AggregateView
-from eventlake.viewstore import ViewStore
+from eventlake.ingest.inbox import ingest_file
+from eventlake.model.views import Agg, AggregateView
+from eventlake.ops import restore as restore_module
+from eventlake.ops.doctor import doctor
+from eventlake.ops.maintenance import compact_events, vacuum
+from eventlake.ops.restore import REVOKED, plan_restore, restore_log
+from eventlake.ops.verify import verify_view
+from eventlake.store.storage import Storage
+from eventlake.store.viewstore import ViewStore
 
 TESTS = Path(__file__).resolve().parent
 
@@ -523,8 +523,8 @@ CHILD = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 import eventlake as el
-from eventlake import restore
-from eventlake.views import Agg, AggregateView
+from eventlake.ops import restore
+from eventlake.model.views import Agg, AggregateView
 import faults
 
 TOTALS = AggregateView(name="totals", version=1, group_by=["type"],

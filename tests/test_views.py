@@ -9,7 +9,13 @@ import sys
 
 from conftest import REPO
 
-from eventlake.views import DOCUMENT_VIEW, Agg, AggregateView, ReducerView, definition_fingerprint
+from eventlake.model.views import (
+    DOCUMENT_VIEW,
+    Agg,
+    AggregateView,
+    ReducerView,
+    definition_fingerprint,
+)
 
 TOTALS = dict(name="totals", version=1, group_by=["type", "currency"], where=["deposit"],
               aggregates={"n": "count", "total": Agg("sum", "amount")})
@@ -109,7 +115,7 @@ sys.path.insert(0, {tests!r})
 sys.path.insert(0, {samples!r})
 import views as samples
 import test_views
-from eventlake.views import DOCUMENT_VIEW, definition_fingerprint as f
+from eventlake.model.views import DOCUMENT_VIEW, definition_fingerprint as f
 print(f(DOCUMENT_VIEW), f(samples.balances), f(samples.totals),
       test_views._rfp(reduce=test_views._reduce_uses_set))
 """

@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from eventlake.views import Agg, AggregateView
+from eventlake.model.views import Agg, AggregateView
 
 __all__ = ["FAILURE", "failure_text", "fold_aggregate", "rows_before", "stored_dtype"]
 

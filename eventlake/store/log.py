@@ -42,8 +42,6 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from eventlake._settings import Origin, Spec, resolve
-from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
-from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import (
     CommitConflictError,
     InvalidEventError,
@@ -51,9 +49,11 @@ from eventlake.errors import (
     StaleLogError,
     StorageWarning,
 )
-from eventlake.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
-from eventlake.layout import BUCKET_COLUMN, Layout, bucket_ids
-from eventlake.storage import ScanPlan, Snapshot, Storage, commit_on, retry_commit
+from eventlake.model.layout import BUCKET_COLUMN, Layout, bucket_ids
+from eventlake.store.datafiles import DataFile, PlannedFile, delete_files, write_files
+from eventlake.store.deltalog import Commit, FileRemoval
+from eventlake.store.storage import ScanPlan, Snapshot, Storage, commit_on, retry_commit
+from eventlake.validate.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
 
 __all__ = [
     "BATCH_KEY_RETENTION",

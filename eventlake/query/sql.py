@@ -43,14 +43,14 @@ import duckdb
 import pyarrow as pa
 
 from eventlake.errors import InvalidArgumentError
-from eventlake.events import EVENT_SCHEMA
-from eventlake.log import EVENTS
-from eventlake.viewstore import ViewStore, logical_columns, row_schema
+from eventlake.store.log import EVENTS
+from eventlake.store.viewstore import ViewStore, logical_columns, row_schema
+from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
-    from eventlake.storage import Snapshot
-    from eventlake.views import View
+    from eventlake.model.views import View
+    from eventlake.store.storage import Snapshot
 
 __all__ = [
     "InitScript",

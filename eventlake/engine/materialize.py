@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow.compute as pc
 
-from eventlake import jsoncodec
 from eventlake.errors import (
     EventlakeError,
     MaterializeError,
@@ -30,18 +29,19 @@ from eventlake.errors import (
     ViewChangedError,
     ViewDefinitionError,
 )
-from eventlake.events import EVENT_SCHEMA
-from eventlake.folds import FAILURE, event_columns, fold_events, fold_view
-from eventlake.layout import BUCKET_COLUMN
-from eventlake.storage import Snapshot, retry_commit
-from eventlake.views import AggregateView, View, definition_fingerprint
-from eventlake.viewstore import (
+from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view
+from eventlake.model.layout import BUCKET_COLUMN
+from eventlake.model.views import AggregateView, View, definition_fingerprint
+from eventlake.store.storage import Snapshot, retry_commit
+from eventlake.store.viewstore import (
     DEFAULT_BUCKETS,
     ViewStore,
     bucket_of,
     buckets_of,
     logical_columns,
 )
+from eventlake.validate import jsoncodec
+from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake

@@ -18,11 +18,11 @@ from typing import Any
 
 import polars as pl
 
-from eventlake import jsoncodec
-from eventlake.aggregates import FAILURE, failure_text, fold_aggregate, rows_before
 from eventlake.errors import InvalidEventError, PartitionFailedError, ReducerError
-from eventlake.events import decode_payload
-from eventlake.views import ReducerView, View
+from eventlake.fold.aggregates import FAILURE, failure_text, fold_aggregate, rows_before
+from eventlake.model.views import ReducerView, View
+from eventlake.validate import jsoncodec
+from eventlake.validate.events import decode_payload
 
 __all__ = [
     "FAILURE",

@@ -43,14 +43,14 @@ from deltalake import CommitProperties
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
-from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
-from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import CommitConflictError, CorruptLakeError, InvalidArgumentError
-from eventlake.events import EVENT_SCHEMA
-from eventlake.layout import BUCKET_COLUMN
-from eventlake.log import EVENTS, TailCompaction
-from eventlake.storage import Snapshot, commit_on, retry_commit
-from eventlake.viewstore import ViewStore
+from eventlake.model.layout import BUCKET_COLUMN
+from eventlake.store.datafiles import DataFile, PlannedFile, delete_files, write_files
+from eventlake.store.deltalog import Commit, FileRemoval
+from eventlake.store.log import EVENTS, TailCompaction
+from eventlake.store.storage import Snapshot, commit_on, retry_commit
+from eventlake.store.viewstore import ViewStore
+from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake

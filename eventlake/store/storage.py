@@ -40,7 +40,6 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from eventlake.deltalog import Commit, LogVersion, TableLog, table_log
 from eventlake.errors import (
     CommitConflictError,
     CorruptLakeError,
@@ -48,7 +47,8 @@ from eventlake.errors import (
     StorageError,
     StorageWarning,
 )
-from eventlake.storage_failures import (
+from eventlake.store.deltalog import Commit, LogVersion, TableLog, table_log
+from eventlake.store.storage_failures import (
     Written,
     check_free_space,
     check_process,
@@ -56,7 +56,7 @@ from eventlake.storage_failures import (
     one_line,
     storage_failure,
 )
-from eventlake.storage_options import redact, redacted, remember_secrets, resolve_options
+from eventlake.store.storage_options import redact, redacted, remember_secrets, resolve_options
 
 __all__ = [
     "ScanPlan",
@@ -206,7 +206,7 @@ class Storage:
     def _log_damage(self, uri: str, exc: DeltaError) -> Exception:
         """A damaged `_delta_log` (bad JSON, a missing commit) as `CorruptLakeError` naming
         the file, if one is to blame; else `exc` itself."""
-        from eventlake.doctor import find_log_damage
+        from eventlake.ops.doctor import find_log_damage
 
         name = uri[len(self.root) + 1:] if uri.startswith(self.root + "/") else ""
         damage = find_log_damage(self, name) if name else None

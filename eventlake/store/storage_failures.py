@@ -33,10 +33,10 @@ from eventlake.errors import (
     StorageUnavailableError,
     StorageWarning,
 )
-from eventlake.storage_options import redact
+from eventlake.store.storage_options import redact
 
 if TYPE_CHECKING:
-    from eventlake.storage import Storage
+    from eventlake.store.storage import Storage
 
 __all__ = [
     "StorageWarning",
@@ -253,7 +253,7 @@ def landed(storage: Storage, table: str, version: int, *, txn: tuple[str, int] |
             metadata: tuple[str, str] | None) -> bool:
     """Whether commit `version` of `table` is the one marked by app transaction `txn` or by
     the commit-info entry `metadata` (False when the log cannot be read)."""
-    from eventlake.doctor import read_commit
+    from eventlake.ops.doctor import read_commit
 
     try:
         actions = read_commit(storage, table, version)

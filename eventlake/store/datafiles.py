@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
-from eventlake.storage import Storage
+from eventlake.store.storage import Storage
 
 __all__ = ["DataFile", "PlannedFile", "delete_files", "write_files"]
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from eventlake import jsoncodec
-from eventlake.folds import FAILURE, rows_for
-from eventlake.views import ReducerView, View
-from eventlake.viewstore import ViewStore, logical_columns
+from eventlake.fold.folds import FAILURE, rows_for
+from eventlake.model.views import ReducerView, View
+from eventlake.store.viewstore import ViewStore, logical_columns
+from eventlake.validate import jsoncodec
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake

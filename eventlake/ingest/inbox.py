@@ -29,9 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventlake import jsoncodec
 from eventlake.errors import InvalidEventError
-from eventlake.files import (
+from eventlake.ingest.files import (
     DEFAULT_PRODUCER,
     FORMATS,
     SplitFile,
@@ -40,6 +39,7 @@ from eventlake.files import (
     read_file,
     split_valid,
 )
+from eventlake.validate import jsoncodec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -184,7 +184,7 @@ def ingest_file(lake: Lake, path: str | os.PathLike[str], *, producer: str = DEF
                             quarantined=0, duplicate=False)
     # A file that already landed is not read again: it may even hold records that were
     # quarantined then, which must not fail a strict re-run.
-    from eventlake.log import batch_app_id
+    from eventlake.store.log import batch_app_id
 
     landed = lake.log.snapshot().transaction_version(batch_app_id(producer, batch_no))
     # A negative version is a key revoked by a restore: that batch is no longer in the log.
@@ -272,7 +272,7 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
     something only the record path handles (an unknown key, a value of another kind)."""
     import pyarrow as pa
 
-    from eventlake.events import INPUT_COLUMNS
+    from eventlake.validate.events import INPUT_COLUMNS
 
     keys: set[str] = set().union(*records)
     if not keys <= set(INPUT_COLUMNS):

@@ -33,12 +33,12 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from eventlake.aggregates import FAILURE
-from eventlake.datafiles import PlannedFile, delete_files, write_files
-from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import ViewChangedError, ViewDefinitionError
-from eventlake.storage import Snapshot, Storage, among, commit_on, retry_commit
-from eventlake.views import AggregateView, ReducerView, View, definition_fingerprint
+from eventlake.fold.aggregates import FAILURE
+from eventlake.model.views import AggregateView, ReducerView, View, definition_fingerprint
+from eventlake.store.datafiles import PlannedFile, delete_files, write_files
+from eventlake.store.deltalog import Commit, FileRemoval
+from eventlake.store.storage import Snapshot, Storage, among, commit_on, retry_commit
 
 __all__ = [
     "DEFAULT_BUCKETS",

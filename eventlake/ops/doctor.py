@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
     from eventlake.lake import Lake
-    from eventlake.storage import Snapshot, Storage
+    from eventlake.store.storage import Snapshot, Storage
 
 __all__ = [
     "DEFAULT_MIN_AGE_SECONDS",
@@ -406,7 +406,7 @@ def _check_seq(lake: Lake, snap: Snapshot) -> list[Problem]:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from eventlake.log import SEQ_APP_ID
+    from eventlake.store.log import SEQ_APP_ID
 
     last = snap.transaction_version(SEQ_APP_ID) or 0
     fs, base = _table_fs(snap.storage, snap.name)
@@ -444,8 +444,8 @@ def _check_seq(lake: Lake, snap: Snapshot) -> list[Problem]:
 
 
 def _table_names(lake: Lake, views: Sequence[str] | None) -> list[str]:
-    from eventlake.log import EVENTS
-    from eventlake.viewstore import ViewStore
+    from eventlake.store.log import EVENTS
+    from eventlake.store.viewstore import ViewStore
 
     names = [EVENTS]
     for view_name in views or list(lake.views):
@@ -465,8 +465,8 @@ def doctor(lake: Lake, *, fix: bool = False, deep: bool = True,
     references, and skips files younger than `min_age_seconds` (a writer may be about to
     commit them).
     """
-    from eventlake.log import EVENTS
-    from eventlake.storage import Snapshot
+    from eventlake.store.log import EVENTS
+    from eventlake.store.storage import Snapshot
 
     problems: list[Problem] = []
     checked = 0
@@ -559,9 +559,9 @@ def diagnose(lake: Lake, exc: BaseException, *, tables: Sequence[str] = ()
     storage itself caused (a full disk, an object store that does not answer) is that
     `StorageError` instead: the files are not to blame.
     """
-    from eventlake.log import EVENTS
-    from eventlake.storage import Snapshot
-    from eventlake.storage_failures import storage_failure
+    from eventlake.store.log import EVENTS
+    from eventlake.store.storage import Snapshot
+    from eventlake.store.storage_failures import storage_failure
 
     failure = storage_failure(lake.storage, exc, path=lake.storage.root, action="using")
     if failure is not None:

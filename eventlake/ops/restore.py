@@ -46,10 +46,10 @@ import pyarrow as pa
 from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from eventlake.doctor import list_folders, missing_files, read_commit
 from eventlake.errors import CommitConflictError, EventlakeError, LakeNotFoundError, RestoreError
-from eventlake.log import EVENTS, SEQ_APP_ID, batch_app_id
-from eventlake.storage import Snapshot, Storage, retry_commit
+from eventlake.ops.doctor import list_folders, missing_files, read_commit
+from eventlake.store.log import EVENTS, SEQ_APP_ID, batch_app_id
+from eventlake.store.storage import Snapshot, Storage, retry_commit
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
