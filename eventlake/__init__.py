@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from eventlake._version import __version__
 from eventlake.errors import (
     CommandError,
     CommitConflictError,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
     from eventlake.store.storage import Snapshot, Storage
     from eventlake.validate.events import Limits
 
-__version__ = "0.1.0"
 
 # These and the errors above hold every class that a public signature names (the walk in
 # tests/test_public_api.py checks it), so whatever a user annotates with imports from here.

@@ -11,11 +11,17 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventlake.errors import EventlakeError, UnknownViewError, ViewDefinitionError
-from eventlake.model.layout import Layout, LayoutName
+from eventlake.model.layout import Layout, LayoutName, relayout_advice
 from eventlake.model.views import DOCUMENT_VIEW, View
 from eventlake.store.log import EVENTS, AppendResult, EventLog
 from eventlake.store.storage import Snapshot, Storage, among
-from eventlake.validate.events import DEFAULT_LIMITS, EVENT_SCHEMA, Limits, normalize_batch
+from eventlake.validate.events import (
+    DEFAULT_LIMITS,
+    EVENT_SCHEMA,
+    Limits,
+    NormalizedBatch,
+    normalize_batch,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -47,16 +53,7 @@ class LakeInfo:
     @property
     def advice(self) -> str | None:
         """A suggestion for this lake's layout, when the figures call for one."""
-        if self.layout == "partition_id" and self.partitions > RELAYOUT_ADVICE_PARTITIONS:
-            return (f"{self.partitions:,} partitions in the partition_id layout (one folder "
-                    "each): the buckets layout keeps appends and reads cheap at this size; "
-                    "move with `eventlake maintain --relayout buckets`")
-        return None
-
-
-# Past this many partitions the partition_id layout's one folder per partition costs more than
-# it gives: `info` and `doctor` suggest the buckets layout.
-RELAYOUT_ADVICE_PARTITIONS = 10_000
+        return relayout_advice(self.layout, self.partitions)
 
 
 class Lake:
@@ -132,13 +129,21 @@ class Lake:
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, events: Iterable[dict[str, Any]] | Any, *, producer: str | None = None,
-               batch_no: int | str | None = None) -> AppendResult:
+               batch_no: int | str | None = None,
+               expected_last_seq: int | None = None) -> AppendResult:
         """Validate every event, then commit the whole batch atomically with fresh `seq`s.
 
         The same `(producer, batch_no)` appended again is a no-op returning `duplicate=True`.
+        With `expected_last_seq` the batch lands only if the log's last seq is exactly that
+        when it commits, else `StaleLogError` is raised and nothing is written (the
+        repository's optimistic writes).
         """
-        batch = normalize_batch(events, limits=self.limits)
-        return self.log.append(batch, producer=producer, batch_no=batch_no)
+        # A batch `normalize_batch` already checked (the repository checks its records with
+        # these limits before it writes) is not checked twice.
+        batch = events if isinstance(events, NormalizedBatch) else normalize_batch(
+            events, limits=self.limits)
+        return self.log.append(batch, producer=producer, batch_no=batch_no,
+                               expected_last_seq=expected_last_seq)
 
     # -- reading events --------------------------------------------------------------------
 
@@ -225,7 +230,7 @@ class Lake:
         """Move the event log to `layout` (`"buckets"` with `buckets` buckets, default 64, or
         `"partition_id"`) in one atomic commit; every seq, event id, batch key and view
         watermark stays. Readers see the old layout until the commit; see
-        `eventlake.relayout`."""
+        `eventlake.engine.relayout`."""
         from eventlake.engine.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
 
         return relayout(self.log, Layout.named(layout, buckets=buckets),
@@ -235,7 +240,7 @@ class Lake:
                 timestamp: datetime | str | None = None) -> RestoreResult:
         """Restore the event log to an earlier Delta version (or the newest one committed at
         or before `timestamp`) with its seq counter and batch keys; every view table is reset
-        and rebuilt by the next `materialize()`. Stop writers first; see `eventlake.restore`.
+        and rebuilt by the next `materialize()`. Stop writers first; see `eventlake.ops.restore`.
         """
         from eventlake.ops.restore import restore_log
 
@@ -317,7 +322,7 @@ class Lake:
         `params` (`$1` / `$name` placeholders) rather than formatting them into `query`.
 
         Only the tables the query reads are defined, as DuckDB's parser lists them: a query of
-        one view never plans or checks the event log's files (see `eventlake.query.run_sql`).
+        one view never plans or checks the event log's files (see `eventlake.query.sql.run_sql`).
         Their data files are checked first: a missing, truncated or garbage file raises
         `CorruptLakeError` naming it (see `Snapshot.check`). So is each view's definition, as
         `scan` does.

@@ -8,11 +8,13 @@ from eventlake.model.layout import (
     DEFAULT_LOG_BUCKETS,
     LAYOUTS,
     MAX_BUCKETS,
+    RELAYOUT_ADVICE_PARTITIONS,
     Layout,
     LayoutName,
     bucket_ids,
     bucket_of,
     buckets_of,
+    relayout_advice,
 )
 
 __all__ = [
@@ -20,9 +22,11 @@ __all__ = [
     "DEFAULT_LOG_BUCKETS",
     "LAYOUTS",
     "MAX_BUCKETS",
+    "RELAYOUT_ADVICE_PARTITIONS",
     "Layout",
     "LayoutName",
     "bucket_ids",
     "bucket_of",
     "buckets_of",
+    "relayout_advice",
 ]

@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 import eventlake as el
 import eventlake.engine.relayout
 import eventlake.lake
+import eventlake.model.layout
 import eventlake.store.log
 from eventlake.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
 from eventlake.errors import InvalidEventError, RelayoutError
@@ -874,7 +875,7 @@ def test_info_and_doctor_advise_buckets_past_the_threshold(
         tmp_path: Path, lake_layout: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     # The real threshold is 10,000 partitions; a small one keeps the lake small.
-    monkeypatch.setattr(eventlake.lake, "RELAYOUT_ADVICE_PARTITIONS", 3)
+    monkeypatch.setattr(eventlake.model.layout, "RELAYOUT_ADVICE_PARTITIONS", 3)
     assert eventlake.lake.LakeInfo("r", 0, 0, 3, 0, 0, 0, ()).advice is None
     root = tmp_path / "lake"
     lake = el.Lake.open(root, layout="partition_id")

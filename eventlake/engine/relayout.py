@@ -15,7 +15,7 @@ rebuild.
   deletes them), a crash after it a finished relayout. An error raised after the commit landed
   (an interrupt) keeps the new files: the commit is found by a mark in its commit info.
 - **Writers.** The commit is made on exactly the version that was read. On a local lake it is
-  eventlake's own put-if-absent commit (`eventlake.deltalog`), so an append that lands during
+  eventlake's own put-if-absent commit (`eventlake.store.deltalog`), so an append that lands during
   the relayout makes it fail cleanly (`RelayoutError`, nothing changed; run it again). On object
   storage delta-rs writes the commit and cannot be told which version it must follow: stop
   writers first there (as for `restore`).

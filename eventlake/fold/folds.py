@@ -3,7 +3,7 @@
 The engine (`materialize`) reads rows and events around these functions and commits what they
 return; `verify` and the tests call the same functions from an empty start to get the
 from-scratch answer every stored row must equal. Reducer views fold here, event by event;
-aggregate views fold vectorized in `eventlake.aggregates`.
+aggregate views fold vectorized in `eventlake.fold.aggregates`.
 
 One partition never blocks the others: an exception from `reduce` (any `Exception`, also
 `RecursionError`) stops only that partition, at that event; its row keeps the state before

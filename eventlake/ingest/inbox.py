@@ -44,7 +44,7 @@ from eventlake.validate import jsoncodec
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from eventlake.lake import Lake
+    from eventlake.store.parts import LakeParts
 
 __all__ = [
     "QUARANTINE",
@@ -124,7 +124,7 @@ class IngestTotals:
         )
 
 
-def default_quarantine_dir(lake: Lake) -> Path:
+def default_quarantine_dir(lake: LakeParts) -> Path:
     """`<root>/quarantine` of a local lake; for a lake on object storage a local folder,
     `data/quarantine/<bucket>/<prefix>` under the working directory (quarantine files are
     for people to read and fix, next to the inbox, not part of the lake's tables)."""
@@ -164,7 +164,7 @@ def _whole_file_entry(path: Path, exc: InvalidEventError) -> dict[str, Any]:
     return {"file": str(path), "line": None, "field": exc.field, "reason": str(exc), "raw": raw}
 
 
-def ingest_file(lake: Lake, path: str | os.PathLike[str], *, producer: str = DEFAULT_PRODUCER,
+def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str = DEFAULT_PRODUCER,
                 quarantine_dir: str | os.PathLike[str] | None = None,
                 quarantine: bool = True, quarantine_name: str | None = None
                 ) -> FileIngestResult:
@@ -304,7 +304,7 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
         return None
 
 
-def ingest_files(lake: Lake, paths: Iterable[str | os.PathLike[str]], *,
+def ingest_files(lake: LakeParts, paths: Iterable[str | os.PathLike[str]], *,
                  producer: str = DEFAULT_PRODUCER,
                  quarantine_dir: str | os.PathLike[str] | None = None
                  ) -> list[FileIngestResult]:

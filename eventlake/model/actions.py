@@ -7,7 +7,7 @@ a `set` path become index-keyed objects, a node moved under a missing parent lea
 `treeUpdate` of an unknown id creates the item, `treeDelete` drops `items["5"]` for a node whose
 id is the number 5, `unset` through a name every JavaScript object inherits creates an empty
 object there; the JavaScript value rules this takes, truthiness, `===` and `String(id)`, are in
-`eventlake._jsvalues`), with these deliberate differences:
+`eventlake.model._jsvalues`), with these deliberate differences:
 
 * No `structuredClone` of the whole state: `apply_action` runs once per event in every fold, so
   it copies only the containers on the path it changes (copy-on-write) and shares the rest with

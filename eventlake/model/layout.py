@@ -14,7 +14,7 @@ In both, `partition_id` is a column of the table and the `seq`/`partition_id` st
 every file are in the Delta log, so any engine reads either layout as a plain Delta table.
 
 This module is pure: no I/O. Where the layout of a table is recorded, and read back, is the
-event log's business (`eventlake.log`).
+event log's business (`eventlake.store.log`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ __all__ = [
     "DEFAULT_LOG_BUCKETS",
     "LAYOUTS",
     "MAX_BUCKETS",
+    "RELAYOUT_ADVICE_PARTITIONS",
     "Layout",
     "LayoutName",
     "bucket_ids",
     "bucket_of",
     "buckets_of",
+    "relayout_advice",
 ]
 
 LayoutName = Literal["partition_id", "buckets"]
@@ -49,6 +51,19 @@ BUCKET_COLUMN = "bucket"
 # bucket of a 1M-partition log is a small slice of it. `eventlake bench` measures both ends.
 DEFAULT_LOG_BUCKETS = 64
 MAX_BUCKETS = 65_536
+# Past this many partitions the partition_id layout's one folder per partition costs more than
+# it gives: `info` and `doctor` suggest the buckets layout.
+RELAYOUT_ADVICE_PARTITIONS = 10_000
+
+
+def relayout_advice(layout: str, partitions: int) -> str | None:
+    """A suggestion for a log of `partitions` partitions in `layout`, when the figures call
+    for one (`LakeInfo.advice`, `doctor`)."""
+    if layout == "partition_id" and partitions > RELAYOUT_ADVICE_PARTITIONS:
+        return (f"{partitions:,} partitions in the partition_id layout (one folder "
+                "each): the buckets layout keeps appends and reads cheap at this size; "
+                "move with `eventlake maintain --relayout buckets`")
+    return None
 
 
 def bucket_of(partition: str, buckets: int) -> int:

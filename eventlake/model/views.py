@@ -25,6 +25,7 @@ __all__ = [
     "AGG_FUNCTIONS",
     "DOCUMENT_VIEW",
     "EVENT_COLUMNS",
+    "FAILURE",
     "Agg",
     "AggregateView",
     "ReducerView",
@@ -52,10 +53,12 @@ _DTYPES: dict[str, tuple[AggDtype, ...]] = {
 EVENT_COLUMNS = ("type", "partition_id", "event_id", "batch_id")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# The column of a view row that holds why its partition stopped folding (null when it did not).
+FAILURE = "failure"
 # Column names the view tables use themselves.
 RESERVED_COLUMNS = frozenset(
     {"partition_id", "bucket", "view_version", "state", "last_seq", "event_count",
-     "updated_at", "rejected", "last_rejected", "failure"})
+     "updated_at", "rejected", "last_rejected", FAILURE})
 
 Event = dict[str, Any]
 Reduce = Callable[[Any, Event], Any]

@@ -1,7 +1,7 @@
 """Restore the event log to an earlier Delta version, with its `seq` counter, batch keys and views.
 
 A plain Delta restore brings back the data files of a version but not its app transactions,
-and the event log keeps its counters in app transactions (see `eventlake.log`). After one,
+and the event log keeps its counters in app transactions (see `eventlake.store.log`). After one,
 `seq` would go on from the newest value (a gap), the batches it took out could never be
 appended again under their keys (they would be reported as duplicates), and every view would
 keep rows and a watermark that describe events that are gone. `restore_log` restores the
@@ -47,12 +47,12 @@ from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from eventlake.errors import CommitConflictError, EventlakeError, LakeNotFoundError, RestoreError
-from eventlake.ops.doctor import list_folders, missing_files, read_commit
 from eventlake.store.log import EVENTS, SEQ_APP_ID, batch_app_id
 from eventlake.store.storage import Snapshot, Storage, retry_commit
+from eventlake.store.tablefiles import list_folders, missing_files, read_commit
 
 if TYPE_CHECKING:
-    from eventlake.lake import Lake
+    from eventlake.store.parts import LakeParts
 
 __all__ = [
     "RESET_VERSION",
@@ -144,7 +144,7 @@ class RestoreResult:
                 "views_reset": list(self.views_reset)}
 
 
-def plan_restore(target: Lake | Storage, *, version: int | None = None,
+def plan_restore(target: LakeParts | Storage, *, version: int | None = None,
                  timestamp: datetime | str | None = None) -> RestorePlan:
     """What restoring the event log to `version` (or to the newest version committed at or
     before `timestamp`) would remove; raises `RestoreError` if it cannot be done."""
@@ -180,7 +180,7 @@ def plan_restore(target: Lake | Storage, *, version: int | None = None,
         views=tuple(_view_tables(storage)), transactions=tuple(transactions))
 
 
-def restore_log(target: Lake | Storage, *, version: int | None = None,
+def restore_log(target: LakeParts | Storage, *, version: int | None = None,
                 timestamp: datetime | str | None = None,
                 expected_version: int | None = None) -> RestoreResult:
     """Restore the event log to `version` (or to the newest version committed at or before
@@ -213,7 +213,7 @@ def restore_log(target: Lake | Storage, *, version: int | None = None,
 # -- planning --------------------------------------------------------------------------------
 
 
-def _storage_and_views(target: Lake | Storage) -> tuple[Storage, dict[str, int]]:
+def _storage_and_views(target: LakeParts | Storage) -> tuple[Storage, dict[str, int]]:
     """The lake's storage and the versions of its registered views (none for a bare Storage)."""
     if isinstance(target, Storage):
         return target, {}

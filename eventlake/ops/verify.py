@@ -17,7 +17,7 @@ from eventlake.store.viewstore import ViewStore, logical_columns
 from eventlake.validate import jsoncodec
 
 if TYPE_CHECKING:
-    from eventlake.lake import Lake
+    from eventlake.store.parts import LakeParts
 
 __all__ = ["Difference", "VerifyReport", "verify_view"]
 
@@ -62,7 +62,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def verify_view(lake: Lake, view: View, *, sample: int | None = None,
+def verify_view(lake: LakeParts, view: View, *, sample: int | None = None,
                 partitions: Sequence[str] | None = None, seed: int | None = None
                 ) -> VerifyReport:
     """Compare stored rows with a from-scratch fold up to the view's watermark.

@@ -19,9 +19,9 @@ to fill its buckets (fewer than `TAIL_ROWS_PER_BUCKET` rows per bucket) is writt
 in the *tail*, the rows whose `bucket` is still null; once the tail holds `TAIL_FILES` (64)
 files, the append that finds it so sorts it into the buckets (`compact_tail`), in a commit of
 its own that changes no row. The data files of a commit are written by eventlake
-(`eventlake.datafiles`), in parallel, and deleted again when their commit loses a race; on a
+(`eventlake.store.datafiles`), in parallel, and deleted again when their commit loses a race; on a
 local lake the commit itself is eventlake's own put-if-absent write of the next log version
-(`eventlake.deltalog`), elsewhere it is delta-rs's (`create_write_transaction` with no
+(`eventlake.store.deltalog`), elsewhere it is delta-rs's (`create_write_transaction` with no
 retries), with the same outcome.
 """
 
@@ -335,7 +335,7 @@ class EventLog:
             snap = self.snapshot()
             if batch_key is not None:
                 landed = snap.transaction_version(batch_key)
-                # A Delta app transaction cannot be deleted: `eventlake.restore` revokes the
+                # A Delta app transaction cannot be deleted: `eventlake.ops.restore` revokes the
                 # key of a batch it took out of the log by setting it to a negative version.
                 if landed is not None and landed >= 0:
                     return AppendResult(None, landed, 0, (), True, batch_id, None)

@@ -34,8 +34,13 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from eventlake.errors import ViewChangedError, ViewDefinitionError
-from eventlake.fold.aggregates import FAILURE
-from eventlake.model.views import AggregateView, ReducerView, View, definition_fingerprint
+from eventlake.model.views import (
+    FAILURE,
+    AggregateView,
+    ReducerView,
+    View,
+    definition_fingerprint,
+)
 from eventlake.store.datafiles import PlannedFile, delete_files, write_files
 from eventlake.store.deltalog import Commit, FileRemoval
 from eventlake.store.storage import Snapshot, Storage, among, commit_on, retry_commit
