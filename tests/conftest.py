@@ -18,9 +18,10 @@ SAMPLES = REPO / "data" / "samples"
 # the layout from $EVENTLAKE_LAYOUT (subprocesses included). These modules never open a lake.
 # `EVENTLAKE_TEST_LAYOUTS=partition_id` (comma-separated) narrows the run while developing.
 LAYOUTS = tuple(os.environ.get("EVENTLAKE_TEST_LAYOUTS", "partition_id,buckets:8").split(","))
-_LAYOUT_FREE = {"test_actions", "test_conformance", "test_datafiles", "test_deltalog",
-                "test_errors", "test_files", "test_jsoncodec", "test_layout", "test_packaging",
-                "test_payloadscan", "test_public_api", "test_settings", "test_views"}
+_LAYOUT_FREE = {"test_actions", "test_architecture", "test_conformance", "test_datafiles",
+                "test_deltalog", "test_errors", "test_files", "test_jsoncodec", "test_layout",
+                "test_packaging", "test_payloadscan", "test_public_api", "test_settings",
+                "test_views"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
