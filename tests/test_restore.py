@@ -100,6 +100,10 @@ def view_partitions(lake: el.Lake, name: str) -> set[str]:
 def test_restore_rewinds_seq_revokes_later_batches_and_resets_views(abc):
     lake, a, b, c = abc
     assert view_partitions(lake, "totals") == {"p1", "p2", "p3", "p4"}
+    totals = ViewStore(lake.storage, lake.view("totals"))
+    assert totals.watermark() == c.last_seq
+    assert [lake.log.landed("w", n) for n in (1, 2, 3, 4)] == [
+        a.last_seq, b.last_seq, c.last_seq, None]
 
     result = lake.restore(version=a.version)
 
@@ -112,6 +116,10 @@ def test_restore_rewinds_seq_revokes_later_batches_and_resets_views(abc):
     events = lake.events().collect()
     assert events.get_column("seq").to_list() == list(range(1, a.last_seq + 1))
     assert set(events.get_column("batch_id").to_list()) == {"w/1"}
+    # The revoked batches have not landed any more (they may be appended again), and the
+    # reset views have folded nothing of this version.
+    assert [lake.log.landed("w", n) for n in (1, 2, 3)] == [a.last_seq, None, None]
+    assert totals.watermark() == 0
     # Until the next materialize the views show nothing rather than removed events, and
     # state reads fold the restored log.
     assert lake.scan("document").collect().height == 0

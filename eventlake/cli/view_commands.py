@@ -267,9 +267,8 @@ def _view_status(lake: Lake, view: View, last_seq: int, *, accept: bool) -> dict
         row["status"] = f"stale (built for v{marks.active_version})"
     else:
         row["status"] = "rebuilding" if marks.building else "ok"
-    if marks.active is not None and marks.active_version == view.version:
-        row["watermark"] = marks.watermark
-        row["lag"] = max(0, last_seq - marks.watermark)
+    row["watermark"] = store.watermark(snap)
+    row["lag"] = max(0, last_seq - row["watermark"])
     counts = lake.scan(view.name).select(
         pl.len().alias("rows"), pl.col("partition_id").n_unique().alias("partitions")
     ).collect()

@@ -208,8 +208,9 @@ def refresh_view(lake: LakeParts, view: View, *, rebuild: bool = False,
     # log bucket b, and a rebuild of one reads only the other.
     store.ensure(retype=due, buckets=lake.log.layout().buckets or DEFAULT_BUCKETS)
     head = lake.log.last_seq() if target_seq is None else target_seq
-    marks = store.marks(store.snapshot())
-    old_watermark = marks.watermark if marks.active_version == view.version else 0
+    built = store.snapshot()
+    marks = store.marks(built)
+    old_watermark = store.watermark(built)
     partitions: set[str] = set()
     failed: set[str] = set()
     recovered: tuple[str, ...] = ()

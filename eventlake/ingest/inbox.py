@@ -184,11 +184,8 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
                             quarantined=0, duplicate=False)
     # A file that already landed is not read again: it may even hold records that were
     # quarantined then, which must not fail a strict re-run.
-    from eventlake.store.log import batch_app_id
-
-    landed = lake.log.snapshot().transaction_version(batch_app_id(producer, batch_no))
-    # A negative version is a key revoked by a restore: that batch is no longer in the log.
-    if landed is not None and landed >= 0:
+    landed = lake.log.landed(producer, batch_no)
+    if landed is not None:
         return replace(base, duplicate=True, last_seq=landed)
     folder: Path | None = None
     if quarantine:

@@ -119,15 +119,8 @@ class MaintenanceResult:
 
 def view_watermarks(lake: LakeParts) -> dict[str, int]:
     """The last `seq` each registered view has folded (0 for a view never built)."""
-    marks: dict[str, int] = {}
-    for name, view in lake.views.items():
-        store = ViewStore(lake.storage, view)
-        if not store.exists():
-            marks[name] = 0
-            continue
-        current = store.marks(store.snapshot())
-        marks[name] = current.watermark if current.active_version == view.version else 0
-    return marks
+    return {name: ViewStore(lake.storage, view).watermark()
+            for name, view in lake.views.items()}
 
 
 def min_watermark(lake: LakeParts) -> int:

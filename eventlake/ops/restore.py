@@ -50,6 +50,7 @@ from eventlake.errors import CommitConflictError, EventlakeError, LakeNotFoundEr
 from eventlake.store.log import EVENTS, SEQ_APP_ID, batch_app_id
 from eventlake.store.storage import Snapshot, Storage, retry_commit
 from eventlake.store.tablefiles import list_folders, missing_files, read_commit
+from eventlake.store.viewstore import view_app_id
 
 if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts
@@ -352,10 +353,10 @@ def _view_tables(storage: Storage) -> list[str]:
 def _reset_view(storage: Storage, name: str, version: int | None) -> int:
     """Remove every row of a view table and mark it "not built", in one commit; its version.
 
-    The app ids are those of `ViewStore` (`eventlake.view/<name>/...`). Bumping `commits`
-    makes a refresh in flight collide with the reset and re-read the table.
+    The app ids are those of `ViewStore` (`view_app_id`). Bumping `commits` makes a refresh
+    in flight collide with the reset and re-read the table.
     """
-    app = f"eventlake.view/{name}"
+    app = view_app_id(name)
 
     def attempt() -> int:
         table = storage.table(VIEWS, name)

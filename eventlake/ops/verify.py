@@ -76,8 +76,7 @@ def verify_view(lake: LakeParts, view: View, *, sample: int | None = None,
         return VerifyReport(view.name, 0, 0, ())
     # Rows built from another definition of this version are refused, not diffed.
     snap = store.check_definition(store.snapshot())
-    marks = store.marks(snap)
-    watermark = marks.watermark if marks.active_version == view.version else 0
+    watermark = store.watermark(snap)
     if partitions is None:
         known = lake.log.partitions()
         if sample is not None and sample < len(known):

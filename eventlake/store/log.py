@@ -305,6 +305,16 @@ class EventLog:
         snap = snapshot or self.snapshot()
         return snap.transaction_version(SEQ_APP_ID) or 0
 
+    def landed(self, producer: str, batch_no: int | str, *,
+               snapshot: Snapshot | None = None) -> int | None:
+        """The last seq of the log when batch `(producer, batch_no)` landed, or None if it
+        has not (or a restore took it out again)."""
+        snap = snapshot or self.snapshot()
+        landed = snap.transaction_version(batch_app_id(producer, batch_no))
+        # A Delta app transaction cannot be deleted: `eventlake.ops.restore` revokes the key
+        # of a batch it took out of the log by setting it to a negative version.
+        return landed if landed is not None and landed >= 0 else None
+
     def append(
         self, batch: NormalizedBatch, *, producer: str | None = None,
         batch_no: int | str | None = None, expected_last_seq: int | None = None,
@@ -333,11 +343,9 @@ class EventLog:
         def attempt() -> AppendResult:
             nonlocal tail_used
             snap = self.snapshot()
-            if batch_key is not None:
-                landed = snap.transaction_version(batch_key)
-                # A Delta app transaction cannot be deleted: `eventlake.ops.restore` revokes the
-                # key of a batch it took out of the log by setting it to a negative version.
-                if landed is not None and landed >= 0:
+            if key is not None:
+                landed = self.landed(*key, snapshot=snap)
+                if landed is not None:
                     return AppendResult(None, landed, 0, (), True, batch_id, None)
             last = snap.transaction_version(SEQ_APP_ID) or 0
             if expected_last_seq is not None and last != expected_last_seq:

@@ -51,6 +51,7 @@ __all__ = [
     "Watermarks",
     "bucket_of",
     "row_schema",
+    "view_app_id",
 ]
 
 DEFAULT_BUCKETS = 32
@@ -129,6 +130,12 @@ class Watermarks:
     building_fingerprint: int | None = None
 
 
+def view_app_id(name: str) -> str:
+    """The prefix of the Delta app ids that keep the bookkeeping of view `name`'s table
+    (`<prefix>/v<version>` is its watermark, `<prefix>/active` its active generation, ...)."""
+    return f"eventlake.view/{name}"
+
+
 class ViewStore:
     """Read and write side of one view's table."""
 
@@ -136,7 +143,7 @@ class ViewStore:
         self.storage = storage
         self.view = view
         self.name = f"views/{view.name}"
-        self.app = f"eventlake.view/{view.name}"
+        self.app = view_app_id(view.name)
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -238,6 +245,17 @@ class ViewStore:
             fingerprint=txn("fingerprint"),
             building_fingerprint=txn(f"g{building}/fingerprint") if building else None,
         )
+
+    def watermark(self, snap: Snapshot | None = None) -> int:
+        """The last seq folded into this view version's rows (`snap`, default the latest): 0
+        while the active generation is another version's, none is built or no table exists.
+        """
+        if snap is None:
+            if not self.exists():
+                return 0
+            snap = self.snapshot()
+        marks = self.marks(snap)
+        return marks.watermark if marks.active_version == self.view.version else 0
 
     # -- the definition ------------------------------------------------------------------
 
