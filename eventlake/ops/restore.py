@@ -47,7 +47,7 @@ from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from eventlake.errors import CommitConflictError, EventlakeError, LakeNotFoundError, RestoreError
-from eventlake.store.log import EVENTS, SEQ_APP_ID, batch_app_id
+from eventlake.store.log import BATCH_APP_PREFIX, EVENTS, SEQ_APP_ID
 from eventlake.store.storage import Snapshot, Storage, retry_commit
 from eventlake.store.tablefiles import list_folders, missing_files, read_commit
 from eventlake.store.viewstore import view_app_id
@@ -67,7 +67,6 @@ __all__ = [
 
 REVOKED = -1
 VIEWS = "views"
-_BATCH_PREFIX = batch_app_id("p", 0).removesuffix("p/0")
 # A reset view table: no generation is active and it was built for no view version (versions
 # start at 1), which makes `materialize` rebuild it and every reader see no rows.
 _NO_GENERATION = 0
@@ -172,8 +171,8 @@ def plan_restore(target: LakeParts | Storage, *, version: int | None = None,
         if now == wanted:
             continue
         transactions.append((app, wanted))
-        if app.startswith(_BATCH_PREFIX) and now is not None and now >= 0 and wanted < 0:
-            revoked.append((now, app.removeprefix(_BATCH_PREFIX)))
+        if app.startswith(BATCH_APP_PREFIX) and now is not None and now >= 0 and wanted < 0:
+            revoked.append((now, app.removeprefix(BATCH_APP_PREFIX)))
     return RestorePlan(
         root=storage.root, from_version=head, to_version=to,
         last_seq_before=current.transaction_version(SEQ_APP_ID) or 0, last_seq_after=last_after,

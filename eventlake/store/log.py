@@ -56,6 +56,7 @@ from eventlake.store.storage import ScanPlan, Snapshot, Storage, commit_on, retr
 from eventlake.validate.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
 
 __all__ = [
+    "BATCH_APP_PREFIX",
     "BATCH_KEY_RETENTION",
     "EVENTS",
     "LAYOUT",
@@ -75,6 +76,8 @@ __all__ = [
 
 EVENTS = "events"
 SEQ_APP_ID = "eventlake.seq"
+# Every batch key's app id starts so (`batch_app_id`); `restore` finds them by it.
+BATCH_APP_PREFIX = "eventlake.batch/"
 # A relayout records the bucket count it wrote as this app transaction (table properties
 # cannot change in the same commit); it wins over the `eventlake.layout.buckets` property.
 LAYOUT_APP_ID = "eventlake.layout/buckets"
@@ -136,7 +139,7 @@ def batch_app_id(producer: str, batch_no: int | str) -> str:
 
     Unambiguous because a producer never contains '/' (`check_batch_key` enforces it).
     """
-    return f"eventlake.batch/{producer}/{batch_no}"
+    return f"{BATCH_APP_PREFIX}{producer}/{batch_no}"
 
 
 def check_batch_key(producer: object, batch_no: object) -> tuple[str, int | str] | None:
