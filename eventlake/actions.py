@@ -3,20 +3,7 @@
 The code lives in its layer, `eventlake.model` (the layers: tests/test_architecture.py).
 """
 
-from eventlake.model.actions import (
-    ACTION_TYPES,
-    ROOT_PARENT,
-    apply_action,
-    check_action,
-    copy_json,
-    is_state_action,
-)
+from eventlake.model import actions as _layer
+from eventlake.model.actions import *  # noqa: F403 (exactly the names of its __all__)
 
-__all__ = [
-    "ACTION_TYPES",
-    "ROOT_PARENT",
-    "apply_action",
-    "check_action",
-    "copy_json",
-    "is_state_action",
-]
+__all__ = _layer.__all__

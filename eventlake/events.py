@@ -3,30 +3,7 @@
 The code lives in its layer, `eventlake.validate` (the layers: tests/test_architecture.py).
 """
 
-from eventlake.validate.events import (
-    DEFAULT_LIMITS,
-    EVENT_SCHEMA,
-    INPUT_COLUMNS,
-    Limits,
-    NormalizedBatch,
-    check_columns,
-    check_partition,
-    check_payload_type,
-    decode_payload,
-    normalize_batch,
-    payload_from_arrow,
-)
+from eventlake.validate import events as _layer
+from eventlake.validate.events import *  # noqa: F403 (exactly the names of its __all__)
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "EVENT_SCHEMA",
-    "INPUT_COLUMNS",
-    "Limits",
-    "NormalizedBatch",
-    "check_columns",
-    "check_partition",
-    "check_payload_type",
-    "decode_payload",
-    "normalize_batch",
-    "payload_from_arrow",
-]
+__all__ = _layer.__all__

@@ -3,28 +3,7 @@
 The code lives in its layer, `eventlake.ingest` (the layers: tests/test_architecture.py).
 """
 
-from eventlake.ingest.files import (
-    FORMATS,
-    FileRead,
-    RecordProblem,
-    SplitFile,
-    check_file,
-    file_batch_identity,
-    file_format,
-    inbox_files,
-    read_file,
-    split_valid,
-)
+from eventlake.ingest import files as _layer
+from eventlake.ingest.files import *  # noqa: F403 (exactly the names of its __all__)
 
-__all__ = [
-    "FORMATS",
-    "FileRead",
-    "RecordProblem",
-    "SplitFile",
-    "check_file",
-    "file_batch_identity",
-    "file_format",
-    "inbox_files",
-    "read_file",
-    "split_valid",
-]
+__all__ = _layer.__all__

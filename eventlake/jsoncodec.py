@@ -3,20 +3,7 @@
 The code lives in its layer, `eventlake.validate` (the layers: tests/test_architecture.py).
 """
 
-from eventlake.validate.jsoncodec import (
-    INT_LIMIT,
-    check_object_key,
-    dumps,
-    equal,
-    first_difference,
-    loads,
-)
+from eventlake.validate import jsoncodec as _layer
+from eventlake.validate.jsoncodec import *  # noqa: F403 (exactly the names of its __all__)
 
-__all__ = [
-    "INT_LIMIT",
-    "check_object_key",
-    "dumps",
-    "equal",
-    "first_difference",
-    "loads",
-]
+__all__ = _layer.__all__

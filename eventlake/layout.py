@@ -3,30 +3,7 @@
 The code lives in its layer, `eventlake.model` (the layers: tests/test_architecture.py).
 """
 
-from eventlake.model.layout import (
-    BUCKET_COLUMN,
-    DEFAULT_LOG_BUCKETS,
-    LAYOUTS,
-    MAX_BUCKETS,
-    RELAYOUT_ADVICE_PARTITIONS,
-    Layout,
-    LayoutName,
-    bucket_ids,
-    bucket_of,
-    buckets_of,
-    relayout_advice,
-)
+from eventlake.model import layout as _layer
+from eventlake.model.layout import *  # noqa: F403 (exactly the names of its __all__)
 
-__all__ = [
-    "BUCKET_COLUMN",
-    "DEFAULT_LOG_BUCKETS",
-    "LAYOUTS",
-    "MAX_BUCKETS",
-    "RELAYOUT_ADVICE_PARTITIONS",
-    "Layout",
-    "LayoutName",
-    "bucket_ids",
-    "bucket_of",
-    "buckets_of",
-    "relayout_advice",
-]
+__all__ = _layer.__all__

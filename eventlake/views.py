@@ -3,32 +3,7 @@
 The code lives in its layer, `eventlake.model` (the layers: tests/test_architecture.py).
 """
 
-from eventlake.model.views import (
-    AGG_FUNCTIONS,
-    DOCUMENT_VIEW,
-    EVENT_COLUMNS,
-    FAILURE,
-    Agg,
-    AggregateView,
-    ReducerView,
-    View,
-    definition_fingerprint,
-    document_view,
-    fold,
-    reducer_view,
-)
+from eventlake.model import views as _layer
+from eventlake.model.views import *  # noqa: F403 (exactly the names of its __all__)
 
-__all__ = [
-    "AGG_FUNCTIONS",
-    "DOCUMENT_VIEW",
-    "EVENT_COLUMNS",
-    "FAILURE",
-    "Agg",
-    "AggregateView",
-    "ReducerView",
-    "View",
-    "definition_fingerprint",
-    "document_view",
-    "fold",
-    "reducer_view",
-]
+__all__ = _layer.__all__
