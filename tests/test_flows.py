@@ -37,7 +37,7 @@ SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".jsonl", ".c
 SAMPLE_EVENTS = 1778
 
 VIEWS_MODULE = '''
-from eventlake.model.views import Agg, AggregateView, ReducerView
+from eventlake.views import Agg, AggregateView, ReducerView
 
 
 def _balance(state, event):
@@ -155,7 +155,7 @@ def test_pipeline_equals_the_library_and_lands_each_file_once(prefect_harness, t
 
 
 POISONED_MODULE = '''
-from eventlake.model.views import ReducerView
+from eventlake.views import ReducerView
 
 
 def _count(state, event):

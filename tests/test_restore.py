@@ -532,7 +532,7 @@ import os, signal, sys
 sys.path.insert(0, {tests!r})
 import eventlake as el
 from eventlake.ops import restore
-from eventlake.model.views import Agg, AggregateView
+from eventlake.views import Agg, AggregateView
 import faults
 
 TOTALS = AggregateView(name="totals", version=1, group_by=["type"],

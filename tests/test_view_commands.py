@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
 
 VIEWS_MODULE = '''
-from eventlake.model.views import Agg, AggregateView, ReducerView
+from eventlake.views import Agg, AggregateView, ReducerView
 
 
 def _balance(state, event):
@@ -42,7 +42,7 @@ money = AggregateView(name="money", version=1, group_by=["type", "currency"],
 '''
 
 FAILING_VIEWS = '''
-from eventlake.model.views import ReducerView
+from eventlake.views import ReducerView
 
 
 def _boom(state, event):

@@ -115,7 +115,7 @@ sys.path.insert(0, {tests!r})
 sys.path.insert(0, {samples!r})
 import views as samples
 import test_views
-from eventlake.model.views import DOCUMENT_VIEW, definition_fingerprint as f
+from eventlake.views import DOCUMENT_VIEW, definition_fingerprint as f
 print(f(DOCUMENT_VIEW), f(samples.balances), f(samples.totals),
       test_views._rfp(reduce=test_views._reduce_uses_set))
 """
