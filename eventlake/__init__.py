@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from eventlake._version import __version__
 from eventlake.errors import (
     CommandError,
     CommitConflictError,
@@ -41,48 +42,47 @@ from eventlake.errors import (
 )
 
 if TYPE_CHECKING:
-    from eventlake.actions import apply_action
-    from eventlake.events import Limits
+    from eventlake.engine.materialize import MaterializeResult, PartitionFailure
+    from eventlake.engine.relayout import RelayoutResult
     from eventlake.lake import AppendResult, Lake, LakeInfo
-    from eventlake.layout import Layout
-    from eventlake.log import EventLog
-    from eventlake.materialize import MaterializeResult, PartitionFailure
-    from eventlake.relayout import RelayoutResult
-    from eventlake.repository import Repository
-    from eventlake.restore import RestoreResult
-    from eventlake.storage import Snapshot, Storage
-    from eventlake.views import (
+    from eventlake.model.actions import apply_action
+    from eventlake.model.layout import Layout
+    from eventlake.model.views import (
         Agg,
         AggregateView,
         ReducerView,
         document_view,
         reducer_view,
     )
+    from eventlake.ops.restore import RestoreResult
+    from eventlake.repository import Repository
+    from eventlake.store.log import EventLog
+    from eventlake.store.storage import Snapshot, Storage
+    from eventlake.validate.events import Limits
 
-__version__ = "0.1.0"
 
 # These and the errors above hold every class that a public signature names (the walk in
 # tests/test_public_api.py checks it), so whatever a user annotates with imports from here.
 _LAZY = {
-    "apply_action": "eventlake.actions",
-    "Limits": "eventlake.events",
+    "apply_action": "eventlake.model.actions",
+    "Limits": "eventlake.validate.events",
     "Lake": "eventlake.lake",
     "AppendResult": "eventlake.lake",
     "LakeInfo": "eventlake.lake",
-    "Layout": "eventlake.layout",
-    "EventLog": "eventlake.log",
-    "MaterializeResult": "eventlake.materialize",
-    "PartitionFailure": "eventlake.materialize",
+    "Layout": "eventlake.model.layout",
+    "EventLog": "eventlake.store.log",
+    "MaterializeResult": "eventlake.engine.materialize",
+    "PartitionFailure": "eventlake.engine.materialize",
     "Repository": "eventlake.repository",
-    "RelayoutResult": "eventlake.relayout",
-    "RestoreResult": "eventlake.restore",
-    "Snapshot": "eventlake.storage",
-    "Storage": "eventlake.storage",
-    "Agg": "eventlake.views",
-    "AggregateView": "eventlake.views",
-    "ReducerView": "eventlake.views",
-    "document_view": "eventlake.views",
-    "reducer_view": "eventlake.views",
+    "RelayoutResult": "eventlake.engine.relayout",
+    "RestoreResult": "eventlake.ops.restore",
+    "Snapshot": "eventlake.store.storage",
+    "Storage": "eventlake.store.storage",
+    "Agg": "eventlake.model.views",
+    "AggregateView": "eventlake.model.views",
+    "ReducerView": "eventlake.model.views",
+    "document_view": "eventlake.model.views",
+    "reducer_view": "eventlake.model.views",
 }
 
 __all__ = [

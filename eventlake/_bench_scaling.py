@@ -221,7 +221,7 @@ _COLD_OPEN = textwrap.dedent(
     import json, sys, time
     started = time.perf_counter()
     import eventlake as el
-    import eventlake.lake, eventlake.materialize, eventlake.viewstore
+    import eventlake.engine.materialize, eventlake.lake, eventlake.store.viewstore
     imported = time.perf_counter()
     lake = el.Lake.open(sys.argv[1], create=False)
     lake.state(sys.argv[2])
@@ -235,7 +235,7 @@ def bench_many_partitions(scale: Scale, work: Path, report: BenchReport,
                           progress: Progress | None) -> None:
     """`sql_view_scan_ratio`, `state_read_ratio(_current)` and `cold_open_s` on a bucketed
     lake of `many_partitions` partitions (two `set` events each), document view built."""
-    from eventlake.viewstore import ViewStore
+    from eventlake.store.viewstore import ViewStore
 
     partitions = scale.many_partitions
     root = work / "many"
@@ -301,7 +301,7 @@ def _state_reads(lake: Any, store: Any, probes: list[str], scale: Scale, report:
     """`lake.state(p)` per probe against bare Polars reads of what it needs: the probe's row
     from its view file, and its events above the view's watermark from the log files that
     can hold them (file lists found beforehand, as a caller that knew them would)."""
-    from eventlake.viewstore import bucket_of
+    from eventlake.store.viewstore import bucket_of
 
     snap = store.snapshot()
     marks = store.marks(snap)

@@ -12,7 +12,7 @@ directory, and only when no stronger source has the setting; a relative path in 
 relative to that file's folder (`Origin.place`), so commands work from any subfolder. A
 mapping setting (storage options) is merged key by key instead (`resolve_merged`), the
 stronger source winning each key. The settings themselves are declared beside the code that
-uses them (`eventlake.config`, `eventlake.storage_options`, `eventlake.log`,
+uses them (`eventlake.config`, `eventlake.store.storage_options`, `eventlake.store.log`,
 `eventlake.flows.settings`); README's "Settings" lists them all.
 
 Hand-written rather than pydantic-settings, because:

@@ -292,7 +292,7 @@ def _median(times: list[float]) -> float:
 def open_lake(root: Path, layout: LayoutKind, **kwargs: Any) -> Any:
     """A new lake with exactly `layout` (the bench never takes $EVENTLAKE_LAYOUT's)."""
     import eventlake as el
-    from eventlake.layout import DEFAULT_LOG_BUCKETS
+    from eventlake.model.layout import DEFAULT_LOG_BUCKETS
 
     if layout == "buckets":
         return el.Lake.open(root, layout="buckets", buckets=DEFAULT_LOG_BUCKETS, **kwargs)
@@ -300,7 +300,7 @@ def open_lake(root: Path, layout: LayoutKind, **kwargs: Any) -> Any:
 
 
 def _views() -> list[Any]:
-    from eventlake.views import Agg, AggregateView
+    from eventlake.model.views import Agg, AggregateView
 
     return [AggregateView(name="totals", version=1, group_by=["type", "currency"],
                           where=["deposit", "withdrawal"],
@@ -318,7 +318,7 @@ def _bench_ingest(scale: Scale, work: Path, report: BenchReport) -> None:
     """
     from deltalake import write_deltalake
 
-    from eventlake.layout import DEFAULT_LOG_BUCKETS, bucket_ids
+    from eventlake.model.layout import DEFAULT_LOG_BUCKETS, bucket_ids
 
     table = event_table(scale.ingest_events, scale.ingest_partitions, seed=1)
     bare_table = table.rename_columns(["type", "payload", "partition_id"])
@@ -347,7 +347,7 @@ def _bench_ingest(scale: Scale, work: Path, report: BenchReport) -> None:
 def _bench_ingest_jsonl(scale: Scale, work: Path, report: BenchReport) -> None:
     from deltalake import write_deltalake
 
-    from eventlake.inbox import ingest_file
+    from eventlake.ingest.inbox import ingest_file
 
     table = event_table(scale.ingest_events, scale.ingest_partitions, seed=2)
     path = work / "events.jsonl"
@@ -449,7 +449,7 @@ def _bench_growth(scale: Scale, work: Path, report: BenchReport,
 
 
 def _bench_fold(scale: Scale, work: Path, report: BenchReport) -> None:
-    from eventlake.actions import apply_action, is_state_action
+    from eventlake.model.actions import apply_action, is_state_action
 
     count = min(scale.history_events, 1_000_000)
     lake = open_lake(work / "fold", "partition_id")
@@ -503,7 +503,7 @@ def _bench_rss(scale: Scale, work: Path, report: BenchReport) -> None:
 
 def _bench_actions(scale: Scale, work: Path, report: BenchReport) -> None:
     """apply_action throughput per action type on a document of `action_items` tree items."""
-    from eventlake.actions import apply_action
+    from eventlake.model.actions import apply_action
 
     items = scale.action_items
     middle = f"n{items // 2}"

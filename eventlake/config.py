@@ -34,11 +34,11 @@ from eventlake._settings import (
     text,
 )
 from eventlake.errors import ConfigError, ViewDefinitionError
-from eventlake.storage_options import ENV_STORAGE_OPTIONS, STORAGE_OPTIONS
+from eventlake.store.storage_options import ENV_STORAGE_OPTIONS, STORAGE_OPTIONS
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
-    from eventlake.views import View
+    from eventlake.model.views import View
 
 __all__ = [
     "DEFAULT_LAKE",
@@ -111,7 +111,7 @@ def load_views(module_path: str) -> list[View]:
     A module-level `VIEWS` sequence wins; otherwise every module-level `ReducerView` or
     `AggregateView` is taken, in definition order.
     """
-    from eventlake.views import AggregateView, ReducerView
+    from eventlake.model.views import AggregateView, ReducerView
 
     try:
         module = _import(module_path)

@@ -11,20 +11,26 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventlake.errors import EventlakeError, UnknownViewError, ViewDefinitionError
-from eventlake.events import DEFAULT_LIMITS, EVENT_SCHEMA, Limits, normalize_batch
-from eventlake.layout import Layout, LayoutName
-from eventlake.log import EVENTS, AppendResult, EventLog
-from eventlake.storage import Snapshot, Storage, among
-from eventlake.views import DOCUMENT_VIEW, View
+from eventlake.model.layout import Layout, LayoutName, relayout_advice
+from eventlake.model.views import DOCUMENT_VIEW, View
+from eventlake.store.log import EVENTS, AppendResult, EventLog
+from eventlake.store.storage import Snapshot, Storage, among
+from eventlake.validate.events import (
+    DEFAULT_LIMITS,
+    EVENT_SCHEMA,
+    Limits,
+    NormalizedBatch,
+    normalize_batch,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     import duckdb
 
-    from eventlake.materialize import MaterializeResult, PartitionFailure
-    from eventlake.relayout import RelayoutResult
-    from eventlake.restore import RestoreResult
+    from eventlake.engine.materialize import MaterializeResult, PartitionFailure
+    from eventlake.engine.relayout import RelayoutResult
+    from eventlake.ops.restore import RestoreResult
 
 __all__ = ["AppendResult", "Lake", "LakeInfo"]
 
@@ -47,16 +53,7 @@ class LakeInfo:
     @property
     def advice(self) -> str | None:
         """A suggestion for this lake's layout, when the figures call for one."""
-        if self.layout == "partition_id" and self.partitions > RELAYOUT_ADVICE_PARTITIONS:
-            return (f"{self.partitions:,} partitions in the partition_id layout (one folder "
-                    "each): the buckets layout keeps appends and reads cheap at this size; "
-                    "move with `eventlake maintain --relayout buckets`")
-        return None
-
-
-# Past this many partitions the partition_id layout's one folder per partition costs more than
-# it gives: `info` and `doctor` suggest the buckets layout.
-RELAYOUT_ADVICE_PARTITIONS = 10_000
+        return relayout_advice(self.layout, self.partitions)
 
 
 class Lake:
@@ -132,13 +129,21 @@ class Lake:
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, events: Iterable[dict[str, Any]] | Any, *, producer: str | None = None,
-               batch_no: int | str | None = None) -> AppendResult:
+               batch_no: int | str | None = None,
+               expected_last_seq: int | None = None) -> AppendResult:
         """Validate every event, then commit the whole batch atomically with fresh `seq`s.
 
         The same `(producer, batch_no)` appended again is a no-op returning `duplicate=True`.
+        With `expected_last_seq` the batch lands only if the log's last seq is exactly that
+        when it commits, else `StaleLogError` is raised and nothing is written (the
+        repository's optimistic writes).
         """
-        batch = normalize_batch(events, limits=self.limits)
-        return self.log.append(batch, producer=producer, batch_no=batch_no)
+        # A batch `normalize_batch` already checked (the repository checks its records with
+        # these limits before it writes) is not checked twice.
+        batch = events if isinstance(events, NormalizedBatch) else normalize_batch(
+            events, limits=self.limits)
+        return self.log.append(batch, producer=producer, batch_no=batch_no,
+                               expected_last_seq=expected_last_seq)
 
     # -- reading events --------------------------------------------------------------------
 
@@ -204,7 +209,7 @@ class Lake:
         (`ViewChangedError` in `MaterializeError.failures`) unless
         `accept_changed_definition=True` records its new definition.
         """
-        from eventlake.materialize import materialize_views
+        from eventlake.engine.materialize import materialize_views
 
         chosen = [self.view(name) for name in (views or list(self._views))]
         with self._damage_named([f"views/{view.name}" for view in chosen]):
@@ -214,7 +219,7 @@ class Lake:
 
     def failed_partitions(self, view: str) -> list[PartitionFailure]:
         """The partitions `view` stopped folding, each with the event it failed on."""
-        from eventlake.materialize import failed_partitions
+        from eventlake.engine.materialize import failed_partitions
 
         chosen = self.view(view)
         with self._damage_named([f"views/{chosen.name}"]):
@@ -225,8 +230,8 @@ class Lake:
         """Move the event log to `layout` (`"buckets"` with `buckets` buckets, default 64, or
         `"partition_id"`) in one atomic commit; every seq, event id, batch key and view
         watermark stays. Readers see the old layout until the commit; see
-        `eventlake.relayout`."""
-        from eventlake.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
+        `eventlake.engine.relayout`."""
+        from eventlake.engine.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
 
         return relayout(self.log, Layout.named(layout, buckets=buckets),
                         chunk_events=chunk_events or DEFAULT_RELAYOUT_CHUNK)
@@ -235,9 +240,9 @@ class Lake:
                 timestamp: datetime | str | None = None) -> RestoreResult:
         """Restore the event log to an earlier Delta version (or the newest one committed at
         or before `timestamp`) with its seq counter and batch keys; every view table is reset
-        and rebuilt by the next `materialize()`. Stop writers first; see `eventlake.restore`.
+        and rebuilt by the next `materialize()`. Stop writers first; see `eventlake.ops.restore`.
         """
-        from eventlake.restore import restore_log
+        from eventlake.ops.restore import restore_log
 
         return restore_log(self, version=version, timestamp=timestamp)
 
@@ -248,7 +253,7 @@ class Lake:
         For an aggregate view, the partition's rows (one dict per group). A partition failed
         at or before the seq read raises `PartitionFailedError` naming the event.
         """
-        from eventlake.materialize import read_state
+        from eventlake.engine.materialize import read_state
 
         chosen = self.view(view)
         with self._damage_named([f"views/{chosen.name}"]):
@@ -259,7 +264,7 @@ class Lake:
                           accept_changed_definition: bool = False) -> None:
         """Refuse (`ViewChangedError`) the named views (default: all) whose definition
         changed since they were built under the same version, or record the new one."""
-        from eventlake.viewstore import ViewStore
+        from eventlake.store.viewstore import ViewStore
 
         for name in (list(self._views) if views is None else views):
             store = ViewStore(self.storage, self.view(name))
@@ -281,7 +286,7 @@ class Lake:
         except EventlakeError:
             raise
         except (pl.exceptions.PolarsError, OSError, DeltaError) as exc:
-            from eventlake.doctor import diagnose
+            from eventlake.ops.doctor import diagnose
 
             error = diagnose(self, exc, tables=tables)
             if error is None:
@@ -299,7 +304,7 @@ class Lake:
         Its files are checked when the frame is built: a missing, truncated or garbage one
         raises `CorruptLakeError` naming it here, not a Polars error at `collect()`.
         """
-        from eventlake.viewstore import ViewStore
+        from eventlake.store.viewstore import ViewStore
 
         store = ViewStore(self.storage, self.view(view))
         if store.exists() and as_of_version is None:
@@ -317,12 +322,12 @@ class Lake:
         `params` (`$1` / `$name` placeholders) rather than formatting them into `query`.
 
         Only the tables the query reads are defined, as DuckDB's parser lists them: a query of
-        one view never plans or checks the event log's files (see `eventlake.query.run_sql`).
+        one view never plans or checks the event log's files (see `eventlake.query.sql.run_sql`).
         Their data files are checked first: a missing, truncated or garbage file raises
         `CorruptLakeError` naming it (see `Snapshot.check`). So is each view's definition, as
         `scan` does.
         """
-        from eventlake.query import run_sql
+        from eventlake.query.sql import run_sql
 
         return run_sql(self, query, params=params,
                        accept_changed_definition=accept_changed_definition)

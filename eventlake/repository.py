@@ -22,7 +22,6 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from eventlake.actions import copy_json
 from eventlake.errors import (
     CommitConflictError,
     CorruptLakeError,
@@ -30,8 +29,9 @@ from eventlake.errors import (
     InvalidEventError,
     StaleLogError,
 )
-from eventlake.events import NormalizedBatch, decode_payload, normalize_batch
-from eventlake.views import DOCUMENT_VIEW, fold
+from eventlake.model.actions import copy_json
+from eventlake.model.views import DOCUMENT_VIEW, fold
+from eventlake.validate.events import NormalizedBatch, decode_payload, normalize_batch
 
 if TYPE_CHECKING:
     from eventlake.lake import Lake
@@ -107,7 +107,7 @@ class Repository:
         batch = self._normalize({"type": _INIT, "payload": {"value": dict(initial_state)},
                                  "partition": self.default_partition})
         try:
-            self.lake.log.append(batch, expected_last_seq=0)
+            self.lake.append(batch, expected_last_seq=0)
         except StaleLogError:
             pass  # someone else wrote first: the log is not empty any more
         self._catch_up()
@@ -138,7 +138,7 @@ class Repository:
             except InvalidEventError as exc:
                 raise exc.within("payload", index=0) from None
             try:
-                result = self.lake.log.append(batch, expected_last_seq=self._last_seq)
+                result = self.lake.append(batch, expected_last_seq=self._last_seq)
             except StaleLogError:
                 time.sleep(random.uniform(0, delay))
                 delay = min(0.25, delay * 2)

@@ -2,7 +2,7 @@
 
 One task per file, run in file-name order, so events get their `seq` in the same order on
 every run and the result equals `eventlake ingest --quarantine` of the same folder. The work
-of a file is `eventlake.inbox.ingest_file`: its batch identity is its name plus a content
+of a file is `eventlake.ingest.inbox.ingest_file`: its batch identity is its name plus a content
 hash, so a re-run, a retried task or a run after a crash never lands a file twice and never
 skips one. Bad records go to `<lake>/quarantine/<file>@<hash>.jsonl` with their reason; a
 file that cannot be read at all is quarantined whole; neither stops the run.
@@ -17,8 +17,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from eventlake.files import DEFAULT_PRODUCER
-from eventlake.inbox import FileIngestResult, IngestTotals, inbox_files
+from eventlake.ingest.files import DEFAULT_PRODUCER
+from eventlake.ingest.inbox import FileIngestResult, IngestTotals, inbox_files
 
 from .settings import (
     RETRY_DELAYS,
@@ -39,8 +39,8 @@ __all__ = ["ingest_file_task", "ingest_flow", "ingest_inbox"]
 def ingest_file_task(root: str, path: str, producer: str = DEFAULT_PRODUCER,
                      quarantine_dir: str | None = None,
                      storage_options: SecretOptions | None = None) -> FileIngestResult:
-    """Land one inbox file (see `eventlake.inbox.ingest_file`)."""
-    from eventlake import inbox
+    """Land one inbox file (see `eventlake.ingest.inbox.ingest_file`)."""
+    from eventlake.ingest import inbox
 
     lake = open_flow_lake(root, storage_options=storage_options)
     result = inbox.ingest_file(lake, path, producer=producer, quarantine_dir=quarantine_dir)

@@ -1,4 +1,4 @@
-"""The maintenance flow: compaction, checkpoints and vacuum (see `eventlake.maintenance`).
+"""The maintenance flow: compaction, checkpoints and vacuum (see `eventlake.ops.maintenance`).
 
 Steps, each a task, in this order:
 
@@ -9,7 +9,7 @@ Steps, each a task, in this order:
 4. vacuum every table, deleting files no version of the last `retention_hours` references.
 
 Unlike the library API (a dry run unless told otherwise), the flow really deletes, with a
-retention of `eventlake.maintenance.DEFAULT_VACUUM_HOURS` (24 h) unless given. It is served
+retention of `eventlake.ops.maintenance.DEFAULT_VACUUM_HOURS` (24 h) unless given. It is served
 daily at 03:00 by `eventlake.flows.serve`.
 """
 
@@ -22,7 +22,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eventlake import maintenance
+from eventlake.ops import maintenance
 
 from .settings import (
     RETRY_DELAYS,

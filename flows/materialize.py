@@ -22,8 +22,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from eventlake.engine.materialize import MaterializeError, MaterializeResult, refresh_view
 from eventlake.errors import EventlakeError
-from eventlake.materialize import MaterializeError, MaterializeResult, refresh_view
 
 from .settings import (
     RETRY_DELAYS,
@@ -44,7 +44,7 @@ __all__ = ["materialize_flow", "refresh_view_task", "refresh_views"]
 def refresh_view_task(root: str, views_module: str | None, view: str, rebuild: bool = False,
                       chunk_events: int | None = None,
                       storage_options: SecretOptions | None = None) -> MaterializeResult:
-    """Refresh one view of the lake at `root` (see `eventlake.materialize.refresh_view`)."""
+    """Refresh one view of the lake at `root` (see `eventlake.engine.materialize.refresh_view`)."""
     lake = open_flow_lake(root, views_module, create=False, storage_options=storage_options)
     return refresh_view(lake, lake.view(view), rebuild=rebuild, chunk_events=chunk_events)
 

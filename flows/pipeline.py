@@ -19,9 +19,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from eventlake.files import DEFAULT_PRODUCER
-from eventlake.inbox import IngestTotals, default_quarantine_dir
-from eventlake.maintenance import view_watermarks
+from eventlake.ingest.files import DEFAULT_PRODUCER
+from eventlake.ingest.inbox import IngestTotals, default_quarantine_dir
+from eventlake.ops.maintenance import view_watermarks
 
 from .ingest import ingest_inbox
 from .materialize import refresh_views

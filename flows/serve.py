@@ -64,7 +64,7 @@ def deployments(*, inbox: str | None = None, lake: str | None = None,
     from prefect.deployments.runner import RunnerDeployment
     from prefect.types.entrypoint import EntrypointType
 
-    from eventlake.maintenance import DEFAULT_VACUUM_HOURS
+    from eventlake.ops.maintenance import DEFAULT_VACUUM_HOURS
 
     from .maintenance import maintenance_flow
     from .pipeline import pipeline_flow

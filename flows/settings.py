@@ -244,7 +244,7 @@ class SecretOptions:
         return SecretOptions, (self._options,)
 
     def __repr__(self) -> str:
-        from eventlake.storage_options import redacted
+        from eventlake.store.storage_options import redacted
 
         return f"SecretOptions({redacted(self._options)!r})"
 

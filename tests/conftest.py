@@ -18,9 +18,10 @@ SAMPLES = REPO / "data" / "samples"
 # the layout from $EVENTLAKE_LAYOUT (subprocesses included). These modules never open a lake.
 # `EVENTLAKE_TEST_LAYOUTS=partition_id` (comma-separated) narrows the run while developing.
 LAYOUTS = tuple(os.environ.get("EVENTLAKE_TEST_LAYOUTS", "partition_id,buckets:8").split(","))
-_LAYOUT_FREE = {"test_actions", "test_conformance", "test_datafiles", "test_deltalog",
-                "test_errors", "test_files", "test_jsoncodec", "test_layout", "test_packaging",
-                "test_payloadscan", "test_public_api", "test_settings", "test_views"}
+_LAYOUT_FREE = {"test_actions", "test_architecture", "test_conformance", "test_datafiles",
+                "test_deltalog", "test_errors", "test_files", "test_jsoncodec", "test_layout",
+                "test_packaging", "test_payloadscan", "test_public_api", "test_settings",
+                "test_views"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -36,10 +37,10 @@ def lake_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     layout = getattr(request, "param", LAYOUTS[0])
     monkeypatch.setenv("EVENTLAKE_LAYOUT", layout)
     if layout.startswith("buckets"):
-        import eventlake.log
+        import eventlake.store.log
 
         # Small test batches go to the tail: compact it often, so bucket files are read too.
-        monkeypatch.setattr(eventlake.log, "TAIL_FILES", 4)
+        monkeypatch.setattr(eventlake.store.log, "TAIL_FILES", 4)
     return layout
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import eventlake as el
-from eventlake.views import Agg, AggregateView
+from eventlake.model.views import Agg, AggregateView
 
 PARTITIONS = [f"p{i}" for i in range(5)]
 TOTALS = AggregateView(name="totals", version=1,
@@ -178,7 +178,7 @@ def _watch_files(root: Path, event: str, nth: int) -> None:
         finally:
             (root / name).unlink(missing_ok=True)
 
-    from eventlake import log, viewstore
+    from eventlake.store import log, viewstore
 
     for module in (log, viewstore):
         def waiting(*args: Any, _commit: Any = module.commit_on, **kwargs: Any) -> Any:
@@ -199,7 +199,8 @@ def install_fault(spec: str, root: Path) -> None:
         threading.Timer(delay, _die).start()
         return
     if parts[0] == "call":
-        from eventlake import log, relayout, viewstore
+        from eventlake.engine import relayout
+        from eventlake.store import log, viewstore
 
         module = {"log": log, "view": viewstore, "relayout": relayout}[parts[1]]
         _patch_calls(module, parts[2], int(parts[3]))
@@ -280,8 +281,8 @@ def relayouter(root: str, ack_path: str, fault: str, layout: str, buckets: int |
                chunk_events: int | None = None) -> None:
     """Move the lake's event log to `layout` (`lake.relayout`), acking each chunk written
     and the result; a `chunk:<n>` fault kills it once chunk n is written."""
-    from eventlake.layout import Layout
-    from eventlake.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
+    from eventlake.engine.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
+    from eventlake.model.layout import Layout
 
     fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     kill_at = int(fault.split(":")[1]) if fault.startswith("chunk:") else None
@@ -308,9 +309,9 @@ def context() -> Any:
     global _CONTEXT
     if _CONTEXT is None:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["faults", "eventlake.lake", "eventlake.materialize",
-                                    "eventlake.log", "eventlake.viewstore",
-                                    "eventlake.relayout", "polars", "deltalake",
+        ctx.set_forkserver_preload(["faults", "eventlake.lake", "eventlake.engine.materialize",
+                                    "eventlake.store.log", "eventlake.store.viewstore",
+                                    "eventlake.engine.relayout", "polars", "deltalake",
                                     "pyarrow.parquet"])
         _CONTEXT = ctx
     return _CONTEXT
@@ -376,8 +377,8 @@ def check_lake(root: str | os.PathLike[str], acked: Iterable[tuple[str, int]],
     """
     import polars as pl
 
-    from eventlake.doctor import doctor
-    from eventlake.verify import verify_view
+    from eventlake.ops.doctor import doctor
+    from eventlake.ops.verify import verify_view
 
     lake = open_lake(root)
     check = LakeCheck()

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
-from eventlake.layout import Layout, bucket_of
+from eventlake.model.layout import Layout, bucket_of
 
 TAIL_FOLDER = "bucket=__HIVE_DEFAULT_PARTITION__"
 
@@ -28,8 +28,8 @@ def live_files(root: str | os.PathLike[str]) -> list[str]:
 
 
 def layout_of(root: str | os.PathLike[str]) -> Layout:
-    from eventlake.log import EventLog
-    from eventlake.storage import Storage
+    from eventlake.store.log import EventLog
+    from eventlake.store.storage import Storage
 
     return EventLog.open(Storage.at(root), create=False).layout()
 

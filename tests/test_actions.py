@@ -16,8 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventlake.actions import ACTION_TYPES, apply_action, check_action, copy_json, is_state_action
 from eventlake.errors import InvalidEventError, UnknownActionError
+from eventlake.model.actions import (
+    ACTION_TYPES,
+    apply_action,
+    check_action,
+    copy_json,
+    is_state_action,
+)
 
 # --- fixtures for tree cases -----------------------------------------------------------------
 

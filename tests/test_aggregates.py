@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eventlake as el
-from eventlake.folds import rows_for
-from eventlake.verify import verify_view
-from eventlake.views import Agg, AggregateView
+from eventlake.fold.folds import rows_for
+from eventlake.model.views import Agg, AggregateView
+from eventlake.ops.verify import verify_view
 
 INT64_MAX = 2**63 - 1
 
@@ -256,7 +256,7 @@ def test_aggregate_dtypes_are_checked():
 
 
 def test_extraction_keeps_every_digit_and_row_order():
-    from eventlake.aggregates import _extract
+    from eventlake.fold.aggregates import _extract
 
     values = [2**64 + 1, -(2**63) - 1, 12, 10**37]
     payloads = pl.Series([json.dumps({"a": {"b": v}, "s": str(v)}) for v in values] * 50)

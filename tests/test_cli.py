@@ -14,7 +14,7 @@ import eventlake as el
 from eventlake.cli import COMMANDS, EXIT_ERROR, EXIT_OK, EXIT_USAGE, build_parser, main
 from eventlake.config import load_views, resolve_lake, resolve_views
 from eventlake.errors import InvalidEventError, ViewDefinitionError
-from eventlake.files import check_file
+from eventlake.ingest.files import check_file
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from eventlake.actions import ACTION_TYPES, apply_action
 from eventlake.errors import InvalidEventError
+from eventlake.model.actions import ACTION_TYPES, apply_action
 
 ENV_VAR = "EVENTLAKE_CONFORMANCE_DIR"
 HERE = Path(__file__).resolve().parent / "conformance"

@@ -10,8 +10,8 @@ import pytest
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from eventlake.datafiles import PlannedFile, delete_files, write_files
-from eventlake.storage import Storage
+from eventlake.store.datafiles import PlannedFile, delete_files, write_files
+from eventlake.store.storage import Storage
 
 
 def _table(root, partition_by):

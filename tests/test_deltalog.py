@@ -14,10 +14,10 @@ from deltalake.exceptions import CommitFailedError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlake import deltalog
-from eventlake.datafiles import PlannedFile, write_files
-from eventlake.deltalog import Commit, FileRemoval, TableLog, interval_ms
-from eventlake.storage import Storage
+from eventlake.store import deltalog
+from eventlake.store.datafiles import PlannedFile, write_files
+from eventlake.store.deltalog import Commit, FileRemoval, TableLog, interval_ms
+from eventlake.store.storage import Storage
 
 SCHEMA = pa.schema([("seq", pa.int64()), ("partition_id", pa.string()), ("bucket", pa.int32())])
 

@@ -27,12 +27,12 @@ import pytest
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 import eventlake as el
-from eventlake import maintenance
-from eventlake.doctor import doctor
 from eventlake.errors import EventlakeError, StorageFullError
-from eventlake.maintenance import compact_events
-from eventlake.storage import Storage, StorageWarning
-from eventlake.verify import verify_view
+from eventlake.ops import maintenance
+from eventlake.ops.doctor import doctor
+from eventlake.ops.maintenance import compact_events
+from eventlake.ops.verify import verify_view
+from eventlake.store.storage import Storage, StorageWarning
 
 pytestmark = pytest.mark.integration
 

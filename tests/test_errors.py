@@ -92,10 +92,10 @@ def test_no_code_raises_the_bare_root():
 
 
 @pytest.mark.parametrize("module, name", [
-    ("eventlake.log", "StaleLogError"),
-    ("eventlake.materialize", "MaterializeError"),
-    ("eventlake.storage_options", "StorageOptionError"),
-    ("eventlake.storage", "StorageWarning"),
+    ("eventlake.store.log", "StaleLogError"),
+    ("eventlake.engine.materialize", "MaterializeError"),
+    ("eventlake.store.storage_options", "StorageOptionError"),
+    ("eventlake.store.storage", "StorageWarning"),
 ])
 def test_the_old_import_locations_still_work(module, name):
     assert getattr(importlib.import_module(module), name) is getattr(errors, name)
@@ -103,8 +103,8 @@ def test_the_old_import_locations_still_work(module, name):
 
 def test_bad_arguments_are_eventlake_errors_that_are_value_errors(tmp_path):
     from eventlake.bench import run_bench
-    from eventlake.maintenance import vacuum
-    from eventlake.query import quote_identifier, quote_literal
+    from eventlake.ops.maintenance import vacuum
+    from eventlake.query.sql import quote_identifier, quote_literal
 
     lake = eventlake.Lake.open(tmp_path / "lake")
     cases = [
@@ -154,7 +154,7 @@ def test_flow_settings_raise_config_errors(tmp_path):
 
 
 def test_a_missing_inbox_is_a_file_not_found_error(tmp_path):
-    from eventlake.files import inbox_files
+    from eventlake.ingest.files import inbox_files
 
     with pytest.raises(InboxNotFoundError) as caught:
         inbox_files(tmp_path / "nowhere")

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eventlake as el
-from eventlake import _payloadscan
-from eventlake.events import DEFAULT_LIMITS, Limits, check_partition, normalize_batch
+from eventlake.validate import _payloadscan
+from eventlake.validate.events import DEFAULT_LIMITS, Limits, check_partition, normalize_batch
 
 N_VALID = 6  # records in each batch; the bad one sits at BAD_AT
 BAD_AT = 3

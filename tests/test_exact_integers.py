@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eventlake as el
-from eventlake.actions import apply_action
-from eventlake.jsoncodec import INT_LIMIT
-from eventlake.verify import verify_view
-from eventlake.viewstore import ViewStore
+from eventlake.model.actions import apply_action
+from eventlake.ops.verify import verify_view
+from eventlake.store.viewstore import ViewStore
+from eventlake.validate.jsoncodec import INT_LIMIT
 from tests.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
 
 BOUNDARIES = [2**53, 2**53 + 1, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1, 2**64, 2**64 + 1,

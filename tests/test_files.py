@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlake.errors import InvalidEventError
-from eventlake.files import (
+from eventlake.ingest.files import (
     RecordProblem,
     check_file,
     file_batch_identity,
@@ -379,7 +379,7 @@ def test_samples_are_all_valid():
 
 
 def test_sample_state_actions_apply_cleanly_in_order():
-    from eventlake.actions import apply_action, is_state_action
+    from eventlake.model.actions import apply_action, is_state_action
 
     states: dict[str, dict] = defaultdict(dict)
     kinds: set[str] = set()

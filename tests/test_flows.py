@@ -27,8 +27,8 @@ from eventlake.flows.settings import (
     resolve_inbox,
     retry_if_transient,
 )
-from eventlake.inbox import inbox_files, ingest_files, read_quarantine
-from eventlake.viewstore import ViewStore, logical_columns
+from eventlake.ingest.inbox import inbox_files, ingest_files, read_quarantine
+from eventlake.store.viewstore import ViewStore, logical_columns
 from tests.test_materialize import assert_views_exact
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,7 +215,7 @@ def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_pat
                                                         monkeypatch):
     from eventlake.flows.ingest import ingest_flow
     from eventlake.flows.materialize import materialize_flow
-    from eventlake.log import EventLog
+    from eventlake.store.log import EventLog
 
     inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:2])
     root = tmp_path / "lake"
@@ -262,8 +262,8 @@ def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_pat
 
 
 def test_bad_input_is_not_retried(prefect_harness, tmp_path, monkeypatch):
-    from eventlake import inbox
     from eventlake.flows.ingest import ingest_flow
+    from eventlake.ingest import inbox
 
     calls = []
 

@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 
 import eventlake as el
-from eventlake import inbox, jsoncodec
 from eventlake.errors import CommitConflictError, EventlakeError, InvalidEventError
-from eventlake.files import check_file, file_batch_identity
-from eventlake.inbox import IngestTotals, inbox_files, ingest_file, ingest_files, read_quarantine
+from eventlake.ingest import inbox
+from eventlake.ingest.files import check_file, file_batch_identity
+from eventlake.ingest.inbox import (
+    IngestTotals,
+    inbox_files,
+    ingest_file,
+    ingest_files,
+    read_quarantine,
+)
+from eventlake.validate import jsoncodec
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
@@ -327,7 +334,7 @@ def test_a_bad_line_in_a_large_file_is_quarantined_by_its_line(lake, tmp_path, l
     '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
 ])
 def test_fast_reader_agrees_with_read_file(tmp_path, text):
-    from eventlake.files import read_file
+    from eventlake.ingest.files import read_file
 
     path = tmp_path / "some.jsonl"
     path.write_text(text, encoding="utf-8")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventlake.errors import InvalidEventError
-from eventlake.layout import DEFAULT_LOG_BUCKETS, Layout, bucket_ids, bucket_of, buckets_of
+from eventlake.model.layout import DEFAULT_LOG_BUCKETS, Layout, bucket_ids, bucket_of, buckets_of
 
 labels = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
 

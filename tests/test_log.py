@@ -20,8 +20,8 @@ import pyarrow as pa
 import pytest
 
 import eventlake as el
-from eventlake.events import normalize_batch
-from eventlake.log import StaleLogError
+from eventlake.store.log import StaleLogError
+from eventlake.validate.events import normalize_batch
 from tests.logfiles import TAIL_FOLDER, file_rows, files_holding, may_hold, seq_range
 
 JOIN_TIMEOUT = 120

@@ -13,19 +13,19 @@ import pytest
 from deltalake import DeltaTable
 
 import eventlake as el
-import eventlake.log
-from eventlake import maintenance
+import eventlake.store.log
 from eventlake.cli import EXIT_OK, main
-from eventlake.doctor import doctor
-from eventlake.layout import bucket_of
-from eventlake.maintenance import (
+from eventlake.model.layout import bucket_of
+from eventlake.model.views import Agg, AggregateView, ReducerView
+from eventlake.ops import maintenance
+from eventlake.ops.doctor import doctor
+from eventlake.ops.maintenance import (
     compact_events,
     compact_views,
     min_watermark,
     vacuum,
     view_watermarks,
 )
-from eventlake.views import Agg, AggregateView, ReducerView
 from tests.logfiles import TAIL_FOLDER, ever_added, file_rows, live_files, on_disk
 from tests.test_materialize import assert_views_exact
 
@@ -157,7 +157,7 @@ def test_compaction_merges_only_folded_files_and_keeps_every_guarantee(views_lak
 def test_compaction_sorts_the_tail_first_and_counts_it(views_lake, make_events, monkeypatch):
     if views_lake.layout.kind != "buckets":
         pytest.skip("only a bucketed log has a tail: partition_id files always have a partition")
-    monkeypatch.setattr(eventlake.log, "TAIL_FILES", 100)
+    monkeypatch.setattr(eventlake.store.log, "TAIL_FILES", 100)
     append_batches(views_lake, make_events, 2)  # sorted: two files per bucket
     append_batches(views_lake, make_events, 2, seed=50, sort_tail=False)
     views_lake.materialize()
@@ -283,7 +283,7 @@ def test_a_compaction_beaten_by_another_deletes_the_files_it_wrote(views_lake, m
 
 def test_vacuum_is_a_dry_run_by_default(views_lake, make_events, monkeypatch):
     # Batches stay in the tail of a bucketed log until the compaction sorts it.
-    monkeypatch.setattr(eventlake.log, "TAIL_FILES", 100)
+    monkeypatch.setattr(eventlake.store.log, "TAIL_FILES", 100)
     append_batches(views_lake, make_events, 3, sort_tail=False)
     views_lake.materialize()
     append_batches(views_lake, make_events, 1, seed=9, sort_tail=False)

@@ -13,14 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eventlake as el
-from eventlake import storage as storage_module
-from eventlake import viewstore as viewstore_module
-from eventlake.actions import apply_action
-from eventlake.folds import rows_for
-from eventlake.materialize import MaterializeError
-from eventlake.verify import verify_view
-from eventlake.views import Agg, AggregateView, ReducerView, fold
-from eventlake.viewstore import ViewStore, bucket_of
+from eventlake.engine.materialize import MaterializeError
+from eventlake.fold.folds import rows_for
+from eventlake.model.actions import apply_action
+from eventlake.model.views import Agg, AggregateView, ReducerView, fold
+from eventlake.ops.verify import verify_view
+from eventlake.store import storage as storage_module
+from eventlake.store import viewstore as viewstore_module
+from eventlake.store.viewstore import ViewStore, bucket_of
 from tests.logfiles import file_rows
 
 
@@ -637,7 +637,7 @@ def test_reducer_with_types_sees_only_them_and_counts_every_event(tmp_path, make
 
 
 def test_reducer_types_are_checked_and_the_document_view_uses_them():
-    from eventlake.actions import ACTION_TYPES
+    from eventlake.model.actions import ACTION_TYPES
 
     one = ReducerView(name="one", version=1, initial_state=dict, reduce=lambda s, e: s,
                       types="deposit")
@@ -680,7 +680,7 @@ def test_event_dicts_keep_timestamps_ids_and_big_integers(tmp_path):
 
 
 def test_read_events_equals_lake_events(tmp_path, make_events):
-    from eventlake.materialize import read_events
+    from eventlake.engine.materialize import read_events
 
     lake = el.Lake.open(tmp_path / "lake")
     for seed in range(4):
@@ -802,7 +802,7 @@ def test_views_built_before_fingerprints_adopt_the_current_definition(tmp_path, 
     lake2.scan("balances").collect()
     lake2.append(make_events(10, partitions=5, seed=7))
     lake2.materialize()  # the refresh commit records its fingerprint
-    from eventlake.views import definition_fingerprint
+    from eventlake.model.views import definition_fingerprint
 
     assert store.marks(store.snapshot()).fingerprint == definition_fingerprint(doubled)
     with pytest.raises(el.ViewChangedError):

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pytest
 
 import eventlake as el
-from eventlake.verify import verify_view
+from eventlake.ops.verify import verify_view
 
 BUDGET_MB = 320
 PAYLOAD_BYTES = 8_000

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def _sample_lake(root: Path) -> Path:
     import eventlake as el
-    from eventlake.files import FORMATS, read_file
+    from eventlake.ingest.files import FORMATS, read_file
 
     lake = el.Lake.open(root)
     files = sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in FORMATS)

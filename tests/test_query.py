@@ -19,7 +19,8 @@ from test_materialize import _balance
 
 import eventlake as el
 from eventlake.errors import CorruptLakeError, UnknownViewError, ViewDefinitionError
-from eventlake.query import (
+from eventlake.model.views import Agg, AggregateView, ReducerView
+from eventlake.query.sql import (
     connect,
     delta_extension_available,
     duckdb_init_sql,
@@ -29,8 +30,7 @@ from eventlake.query import (
     snapshot_sources,
     tables_named,
 )
-from eventlake.storage import Snapshot
-from eventlake.views import Agg, AggregateView, ReducerView
+from eventlake.store.storage import Snapshot
 from tests.logfiles import files_holding
 
 BALANCES = ReducerView(name="balances", version=1,
@@ -244,7 +244,7 @@ def planned_tables(monkeypatch):
 
 def test_sql_of_a_view_never_plans_checks_or_defines_the_event_log(views_lake, lake_path,
                                                                    planned_tables):
-    from eventlake import deltalog
+    from eventlake.store import deltalog
 
     # A damaged event file, in a process that never checked it: only reads of `events` fail.
     target = views_lake.log.snapshot().plan().files[0]
@@ -312,7 +312,7 @@ def test_sql_params_and_statements_on_named_tables(views_lake):
 def test_the_events_view_reads_no_footer_to_be_defined(views_lake):
     """`events` is read without union_by_name (every event file has the same columns), so
     DuckDB binds it from one footer instead of every file's."""
-    from eventlake.query import _events_source, _files_select
+    from eventlake.query.sql import _events_source, _files_select
 
     source = _events_source(views_lake)
     assert len(source.files) > 1
@@ -355,7 +355,7 @@ def test_view_version_with_new_columns_reads_before_rebuild(tmp_path, make_event
     v2 = AggregateView(name="totals", version=2,
                        aggregates={"n": "count", "total": Agg("sum", "amount")})
     lake2 = el.Lake.open(tmp_path / "lake", views=[v2])
-    from eventlake.viewstore import ViewStore
+    from eventlake.store.viewstore import ViewStore
 
     ViewStore(lake2.storage, v2).ensure()  # the new column exists, old files lack it
     got = lake2.sql("select * from totals").pl()
@@ -373,7 +373,7 @@ def test_view_version_with_new_columns_reads_before_rebuild(tmp_path, make_event
 
 
 def test_scan_as_of_version(views_lake):
-    from eventlake.viewstore import ViewStore
+    from eventlake.store.viewstore import ViewStore
 
     then = {}
     for name in ["document", "balances", "totals"]:
@@ -548,6 +548,6 @@ def test_generated_sql_quotes_every_path(tmp_path):
     assert f"delta_scan('{os.fspath(root).replace(chr(39), chr(39) * 2)}/events')" in delta
     # Comment lines stay comments even for a root holding a line break (deltalake refuses
     # such roots today, but the script must not depend on that).
-    from eventlake.query import _comment
+    from eventlake.query.sql import _comment
 
     assert _comment("line\nbreak; drop\r\x00x") == "line?break; drop??x"

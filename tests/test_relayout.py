@@ -37,15 +37,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eventlake as el
+import eventlake.engine.relayout
 import eventlake.lake
-import eventlake.log
-import eventlake.relayout
+import eventlake.model.layout
+import eventlake.store.log
 from eventlake.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
-from eventlake.doctor import check_log, doctor
 from eventlake.errors import InvalidEventError, RelayoutError
-from eventlake.layout import Layout
-from eventlake.verify import verify_view
-from eventlake.views import Agg, AggregateView, ReducerView
+from eventlake.model.layout import Layout
+from eventlake.model.views import Agg, AggregateView, ReducerView
+from eventlake.ops.doctor import check_log, doctor
+from eventlake.ops.verify import verify_view
 
 # -- views and the oracle --------------------------------------------------------------------
 
@@ -351,7 +352,7 @@ def _property(kind: str, examples: int, *, derandomize: bool) -> Counter[str]:
         with ExitStack() as stack:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             patch = stack.enter_context(pytest.MonkeyPatch.context())
-            patch.setattr(eventlake.log, "TAIL_FILES", scenario.tail_files)
+            patch.setattr(eventlake.store.log, "TAIL_FILES", scenario.tail_files)
             run_scenario(scenario, folder / "lake", seen)
 
     run()
@@ -441,7 +442,7 @@ def test_a_relayout_beaten_by_an_append_fails_changes_nothing_and_runs_again(
     lake, oracle = _seed_lake(root)
     start = lake.layout
     target = Layout("buckets", 3) if start.kind == "partition_id" else Layout()
-    original = eventlake.relayout.commit_on
+    original = eventlake.engine.relayout.commit_on
     late: list[int] = []
     errors: list[BaseException] = []
     rng = random.Random(9)
@@ -477,7 +478,7 @@ def test_a_relayout_beaten_by_an_append_fails_changes_nothing_and_runs_again(
         assert {f for f in new if not f.startswith("_delta_log/")} <= referenced, sorted(new)
         assert doctor(lake).clean
 
-    monkeypatch.setattr(eventlake.relayout, "commit_on", append_first)
+    monkeypatch.setattr(eventlake.engine.relayout, "commit_on", append_first)
     files = _files(root)
     with pytest.raises(RelayoutError, match="another writer committed"):
         lake.relayout(target.kind, buckets=target.buckets, chunk_events=40)
@@ -491,7 +492,7 @@ def test_a_relayout_beaten_by_an_append_fails_changes_nothing_and_runs_again(
     assert code == EXIT_ERROR and late == [1, 1]
     attempt_is_clean(files)
 
-    monkeypatch.setattr(eventlake.relayout, "commit_on", original)
+    monkeypatch.setattr(eventlake.engine.relayout, "commit_on", original)
     result = lake.relayout(target.kind, buckets=target.buckets, chunk_events=40)
     assert result.changed and lake.layout == target
     assert result.events == len(oracle.events)
@@ -510,13 +511,13 @@ def test_an_interrupt_after_the_commit_keeps_the_new_files(
     lake, oracle = _seed_lake(root, batches=3)
     start = lake.layout
     target = Layout("buckets", 2) if start.kind == "partition_id" else Layout()
-    original = eventlake.relayout.commit_on
+    original = eventlake.engine.relayout.commit_on
 
     def commit_then_interrupt(*args: Any, **kwargs: Any) -> int:
         original(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(eventlake.relayout, "commit_on", commit_then_interrupt)
+    monkeypatch.setattr(eventlake.engine.relayout, "commit_on", commit_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         lake.relayout(target.kind, buckets=target.buckets)
     assert lake.layout == target
@@ -673,7 +674,7 @@ def test_relayout_on_object_storage(tmp_path: Path, lake_layout: str) -> None:
                         ("s3", number))
         lake.materialize()
         target = Layout("buckets", 3) if start.kind == "partition_id" else Layout()
-        original = eventlake.relayout._commit_remote
+        original = eventlake.engine.relayout._commit_remote
 
         def append_first(*args: Any, **kwargs: Any) -> int:
             late = make_batch(rng, ["late"], 2, ids)
@@ -681,7 +682,7 @@ def test_relayout_on_object_storage(tmp_path: Path, lake_layout: str) -> None:
             return original(*args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(eventlake.relayout, "_commit_remote", append_first)
+            patch.setattr(eventlake.engine.relayout, "_commit_remote", append_first)
             with pytest.raises(RelayoutError, match="another writer committed"):
                 lake.relayout(target.kind, buckets=target.buckets, chunk_events=25)
         # No data file is left behind. (Deleting the last file of a folder on S3 leaves an
@@ -741,9 +742,9 @@ def test_duckdb_and_polars_read_every_event_of_a_bucketed_lake(
         capsys: pytest.CaptureFixture[str]) -> None:
     import duckdb
 
-    from eventlake.query import delta_extension_available, init_script
+    from eventlake.query.sql import delta_extension_available, init_script
 
-    monkeypatch.setattr(eventlake.log, "TAIL_FILES", 32)
+    monkeypatch.setattr(eventlake.store.log, "TAIL_FILES", 32)
     root = tmp_path / "lake"
     lake, oracle = _bucketed_lake(root, lake_layout.split(":")[0])
     actions = lake.log.snapshot().add_actions().to_pylist()
@@ -766,7 +767,7 @@ def test_duckdb_and_polars_read_every_event_of_a_bucketed_lake(
     check_events(_from_engine(scanned), oracle)
     assert scanned.get_column("bucket").null_count() == tail_rows
     placed = scanned.filter(pl.col("bucket").is_not_null())
-    from eventlake.layout import bucket_of
+    from eventlake.model.layout import bucket_of
 
     assert all(bucket_of(p, 4) == b for p, b in placed.select("partition_id", "bucket")
                .unique().iter_rows())
@@ -790,7 +791,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 def test_cli_layout_names_match_the_library() -> None:
     from eventlake.cli import log_commands
-    from eventlake.layout import DEFAULT_LOG_BUCKETS, LAYOUTS, MAX_BUCKETS
+    from eventlake.model.layout import DEFAULT_LOG_BUCKETS, LAYOUTS, MAX_BUCKETS
 
     assert log_commands.LAYOUT_CHOICES == LAYOUTS
     assert log_commands.DEFAULT_LOG_BUCKETS == DEFAULT_LOG_BUCKETS
@@ -874,7 +875,7 @@ def test_info_and_doctor_advise_buckets_past_the_threshold(
         tmp_path: Path, lake_layout: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     # The real threshold is 10,000 partitions; a small one keeps the lake small.
-    monkeypatch.setattr(eventlake.lake, "RELAYOUT_ADVICE_PARTITIONS", 3)
+    monkeypatch.setattr(eventlake.model.layout, "RELAYOUT_ADVICE_PARTITIONS", 3)
     assert eventlake.lake.LakeInfo("r", 0, 0, 3, 0, 0, 0, ()).advice is None
     root = tmp_path / "lake"
     lake = el.Lake.open(root, layout="partition_id")

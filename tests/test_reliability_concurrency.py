@@ -19,10 +19,10 @@ import pytest
 from deltalake.exceptions import CommitFailedError
 
 from eventlake.cli import EXIT_OK, main
-from eventlake.doctor import doctor
 from eventlake.errors import CommitConflictError
-from eventlake.storage import retry_commit
-from eventlake.verify import verify_view
+from eventlake.ops.doctor import doctor
+from eventlake.ops.verify import verify_view
+from eventlake.store.storage import retry_commit
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import pytest
 
 import eventlake as el
 from eventlake.cli import main
-from eventlake.doctor import doctor
 from eventlake.errors import CorruptLakeError
-from eventlake.verify import verify_view
-from eventlake.viewstore import ViewStore, bucket_of
+from eventlake.ops.doctor import doctor
+from eventlake.ops.verify import verify_view
+from eventlake.store.viewstore import ViewStore, bucket_of
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def _event_file(lake: el.Lake, partition: str = "p0") -> str:
 
 def _fresh(lake: el.Lake) -> el.Lake:
     """The same lake through new table objects (as another process would see it)."""
-    from eventlake import deltalog, storage
+    from eventlake.store import deltalog, storage
 
     storage._open_tables.__dict__.clear()
     deltalog.forget_logs()

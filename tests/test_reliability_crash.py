@@ -24,7 +24,7 @@ import faults
 import pytest
 
 from eventlake.cli import main
-from eventlake.doctor import doctor
+from eventlake.ops.doctor import doctor
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 import eventlake as el
 from eventlake.cli import main
 from eventlake.errors import InvalidEventError
-from eventlake.events import PARTITION_FOLDER_BYTES, Limits, normalize_batch
-from eventlake.inbox import ingest_file, read_quarantine
-from eventlake.verify import verify_view
+from eventlake.ingest.inbox import ingest_file, read_quarantine
+from eventlake.ops.verify import verify_view
+from eventlake.validate.events import PARTITION_FOLDER_BYTES, Limits, normalize_batch
 
 # Small limits keep oversized records cheap to generate; a few real 1 MiB+ payloads are tested
 # against the default limits separately.

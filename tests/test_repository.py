@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import eventlake as el
-from eventlake.actions import apply_action, is_state_action
-from eventlake.storage import Snapshot
+from eventlake.model.actions import apply_action, is_state_action
+from eventlake.store.storage import Snapshot
 from tests.logfiles import file_rows, may_hold
 
 JOIN_TIMEOUT = 120

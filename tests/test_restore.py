@@ -22,17 +22,17 @@ import polars as pl
 import pytest
 
 import eventlake as el
-from eventlake import restore as restore_module
 from eventlake.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
-from eventlake.doctor import doctor
 from eventlake.errors import CommitConflictError, RestoreError
-from eventlake.inbox import ingest_file
-from eventlake.maintenance import compact_events, vacuum
-from eventlake.restore import REVOKED, plan_restore, restore_log
-from eventlake.storage import Storage
-from eventlake.verify import verify_view
-from eventlake.views import Agg, AggregateView
-from eventlake.viewstore import ViewStore
+from eventlake.ingest.inbox import ingest_file
+from eventlake.model.views import Agg, AggregateView
+from eventlake.ops import restore as restore_module
+from eventlake.ops.doctor import doctor
+from eventlake.ops.maintenance import compact_events, vacuum
+from eventlake.ops.restore import REVOKED, plan_restore, restore_log
+from eventlake.ops.verify import verify_view
+from eventlake.store.storage import Storage
+from eventlake.store.viewstore import ViewStore
 
 TESTS = Path(__file__).resolve().parent
 
@@ -100,6 +100,10 @@ def view_partitions(lake: el.Lake, name: str) -> set[str]:
 def test_restore_rewinds_seq_revokes_later_batches_and_resets_views(abc):
     lake, a, b, c = abc
     assert view_partitions(lake, "totals") == {"p1", "p2", "p3", "p4"}
+    totals = ViewStore(lake.storage, lake.view("totals"))
+    assert totals.watermark() == c.last_seq
+    assert [lake.log.landed("w", n) for n in (1, 2, 3, 4)] == [
+        a.last_seq, b.last_seq, c.last_seq, None]
 
     result = lake.restore(version=a.version)
 
@@ -112,6 +116,10 @@ def test_restore_rewinds_seq_revokes_later_batches_and_resets_views(abc):
     events = lake.events().collect()
     assert events.get_column("seq").to_list() == list(range(1, a.last_seq + 1))
     assert set(events.get_column("batch_id").to_list()) == {"w/1"}
+    # The revoked batches have not landed any more (they may be appended again), and the
+    # reset views have folded nothing of this version.
+    assert [lake.log.landed("w", n) for n in (1, 2, 3)] == [a.last_seq, None, None]
+    assert totals.watermark() == 0
     # Until the next materialize the views show nothing rather than removed events, and
     # state reads fold the restored log.
     assert lake.scan("document").collect().height == 0
@@ -523,7 +531,7 @@ CHILD = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 import eventlake as el
-from eventlake import restore
+from eventlake.ops import restore
 from eventlake.views import Agg, AggregateView
 import faults
 

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 
 import eventlake as el
 from eventlake.cli import EXIT_ERROR, EXIT_OK, main
-from eventlake.layout import bucket_of
-from eventlake.storage import Storage
-from eventlake.storage_options import StorageOptionError, parse_pairs, resolve_options
+from eventlake.model.layout import bucket_of
+from eventlake.store.storage import Storage
+from eventlake.store.storage_options import StorageOptionError, parse_pairs, resolve_options
 from tests.logfiles import TAIL_FOLDER
 from tests.s3server import S3Endpoint, s3_server
 from tests.test_log import run_processes, special_payload
@@ -313,7 +313,7 @@ def test_sql_on_s3_needs_no_duckdb_extension_and_is_snapshot_exact(s3):
     assert relation.fetchall() == [(30, sum(range(30)))]
     assert lake.sql("select count(*) from events").fetchall() == [(31,)]
     assert lake.sql("select count(*) from document").fetchall() == [(0,)]  # not built yet
-    from eventlake.query import connect
+    from eventlake.query.sql import connect
 
     loaded = connect(lake).sql(
         "select extension_name from duckdb_extensions() where loaded and "
@@ -322,7 +322,7 @@ def test_sql_on_s3_needs_no_duckdb_extension_and_is_snapshot_exact(s3):
 
 
 def test_maintenance_compacts_and_vacuums_an_s3_lake(s3):
-    from eventlake.maintenance import maintain
+    from eventlake.ops.maintenance import maintain
 
     lake = open_s3(s3, views=VIEWS)
     layout = lake.layout

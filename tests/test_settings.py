@@ -19,8 +19,8 @@ from eventlake._settings import Origin, Spec, resolve, resolve_merged
 from eventlake.config import resolve_lake, resolve_storage_options, resolve_views
 from eventlake.errors import ConfigError, EventlakeError, InvalidEventError
 from eventlake.flows.settings import make_task_runner, resolve_inbox
-from eventlake.layout import Layout
-from eventlake.storage_options import StorageOptionError
+from eventlake.model.layout import Layout
+from eventlake.store.storage_options import StorageOptionError
 
 LEVELS = ("flag", "env", "pyproject")
 ENV_NAMES = ("EVENTLAKE_LAKE", "EVENTLAKE_VIEWS", "EVENTLAKE_INBOX", "EVENTLAKE_FLOW_WORKERS",

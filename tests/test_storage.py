@@ -21,7 +21,6 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 import eventlake as el
 from eventlake.cli._app import _one_line, _reported
-from eventlake.doctor import doctor
 from eventlake.errors import (
     CorruptLakeError,
     EventlakeError,
@@ -30,9 +29,10 @@ from eventlake.errors import (
     StoragePanicError,
     StorageUnavailableError,
 )
-from eventlake.storage import Storage, retry_commit
-from eventlake.storage_failures import one_line, storage_failure
-from eventlake.verify import verify_view
+from eventlake.ops.doctor import doctor
+from eventlake.ops.verify import verify_view
+from eventlake.store.storage import Storage, retry_commit
+from eventlake.store.storage_failures import one_line, storage_failure
 from tests.s3server import free_ports, s3_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,7 +226,7 @@ def _set_events(batch: int, partitions: int = 3) -> list[dict]:
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The data files `Snapshot.check` opens, in order (the real check runs)."""
-    from eventlake import storage
+    from eventlake.store import storage
 
     seen: list[str] = []
     check = storage._file_damage
@@ -241,7 +241,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_file_checked_once_is_not_opened_again_and_a_new_damaged_one_is_named(
         tmp_path: Path, opened: list[str]) -> None:
-    from eventlake import deltalog
+    from eventlake.store import deltalog
 
     lake = el.Lake.open(tmp_path / "lake")
     lake.append(_set_events(0))

@@ -16,7 +16,7 @@ import pytest
 
 import eventlake as el
 from eventlake.cli import main
-from eventlake.viewstore import ViewStore, bucket_of
+from eventlake.store.viewstore import ViewStore, bucket_of
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
@@ -248,7 +248,7 @@ def test_a_changed_view_is_refused_by_every_command_until_accepted(tmp_path, sam
         assert message in err, (argv, err)
     assert run(capsys, *common, "sql", "select count(*) from events")[0] == 0
     opened = el.Lake.open(lake, views=[])  # the table as stored, read without the check
-    from eventlake.viewstore import ViewStore
+    from eventlake.store.viewstore import ViewStore
 
     store = ViewStore(opened.storage, _open(lake, fragile).view("fragile"))
     assert store.scan_logical().collect().drop("updated_at").equals(before)

@@ -9,7 +9,13 @@ import sys
 
 from conftest import REPO
 
-from eventlake.views import DOCUMENT_VIEW, Agg, AggregateView, ReducerView, definition_fingerprint
+from eventlake.model.views import (
+    DOCUMENT_VIEW,
+    Agg,
+    AggregateView,
+    ReducerView,
+    definition_fingerprint,
+)
 
 TOTALS = dict(name="totals", version=1, group_by=["type", "currency"], where=["deposit"],
               aggregates={"n": "count", "total": Agg("sum", "amount")})

@@ -218,15 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _reported(exc: BaseException) -> bool:
     """The errors the CLI shows on one line: its own, the OS's, and deltalake's (a raw
     `DeltaError` or a Rust panic that reached Python without passing the storage seam)."""
-    from eventlake.storage_failures import is_delta_error, is_panic
+    from eventlake.store.storage_failures import is_delta_error, is_panic
 
     return (isinstance(exc, EventlakeError | OSError) or is_delta_error(exc)
             or is_panic(exc))
 
 
 def _one_line(exc: BaseException) -> str:
-    from eventlake.storage_failures import is_panic, one_line, panic_error
-    from eventlake.storage_options import redact
+    from eventlake.store.storage_failures import is_panic, one_line, panic_error
+    from eventlake.store.storage_options import redact
 
     if is_panic(exc):
         exc = panic_error(exc)
@@ -425,7 +425,7 @@ def _json_default(value: object) -> str:
 
 def _storage_options(args: argparse.Namespace) -> dict[str, str]:
     """The `--storage-option KEY=VALUE` pairs given before and after the command."""
-    from eventlake.storage_options import parse_pairs
+    from eventlake.store.storage_options import parse_pairs
 
     pairs = [*(getattr(args, "storage_option", None) or []),
              *(getattr(args, "storage_option_after", None) or [])]

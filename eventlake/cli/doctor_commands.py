@@ -20,7 +20,7 @@ _non_negative_seconds = number_at_least(0, kind=float, what="seconds >= 0")
 
 
 def _doctor_args(parser: argparse.ArgumentParser) -> None:
-    from eventlake.doctor import DEFAULT_MIN_AGE_SECONDS
+    from eventlake.ops.doctor import DEFAULT_MIN_AGE_SECONDS
 
     parser.add_argument("--fix", action="store_true",
                         help="delete orphaned data files and temporary commit files (never a "
@@ -49,7 +49,7 @@ def _doctor_args(parser: argparse.ArgumentParser) -> None:
                      "those older than --min-age. A note suggests the buckets layout when a "
                      "partition_id lake passes 10,000 partitions (exit code unchanged).")
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from eventlake.doctor import doctor
+    from eventlake.ops.doctor import doctor
 
     lake = _open_existing(args)
     report = doctor(lake, fix=args.fix, deep=not args.quick, min_age_seconds=args.min_age,

@@ -203,7 +203,7 @@ def _maintain_args(parser: argparse.ArgumentParser) -> None:
                      "until its one commit, a crash leaves the old layout, and an append "
                      "that lands meanwhile makes it fail with nothing changed (run it again).")
 def cmd_maintain(args: argparse.Namespace) -> int:
-    from eventlake.maintenance import DEFAULT_VACUUM_HOURS, maintain
+    from eventlake.ops.maintenance import DEFAULT_VACUUM_HOURS, maintain
 
     hours = DEFAULT_VACUUM_HOURS if args.vacuum_hours is None else args.vacuum_hours
     if hours < 0:
@@ -254,7 +254,7 @@ def _relayout(args: argparse.Namespace, lake: Lake) -> int:
     """`maintain --relayout`: progress on stderr, one summary line (or JSON) on stdout."""
     from dataclasses import asdict
 
-    from eventlake.relayout import DEFAULT_RELAYOUT_CHUNK, RelayoutResult, relayout
+    from eventlake.engine.relayout import DEFAULT_RELAYOUT_CHUNK, RelayoutResult, relayout
 
     target = chosen_layout(args)
     assert target is not None

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from eventlake.lake import Lake
-    from eventlake.layout import Layout
-    from eventlake.restore import RestorePlan
+    from eventlake.model.layout import Layout
+    from eventlake.ops.restore import RestorePlan
 
 
 # -- init ------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def layout_options(parser: argparse.ArgumentParser, *, flag: str, what: str) -> 
 
 def chosen_layout(args: argparse.Namespace) -> Layout | None:
     """The layout `--layout`/`--relayout` and `--buckets` name; None when neither is given."""
-    from eventlake.layout import Layout
+    from eventlake.model.layout import Layout
 
     if args.layout is None and args.buckets is None:
         return None
@@ -144,7 +144,7 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _input_files(names: Sequence[str]) -> list[Path]:
-    from eventlake.files import FORMATS, inbox_files
+    from eventlake.ingest.files import FORMATS, inbox_files
 
     found: list[Path] = []
     for name in names:
@@ -167,14 +167,14 @@ def _quarantine_dir(args: argparse.Namespace, lake: Lake) -> Path | None:
         return Path(args.quarantine_dir)
     if not args.quarantine:
         return None
-    from eventlake.inbox import default_quarantine_dir
+    from eventlake.ingest.inbox import default_quarantine_dir
 
     return default_quarantine_dir(lake)
 
 
 def _ingest_one(lake: Lake, path: Path, *, producer: str, quarantine: Path | None
                 ) -> dict[str, Any]:
-    from eventlake.inbox import ingest_file
+    from eventlake.ingest.inbox import ingest_file
 
     # The quarantine file keeps the CLI's historical name `<file name>.jsonl`.
     result = ingest_file(lake, path, producer=producer, quarantine_dir=quarantine,
@@ -222,7 +222,7 @@ def _progress(console: Console, total: int, enabled: bool) -> Iterator[Callable[
                      "with the first problem (file, line, field) and nothing of it is written; "
                      "files before it have landed, and a re-run skips them.")
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from eventlake.files import DEFAULT_PRODUCER
+    from eventlake.ingest.files import DEFAULT_PRODUCER
 
     files = _input_files(args.files)
     root = resolve_lake(args.lake).value
@@ -342,7 +342,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "partitions": info.partitions, "version": info.version, "files": info.files,
         "size_bytes": info.size_bytes, "views": list(info.views), "layout": info.layout,
         "buckets": info.buckets, "tail_files": info.tail_files, "advice": info.advice}
-    from eventlake.storage_options import redacted
+    from eventlake.store.storage_options import redacted
 
     options = redacted(lake.storage.options)
     if options:  # a lake on object storage: how it is reached, credentials masked
@@ -451,7 +451,7 @@ def _confirmed(plan: RestorePlan) -> bool:
                      "and asks for confirmation (--yes skips it; required when stdin is not a "
                      "terminal). Stop writers and materializers first.")
 def cmd_restore(args: argparse.Namespace) -> int:
-    from eventlake.restore import plan_restore, restore_log
+    from eventlake.ops.restore import plan_restore, restore_log
 
     lake = _open_existing(args)
     plan = plan_restore(lake, version=args.target_version, timestamp=args.timestamp)

@@ -255,7 +255,7 @@ def _duckdb_args(parser: argparse.ArgumentParser) -> None:
                      "extension the script lists the files of the current snapshot and must be "
                      "regenerated after new commits.")
 def cmd_duckdb(args: argparse.Namespace) -> int:
-    from eventlake.query import init_script
+    from eventlake.query.sql import init_script
 
     lake = _open_existing(args)
     script = init_script(lake, use_delta_extension=args.delta)

@@ -23,10 +23,10 @@ from eventlake.cli._app import (
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from eventlake.engine.materialize import MaterializeResult, PartitionFailure
     from eventlake.lake import Lake
-    from eventlake.materialize import MaterializeResult, PartitionFailure
-    from eventlake.verify import VerifyReport
-    from eventlake.views import View
+    from eventlake.model.views import View
+    from eventlake.ops.verify import VerifyReport
 
 
 def _view_option(parser: argparse.ArgumentParser, *, many: bool, help: str) -> None:
@@ -161,7 +161,7 @@ def _results_table(results: Sequence[MaterializeResult],
                      "cannot refresh (its definition changed under the same version) does "
                      "not stop the others; the command then exits 1.")
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from eventlake.materialize import MaterializeError, failed_partitions, materialize_views
+    from eventlake.engine.materialize import MaterializeError, failed_partitions, materialize_views
 
     lake = _open_existing(args)
     views = _chosen_views(lake, args.view)
@@ -236,10 +236,10 @@ def cmd_state(args: argparse.Namespace) -> int:
 def _view_status(lake: Lake, view: View, last_seq: int, *, accept: bool) -> dict[str, Any]:
     import polars as pl
 
+    from eventlake.engine.materialize import failed_partitions
     from eventlake.errors import ViewChangedError
-    from eventlake.materialize import failed_partitions
-    from eventlake.restore import RESET_VERSION
-    from eventlake.viewstore import ViewStore
+    from eventlake.ops.restore import RESET_VERSION
+    from eventlake.store.viewstore import ViewStore
 
     store = ViewStore(lake.storage, view)
     row: dict[str, Any] = {"name": view.name, "kind": view.kind, "version": view.version,
@@ -267,9 +267,8 @@ def _view_status(lake: Lake, view: View, last_seq: int, *, accept: bool) -> dict
         row["status"] = f"stale (built for v{marks.active_version})"
     else:
         row["status"] = "rebuilding" if marks.building else "ok"
-    if marks.active is not None and marks.active_version == view.version:
-        row["watermark"] = marks.watermark
-        row["lag"] = max(0, last_seq - marks.watermark)
+    row["watermark"] = store.watermark(snap)
+    row["lag"] = max(0, last_seq - row["watermark"])
     counts = lake.scan(view.name).select(
         pl.len().alias("rows"), pl.col("partition_id").n_unique().alias("partitions")
     ).collect()
@@ -355,7 +354,7 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
                      "view's watermark and compare with the stored rows. Prints each "
                      "difference with its partition and field; exits 3 if any is found.")
 def cmd_verify(args: argparse.Namespace) -> int:
-    from eventlake.verify import verify_view
+    from eventlake.ops.verify import verify_view
 
     lake = _open_existing(args)
     views = _chosen_views(lake, args.view)

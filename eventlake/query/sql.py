@@ -43,14 +43,14 @@ import duckdb
 import pyarrow as pa
 
 from eventlake.errors import InvalidArgumentError
-from eventlake.events import EVENT_SCHEMA
-from eventlake.log import EVENTS
-from eventlake.viewstore import ViewStore, logical_columns, row_schema
+from eventlake.store.log import EVENTS
+from eventlake.store.viewstore import ViewStore, logical_columns, row_schema
+from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
-    from eventlake.lake import Lake
-    from eventlake.storage import Snapshot
-    from eventlake.views import View
+    from eventlake.model.views import View
+    from eventlake.store.parts import LakeParts
+    from eventlake.store.storage import Snapshot
 
 __all__ = [
     "InitScript",
@@ -112,7 +112,7 @@ def _local(path: str) -> str:
     return path.removeprefix("file://") if path.startswith("file:///") else path
 
 
-def _events_source(lake: Lake, *, check: bool = False) -> TableSource:
+def _events_source(lake: LakeParts, *, check: bool = False) -> TableSource:
     snap = lake.log.snapshot()
     plan = snap.plan()
     if check:
@@ -126,7 +126,7 @@ def _events_source(lake: Lake, *, check: bool = False) -> TableSource:
                        tuple(_local(f) for f in plan.files), values)
 
 
-def _view_source(lake: Lake, view: View, *, check: bool = False,
+def _view_source(lake: LakeParts, view: View, *, check: bool = False,
                  accept_changed_definition: bool | None = None) -> TableSource:
     """The view's table as of its latest commit. With `accept_changed_definition` (True or
     False) its definition is checked first, on the same snapshot (`ViewStore.check_definition`).
@@ -151,7 +151,7 @@ def _view_source(lake: Lake, view: View, *, check: bool = False,
                        tuple(_local(f) for f in plan.files), {}, active)
 
 
-def snapshot_sources(lake: Lake, views: Sequence[str] | None = None, *,
+def snapshot_sources(lake: LakeParts, views: Sequence[str] | None = None, *,
                      check: Collection[str] = ()) -> list[TableSource]:
     """`events` and each registered view (or the named ones), as of their latest commits.
 
@@ -404,7 +404,7 @@ def _mapping_table(source: TableSource) -> pa.Table:
     return pa.table({k: pa.array(v, pa.string()) for k, v in data.items()})
 
 
-def connect(lake: Lake, *, views: Sequence[str] | None = None,
+def connect(lake: LakeParts, *, views: Sequence[str] | None = None,
             check: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection where `events` and every view are SQL views.
 
@@ -440,7 +440,7 @@ def connect(lake: Lake, *, views: Sequence[str] | None = None,
     return con
 
 
-def run_sql(lake: Lake, query: str, *, params: Sequence[Any] | dict[str, Any] | None = None,
+def run_sql(lake: LakeParts, query: str, *, params: Sequence[Any] | dict[str, Any] | None = None,
             accept_changed_definition: bool = False) -> duckdb.DuckDBPyRelation:
     """`query` on a connection where only the lake's tables it reads are defined (see
     `tables_read`), each as of its latest commit when this is called, files checked, and each
@@ -523,7 +523,7 @@ def _define(con: duckdb.DuckDBPyConnection, source: TableSource, index: int, *,
                              temporary=temporary))
 
 
-def _check_source(lake: Lake, name: str) -> None:
+def _check_source(lake: LakeParts, name: str) -> None:
     """Raise `CorruptLakeError` if a data file of table `name` is damaged."""
     if name == EVENTS:
         _events_source(lake, check=True)
@@ -531,7 +531,7 @@ def _check_source(lake: Lake, name: str) -> None:
         _view_source(lake, lake.view(name), check=True)
 
 
-def _define_remote(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, index: int, *,
+def _define_remote(con: duckdb.DuckDBPyConnection, lake: LakeParts, name: str, index: int, *,
                    temporary: bool = False, accept_changed_definition: bool | None = None
                    ) -> None:
     """A table of a lake on object storage: DuckDB gets no network extension (none is
@@ -584,7 +584,7 @@ class InitScript:
     tables: tuple[str, ...]
 
 
-def init_script(lake: Lake, *, use_delta_extension: bool | None = None) -> InitScript:
+def init_script(lake: LakeParts, *, use_delta_extension: bool | None = None) -> InitScript:
     """Build the init script (see `duckdb_init_sql`) with a note of how it reads the lake."""
     use_delta = delta_extension_available() if use_delta_extension is None else \
         use_delta_extension
@@ -646,7 +646,7 @@ def _remote_header(options: dict[str, str]) -> list[str]:
     return lines
 
 
-def duckdb_init_sql(lake: Lake, *, use_delta_extension: bool | None = None) -> str:
+def duckdb_init_sql(lake: LakeParts, *, use_delta_extension: bool | None = None) -> str:
     """SQL that, run in a fresh DuckDB, defines `events` and every view of `lake`.
 
     With the `delta` extension (when it loads without a download, or when

@@ -3,7 +3,7 @@
 The engine (`materialize`) reads rows and events around these functions and commits what they
 return; `verify` and the tests call the same functions from an empty start to get the
 from-scratch answer every stored row must equal. Reducer views fold here, event by event;
-aggregate views fold vectorized in `eventlake.aggregates`.
+aggregate views fold vectorized in `eventlake.fold.aggregates`.
 
 One partition never blocks the others: an exception from `reduce` (any `Exception`, also
 `RecursionError`) stops only that partition, at that event; its row keeps the state before
@@ -18,11 +18,11 @@ from typing import Any
 
 import polars as pl
 
-from eventlake import jsoncodec
-from eventlake.aggregates import FAILURE, failure_text, fold_aggregate, rows_before
 from eventlake.errors import InvalidEventError, PartitionFailedError, ReducerError
-from eventlake.events import decode_payload
-from eventlake.views import ReducerView, View
+from eventlake.fold.aggregates import FAILURE, failure_text, fold_aggregate, rows_before
+from eventlake.model.views import ReducerView, View
+from eventlake.validate import jsoncodec
+from eventlake.validate.events import decode_payload
 
 __all__ = [
     "FAILURE",

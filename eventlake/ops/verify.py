@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from eventlake import jsoncodec
-from eventlake.folds import FAILURE, rows_for
-from eventlake.views import ReducerView, View
-from eventlake.viewstore import ViewStore, logical_columns
+from eventlake.fold.folds import FAILURE, rows_for
+from eventlake.model.views import ReducerView, View
+from eventlake.store.viewstore import ViewStore, logical_columns
+from eventlake.validate import jsoncodec
 
 if TYPE_CHECKING:
-    from eventlake.lake import Lake
+    from eventlake.store.parts import LakeParts
 
 __all__ = ["Difference", "VerifyReport", "verify_view"]
 
@@ -62,7 +62,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def verify_view(lake: Lake, view: View, *, sample: int | None = None,
+def verify_view(lake: LakeParts, view: View, *, sample: int | None = None,
                 partitions: Sequence[str] | None = None, seed: int | None = None
                 ) -> VerifyReport:
     """Compare stored rows with a from-scratch fold up to the view's watermark.
@@ -76,8 +76,7 @@ def verify_view(lake: Lake, view: View, *, sample: int | None = None,
         return VerifyReport(view.name, 0, 0, ())
     # Rows built from another definition of this version are refused, not diffed.
     snap = store.check_definition(store.snapshot())
-    marks = store.marks(snap)
-    watermark = marks.watermark if marks.active_version == view.version else 0
+    watermark = store.watermark(snap)
     if partitions is None:
         known = lake.log.partitions()
         if sample is not None and sample < len(known):

@@ -29,9 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventlake import jsoncodec
 from eventlake.errors import InvalidEventError
-from eventlake.files import (
+from eventlake.ingest.files import (
     DEFAULT_PRODUCER,
     FORMATS,
     SplitFile,
@@ -40,11 +39,12 @@ from eventlake.files import (
     read_file,
     split_valid,
 )
+from eventlake.validate import jsoncodec
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from eventlake.lake import Lake
+    from eventlake.store.parts import LakeParts
 
 __all__ = [
     "QUARANTINE",
@@ -124,7 +124,7 @@ class IngestTotals:
         )
 
 
-def default_quarantine_dir(lake: Lake) -> Path:
+def default_quarantine_dir(lake: LakeParts) -> Path:
     """`<root>/quarantine` of a local lake; for a lake on object storage a local folder,
     `data/quarantine/<bucket>/<prefix>` under the working directory (quarantine files are
     for people to read and fix, next to the inbox, not part of the lake's tables)."""
@@ -164,7 +164,7 @@ def _whole_file_entry(path: Path, exc: InvalidEventError) -> dict[str, Any]:
     return {"file": str(path), "line": None, "field": exc.field, "reason": str(exc), "raw": raw}
 
 
-def ingest_file(lake: Lake, path: str | os.PathLike[str], *, producer: str = DEFAULT_PRODUCER,
+def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str = DEFAULT_PRODUCER,
                 quarantine_dir: str | os.PathLike[str] | None = None,
                 quarantine: bool = True, quarantine_name: str | None = None
                 ) -> FileIngestResult:
@@ -184,11 +184,8 @@ def ingest_file(lake: Lake, path: str | os.PathLike[str], *, producer: str = DEF
                             quarantined=0, duplicate=False)
     # A file that already landed is not read again: it may even hold records that were
     # quarantined then, which must not fail a strict re-run.
-    from eventlake.log import batch_app_id
-
-    landed = lake.log.snapshot().transaction_version(batch_app_id(producer, batch_no))
-    # A negative version is a key revoked by a restore: that batch is no longer in the log.
-    if landed is not None and landed >= 0:
+    landed = lake.log.landed(producer, batch_no)
+    if landed is not None:
         return replace(base, duplicate=True, last_seq=landed)
     folder: Path | None = None
     if quarantine:
@@ -272,7 +269,7 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
     something only the record path handles (an unknown key, a value of another kind)."""
     import pyarrow as pa
 
-    from eventlake.events import INPUT_COLUMNS
+    from eventlake.validate.events import INPUT_COLUMNS
 
     keys: set[str] = set().union(*records)
     if not keys <= set(INPUT_COLUMNS):
@@ -304,7 +301,7 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
         return None
 
 
-def ingest_files(lake: Lake, paths: Iterable[str | os.PathLike[str]], *,
+def ingest_files(lake: LakeParts, paths: Iterable[str | os.PathLike[str]], *,
                  producer: str = DEFAULT_PRODUCER,
                  quarantine_dir: str | os.PathLike[str] | None = None
                  ) -> list[FileIngestResult]:

@@ -15,7 +15,7 @@ rebuild.
   deletes them), a crash after it a finished relayout. An error raised after the commit landed
   (an interrupt) keeps the new files: the commit is found by a mark in its commit info.
 - **Writers.** The commit is made on exactly the version that was read. On a local lake it is
-  eventlake's own put-if-absent commit (`eventlake.deltalog`), so an append that lands during
+  eventlake's own put-if-absent commit (`eventlake.store.deltalog`), so an append that lands during
   the relayout makes it fail cleanly (`RelayoutError`, nothing changed; run it again). On object
   storage delta-rs writes the commit and cannot be told which version it must follow: stop
   writers first there (as for `restore`).
@@ -37,12 +37,11 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.schema import Schema as DeltaSchema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
-from eventlake.datafiles import DataFile, delete_files
-from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import RelayoutError
-from eventlake.events import EVENT_SCHEMA
-from eventlake.layout import Layout, bucket_of
-from eventlake.log import (
+from eventlake.model.layout import Layout, bucket_of
+from eventlake.store.datafiles import DataFile, delete_files
+from eventlake.store.deltalog import Commit, FileRemoval
+from eventlake.store.log import (
     EVENTS,
     LAYOUT_APP_ID,
     LAYOUT_BUCKETS_KEY,
@@ -51,8 +50,9 @@ from eventlake.log import (
     log_schema,
     plan_files,
 )
-from eventlake.storage import Snapshot, commit_on
-from eventlake.storage_failures import landed
+from eventlake.store.storage import Snapshot, commit_on
+from eventlake.store.storage_failures import landed
+from eventlake.validate.events import EVENT_SCHEMA
 
 __all__ = ["DEFAULT_RELAYOUT_CHUNK", "RelayoutResult", "relayout"]
 

@@ -32,13 +32,18 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from eventlake.aggregates import FAILURE
-from eventlake.datafiles import PlannedFile, delete_files, write_files
-from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import ViewChangedError, ViewDefinitionError
-from eventlake.layout import bucket_of
-from eventlake.storage import Snapshot, Storage, among, commit_on, retry_commit
-from eventlake.views import AggregateView, ReducerView, View, definition_fingerprint
+from eventlake.model.layout import bucket_of
+from eventlake.model.views import (
+    FAILURE,
+    AggregateView,
+    ReducerView,
+    View,
+    definition_fingerprint,
+)
+from eventlake.store.datafiles import PlannedFile, delete_files, write_files
+from eventlake.store.deltalog import Commit, FileRemoval
+from eventlake.store.storage import Snapshot, Storage, among, commit_on, retry_commit
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -46,6 +51,7 @@ __all__ = [
     "Watermarks",
     "bucket_of",
     "row_schema",
+    "view_app_id",
 ]
 
 DEFAULT_BUCKETS = 32
@@ -116,6 +122,12 @@ class Watermarks:
     building_fingerprint: int | None = None
 
 
+def view_app_id(name: str) -> str:
+    """The prefix of the Delta app ids that keep the bookkeeping of view `name`'s table
+    (`<prefix>/v<version>` is its watermark, `<prefix>/active` its active generation, ...)."""
+    return f"eventlake.view/{name}"
+
+
 class ViewStore:
     """Read and write side of one view's table."""
 
@@ -123,7 +135,7 @@ class ViewStore:
         self.storage = storage
         self.view = view
         self.name = f"views/{view.name}"
-        self.app = f"eventlake.view/{view.name}"
+        self.app = view_app_id(view.name)
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -225,6 +237,17 @@ class ViewStore:
             fingerprint=txn("fingerprint"),
             building_fingerprint=txn(f"g{building}/fingerprint") if building else None,
         )
+
+    def watermark(self, snap: Snapshot | None = None) -> int:
+        """The last seq folded into this view version's rows (`snap`, default the latest): 0
+        while the active generation is another version's, none is built or no table exists.
+        """
+        if snap is None:
+            if not self.exists():
+                return 0
+            snap = self.snapshot()
+        marks = self.marks(snap)
+        return marks.watermark if marks.active_version == self.view.version else 0
 
     # -- the definition ------------------------------------------------------------------
 

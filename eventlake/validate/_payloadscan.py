@@ -48,7 +48,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from eventlake.actions import ACTION_TYPES
+from eventlake.model.actions import ACTION_TYPES
 
 __all__ = ["SCREEN_FROM_ROWS", "ObjectScan", "ValueStart", "payload_suspects", "scan_objects"]
 

@@ -19,9 +19,9 @@ to fill its buckets (fewer than `TAIL_ROWS_PER_BUCKET` rows per bucket) is writt
 in the *tail*, the rows whose `bucket` is still null; once the tail holds `TAIL_FILES` (64)
 files, the append that finds it so sorts it into the buckets (`compact_tail`), in a commit of
 its own that changes no row. The data files of a commit are written by eventlake
-(`eventlake.datafiles`), in parallel, and deleted again when their commit loses a race; on a
+(`eventlake.store.datafiles`), in parallel, and deleted again when their commit loses a race; on a
 local lake the commit itself is eventlake's own put-if-absent write of the next log version
-(`eventlake.deltalog`), elsewhere it is delta-rs's (`create_write_transaction` with no
+(`eventlake.store.deltalog`), elsewhere it is delta-rs's (`create_write_transaction` with no
 retries), with the same outcome.
 """
 
@@ -42,8 +42,6 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from eventlake._settings import Origin, Spec, resolve
-from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
-from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import (
     CommitConflictError,
     InvalidEventError,
@@ -51,11 +49,14 @@ from eventlake.errors import (
     StaleLogError,
     StorageWarning,
 )
-from eventlake.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
-from eventlake.layout import BUCKET_COLUMN, Layout, bucket_ids
-from eventlake.storage import ScanPlan, Snapshot, Storage, commit_on, retry_commit
+from eventlake.model.layout import BUCKET_COLUMN, Layout, bucket_ids
+from eventlake.store.datafiles import DataFile, PlannedFile, delete_files, write_files
+from eventlake.store.deltalog import Commit, FileRemoval
+from eventlake.store.storage import ScanPlan, Snapshot, Storage, commit_on, retry_commit
+from eventlake.validate.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
 
 __all__ = [
+    "BATCH_APP_PREFIX",
     "BATCH_KEY_RETENTION",
     "EVENTS",
     "LAYOUT",
@@ -75,6 +76,8 @@ __all__ = [
 
 EVENTS = "events"
 SEQ_APP_ID = "eventlake.seq"
+# Every batch key's app id starts so (`batch_app_id`); `restore` finds them by it.
+BATCH_APP_PREFIX = "eventlake.batch/"
 # A relayout records the bucket count it wrote as this app transaction (table properties
 # cannot change in the same commit); it wins over the `eventlake.layout.buckets` property.
 LAYOUT_APP_ID = "eventlake.layout/buckets"
@@ -136,7 +139,7 @@ def batch_app_id(producer: str, batch_no: int | str) -> str:
 
     Unambiguous because a producer never contains '/' (`check_batch_key` enforces it).
     """
-    return f"eventlake.batch/{producer}/{batch_no}"
+    return f"{BATCH_APP_PREFIX}{producer}/{batch_no}"
 
 
 def check_batch_key(producer: object, batch_no: object) -> tuple[str, int | str] | None:
@@ -305,6 +308,16 @@ class EventLog:
         snap = snapshot or self.snapshot()
         return snap.transaction_version(SEQ_APP_ID) or 0
 
+    def landed(self, producer: str, batch_no: int | str, *,
+               snapshot: Snapshot | None = None) -> int | None:
+        """The last seq of the log when batch `(producer, batch_no)` landed, or None if it
+        has not (or a restore took it out again)."""
+        snap = snapshot or self.snapshot()
+        landed = snap.transaction_version(batch_app_id(producer, batch_no))
+        # A Delta app transaction cannot be deleted: `eventlake.ops.restore` revokes the key
+        # of a batch it took out of the log by setting it to a negative version.
+        return landed if landed is not None and landed >= 0 else None
+
     def append(
         self, batch: NormalizedBatch, *, producer: str | None = None,
         batch_no: int | str | None = None, expected_last_seq: int | None = None,
@@ -333,11 +346,9 @@ class EventLog:
         def attempt() -> AppendResult:
             nonlocal tail_used
             snap = self.snapshot()
-            if batch_key is not None:
-                landed = snap.transaction_version(batch_key)
-                # A Delta app transaction cannot be deleted: `eventlake.restore` revokes the
-                # key of a batch it took out of the log by setting it to a negative version.
-                if landed is not None and landed >= 0:
+            if key is not None:
+                landed = self.landed(*key, snapshot=snap)
+                if landed is not None:
                     return AppendResult(None, landed, 0, (), True, batch_id, None)
             last = snap.transaction_version(SEQ_APP_ID) or 0
             if expected_last_seq is not None and last != expected_last_seq:

@@ -28,20 +28,26 @@ lake, it finds the damaged file and returns a `CorruptLakeError` naming it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from eventlake.errors import CorruptLakeError, EventlakeError
+from eventlake.store.tablefiles import (
+    FIXABLE,
+    LOG_DIR,
+    Problem,
+    check_log,
+    join_path,
+    list_files,
+    relative_path,
+)
 
 if TYPE_CHECKING:
-    import pyarrow.fs as pafs
-
-    from eventlake.lake import Lake
-    from eventlake.storage import Snapshot, Storage
+    from eventlake.store.parts import LakeParts
+    from eventlake.store.storage import Snapshot, Storage
 
 __all__ = [
     "DEFAULT_MIN_AGE_SECONDS",
@@ -52,41 +58,10 @@ __all__ = [
     "diagnose",
     "doctor",
     "find_orphans",
-    "list_folders",
-    "missing_files",
-    "read_commit",
 ]
 
 # A file younger than this may belong to a commit still in flight: never deleted by default.
 DEFAULT_MIN_AGE_SECONDS = 3600.0
-LOG_DIR = "_delta_log"
-
-Kind = Literal["orphan", "temp", "missing", "size", "unreadable", "rows", "log", "seq"]
-_FIXABLE: frozenset[str] = frozenset({"orphan", "temp"})
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding: the table, what is wrong, the file (full path or URI) and details."""
-
-    table: str
-    kind: Kind
-    path: str
-    detail: str
-    size: int | None = None
-
-    @property
-    def fixable(self) -> bool:
-        """Whether `doctor(fix=True)` may delete the file (orphans and temp commit files)."""
-        return self.kind in _FIXABLE
-
-    def __str__(self) -> str:
-        return f"{self.table}: {self.kind}: {self.path}: {self.detail}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"table": self.table, "kind": self.kind, "path": self.path,
-                "detail": self.detail, "size": self.size, "fixable": self.fixable}
-
 
 @dataclass(frozen=True)
 class DoctorReport:
@@ -119,12 +94,12 @@ class DoctorReport:
     @property
     def orphans(self) -> tuple[Problem, ...]:
         """Orphaned data files and temporary commit files found (removed or not)."""
-        return tuple(p for p in self.problems if p.kind in _FIXABLE)
+        return tuple(p for p in self.problems if p.kind in FIXABLE)
 
     @property
     def leftovers(self) -> tuple[Problem, ...]:
         """The orphaned and temporary files still on storage (after the fix, if any)."""
-        return tuple(p for p in self.remaining if p.kind in _FIXABLE)
+        return tuple(p for p in self.remaining if p.kind in FIXABLE)
 
     @property
     def leftover_bytes(self) -> int:
@@ -134,7 +109,7 @@ class DoctorReport:
     @property
     def damage(self) -> tuple[Problem, ...]:
         """Problems `fix` cannot repair: committed data that is missing or unreadable."""
-        return tuple(p for p in self.problems if p.kind not in _FIXABLE)
+        return tuple(p for p in self.problems if p.kind not in FIXABLE)
 
     def leftovers_by_table(self) -> dict[str, tuple[int, int]]:
         """Table -> (number of leftover files, bytes they take), tables in report order."""
@@ -157,176 +132,6 @@ class DoctorReport:
                 "advice": self.advice}
 
 
-# -- file system access ----------------------------------------------------------------------
-
-
-def _table_fs(storage: Storage, name: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow file system and the table's base path on it."""
-    import pyarrow.fs as pafs
-
-    if storage.is_local:
-        return pafs.LocalFileSystem(), storage.local_path(name)
-    from deltalake.fs import DeltaStorageHandler
-
-    handler = DeltaStorageHandler(storage.uri(name), storage.options or None)
-    return pafs.PyFileSystem(handler), ""
-
-
-def _join(base: str, relative: str) -> str:
-    return f"{base}/{relative}" if base else relative
-
-
-def _display(storage: Storage, name: str, relative: str) -> str:
-    if storage.is_local:
-        return storage.local_path(name, relative)
-    return storage.uri(name, relative)
-
-
-def _list(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
-    import pyarrow.fs as pafs
-
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(base or "", recursive=True,
-                                                   allow_not_found=True))
-    except FileNotFoundError:
-        return []
-    return [i for i in infos if i.type == pafs.FileType.File]
-
-
-def _relative(base: str, path: str) -> str:
-    if base and path.startswith(base.rstrip("/") + "/"):
-        return path[len(base.rstrip("/")) + 1:]
-    return path.lstrip("/")
-
-
-# -- the Delta log ---------------------------------------------------------------------------
-
-
-def _log_version(name: str) -> int | None:
-    stem = name.split(".", 1)[0]
-    return int(stem) if len(stem) == 20 and stem.isdigit() else None
-
-
-def check_log(storage: Storage, name: str) -> tuple[list[Problem], set[str]]:
-    """Problems of `<table>/_delta_log`, and every data path its commits ever named.
-
-    Reads every JSON commit and the checkpoints. The paths (storage-decoded, relative to the
-    table) are those of add and remove actions: all files the table ever referenced.
-    """
-    import pyarrow.parquet as pq
-
-    fs, base = _table_fs(storage, name)
-    log_base = _join(base, LOG_DIR)
-    problems: list[Problem] = []
-    referenced: set[str] = set()
-    commits: dict[int, str] = {}
-    now = time.time()
-    for info in _list(fs, log_base):
-        relative = _relative(log_base, info.path)
-        file_name = relative.rsplit("/", 1)[-1]
-        shown = _display(storage, name, f"{LOG_DIR}/{relative}")
-        # delta-rs writes a commit as `<version>.json#<n>` and links it into place.
-        if "#" in file_name or file_name.startswith("_commit_") or file_name.endswith(".tmp"):
-            age = now - info.mtime.timestamp() if info.mtime else 0.0
-            problems.append(Problem(name, "temp", shown,
-                                    f"half-written commit file ({age:.0f} s old)", info.size))
-            continue
-        version = _log_version(file_name)
-        if version is None:
-            continue
-        if file_name.endswith(".json"):
-            commits[version] = info.path
-            number = 0
-            try:
-                with fs.open_input_stream(info.path) as handle:
-                    text = handle.read().decode("utf-8")
-                # Not splitlines(): a partition value may hold U+2028 and friends.
-                for line in text.split("\n"):
-                    number += 1
-                    if not line.strip():
-                        continue
-                    action = json.loads(line)
-                    for kind in ("add", "remove"):
-                        entry = action.get(kind)
-                        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-                            referenced.add(unquote(entry["path"]))
-            except (ValueError, UnicodeDecodeError, AttributeError) as exc:
-                problems.append(Problem(name, "log", shown,
-                                        f"commit {version} is not valid JSON lines "
-                                        f"(line {number}: {exc})",
-                                        info.size))
-        elif ".checkpoint" in file_name and file_name.endswith(".parquet"):
-            try:
-                with fs.open_input_file(info.path) as handle:
-                    table = pq.read_table(handle, columns=["add", "remove"])
-                for kind in ("add", "remove"):
-                    for entry in table.column(kind).to_pylist():
-                        if entry and entry.get("path"):
-                            referenced.add(unquote(entry["path"]))
-            except Exception as exc:
-                problems.append(Problem(name, "log", shown,
-                                        f"checkpoint {version} is unreadable: {exc}", info.size))
-    if commits:
-        versions = sorted(commits)
-        missing = sorted(set(range(versions[0], versions[-1] + 1)) - set(versions))
-        for version in missing[:10]:
-            problems.append(Problem(name, "log", _display(
-                storage, name, f"{LOG_DIR}/{version:020d}.json"),
-                f"commit {version} is missing between {versions[0]} and {versions[-1]}"))
-    return problems, referenced
-
-
-def find_log_damage(storage: Storage, name: str) -> Problem | None:
-    """The first damaged commit file of a table's log, if any (used when a table won't open)."""
-    try:
-        problems, _ = check_log(storage, name)
-    except Exception:
-        return None
-    return next((p for p in problems if p.kind == "log"), None)
-
-
-def read_commit(storage: Storage, name: str, version: int) -> list[dict[str, Any]] | None:
-    """The actions of commit `version` of a table's Delta log, or None when its file is not
-    there (not written yet, or deleted by Delta's log retention)."""
-    import pyarrow.fs as pafs
-
-    fs, base = _table_fs(storage, name)
-    path = _join(base, f"{LOG_DIR}/{version:020d}.json")
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as handle:
-        text = handle.read().decode("utf-8")
-    # Not splitlines(): a partition value may hold U+2028 and friends.
-    return [json.loads(line) for line in text.split("\n") if line.strip()]
-
-
-def list_folders(storage: Storage, name: str) -> list[str]:
-    """Names of the folders directly under `<root>/<name>` (sorted; none if it is missing)."""
-    import pyarrow.fs as pafs
-
-    fs, base = _table_fs(storage, name)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(base or "", recursive=False,
-                                                   allow_not_found=True))
-    except FileNotFoundError:
-        return []
-    return sorted(_relative(base, i.path).rstrip("/") for i in infos
-                  if i.type == pafs.FileType.Directory)
-
-
-def missing_files(storage: Storage, name: str, paths: Iterable[str]) -> list[str]:
-    """The add-action `paths` of a table that are not on storage (as shown by `doctor`)."""
-    import pyarrow.fs as pafs
-
-    fs, base = _table_fs(storage, name)
-    missing = []
-    for logged in paths:
-        relative = logged if "://" in logged else unquote(logged)
-        if fs.get_file_info(_join(base, relative)).type != pafs.FileType.File:
-            missing.append(_display(storage, name, relative))
-    return missing
-
-
 # -- data files ------------------------------------------------------------------------------
 
 
@@ -336,7 +141,7 @@ def check_table_files(snap: Snapshot, *, deep: bool = True,
     with a readable Parquet footer holding the logged number of rows."""
     import pyarrow.parquet as pq
 
-    fs, base = _table_fs(snap.storage, snap.name)
+    fs, base = snap.storage.file_system(snap.name)
     actions = snap.add_actions()
     wanted = None if only is None else set(only)
     problems: list[Problem] = []
@@ -347,11 +152,11 @@ def check_table_files(snap: Snapshot, *, deep: bool = True,
     for logged, size, count in zip(actions.column("path").to_pylist(), sizes, rows,
                                    strict=True):
         relative = logged if "://" in logged else unquote(logged)
-        shown = _display(snap.storage, snap.name, relative)
+        shown = snap.storage.shown(snap.name, relative)
         if wanted is not None and shown not in wanted:
             continue
         checked += 1
-        path = _join(base, relative)
+        path = join_path(base, relative)
         info = fs.get_file_info(path)
         import pyarrow.fs as pafs
 
@@ -382,13 +187,13 @@ def check_table_files(snap: Snapshot, *, deep: bool = True,
 
 def find_orphans(snap: Snapshot, referenced: set[str]) -> list[Problem]:
     """Data files under the table folder that no commit ever referenced."""
-    fs, base = _table_fs(snap.storage, snap.name)
+    fs, base = snap.storage.file_system(snap.name)
     active = {unquote(p) for p in snap.add_actions().column("path").to_pylist()}
     known = referenced | active
     now = time.time()
     found: list[Problem] = []
-    for info in _list(fs, base):
-        relative = _relative(base, info.path)
+    for info in list_files(fs, base):
+        relative = relative_path(base, info.path)
         parts = relative.split("/")
         # Delta ignores names starting with '_' or '.' (its log, hidden and temp files).
         if any(part.startswith(("_", ".")) for part in parts):
@@ -396,33 +201,33 @@ def find_orphans(snap: Snapshot, referenced: set[str]) -> list[Problem]:
         if relative in known:
             continue
         age = now - info.mtime.timestamp() if info.mtime else 0.0
-        found.append(Problem(snap.name, "orphan", _display(snap.storage, snap.name, relative),
+        found.append(Problem(snap.name, "orphan", snap.storage.shown(snap.name, relative),
                              f"no commit references it ({age:.0f} s old)", info.size))
     return found
 
 
-def _check_seq(lake: Lake, snap: Snapshot) -> list[Problem]:
+def _check_seq(lake: LakeParts, snap: Snapshot) -> list[Problem]:
     """Every seq from 1 to the log's last seq exactly once (reads the `seq` column)."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    from eventlake.log import SEQ_APP_ID
+    from eventlake.store.log import SEQ_APP_ID
 
     last = snap.transaction_version(SEQ_APP_ID) or 0
-    fs, base = _table_fs(snap.storage, snap.name)
+    fs, base = snap.storage.file_system(snap.name)
     seen = np.zeros(last + 1, dtype=np.uint8)
     problems: list[Problem] = []
-    shown_root = _display(snap.storage, snap.name, "")
+    shown_root = snap.storage.shown(snap.name, "")
     for logged in snap.add_actions().column("path").to_pylist():
         relative = unquote(logged)
         try:
-            with fs.open_input_file(_join(base, relative)) as handle:
+            with fs.open_input_file(join_path(base, relative)) as handle:
                 seqs = pq.read_table(handle, columns=["seq"]).column("seq").to_numpy()
         except Exception:
             continue  # reported by the file check
         outside = seqs[(seqs < 1) | (seqs > last)]
         if len(outside):
-            problems.append(Problem(snap.name, "seq", _display(snap.storage, snap.name,
+            problems.append(Problem(snap.name, "seq", snap.storage.shown(snap.name,
                                                                  relative),
                                     f"holds seq {int(outside[0])}, outside 1..{last}"))
             seqs = seqs[(seqs >= 1) & (seqs <= last)]
@@ -443,9 +248,9 @@ def _check_seq(lake: Lake, snap: Snapshot) -> list[Problem]:
 # -- the whole lake --------------------------------------------------------------------------
 
 
-def _table_names(lake: Lake, views: Sequence[str] | None) -> list[str]:
-    from eventlake.log import EVENTS
-    from eventlake.viewstore import ViewStore
+def _table_names(lake: LakeParts, views: Sequence[str] | None) -> list[str]:
+    from eventlake.store.log import EVENTS
+    from eventlake.store.viewstore import ViewStore
 
     names = [EVENTS]
     for view_name in views or list(lake.views):
@@ -455,7 +260,7 @@ def _table_names(lake: Lake, views: Sequence[str] | None) -> list[str]:
     return names
 
 
-def doctor(lake: Lake, *, fix: bool = False, deep: bool = True,
+def doctor(lake: LakeParts, *, fix: bool = False, deep: bool = True,
            min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS,
            views: Sequence[str] | None = None) -> DoctorReport:
     """Check the event log and the view tables; with `fix`, delete orphans and temp files.
@@ -465,8 +270,8 @@ def doctor(lake: Lake, *, fix: bool = False, deep: bool = True,
     references, and skips files younger than `min_age_seconds` (a writer may be about to
     commit them).
     """
-    from eventlake.log import EVENTS
-    from eventlake.storage import Snapshot
+    from eventlake.store.log import EVENTS
+    from eventlake.store.storage import Snapshot
 
     problems: list[Problem] = []
     checked = 0
@@ -506,13 +311,18 @@ def doctor(lake: Lake, *, fix: bool = False, deep: bool = True,
                         advice)
 
 
-def _layout_advice(lake: Lake, snap: Snapshot) -> str | None:
+def _layout_advice(lake: LakeParts, snap: Snapshot) -> str | None:
     """`LakeInfo.advice` for a `partition_id` log (whose partitions its Delta log lists, so
     this reads no data); a bucketed log has none to give."""
+    # Here, not at the top: the CLI reads this module's defaults for `doctor --help`, and the
+    # layouts load pyarrow.
+    from eventlake.model.layout import relayout_advice
+
     try:
-        if lake.log.layout(snap).kind != "partition_id":
+        layout = lake.log.layout(snap)
+        if layout.kind != "partition_id":
             return None
-        return lake.info().advice
+        return relayout_advice(layout.kind, len(lake.log.partitions(snap)))
     except EventlakeError:  # the table's damage is reported by the checks above
         return None
 
@@ -520,7 +330,7 @@ def _layout_advice(lake: Lake, snap: Snapshot) -> str | None:
 def _age(storage: Storage, path: str, now: float) -> float:
     import pyarrow.fs as pafs
 
-    fs, relative = _fs_for(storage, path)
+    fs, relative = storage.file_system_of(path)
     info = fs.get_file_info(relative)
     if info.type != pafs.FileType.File or info.mtime is None:
         return 0.0
@@ -528,7 +338,7 @@ def _age(storage: Storage, path: str, now: float) -> float:
 
 
 def _delete(storage: Storage, path: str) -> bool:
-    fs, relative = _fs_for(storage, path)
+    fs, relative = storage.file_system_of(path)
     try:
         fs.delete_file(relative)
     except FileNotFoundError:
@@ -536,21 +346,10 @@ def _delete(storage: Storage, path: str) -> bool:
     return True
 
 
-def _fs_for(storage: Storage, path: str) -> tuple[pafs.FileSystem, str]:
-    """The file system holding `path` (a displayed path) and the path on it."""
-    if storage.is_local:
-        import pyarrow.fs as pafs
-
-        return pafs.LocalFileSystem(), path
-    root = storage.uri("")
-    fs, _ = _table_fs(storage, "")
-    return fs, path[len(root):] if path.startswith(root) else path
-
-
 # -- the read seam ---------------------------------------------------------------------------
 
 
-def diagnose(lake: Lake, exc: BaseException, *, tables: Sequence[str] = ()
+def diagnose(lake: LakeParts, exc: BaseException, *, tables: Sequence[str] = ()
              ) -> EventlakeError | None:
     """A `CorruptLakeError` naming the damaged file behind a failed read, or None.
 
@@ -559,9 +358,9 @@ def diagnose(lake: Lake, exc: BaseException, *, tables: Sequence[str] = ()
     storage itself caused (a full disk, an object store that does not answer) is that
     `StorageError` instead: the files are not to blame.
     """
-    from eventlake.log import EVENTS
-    from eventlake.storage import Snapshot
-    from eventlake.storage_failures import storage_failure
+    from eventlake.store.log import EVENTS
+    from eventlake.store.storage import Snapshot
+    from eventlake.store.storage_failures import storage_failure
 
     failure = storage_failure(lake.storage, exc, path=lake.storage.root, action="using")
     if failure is not None:

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import polars as pl
@@ -40,7 +40,6 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from eventlake.deltalog import Commit, LogVersion, TableLog, table_log
 from eventlake.errors import (
     CommitConflictError,
     CorruptLakeError,
@@ -48,7 +47,8 @@ from eventlake.errors import (
     StorageError,
     StorageWarning,
 )
-from eventlake.storage_failures import (
+from eventlake.store.deltalog import Commit, LogVersion, TableLog, table_log
+from eventlake.store.storage_failures import (
     Written,
     check_free_space,
     check_process,
@@ -56,7 +56,10 @@ from eventlake.storage_failures import (
     one_line,
     storage_failure,
 )
-from eventlake.storage_options import redact, redacted, remember_secrets, resolve_options
+from eventlake.store.storage_options import redact, redacted, remember_secrets, resolve_options
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 __all__ = [
     "ScanPlan",
@@ -101,7 +104,7 @@ class Storage:
     """A lake root (local folder or object-store URI) plus the options to reach it.
 
     `Storage.at` resolves the options (for `s3://` roots: AWS environment variables under
-    explicit options, `aws_conditional_put=etag` by default; see `eventlake.storage_options`).
+    explicit options, `aws_conditional_put=etag` by default; see `eventlake.store.storage_options`).
     The repr masks secret values.
     """
 
@@ -181,7 +184,7 @@ class Storage:
             return self._open_table(uri, version)
 
     def log(self, *parts: str) -> TableLog | None:
-        """eventlake's own log reader/writer of a local table (`eventlake.deltalog`), shared
+        """eventlake's own log reader/writer of a local table (`eventlake.store.deltalog`), shared
         by the threads of this process; None for a table on object storage."""
         if not self.is_local:
             return None
@@ -206,7 +209,7 @@ class Storage:
     def _log_damage(self, uri: str, exc: DeltaError) -> Exception:
         """A damaged `_delta_log` (bad JSON, a missing commit) as `CorruptLakeError` naming
         the file, if one is to blame; else `exc` itself."""
-        from eventlake.doctor import find_log_damage
+        from eventlake.store.tablefiles import find_log_damage
 
         name = uri[len(self.root) + 1:] if uri.startswith(self.root + "/") else ""
         damage = find_log_damage(self, name) if name else None
@@ -272,6 +275,33 @@ class Storage:
     def local_path(self, *parts: str) -> str:
         root = self.root.removeprefix("file://")
         return os.path.join(root, *parts)
+
+    def shown(self, *parts: str) -> str:
+        """`<root>/<parts>` as reports and errors show it: a local path, else the URI."""
+        return self.local_path(*parts) if self.is_local else self.uri(*parts)
+
+    def file_system(self, *parts: str) -> tuple[pafs.FileSystem, str]:
+        """A pyarrow file system holding the folder `<root>/<parts>`, and the folder's path on
+        it: the local file system, or one rooted at the folder on the object store (path "")
+        through deltalake's handler, so it takes the same storage options as the tables."""
+        import pyarrow.fs as pafs
+
+        if self.is_local:
+            return pafs.LocalFileSystem(), self.local_path(*parts)
+        from deltalake.fs import DeltaStorageHandler
+
+        handler = DeltaStorageHandler(self.uri(*parts), self.options or None)
+        return pafs.PyFileSystem(handler), ""
+
+    def file_system_of(self, shown: str) -> tuple[pafs.FileSystem, str]:
+        """The file system holding a path as `shown` spells it, and the path on it."""
+        if self.is_local:
+            import pyarrow.fs as pafs
+
+            return pafs.LocalFileSystem(), shown
+        root = self.uri("")
+        fs, _ = self.file_system("")
+        return fs, shown[len(root):] if shown.startswith(root) else shown
 
     def local_folder(self, kind: str) -> str:
         """A local folder for files of this lake that are not tables (quarantine files, the

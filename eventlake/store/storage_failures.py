@@ -1,6 +1,6 @@
 """Failures of the storage under a lake, told apart from everything else.
 
-The storage seam (`eventlake.storage`) calls these around every table open and every write:
+The storage seam (`eventlake.store.storage`) calls these around every table open and every write:
 
 - **Forked processes.** deltalake starts one Rust (tokio) runtime per process on its first
   call, and that runtime cannot work in a child forked afterwards: every call there panics
@@ -33,10 +33,10 @@ from eventlake.errors import (
     StorageUnavailableError,
     StorageWarning,
 )
-from eventlake.storage_options import redact
+from eventlake.store.storage_options import redact
 
 if TYPE_CHECKING:
-    from eventlake.storage import Storage
+    from eventlake.store.storage import Storage
 
 __all__ = [
     "StorageWarning",
@@ -253,7 +253,7 @@ def landed(storage: Storage, table: str, version: int, *, txn: tuple[str, int] |
             metadata: tuple[str, str] | None) -> bool:
     """Whether commit `version` of `table` is the one marked by app transaction `txn` or by
     the commit-info entry `metadata` (False when the log cannot be read)."""
-    from eventlake.doctor import read_commit
+    from eventlake.store.tablefiles import read_commit
 
     try:
         actions = read_commit(storage, table, version)

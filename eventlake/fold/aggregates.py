@@ -28,11 +28,10 @@ from typing import Any
 
 import polars as pl
 
-from eventlake.views import Agg, AggregateView
+from eventlake.model.views import FAILURE, Agg, AggregateView
 
 __all__ = ["FAILURE", "failure_text", "fold_aggregate", "rows_before", "stored_dtype"]
 
-FAILURE = "failure"
 _INT64 = (-(2**63), 2**63 - 1)
 _DECIMAL = (-(10**38 - 1), 10**38 - 1)
 _LIMITS = {"int64": _INT64, "decimal": _DECIMAL}

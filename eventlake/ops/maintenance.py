@@ -43,17 +43,17 @@ from deltalake import CommitProperties
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
-from eventlake.datafiles import DataFile, PlannedFile, delete_files, write_files
-from eventlake.deltalog import Commit, FileRemoval
 from eventlake.errors import CommitConflictError, CorruptLakeError, InvalidArgumentError
-from eventlake.events import EVENT_SCHEMA
-from eventlake.layout import BUCKET_COLUMN
-from eventlake.log import EVENTS, TailCompaction
-from eventlake.storage import Snapshot, commit_on, retry_commit
-from eventlake.viewstore import ViewStore
+from eventlake.model.layout import BUCKET_COLUMN
+from eventlake.store.datafiles import DataFile, PlannedFile, delete_files, write_files
+from eventlake.store.deltalog import Commit, FileRemoval
+from eventlake.store.log import EVENTS, TailCompaction
+from eventlake.store.storage import Snapshot, commit_on, retry_commit
+from eventlake.store.viewstore import ViewStore
+from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
-    from eventlake.lake import Lake
+    from eventlake.store.parts import LakeParts
 
 __all__ = [
     "DEFAULT_MAX_FILE_ROWS",
@@ -117,20 +117,13 @@ class MaintenanceResult:
 # -- watermarks ----------------------------------------------------------------------------
 
 
-def view_watermarks(lake: Lake) -> dict[str, int]:
+def view_watermarks(lake: LakeParts) -> dict[str, int]:
     """The last `seq` each registered view has folded (0 for a view never built)."""
-    marks: dict[str, int] = {}
-    for name, view in lake.views.items():
-        store = ViewStore(lake.storage, view)
-        if not store.exists():
-            marks[name] = 0
-            continue
-        current = store.marks(store.snapshot())
-        marks[name] = current.watermark if current.active_version == view.version else 0
-    return marks
+    return {name: ViewStore(lake.storage, view).watermark()
+            for name, view in lake.views.items()}
 
 
-def min_watermark(lake: Lake) -> int:
+def min_watermark(lake: LakeParts) -> int:
     """The `seq` up to which every registered view has folded the log."""
     return min(view_watermarks(lake).values(), default=0)
 
@@ -192,7 +185,7 @@ def _bins(snap: Snapshot, watermark: int, *, column: str, small_file_bytes: int,
     return found
 
 
-def _write_bin(lake: Lake, snap: Snapshot, item: _Bin) -> tuple[AddAction, int]:
+def _write_bin(lake: LakeParts, snap: Snapshot, item: _Bin) -> tuple[AddAction, int]:
     """Write the rows of exactly the bin's files as one new file; its add action.
 
     Rows are in seq order (partition_id layout) or `(partition_id, seq)` order (a bucket), so
@@ -212,7 +205,7 @@ def _write_bin(lake: Lake, snap: Snapshot, item: _Bin) -> tuple[AddAction, int]:
     return written[0].action, table.num_rows
 
 
-def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYTES,
+def compact_events(lake: LakeParts, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYTES,
                    max_rows: int = DEFAULT_MAX_FILE_ROWS, dry_run: bool = False
                    ) -> CompactionResult:
     """Merge runs of small event files that every view has folded; see the module doc.
@@ -291,7 +284,7 @@ def compact_events(lake: Lake, *, small_file_bytes: int = DEFAULT_SMALL_FILE_BYT
                             tail.rows + rows, tail.version if version is None else version)
 
 
-def _sort_tail(lake: Lake, *, dry_run: bool) -> TailCompaction:
+def _sort_tail(lake: LakeParts, *, dry_run: bool) -> TailCompaction:
     """Sort a bucketed log's tail into its buckets; with `dry_run`, what that would do (one
     file per bucket its rows hash to; reads the tail's `partition_id` column)."""
     if lake.log.layout().kind != "buckets":
@@ -308,7 +301,7 @@ def _sort_tail(lake: Lake, *, dry_run: bool) -> TailCompaction:
     return TailCompaction(len(plan.files), len(buckets), plan.rows, None, buckets)
 
 
-def _discard(lake: Lake, adds: Sequence[AddAction]) -> None:
+def _discard(lake: LakeParts, adds: Sequence[AddAction]) -> None:
     """Delete event files this run wrote that no commit references (best effort)."""
     if adds:
         delete_files(lake.storage, EVENTS, [DataFile(add, 0) for add in adds])
@@ -317,12 +310,13 @@ def _discard(lake: Lake, adds: Sequence[AddAction]) -> None:
 # -- views, checkpoints, vacuum ------------------------------------------------------------
 
 
-def _view_stores(lake: Lake, views: Sequence[str] | None) -> list[ViewStore]:
+def _view_stores(lake: LakeParts, views: Sequence[str] | None) -> list[ViewStore]:
     chosen = [lake.view(name) for name in (views or list(lake.views))]
     return [store for store in (ViewStore(lake.storage, v) for v in chosen) if store.exists()]
 
 
-def compact_views(lake: Lake, views: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+def compact_views(lake: LakeParts, views: Sequence[str] | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """`optimize.compact` on each view table; returns Delta's metrics per view.
 
     A refresh committing meanwhile makes the compaction of that view lose the race; it is
@@ -347,11 +341,11 @@ def compact_views(lake: Lake, views: Sequence[str] | None = None) -> dict[str, d
     return metrics
 
 
-def _tables(lake: Lake, views: Sequence[str] | None) -> list[str]:
+def _tables(lake: LakeParts, views: Sequence[str] | None) -> list[str]:
     return [EVENTS, *(store.name for store in _view_stores(lake, views))]
 
 
-def checkpoint(lake: Lake, views: Sequence[str] | None = None) -> tuple[str, ...]:
+def checkpoint(lake: LakeParts, views: Sequence[str] | None = None) -> tuple[str, ...]:
     """Write a Delta checkpoint of the event log and of each view table."""
     names = _tables(lake, views)
     for name in names:
@@ -362,8 +356,9 @@ def checkpoint(lake: Lake, views: Sequence[str] | None = None) -> tuple[str, ...
     return tuple(names)
 
 
-def vacuum(lake: Lake, *, retention_hours: float = DEFAULT_VACUUM_HOURS, dry_run: bool = True,
-           views: Sequence[str] | None = None) -> dict[str, VacuumResult]:
+def vacuum(lake: LakeParts, *, retention_hours: float = DEFAULT_VACUUM_HOURS,
+           dry_run: bool = True, views: Sequence[str] | None = None
+           ) -> dict[str, VacuumResult]:
     """Delete files no table version of the last `retention_hours` references (dry run by
     default: only lists them)."""
     if retention_hours < 0:
@@ -382,8 +377,9 @@ def vacuum(lake: Lake, *, retention_hours: float = DEFAULT_VACUUM_HOURS, dry_run
     return results
 
 
-def maintain(lake: Lake, *, retention_hours: float = DEFAULT_VACUUM_HOURS, dry_run: bool = True,
-             small_file_bytes: int = DEFAULT_SMALL_FILE_BYTES) -> MaintenanceResult:
+def maintain(lake: LakeParts, *, retention_hours: float = DEFAULT_VACUUM_HOURS,
+             dry_run: bool = True, small_file_bytes: int = DEFAULT_SMALL_FILE_BYTES
+             ) -> MaintenanceResult:
     """Compact events and views, checkpoint, then vacuum: the whole maintenance pass.
 
     With `dry_run=True` (the default) nothing is written: it reports what compaction would

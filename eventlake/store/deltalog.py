@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from eventlake import __version__
+from eventlake._version import __version__
 from eventlake.errors import CorruptLakeError
 
 __all__ = [

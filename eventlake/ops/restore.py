@@ -1,7 +1,7 @@
 """Restore the event log to an earlier Delta version, with its `seq` counter, batch keys and views.
 
 A plain Delta restore brings back the data files of a version but not its app transactions,
-and the event log keeps its counters in app transactions (see `eventlake.log`). After one,
+and the event log keeps its counters in app transactions (see `eventlake.store.log`). After one,
 `seq` would go on from the newest value (a gap), the batches it took out could never be
 appended again under their keys (they would be reported as duplicates), and every view would
 keep rows and a watermark that describe events that are gone. `restore_log` restores the
@@ -46,13 +46,14 @@ import pyarrow as pa
 from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from eventlake.doctor import list_folders, missing_files, read_commit
 from eventlake.errors import CommitConflictError, EventlakeError, LakeNotFoundError, RestoreError
-from eventlake.log import EVENTS, SEQ_APP_ID, batch_app_id
-from eventlake.storage import Snapshot, Storage, retry_commit
+from eventlake.store.log import BATCH_APP_PREFIX, EVENTS, SEQ_APP_ID
+from eventlake.store.storage import Snapshot, Storage, retry_commit
+from eventlake.store.tablefiles import list_folders, missing_files, read_commit
+from eventlake.store.viewstore import view_app_id
 
 if TYPE_CHECKING:
-    from eventlake.lake import Lake
+    from eventlake.store.parts import LakeParts
 
 __all__ = [
     "RESET_VERSION",
@@ -66,7 +67,6 @@ __all__ = [
 
 REVOKED = -1
 VIEWS = "views"
-_BATCH_PREFIX = batch_app_id("p", 0).removesuffix("p/0")
 # A reset view table: no generation is active and it was built for no view version (versions
 # start at 1), which makes `materialize` rebuild it and every reader see no rows.
 _NO_GENERATION = 0
@@ -144,7 +144,7 @@ class RestoreResult:
                 "views_reset": list(self.views_reset)}
 
 
-def plan_restore(target: Lake | Storage, *, version: int | None = None,
+def plan_restore(target: LakeParts | Storage, *, version: int | None = None,
                  timestamp: datetime | str | None = None) -> RestorePlan:
     """What restoring the event log to `version` (or to the newest version committed at or
     before `timestamp`) would remove; raises `RestoreError` if it cannot be done."""
@@ -171,8 +171,8 @@ def plan_restore(target: Lake | Storage, *, version: int | None = None,
         if now == wanted:
             continue
         transactions.append((app, wanted))
-        if app.startswith(_BATCH_PREFIX) and now is not None and now >= 0 and wanted < 0:
-            revoked.append((now, app.removeprefix(_BATCH_PREFIX)))
+        if app.startswith(BATCH_APP_PREFIX) and now is not None and now >= 0 and wanted < 0:
+            revoked.append((now, app.removeprefix(BATCH_APP_PREFIX)))
     return RestorePlan(
         root=storage.root, from_version=head, to_version=to,
         last_seq_before=current.transaction_version(SEQ_APP_ID) or 0, last_seq_after=last_after,
@@ -180,7 +180,7 @@ def plan_restore(target: Lake | Storage, *, version: int | None = None,
         views=tuple(_view_tables(storage)), transactions=tuple(transactions))
 
 
-def restore_log(target: Lake | Storage, *, version: int | None = None,
+def restore_log(target: LakeParts | Storage, *, version: int | None = None,
                 timestamp: datetime | str | None = None,
                 expected_version: int | None = None) -> RestoreResult:
     """Restore the event log to `version` (or to the newest version committed at or before
@@ -213,7 +213,7 @@ def restore_log(target: Lake | Storage, *, version: int | None = None,
 # -- planning --------------------------------------------------------------------------------
 
 
-def _storage_and_views(target: Lake | Storage) -> tuple[Storage, dict[str, int]]:
+def _storage_and_views(target: LakeParts | Storage) -> tuple[Storage, dict[str, int]]:
     """The lake's storage and the versions of its registered views (none for a bare Storage)."""
     if isinstance(target, Storage):
         return target, {}
@@ -352,10 +352,10 @@ def _view_tables(storage: Storage) -> list[str]:
 def _reset_view(storage: Storage, name: str, version: int | None) -> int:
     """Remove every row of a view table and mark it "not built", in one commit; its version.
 
-    The app ids are those of `ViewStore` (`eventlake.view/<name>/...`). Bumping `commits`
-    makes a refresh in flight collide with the reset and re-read the table.
+    The app ids are those of `ViewStore` (`view_app_id`). Bumping `commits` makes a refresh
+    in flight collide with the reset and re-read the table.
     """
-    app = f"eventlake.view/{name}"
+    app = view_app_id(name)
 
     def attempt() -> int:
         table = storage.table(VIEWS, name)

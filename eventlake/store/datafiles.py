@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
-from eventlake.storage import Storage
+from eventlake.store.storage import Storage
 
 __all__ = ["DataFile", "PlannedFile", "delete_files", "write_files"]
 
@@ -93,11 +93,7 @@ class _Target:
 
     def _filesystem(self) -> Any:
         if self._fs is None:
-            from deltalake.fs import DeltaStorageHandler
-            from pyarrow.fs import PyFileSystem
-
-            self._fs = PyFileSystem(DeltaStorageHandler(self.storage.uri(self.table),
-                                                        self.storage.options or None))
+            self._fs, _ = self.storage.file_system(self.table)
         return self._fs
 
     def write(self, relative: str, rows: pa.Table, properties: Mapping[str, Any]) -> int:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow.compute as pc
 
-from eventlake import jsoncodec
 from eventlake.errors import (
     EventlakeError,
     MaterializeError,
@@ -30,19 +29,20 @@ from eventlake.errors import (
     ViewChangedError,
     ViewDefinitionError,
 )
-from eventlake.events import EVENT_SCHEMA
-from eventlake.folds import FAILURE, event_columns, fold_events, fold_view
-from eventlake.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
-from eventlake.storage import Snapshot, retry_commit
-from eventlake.views import AggregateView, View, definition_fingerprint
-from eventlake.viewstore import (
+from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view
+from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
+from eventlake.model.views import AggregateView, View, definition_fingerprint
+from eventlake.store.storage import Snapshot, retry_commit
+from eventlake.store.viewstore import (
     DEFAULT_BUCKETS,
     ViewStore,
     logical_columns,
 )
+from eventlake.validate import jsoncodec
+from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
-    from eventlake.lake import Lake
+    from eventlake.store.parts import LakeParts
 
 __all__ = ["DEFAULT_CHUNK_EVENTS", "EventWindow", "MaterializeError", "MaterializeResult",
            "PartitionFailure", "failed_partitions", "materialize_views", "read_events",
@@ -89,7 +89,7 @@ class PartitionFailure:
                                     event_type=self.event_type, cause=self.error)
 
 
-def materialize_views(lake: Lake, views: Sequence[View], *, rebuild: bool = False,
+def materialize_views(lake: LakeParts, views: Sequence[View], *, rebuild: bool = False,
                       chunk_events: int | None = None, progress: Progress | None = None,
                       retry_failed: bool = False, accept_changed_definition: bool = False
                       ) -> dict[str, MaterializeResult]:
@@ -134,7 +134,7 @@ class EventWindow:
         self._key: tuple[int, int] | None = None
         self._events: pl.DataFrame | None = None
 
-    def read(self, lake: Lake, since: int, until: int) -> pl.DataFrame:
+    def read(self, lake: LakeParts, since: int, until: int) -> pl.DataFrame:
         if self._key != (since, until) or self._events is None:
             self._events = read_events(lake, since_seq=since, until_seq=until,
                                        columns=self.columns, snapshot=self.snapshot,
@@ -143,7 +143,7 @@ class EventWindow:
         return self._events
 
 
-def read_events(lake: Lake, partitions: Sequence[str] | None = None, *,
+def read_events(lake: LakeParts, partitions: Sequence[str] | None = None, *,
                 since_seq: int | None = None, until_seq: int | None = None,
                 columns: Sequence[str] | None = None, snapshot: Snapshot | None = None,
                 whole_files: int = 2 * DEFAULT_CHUNK_EVENTS) -> pl.DataFrame:
@@ -178,7 +178,7 @@ def read_events(lake: Lake, partitions: Sequence[str] | None = None, *,
     return events if columns is None else events.select(columns)
 
 
-def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
+def refresh_view(lake: LakeParts, view: View, *, rebuild: bool = False,
                  chunk_events: int | None = None, progress: Progress | None = None,
                  target_seq: int | None = None, window: EventWindow | None = None,
                  retry_failed: bool = False, accept_changed_definition: bool = False
@@ -206,8 +206,9 @@ def refresh_view(lake: Lake, view: View, *, rebuild: bool = False,
     # log bucket b, and a rebuild of one reads only the other.
     store.ensure(retype=due, buckets=lake.log.layout().buckets or DEFAULT_BUCKETS)
     head = lake.log.last_seq() if target_seq is None else target_seq
-    marks = store.marks(store.snapshot())
-    old_watermark = marks.watermark if marks.active_version == view.version else 0
+    built = store.snapshot()
+    marks = store.marks(built)
+    old_watermark = store.watermark(built)
     partitions: set[str] = set()
     failed: set[str] = set()
     recovered: tuple[str, ...] = ()
@@ -267,7 +268,7 @@ def _same_definition(store: ViewStore, marks: Any) -> None:
         raise ViewChangedError(store.view.name, store.view.version)
 
 
-def _refresh_step(lake: Lake, store: ViewStore, head: int, chunk: int, window: EventWindow
+def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: int, window: EventWindow
                   ) -> _Step:
     snap = store.snapshot()
     marks = store.marks(snap)
@@ -318,7 +319,7 @@ def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | 
     return pl.concat([keep.select(new_rows.columns), new_rows], how="vertical_relaxed")
 
 
-def _retry_failed(lake: Lake, store: ViewStore, chunk: int
+def _retry_failed(lake: LakeParts, store: ViewStore, chunk: int
                   ) -> tuple[set[str], int, int, set[str]]:
     """Fold the failed partitions again from where they stopped, up to the watermark.
 
@@ -370,7 +371,7 @@ def _retry_failed(lake: Lake, store: ViewStore, chunk: int
     return retried, folded, commits, again
 
 
-def _fold_slices(lake: Lake, view: View, rows: pl.DataFrame, partitions: list[str],
+def _fold_slices(lake: LakeParts, view: View, rows: pl.DataFrame, partitions: list[str],
                  target: int, chunk: int) -> tuple[pl.DataFrame, int]:
     """`rows` of `partitions` with their events above their `last_seq` up to `target`
     folded on, reading about `chunk` events at a time; also how many events were read."""
@@ -409,7 +410,7 @@ class _Sizes:
     on a `partition_id` log).
     """
 
-    def __init__(self, lake: Lake, target: int, buckets: int) -> None:
+    def __init__(self, lake: LakeParts, target: int, buckets: int) -> None:
         self.log = lake.log
         self.target = target
         self.buckets = buckets
@@ -458,7 +459,7 @@ class _Sizes:
         return self._by_bucket[bucket]
 
 
-def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
+def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
              progress: Progress | None) -> tuple[set[str], int, int, set[str]]:
     """Build a new generation bucket by bucket, then make it the active one atomically.
 
@@ -541,7 +542,7 @@ def _rebuild(lake: Lake, store: ViewStore, *, chunk: int, fresh: bool,
     return touched, folded, commits + 1, broken
 
 
-def _fold_partitions(lake: Lake, view: View, members: list[str], sizes: dict[str, int],
+def _fold_partitions(lake: LakeParts, view: View, members: list[str], sizes: dict[str, int],
                      target: int, chunk: int) -> pl.DataFrame:
     """From-scratch rows of `members` using events up to `target`, in bounded slices."""
     if not members:
@@ -567,7 +568,7 @@ def _fold_partitions(lake: Lake, view: View, members: list[str], sizes: dict[str
     return pl.concat(parts, how="vertical_relaxed")
 
 
-def read_state(lake: Lake, view: View, partition: str, *, as_of_seq: int | None = None,
+def read_state(lake: LakeParts, view: View, partition: str, *, as_of_seq: int | None = None,
                history_depth: int = 25, accept_changed_definition: bool = False) -> Any:
     """Exact state of one partition: the stored row plus a fold of the events after it.
 
@@ -651,7 +652,7 @@ def _checkpoint(store: ViewStore, snap: Snapshot, partition: str, target: int, d
     return None
 
 
-def _aggregate_state(lake: Lake, store: ViewStore, snap: Snapshot | None, partition: str,
+def _aggregate_state(lake: LakeParts, store: ViewStore, snap: Snapshot | None, partition: str,
                      target: int, log: Snapshot) -> list[dict[str, Any]]:
     """One partition's rows of an aggregate view at `target`: stored rows plus a fold of
     newer events (from scratch when reading before the stored rows)."""
@@ -687,7 +688,7 @@ def _aggregate_state(lake: Lake, store: ViewStore, snap: Snapshot | None, partit
     return kept.select(columns).to_dicts()
 
 
-def failed_partitions(lake: Lake, view: View) -> list[PartitionFailure]:
+def failed_partitions(lake: LakeParts, view: View) -> list[PartitionFailure]:
     """The view's failed partitions, by partition id (reads the failure column only)."""
     store = ViewStore(lake.storage, view)
     if not store.exists():

@@ -1,0 +1,438 @@
+"""Inbox files: reading JSON Lines, CSV and Parquet into event records, record by record.
+
+An inbox file is the unit of ingestion: it becomes one batch with a stable identity
+(`file_batch_identity`), so dropping the same file twice lands it once. Reading never drops a
+record silently: every non-blank line (or row) of a readable file ends up either as a record or
+as a `RecordProblem` naming its line, and `split_valid` keeps that count whole while it moves
+records that fail validation to the problems. A file that cannot be read at all (not UTF-8, not
+Parquet, an unknown suffix, a header without the event columns) raises `InvalidEventError` with
+`source=<path>`: the caller quarantines it whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from eventlake.errors import InboxNotFoundError, InvalidEventError
+from eventlake.validate import jsoncodec
+
+if TYPE_CHECKING:
+    from eventlake.validate.events import Limits
+
+__all__ = [
+    "FORMATS",
+    "FileRead",
+    "RecordProblem",
+    "SplitFile",
+    "check_file",
+    "file_batch_identity",
+    "file_format",
+    "inbox_files",
+    "read_file",
+    "split_valid",
+]
+
+Format = Literal["jsonl", "csv", "parquet"]
+Record = tuple[int, dict[str, Any]]
+
+FORMATS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+DEFAULT_PRODUCER = "inbox"
+_OPTIONAL = ("event_id", "ts")
+# Validate in chunks so a file with a few bad records among millions costs one pass plus a
+# chunk per bad record, instead of one `normalize_batch` call per record.
+_CHUNK = 2048
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """One record that cannot become an event: where it is, why, and its raw text.
+
+    `line` is the 1-based line of a JSON Lines or CSV file, or the 1-based row of a Parquet
+    file. `raw` is the line as written (or the row as JSON), so a quarantine file can be fixed
+    and dropped back into the inbox.
+    """
+
+    file: str
+    line: int
+    reason: str
+    raw: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        unit = "row" if self.file.endswith(".parquet") else "line"
+        return f"{self.file}, {unit} {self.line}: {self.reason}"
+
+    def to_error(self, *, note: str | None = None) -> InvalidEventError:
+        """The problem as an `InvalidEventError` whose message names file, line and field."""
+        unit = "row" if self.file.endswith(".parquet") else "line"
+        reason = self.reason if note is None else f"{self.reason} [{note}]"
+        # The reason already says the field; set it as an attribute only, not twice in text.
+        error = InvalidEventError(reason, source=f"{self.file}, {unit} {self.line}")
+        error.field = self.field
+        return error
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field,
+                "reason": self.reason, "raw": self.raw}
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """What reading one file produced: records in file order plus the unreadable ones."""
+
+    path: str
+    format: Format
+    records: list[Record] = field(default_factory=list)
+    errors: list[RecordProblem] = field(default_factory=list)
+
+    @property
+    def read(self) -> int:
+        """Number of non-blank lines (or rows) seen: records plus problems."""
+        return len(self.records) + len(self.errors)
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """A file after reading and validation: `good` records are ready for `Lake.append`.
+
+    `len(good) + len(problems) == read` always holds; `problems` is in line order.
+    """
+
+    path: str
+    format: Format
+    read: int
+    good: list[Record]
+    problems: list[RecordProblem]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [record for _, record in self.good]
+
+
+def file_format(path: str | os.PathLike[str]) -> Format:
+    """The format a file is read as, from its suffix; unknown suffixes raise."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        raise InvalidEventError(
+            f"unknown file type {suffix or '(no suffix)'!r}", source=os.fspath(path),
+            expected=f"one of {', '.join(FORMATS)}") from None
+
+
+def inbox_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files of `folder` that are ingested, in name order: the one listing of the inbox
+    flow and of `eventlake ingest DIR`.
+
+    Only known suffixes count (`FORMATS`); names starting with `.` or `_` are skipped, so a
+    producer can write `.name.jsonl` (or `_name.jsonl`) and rename it when complete.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InboxNotFoundError(f"inbox {root} is not a folder")
+    return sorted(p for p in root.iterdir()
+                  if p.is_file() and p.suffix.lower() in FORMATS
+                  and not p.name.startswith((".", "_")))
+
+
+def read_file(path: str | os.PathLike[str]) -> FileRead:
+    """Read an inbox file into `(line, record)` pairs and per-record problems.
+
+    Raises `InvalidEventError` (with `source` set to the path) when the file as a whole cannot
+    be read; `OSError` when it cannot be opened.
+    """
+    name = os.fspath(path)
+    kind = file_format(name)
+    if kind == "parquet":
+        return _read_parquet(name)
+    data = Path(name).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidEventError(f"not UTF-8 text (bad byte at offset {exc.start}, line {line})",
+                                source=name, expected="a UTF-8 encoded text file") from None
+    if "\x00" in text:
+        raise InvalidEventError("holds NUL bytes, so it is not a text file", source=name,
+                                expected=f"{kind} text")
+    if kind == "csv":
+        return _read_csv(name, text)
+    return _read_jsonl(name, text)
+
+
+def _read_jsonl(name: str, text: str) -> FileRead:
+    result = FileRead(name, "jsonl")
+    # Split on "\n" only: str.splitlines() would also split on U+2028 and friends, which JSON
+    # allows raw inside strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        raw = line.rstrip("\r")
+        # The strict codec: a key twice in the record or anywhere in an inline payload, a
+        # number too large for a float, NaN, a lone surrogate escape: each is refused here,
+        # named by its path (`type`, `payload.a.b`), as the record check names it.
+        try:
+            value = jsoncodec.loads(stripped)
+        except InvalidEventError as exc:
+            result.errors.append(RecordProblem(name, number, _describe(exc), raw,
+                                               field=exc.field))
+            continue
+        if not isinstance(value, dict):
+            result.errors.append(RecordProblem(
+                name, number, f"a JSON {_json_kind(value)}, not an object", raw))
+            continue
+        result.records.append((number, value))
+    return result
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _read_csv(name: str, text: str) -> FileRead:
+    result = FileRead(name, "csv")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidEventError("empty CSV file (no header row)", source=name,
+                                expected="a header row") from None
+    except csv.Error as exc:
+        raise InvalidEventError(f"unreadable CSV header: {exc}", source=name) from None
+    header = [column.strip() for column in header]
+    from eventlake.validate.events import check_columns
+
+    check_columns(header, source=name)
+    lines = text.split("\n")
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # The csv module cannot resynchronise after a broken quote; what follows is
+            # unreadable, which is a whole-file problem rather than one bad row.
+            raise InvalidEventError(f"malformed CSV at line {start}: {exc}", source=name) from None
+        end = reader.line_num
+        raw = "\n".join(lines[start - 1:end]).rstrip("\r")
+        number, start = start, end + 1
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            result.errors.append(RecordProblem(
+                name, number, f"has {len(row)} fields, the header has {len(header)}", raw))
+            continue
+        record: dict[str, Any] = {}
+        for column, cell in zip(header, row, strict=True):
+            if column in _OPTIONAL and cell == "":
+                continue  # an empty optional cell means "not given"
+            record[column] = cell
+        # The payload cell is JSON text: the record check (`split_valid`) decides it, as it
+        # decides a payload string given to `Lake.append`.
+        result.records.append((number, record))
+    return result
+
+
+def _read_parquet(name: str) -> FileRead:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from eventlake.validate.events import check_columns, check_payload_type, payload_from_arrow
+
+    try:
+        with pq.ParquetFile(name) as handle:
+            # The columns first: a file with a column twice is refused naming it (the dataset
+            # reader of `pq.read_table` fails on it with "Multiple matches for FieldRef").
+            check_columns(handle.schema_arrow.names, source=name)
+            table = handle.read()
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise InvalidEventError(f"not a readable Parquet file: {exc}", source=name) from None
+    result = FileRead(name, "parquet")
+    payload_type = table.schema.field("payload").type
+    nested = pa.types.is_struct(payload_type) or pa.types.is_map(payload_type)
+    if not (nested or pa.types.is_string(payload_type) or pa.types.is_large_string(payload_type)
+            or pa.types.is_string_view(payload_type)):
+        raise InvalidEventError(f"column 'payload' has type {payload_type}", source=name,
+                                field="payload",
+                                expected="JSON text (string), a struct or a map column")
+    if nested:
+        check_payload_type(payload_type, source=name)
+    for number, row in enumerate(table.to_pylist(), start=1):
+        record = {key: value for key, value in row.items()
+                  if not (key in _OPTIONAL and value is None)}
+        payload = record.get("payload")
+        if nested and payload is not None:
+            # As `Lake.append` reads a struct or map column: a map's repeated or non-string
+            # key is refused with the same message, not quietly reduced to one.
+            try:
+                record["payload"] = payload_from_arrow(payload, payload_type)
+            except InvalidEventError as exc:
+                result.errors.append(RecordProblem(name, number, _describe(exc),
+                                                   _raw_json(row), field=exc.field))
+                continue
+        result.records.append((number, record))
+    return result
+
+
+def _raw_json(record: object) -> str:
+    def default(value: object) -> str:
+        return value.isoformat() if isinstance(value, datetime) else repr(value)
+
+    try:
+        return json.dumps(record, ensure_ascii=False, default=default, separators=(",", ":"))
+    except RecursionError:
+        # A JSON Lines record nested past the recursion limit (the strict codec reads any
+        # depth, then the record check refuses it): what was decoded, encoded back the same way.
+        return jsoncodec.dumps(record, decoded=True)
+
+
+def _describe(exc: InvalidEventError) -> str:
+    # Drop the index: it counts records of an internal sub-batch, not lines of the file.
+    return str(InvalidEventError(exc.reason, field=exc.field, value=exc.value,
+                                 expected=exc.expected))
+
+
+def split_valid(records: Sequence[Record], *, file: str = "<records>",
+                limits: Limits | None = None) -> tuple[list[Record], list[RecordProblem]]:
+    """Split `(line, record)` pairs into those `Lake.append` accepts and `RecordProblem`s.
+
+    Every record ends up on exactly one side; `good` keeps the input order, problems are in
+    line order. A repeated `event_id` keeps its first *valid* record; later ones are problems
+    naming that record's line. `limits` are the lake's (default: `DEFAULT_LIMITS`).
+    """
+    from eventlake.validate.events import DEFAULT_LIMITS, normalize_batch
+
+    limits = limits or DEFAULT_LIMITS
+    everything = list(enumerate(records))
+    try:
+        normalize_batch([record for _, (_, record) in everything], limits=limits)
+    except InvalidEventError:
+        pass
+    else:
+        return list(records), []
+    good: list[tuple[int, Record]] = []
+    bad: list[RecordProblem] = []
+    claimed: dict[str, int] = {}  # event_id -> line of the valid record holding it
+    pending = everything
+    # Each round validates at most one candidate per event_id, so a first occurrence that is
+    # itself invalid does not make a later valid one a "duplicate". Rounds are rare beyond one.
+    while pending:
+        batch: list[tuple[int, Record]] = []
+        deferred: list[tuple[int, Record]] = []
+        in_round: set[str] = set()
+        for item in pending:
+            number, record = item[1]
+            event_id = record.get("event_id") if isinstance(record, dict) else None
+            if isinstance(event_id, str):
+                if event_id in claimed:
+                    bad.append(RecordProblem(
+                        file, number, f"field 'event_id': duplicate event_id {event_id!r}, "
+                        f"also line {claimed[event_id]}", _raw_json(record), field="event_id"))
+                    continue
+                if event_id in in_round:
+                    deferred.append(item)
+                    continue
+                in_round.add(event_id)
+            batch.append(item)
+        for item in _validate(batch, file, bad, limits):
+            good.append(item)
+            event_id = item[1][1].get("event_id")
+            if isinstance(event_id, str):
+                claimed[event_id] = item[1][0]
+        pending = deferred
+    good.sort(key=lambda item: item[0])
+    return [pair for _, pair in good], sorted(bad, key=lambda p: p.line)
+
+
+def _validate(batch: list[tuple[int, Record]], file: str, bad: list[RecordProblem],
+              limits: Limits) -> list[tuple[int, Record]]:
+    """The records of `batch` that pass `normalize_batch`; the others are added to `bad`."""
+    from eventlake.validate.events import normalize_batch
+
+    good: list[tuple[int, Record]] = []
+    for begin in range(0, len(batch), _CHUNK):
+        chunk = batch[begin:begin + _CHUNK]
+        rest = 0
+        while rest < len(chunk):
+            try:
+                normalize_batch([record for _, (_, record) in chunk[rest:]], limits=limits)
+            except InvalidEventError as exc:
+                if exc.index is None or not 0 <= exc.index < len(chunk) - rest:
+                    # Not pinned to one record: decide each remaining record on its own.
+                    for item in chunk[rest:]:
+                        if _check_one(item[1], file, bad, limits):
+                            good.append(item)
+                    break
+                good.extend(chunk[rest:rest + exc.index])
+                number, record = chunk[rest + exc.index][1]
+                bad.append(RecordProblem(file, number, _describe(exc), _raw_json(record),
+                                         field=exc.field))
+                rest += exc.index + 1
+            else:
+                good.extend(chunk[rest:])
+                break
+    return good
+
+
+def _check_one(pair: Record, file: str, bad: list[RecordProblem], limits: Limits) -> bool:
+    from eventlake.validate.events import normalize_batch
+
+    number, record = pair
+    try:
+        normalize_batch([record], limits=limits)
+    except InvalidEventError as exc:
+        bad.append(RecordProblem(file, number, _describe(exc), _raw_json(record),
+                                 field=exc.field))
+        return False
+    return True
+
+
+def check_file(path: str | os.PathLike[str], *, limits: Limits | None = None) -> SplitFile:
+    """Read and validate a file: its good records plus every problem, in line order.
+
+    `limits` should be the lake's, so that what passes here also passes its `append`."""
+    read = read_file(path)
+    good, bad = split_valid(read.records, file=read.path, limits=limits)
+    problems = sorted([*read.errors, *bad], key=lambda p: p.line)
+    return SplitFile(read.path, read.format, read.read, good, problems)
+
+
+def file_batch_identity(path: str | os.PathLike[str], *, producer: str = DEFAULT_PRODUCER
+                        ) -> tuple[str, str]:
+    """`(producer, batch_no)` for a file: same name and same bytes give the same pair.
+
+    The content hash makes a corrected file (same name, new bytes) a new batch, while a file
+    delivered twice, or a retried ingest, is recognised as already landed.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return producer, f"{Path(path).name}@{digest.hexdigest()[:16]}"

@@ -1,0 +1,6 @@
+"""The pure model: event-log layouts, state actions and view definitions. No I/O here, and
+nothing of eventlake but `errors` is imported.
+
+Submodules are imported by name (`eventlake.model.<module>`): this file stays empty so that
+loading one does not load its heavy siblings.
+"""
