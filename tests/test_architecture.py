@@ -235,3 +235,14 @@ def test_the_planted_violation_is_caught(tmp_path, monkeypatch):
         test_nothing_below_the_facade_imports_it()
     with pytest.raises(pytest.fail.Exception, match="store"):
         test_no_cycle_between_units()
+
+
+def test_the_tests_mirror_the_packages():
+    # A layer's tests live in tests/<layer>/ (cli and flows likewise); the tests of the facade
+    # and of what crosses every layer (exactness, hostile input, reliability, the README) stay
+    # in tests/ itself. A test folder named for no package is a layout nobody can find.
+    tests = REPO / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    assert folders - {"benchmarks"} == {*LAYERS, "cli", "flows"}
+    for folder in folders:
+        assert (tests / folder / "__init__.py").exists(), folder

@@ -30,7 +30,7 @@ from eventlake.model.actions import apply_action
 from eventlake.ops.verify import verify_view
 from eventlake.store.viewstore import ViewStore
 from eventlake.validate.jsoncodec import INT_LIMIT
-from tests.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
+from tests.validate.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
 
 BOUNDARIES = [2**53, 2**53 + 1, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1, 2**64, 2**64 + 1,
               10**19, 10**20, 10**100, 10**300, INT_LIMIT - 1]

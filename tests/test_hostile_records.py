@@ -40,7 +40,7 @@ from eventlake.errors import InvalidEventError
 from eventlake.ingest.inbox import ingest_file, read_quarantine
 from eventlake.model.layout import Layout
 from eventlake.validate.jsoncodec import INT_LIMIT
-from tests.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
+from tests.validate.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
 
 GOOD = 299
 AT = 150  # position of the hostile record among the good ones

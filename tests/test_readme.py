@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
+from tests.conftest import REPO
 
 
 def _python_blocks() -> list[str]:
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    # Examples that need an object store are exercised by tests/test_s3.py instead.
+    # Examples that need an object store are exercised by tests/store/test_s3.py instead.
     return [b for b in blocks if "s3://" not in b]
 
 

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import faults
 import pytest
 from deltalake.exceptions import CommitFailedError
 
@@ -23,6 +22,7 @@ from eventlake.errors import CommitConflictError
 from eventlake.ops.doctor import doctor
 from eventlake.ops.verify import verify_view
 from eventlake.store.storage import retry_commit
+from tests import faults
 
 pytestmark = pytest.mark.integration
 

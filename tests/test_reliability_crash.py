@@ -20,11 +20,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import faults
 import pytest
 
 from eventlake.cli import main
 from eventlake.ops.doctor import doctor
+from tests import faults
 
 pytestmark = pytest.mark.integration
 

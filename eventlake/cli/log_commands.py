@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 
 # `eventlake.layout` imports numpy and pyarrow, which the parser must not load (`--help` stays
-# fast): its names and limits are repeated here, and tests/test_relayout.py checks they agree.
+# fast): its names and limits are repeated here, and tests/engine/test_relayout.py checks
+# they agree.
 LAYOUT_CHOICES = ("partition_id", "buckets")
 DEFAULT_LOG_BUCKETS = 64
 MAX_BUCKETS = 65_536

@@ -28,17 +28,17 @@ from eventlake.cli import EXIT_ERROR, EXIT_OK, main
 from eventlake.model.layout import bucket_of
 from eventlake.store.storage import Storage
 from eventlake.store.storage_options import StorageOptionError, parse_pairs, resolve_options
+from tests.engine.test_materialize import VIEWS, assert_views_exact, reference_state, streams
 from tests.logfiles import TAIL_FOLDER
 from tests.s3server import S3Endpoint, s3_server
-from tests.test_log import run_processes, special_payload
-from tests.test_materialize import VIEWS, assert_views_exact, reference_state, streams
+from tests.store.test_log import run_processes, special_payload
 
 pytestmark = pytest.mark.integration
 
 # A distinctive secret: no output of any run may contain it.
 SECRET = "EL-s3cr3t-9f4e1c7a-DO-NOT-PRINT"
 ACCESS_KEY = "eventlake-access"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT", "AWS_REGION",
                  "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -463,7 +463,7 @@ def test_pipeline_with_dask_workers_on_s3_equals_local(s3, prefect_server, tmp_p
 
     from eventlake.config import load_views
     from eventlake.flows.pipeline import ARTIFACT_KEY, run_pipeline
-    from tests.test_flows import VIEWS_MODULE, assert_same_lakes, copy_inbox, library_lake
+    from tests.flows.test_flows import VIEWS_MODULE, assert_same_lakes, copy_inbox, library_lake
 
     monkeypatch.chdir(tmp_path)
     views_file = tmp_path / "sample_views.py"

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faults
 import orjson
 import polars as pl
 import pytest
@@ -47,6 +46,7 @@ from eventlake.model.layout import Layout
 from eventlake.model.views import Agg, AggregateView, ReducerView
 from eventlake.ops.doctor import check_log, doctor
 from eventlake.ops.verify import verify_view
+from tests import faults
 
 # -- views and the oracle --------------------------------------------------------------------
 
@@ -657,7 +657,7 @@ def test_sigkill_during_relayout_many_points(tmp_path: Path, lake_layout: str) -
 def test_relayout_on_object_storage(tmp_path: Path, lake_layout: str) -> None:
     """On S3 (SeaweedFS on loopback, tests/s3server.py) the relayout commits through delta-rs:
     the same outcome, and a log that moved since the relayout read it is refused."""
-    from s3server import s3_server
+    from tests.s3server import s3_server
 
     with s3_server(tmp_path / "s3", access_key="relayout-access",
                    secret_key="relayout-secret-key") as s3:

@@ -19,7 +19,7 @@ import pytest
 
 import eventlake as el
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # The child reports what it got as one JSON line on stdout; the parent prints the child's
 # report after joining it (a forked child's stdout is the parent's).

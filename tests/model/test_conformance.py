@@ -28,7 +28,7 @@ from eventlake.errors import InvalidEventError
 from eventlake.model.actions import ACTION_TYPES, apply_action
 
 ENV_VAR = "EVENTLAKE_CONFORMANCE_DIR"
-HERE = Path(__file__).resolve().parent / "conformance"
+HERE = Path(__file__).resolve().parents[1] / "conformance"
 SUBSET_DIR = HERE / "insieme-actions"
 SPEC_DIR = HERE / "insieme-spec"
 # What each folder must hold at least: a copy that lost cases fails instead of shrinking.

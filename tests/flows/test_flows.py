@@ -29,9 +29,9 @@ from eventlake.flows.settings import (
 )
 from eventlake.ingest.inbox import inbox_files, ingest_files, read_quarantine
 from eventlake.store.viewstore import ViewStore, logical_columns
-from tests.test_materialize import assert_views_exact
+from tests.engine.test_materialize import assert_views_exact
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".jsonl", ".csv", ".parquet"})
 SAMPLE_EVENTS = 1778

@@ -34,7 +34,7 @@ from eventlake.ops.verify import verify_view
 from eventlake.store.storage import Storage
 from eventlake.store.viewstore import ViewStore
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 TOTALS = AggregateView(name="totals", version=1, group_by=["type"],
                        aggregates={"n": "count", "amount": Agg("sum", "amount"),

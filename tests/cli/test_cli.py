@@ -16,7 +16,7 @@ from eventlake.config import load_views, resolve_lake, resolve_views
 from eventlake.errors import InvalidEventError, ViewDefinitionError
 from eventlake.ingest.files import check_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".jsonl", ".csv", ".parquet"})
 HEAVY = ["polars", "deltalake", "duckdb", "pyarrow", "rich", "prefect"]

@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
-from test_materialize import _balance
 
 import eventlake as el
 from eventlake.errors import CorruptLakeError, UnknownViewError, ViewDefinitionError
@@ -31,6 +30,7 @@ from eventlake.query.sql import (
     tables_named,
 )
 from eventlake.store.storage import Snapshot
+from tests.engine.test_materialize import _balance
 from tests.logfiles import files_holding
 
 BALANCES = ReducerView(name="balances", version=1,

@@ -26,8 +26,8 @@ from eventlake.ops.maintenance import (
     vacuum,
     view_watermarks,
 )
+from tests.engine.test_materialize import assert_views_exact
 from tests.logfiles import TAIL_FOLDER, ever_added, file_rows, live_files, on_disk
-from tests.test_materialize import assert_views_exact
 
 
 def _balance(state, event):

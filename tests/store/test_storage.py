@@ -1,8 +1,8 @@
 """The storage seam's handling of failures of the storage itself (eventlake/storage.py and
 eventlake/storage_failures.py): how an error is recognized, and a real object-store outage.
 
-A full disk is tested for real in tests/test_disk_full.py, forked processes in
-tests/test_fork.py.
+A full disk is tested for real in tests/store/test_disk_full.py, forked processes in
+tests/store/test_fork.py.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from eventlake.store.storage import Storage, retry_commit
 from eventlake.store.storage_failures import one_line, storage_failure
 from tests.s3server import free_ports, s3_server
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # What delta-rs's errors look like: nested causes on arrow lines, in ANSI red.
 NESTED = ("Generic LocalFileSystem error\n          \x1b[31m\u21b3\x1b[0m Unable to copy data to "
           "file\n           \x1b[31m\u21b3\x1b[0m No space left on device (os error 28)\n")

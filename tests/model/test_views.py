@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
-
 from eventlake.model.views import (
     DOCUMENT_VIEW,
     Agg,
@@ -16,6 +14,7 @@ from eventlake.model.views import (
     ReducerView,
     definition_fingerprint,
 )
+from tests.conftest import REPO
 
 TOTALS = dict(name="totals", version=1, group_by=["type", "currency"], where=["deposit"],
               aggregates={"n": "count", "total": Agg("sum", "amount")})
@@ -130,7 +129,7 @@ def test_fingerprints_are_the_same_in_every_process():
     here = " ".join(str(n) for n in (
         definition_fingerprint(DOCUMENT_VIEW), definition_fingerprint(samples.balances),
         definition_fingerprint(samples.totals), _rfp(reduce=_reduce_uses_set)))
-    script = FINGERPRINTS.format(tests=str(REPO / "tests"),
+    script = FINGERPRINTS.format(tests=str(REPO / "tests" / "model"),
                                  samples=str(REPO / "data" / "samples"))
     for seed in ("0", "1", "12345"):
         # String hashing (and so set order in constants) differs per PYTHONHASHSEED.

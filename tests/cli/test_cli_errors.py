@@ -22,7 +22,7 @@ import pytest
 import eventlake as el
 from eventlake.cli import EXIT_ERROR, EXIT_OK, build_parser, main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 
 

@@ -18,7 +18,7 @@ import eventlake as el
 from eventlake.cli import main
 from eventlake.store.viewstore import ViewStore, bucket_of
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 
 VIEWS_MODULE = '''

@@ -36,7 +36,7 @@ from eventlake.store.storage import Storage, StorageWarning
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EVENTLAKE = [sys.executable, "-m", "eventlake.cli"]
 
 
