@@ -46,6 +46,7 @@ __all__ = [
     "Spec",
     "find_pyproject",
     "positive_int",
+    "project_folder",
     "pyproject_settings",
     "resolve",
     "resolve_merged",
@@ -109,18 +110,31 @@ def find_pyproject(start: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
+def project_folder(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The folder of the nearest pyproject.toml at or above `start` that has a
+    `[tool.eventlake]` table: the project the commands run in, wherever below it they start.
+    Default paths (the lake's `data/lake`) and views modules are found from here."""
+    path = find_pyproject(start)
+    if path is None:
+        return None
+    return path.parent if "eventlake" in _read(path).get("tool", {}) else None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read settings from {path}: {exc}") from None
+
+
 def pyproject_settings(start: str | os.PathLike[str] | None = None
                        ) -> tuple[Path | None, dict[str, Any]]:
     """The nearest pyproject.toml and its `[tool.eventlake]` table (empty when absent)."""
     path = find_pyproject(start)
     if path is None:
         return None, {}
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read settings from {path}: {exc}") from None
-    table = data.get("tool", {}).get("eventlake", {})
+    table = _read(path).get("tool", {}).get("eventlake", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: {PYPROJECT_TABLE} must be a table")
     return path, table

@@ -10,7 +10,9 @@ Each setting comes from the most explicit source that has it (the resolver is
            >  AWS_* environment variables (for s3:// roots; see eventlake.storage_options)
 
 The pyproject.toml used is the nearest one walking up from the working directory; a relative
-`lake` there is relative to that file's folder, so commands work from any subfolder.
+`lake` or views file there is relative to that file's folder, and the default `data/lake` to
+the folder of the nearest pyproject.toml with a `[tool.eventlake]` table, so commands work from
+any subfolder. An error about a setting names where it came from.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventlake._settings import (
+    Origin,
     Setting,
     Spec,
     find_pyproject,
+    project_folder,
     pyproject_settings,
     resolve,
     resolve_merged,
@@ -48,6 +52,7 @@ __all__ = [
     "LAKE",
     "VIEWS",
     "Setting",
+    "configured_views",
     "find_pyproject",
     "load_views",
     "open_lake",
@@ -66,17 +71,35 @@ LAKE: Spec[str] = Spec(
     name="lake", flag="--lake", env=ENV_LAKE, key="lake",
     parse=text("a non-empty string", path=True, error=ConfigError),
     default=lambda: DEFAULT_LAKE)
+
+
+def _views_text(raw: Any, origin: Origin) -> str:
+    """A views module: a dotted name stays as it is (imported with the project folder on the
+    path), a `.py` file or a folder from pyproject.toml is placed relative to that file."""
+    value = text("a module path like 'pkg.views' or a .py file", error=ConfigError)(raw, origin)
+    if value.endswith(".py") or "/" in value or os.sep in value:
+        return origin.place(value)
+    return value
+
+
 VIEWS: Spec[str | None] = Spec(
-    name="views", flag="--views", env=ENV_VIEWS, key="views",
-    parse=text("a module path like 'pkg.views'", error=ConfigError),
+    name="views", flag="--views", env=ENV_VIEWS, key="views", parse=_views_text,
     default=lambda: None, default_source="none")
 
 
 def resolve_lake(explicit: str | os.PathLike[str] | None = None, *,
                  env: Mapping[str, str] | None = None,
                  cwd: str | os.PathLike[str] | None = None) -> Setting[str]:
-    """Which lake root to use, and from where that choice came."""
-    return resolve(LAKE, None if explicit is None else os.fspath(explicit), env=env, cwd=cwd)
+    """Which lake root to use, and from where that choice came. The default, `data/lake`, is
+    relative to the project folder (the nearest pyproject.toml with a `[tool.eventlake]`
+    table), so every command and the notebook find the same lake from any subfolder; without
+    such a project it is relative to the working directory."""
+    setting = resolve(LAKE, None if explicit is None else os.fspath(explicit), env=env, cwd=cwd)
+    if setting.source == LAKE.default_source:
+        project = project_folder(cwd)
+        if project is not None:
+            return Setting(os.fspath(project / setting.value), setting.source)
+    return setting
 
 
 def resolve_views(explicit: str | None = None, *, env: Mapping[str, str] | None = None,
@@ -98,10 +121,11 @@ def _import(module_path: str) -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
         return module
-    # The CLI runs from a project folder whose modules are usually not installed.
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+    # The CLI runs in a project whose modules are usually not installed: its folder (and the
+    # working directory, where a module may also live) go on the path.
+    for folder in (project_folder(), Path.cwd()):
+        if folder is not None and str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     return importlib.import_module(module_path)
 
 
@@ -149,6 +173,24 @@ def load_views(module_path: str) -> list[View]:
     return unique
 
 
+def configured_views(setting: Setting[str | None]) -> list[View]:
+    """The views of a resolved views setting (none when no source names a module); a module
+    that cannot be loaded is reported with the source that named it, since a path that is
+    right in pyproject.toml may be wrong in `$EVENTLAKE_VIEWS` and the other way round."""
+    if setting.value is None:
+        return []
+    try:
+        return load_views(setting.value)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (views setting from {_source_label(setting)})") from None
+
+
+def _source_label(setting: Setting[Any]) -> str:
+    if setting.source.endswith("pyproject.toml"):
+        return f"[tool.eventlake] views in {setting.source}"
+    return setting.source
+
+
 def resolve_storage_options(explicit: Mapping[str, str] | None = None, *,
                             env: Mapping[str, str] | None = None) -> dict[str, str]:
     """`$EVENTLAKE_STORAGE_OPTIONS` overlaid with `explicit` options (`--storage-option`).
@@ -166,7 +208,6 @@ def open_lake(lake: str | os.PathLike[str] | None = None, views: str | None = No
 
     root = resolve_lake(lake).value
     assert root is not None
-    module = resolve_views(views).value
-    loaded = load_views(module) if module else []
+    loaded = configured_views(resolve_views(views))
     return Lake.open(root, views=loaded, storage_options=resolve_storage_options(storage_options),
                      create=create)

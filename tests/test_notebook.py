@@ -15,9 +15,11 @@ pytestmark = pytest.mark.integration
 
 def _sample_lake(root: Path) -> Path:
     import eventlake as el
+    from eventlake.config import load_views
     from eventlake.ingest.files import FORMATS, read_file
 
-    lake = el.Lake.open(root)
+    # The views of the repository's pyproject.toml, which the notebook loads.
+    lake = el.Lake.open(root, views=load_views(str(SAMPLES / "views.py")))
     files = sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in FORMATS)
     assert files
     for number, path in enumerate(files):
@@ -48,8 +50,10 @@ def test_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.delenv("EVENTLAKE_VIEWS", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    # The kernel starts where Jupyter would open the notebook, data/notebooks/: the views
+    # come from the repository's pyproject.toml, its path relative to that file's folder.
     client = NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
     client.execute()  # raises CellExecutionError on the first failing cell
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     for cell in code_cells:
@@ -60,5 +64,8 @@ def test_notebook_executes(tmp_path, monkeypatch):
     assert results, "the SQL cell produced no output"
     text = results[0]["data"]["text/plain"]
     assert "balance_cents" in text and "acct-" in text
+    [views] = [c for c in code_cells if "lake.views" in c.source]
+    shown = "".join(o.get("text", "") for o in views.outputs if o.output_type == "stream")
+    assert "balances (reducer)" in shown, shown
     images = [o for c in code_cells for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, "the plot cell showed no figure"

@@ -5,6 +5,7 @@ source; a setting without a pyproject key ignores one written there."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from collections.abc import Callable
@@ -16,7 +17,8 @@ import pytest
 
 import eventlake as el
 from eventlake._settings import Origin, Spec, resolve, resolve_merged
-from eventlake.config import resolve_lake, resolve_storage_options, resolve_views
+from eventlake.cli import EXIT_OK, main
+from eventlake.config import open_lake, resolve_lake, resolve_storage_options, resolve_views
 from eventlake.errors import ConfigError, EventlakeError, InvalidEventError
 from eventlake.flows.settings import make_task_runner, resolve_inbox
 from eventlake.model.layout import Layout
@@ -75,7 +77,7 @@ def _rows(project: Project) -> list[Row]:
         Row("lake", "EVENTLAKE_LAKE", "lake", "env-lake", '"py-lake"',
             lambda given: resolve_lake("flag-lake" if given else None).value,
             {"flag": "flag-lake", "env": "env-lake", "pyproject": str(root / "py-lake"),
-             "default": "data/lake"}),
+             "default": str(root / "data" / "lake")}),
         Row("views", "EVENTLAKE_VIEWS", "views", "env.views", '"py.views"',
             lambda given: resolve_views("flag.views" if given else None).value,
             {"flag": "flag.views", "env": "env.views", "pyproject": "py.views",
@@ -256,3 +258,53 @@ def test_the_resolver_on_a_spec_of_its_own(project, monkeypatch):
     got = resolve_merged(merged, {"c": "flag"})
     assert got.value == {"a": "py", "b": "env", "c": "flag", "d": "env", "z": "0"}
     assert got.source == f"--tag, $TEST_TAGS, {project.root / 'pyproject.toml'}"
+
+
+# -- a project worked in from a subfolder -----------------------------------------------------
+
+VIEWS_FILE = """
+from eventlake.views import ReducerView
+
+counts = ReducerView(name="counts", version=1, initial_state=lambda: {"n": 0},
+                     reduce=lambda s, e: {"n": s["n"] + 1})
+"""
+
+
+def test_a_views_file_in_pyproject_is_relative_to_its_folder(project):
+    (project.root / "conf").mkdir()
+    (project.root / "conf" / "views.py").write_text(VIEWS_FILE, encoding="utf-8")
+    project.write('views = "conf/views.py"')
+    assert resolve_views().value == str(project.root / "conf" / "views.py")
+    lake = open_lake(create=True)
+    assert lake.root == str(project.root / "data" / "lake")
+    assert sorted(lake.views) == ["counts", "document"]
+
+
+def test_a_dotted_views_module_is_found_from_the_project_folder(project):
+    (project.root / "projviews.py").write_text(VIEWS_FILE, encoding="utf-8")
+    project.write('views = "projviews"')
+    assert "counts" in open_lake(create=True).views
+
+
+def test_the_commands_work_from_a_subfolder(project, capsys):
+    (project.root / "conf").mkdir()
+    (project.root / "conf" / "views.py").write_text(VIEWS_FILE, encoding="utf-8")
+    project.write('views = "conf/views.py"')
+    assert main(["init"]) == EXIT_OK
+    assert main(["--json", "info"]) == EXIT_OK
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["root"] == str(project.root / "data" / "lake")
+    assert "counts" in json.dumps(info)
+
+
+@pytest.mark.parametrize("level", ["env", "pyproject"])
+def test_a_missing_views_file_names_the_setting_it_came_from(project, monkeypatch, level):
+    if level == "env":
+        monkeypatch.setenv("EVENTLAKE_VIEWS", "conf/missing.py")
+        where = "$EVENTLAKE_VIEWS"
+    else:
+        project.write('views = "conf/missing.py"')
+        where = f"[tool.eventlake] views in {project.root / 'pyproject.toml'}"
+    with pytest.raises(ConfigError, match=r"missing\.py does not exist") as caught:
+        open_lake(create=True)
+    assert str(caught.value).endswith(f"(views setting from {where})")
