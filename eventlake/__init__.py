@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         document_view,
         reducer_view,
     )
+    from eventlake.ops.freshness import Freshness, LaggingPartition, ViewFreshness
     from eventlake.ops.restore import RestoreResult
     from eventlake.repository import Repository
     from eventlake.store.log import EventLog
@@ -76,6 +77,9 @@ _LAZY = {
     "Repository": "eventlake.repository",
     "RelayoutResult": "eventlake.engine.relayout",
     "RestoreResult": "eventlake.ops.restore",
+    "Freshness": "eventlake.ops.freshness",
+    "LaggingPartition": "eventlake.ops.freshness",
+    "ViewFreshness": "eventlake.ops.freshness",
     "Snapshot": "eventlake.store.storage",
     "Storage": "eventlake.store.storage",
     "Agg": "eventlake.model.views",
@@ -96,9 +100,11 @@ __all__ = [
     "EventLog",
     "EventlakeError",
     "ForkedProcessError",
+    "Freshness",
     "InboxNotFoundError",
     "InvalidArgumentError",
     "InvalidEventError",
+    "LaggingPartition",
     "Lake",
     "LakeInfo",
     "LakeNotFoundError",
@@ -129,6 +135,7 @@ __all__ = [
     "UnknownViewError",
     "ViewChangedError",
     "ViewDefinitionError",
+    "ViewFreshness",
     "__version__",
     "apply_action",
     "document_view",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from eventlake.engine.materialize import MaterializeResult, PartitionFailure
     from eventlake.engine.relayout import RelayoutResult
+    from eventlake.ops.freshness import Freshness
     from eventlake.ops.restore import RestoreResult
 
 __all__ = ["AppendResult", "Lake", "LakeInfo"]
@@ -216,6 +217,17 @@ class Lake:
             return materialize_views(self, chosen, rebuild=rebuild, chunk_events=chunk_events,
                                      retry_failed=retry_failed,
                                      accept_changed_definition=accept_changed_definition)
+
+    def freshness(self, views: Sequence[str] | None = None, *, partitions: int = 5
+                  ) -> Freshness:
+        """How far behind the log each view is: watermark, lag in events, in event time and
+        in ingest time, the `partitions` partitions with the oldest unfolded events, and the
+        last refresh (when, how long) and last error (see `eventlake.ops.freshness`)."""
+        from eventlake.ops.freshness import freshness
+
+        chosen = [self.view(name) for name in (views or list(self._views))]
+        with self._damage_named(["events", *(f"views/{view.name}" for view in chosen)]):
+            return freshness(self, chosen, partitions=partitions)
 
     def failed_partitions(self, view: str) -> list[PartitionFailure]:
         """The partitions `view` stopped folding, each with the event it failed on."""

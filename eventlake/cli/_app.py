@@ -151,6 +151,7 @@ COMMAND_MODULES = (
     "eventlake.cli.flow_commands",
     "eventlake.cli.bench_commands",
     "eventlake.cli.doctor_commands",
+    "eventlake.cli.status_commands",
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ from eventlake.errors import (
 from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view
 from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
 from eventlake.model.views import AggregateView, View, definition_fingerprint
+from eventlake.store.refreshrecords import (
+    RefreshRecord,
+    read_refresh_record,
+    write_refresh_record,
+)
 from eventlake.store.storage import Snapshot, retry_commit
 from eventlake.store.viewstore import (
     DEFAULT_BUCKETS,
@@ -189,7 +195,45 @@ def refresh_view(lake: LakeParts, view: View, *, rebuild: bool = False,
     written (`ViewChangedError`), unless `accept_changed_definition` records the new one;
     `rebuild=True` rebuilds it from the new definition. `retry_failed` first folds the
     failed partitions again from where they stopped.
+
+    Every run, whether it folded anything, found nothing to do or failed, leaves the view's
+    refresh record (`store.refreshrecords`), which freshness reports read.
     """
+    previous = read_refresh_record(lake.storage, view.name)
+    record = (previous if previous is not None and previous.version == view.version
+              else RefreshRecord(view.name, view.version))
+    try:
+        result = _refresh_view(lake, view, rebuild=rebuild, chunk_events=chunk_events,
+                               progress=progress, target_seq=target_seq, window=window,
+                               retry_failed=retry_failed,
+                               accept_changed_definition=accept_changed_definition)
+    except Exception as exc:
+        _keep_record(lake, record.failed(at=datetime.now(UTC),
+                                         error=f"{type(exc).__name__}: {exc}"[:2000]),
+                     quiet=True)
+        raise
+    _keep_record(lake, record.succeeded(at=datetime.now(UTC), seconds=result.seconds,
+                                        watermark=result.new_watermark, events=result.events))
+    return result
+
+
+def _keep_record(lake: LakeParts, record: RefreshRecord, *, quiet: bool = False) -> None:
+    # The refresh's outcome stands whatever happens to its record: a record that cannot be
+    # written is said, not raised (the next run writes it again); after a failed refresh the
+    # refresh's own error is what matters (a full disk fails both), so nothing is added.
+    try:
+        write_refresh_record(lake.storage, record)
+    except Exception as exc:
+        if quiet:
+            return
+        warnings.warn(f"could not record the refresh of view {record.view!r}: {exc}",
+                      RuntimeWarning, stacklevel=3)
+
+
+def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
+                  chunk_events: int | None, progress: Progress | None,
+                  target_seq: int | None, window: EventWindow | None,
+                  retry_failed: bool, accept_changed_definition: bool) -> MaterializeResult:
     started = time.perf_counter()
     window = window or EventWindow(columns=event_columns(view))
     chunk = chunk_events or DEFAULT_CHUNK_EVENTS

@@ -120,6 +120,11 @@ FAILURES: dict[str, list[Case]] = {
     "doctor": [
         lambda x: (["--lake", x.missing], "no lake at"),
     ],
+    "status": [
+        lambda x: (["--lake", x.missing], "no lake at"),
+        lambda x: (["nope", "--lake", x.good], "no view named 'nope'"),
+        lambda x: (["--lake", x.damaged], "damaged Delta log"),
+    ],
     "bench": [
         lambda x: (["--only", "no-such-step"], "a bench step must be one of"),
     ],
