@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventlake._version import __version__
 from eventlake.errors import (
+    ChangesUnavailableError,
     CommandError,
     CommitConflictError,
     ConfigError,
@@ -93,6 +94,7 @@ __all__ = [
     "Agg",
     "AggregateView",
     "AppendResult",
+    "ChangesUnavailableError",
     "CommandError",
     "CommitConflictError",
     "ConfigError",

@@ -14,6 +14,7 @@ import errno
 from typing import Any
 
 __all__ = [
+    "ChangesUnavailableError",
     "CommandError",
     "CommitConflictError",
     "ConfigError",
@@ -288,6 +289,11 @@ class CorruptLakeError(EventlakeError, RuntimeError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         self.path = path
         super().__init__(message)
+
+
+class ChangesUnavailableError(EventlakeError, LookupError):
+    """A view's change feed was asked for versions whose commit or data files are gone (Delta
+    log retention, vacuum): the history before them can no longer be replayed."""
 
 
 class RestoreError(EventlakeError, ValueError):

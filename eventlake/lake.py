@@ -229,6 +229,32 @@ class Lake:
         with self._damage_named(["events", *(f"views/{view.name}" for view in chosen)]):
             return freshness(self, chosen, partitions=partitions)
 
+    def changes(self, view: str, since_version: int | None = None,
+                until_version: int | None = None, *, cursor: str | None = None
+                ) -> pl.LazyFrame:
+        """The row changes (`insert`/`update`/`delete`, and `reset` at a rebuild) of `view`'s
+        table in versions (`since_version`, `until_version`], with the rows before and after,
+        the table version, the view version and the event-log watermark of each (see
+        `eventlake.query.changes`). With `cursor`, `since_version` defaults to where consumer
+        `cursor` stopped (`commit_cursor`)."""
+        from eventlake.query.changes import cursor_position, view_changes
+
+        chosen = self.view(view)
+        if cursor is not None and since_version is None:
+            since_version = cursor_position(self, chosen, cursor)
+        with self._damage_named([f"views/{chosen.name}"]):
+            return view_changes(self, chosen, since_version=since_version,
+                                until_version=until_version)
+
+    def commit_cursor(self, view: str, cursor: str, version: int) -> None:
+        """Record that consumer `cursor` has every change of `view` up to table `version`
+        (the largest `version` of the changes it took): `changes(view, cursor=cursor)` then
+        starts after it. A sink that commits its own position with its own writes can keep it
+        there instead and pass `since_version`: delivery is then exactly once."""
+        from eventlake.query.changes import commit_cursor
+
+        commit_cursor(self, self.view(view), cursor, version)
+
     def failed_partitions(self, view: str) -> list[PartitionFailure]:
         """The partitions `view` stopped folding, each with the event it failed on."""
         from eventlake.engine.materialize import failed_partitions

@@ -152,6 +152,7 @@ COMMAND_MODULES = (
     "eventlake.cli.bench_commands",
     "eventlake.cli.doctor_commands",
     "eventlake.cli.status_commands",
+    "eventlake.cli.changes_commands",
 )
 
 

@@ -3,27 +3,24 @@
 A view table's own log says what a refresh committed, but not a refresh that found nothing to
 fold, nor one that failed: both commit nothing. Freshness ("which views are behind, since when,
 and is their refresh failing?") needs all three, so every refresh leaves one small record per
-view under `<root>/status/views/<name>.parquet`, written whole (a new object under a temporary
-name, then moved into place) so a reader never sees half of one. A record is status, not
-data: losing one loses no event and no row, and the next refresh writes it again.
+view under `<root>/status/views/` (`store.statusfiles`: written whole, so a reader never sees
+half of one). A record is status, not data: losing one loses no event and no row, and the
+next refresh writes it again.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from eventlake.store.statusfiles import read_status, write_status
 from eventlake.store.storage import Storage
 
-__all__ = ["STATUS_FOLDER", "RefreshRecord", "read_refresh_record", "write_refresh_record"]
+__all__ = ["RefreshRecord", "read_refresh_record", "write_refresh_record"]
 
-STATUS_FOLDER = ("status", "views")
+# Under the lake's status folder (`store.statusfiles`): one record per view name.
+FOLDER = ("views",)
 
 
 @dataclass(frozen=True)
@@ -80,44 +77,17 @@ class RefreshRecord:
                    failing=bool(data.get("failing")))
 
 
-def _name(view: str) -> str:
-    # View names are identifiers (model.views checks them); the file name is the name.
-    return f"{view}.parquet"
-
-
-def _path(folder: str, name: str) -> str:
-    return f"{folder}/{name}" if folder else name
-
-
 def read_refresh_record(storage: Storage, view: str) -> RefreshRecord | None:
     """The last record of `view`'s refreshes, or None when there is none (never refreshed
     since records were kept) or it cannot be read (a record is status, never worth an error).
     """
-    fs, folder = storage.file_system(*STATUS_FOLDER)
+    data = read_status(storage, FOLDER, view)
     try:
-        table = pq.read_table(_path(folder, _name(view)), filesystem=fs)
-        return RefreshRecord.from_json(json.loads(table.column("record")[0].as_py()))
-    except (OSError, ValueError, TypeError, KeyError, IndexError, pa.ArrowException):
+        return None if data is None else RefreshRecord.from_json(data)
+    except (ValueError, TypeError, KeyError):
         return None
 
 
 def write_refresh_record(storage: Storage, record: RefreshRecord) -> None:
-    """Store `record` as the latest of its view, whole or not at all.
-
-    A one-row Parquet file (the JSON of the record in its one column) rather than a JSON
-    file: Parquet is what this code already writes through every file system a lake can be
-    on, with the same storage options as the tables."""
-    fs, folder = storage.file_system(*STATUS_FOLDER)
-    if folder:
-        fs.create_dir(folder, recursive=True)
-    partial = _path(folder, f".{uuid.uuid4().hex}.partial")
-    rows = pa.table({"record": [json.dumps(record.to_json(), sort_keys=True)]})
-    try:
-        pq.write_table(rows, partial, filesystem=fs)
-        fs.move(partial, _path(folder, _name(record.view)))
-    except BaseException:
-        try:
-            fs.delete_file(partial)
-        except OSError:
-            pass
-        raise
+    """Store `record` as the latest of its view, whole or not at all."""
+    write_status(storage, FOLDER, record.view, record.to_json())

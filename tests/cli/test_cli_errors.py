@@ -120,6 +120,11 @@ FAILURES: dict[str, list[Case]] = {
     "doctor": [
         lambda x: (["--lake", x.missing], "no lake at"),
     ],
+    "changes": [
+        lambda x: (["nope", "--lake", x.good], "no view named 'nope'"),
+        lambda x: (["document", "--lake", x.good, "--commit"], "--commit goes with --cursor"),
+        lambda x: (["document", "--lake", x.missing], "no lake at"),
+    ],
     "status": [
         lambda x: (["--lake", x.missing], "no lake at"),
         lambda x: (["nope", "--lake", x.good], "no view named 'nope'"),
