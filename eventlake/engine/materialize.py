@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from eventlake.errors import (
 )
 from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view
 from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
+from eventlake.model.progress import Progress, ProgressSink
 from eventlake.model.views import AggregateView, View, definition_fingerprint
 from eventlake.store.storage import Snapshot, retry_commit
 from eventlake.store.viewstore import (
@@ -49,7 +50,6 @@ __all__ = ["DEFAULT_CHUNK_EVENTS", "EventWindow", "MaterializeError", "Materiali
            "read_state", "refresh_view"]
 
 DEFAULT_CHUNK_EVENTS = 100_000
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class PartitionFailure:
 
 
 def materialize_views(lake: LakeParts, views: Sequence[View], *, rebuild: bool = False,
-                      chunk_events: int | None = None, progress: Progress | None = None,
+                      chunk_events: int | None = None, progress: ProgressSink | None = None,
                       retry_failed: bool = False, accept_changed_definition: bool = False
                       ) -> dict[str, MaterializeResult]:
     """Refresh each view; a failing view does not stop the others (they still commit).
@@ -179,7 +179,7 @@ def read_events(lake: LakeParts, partitions: Sequence[str] | None = None, *,
 
 
 def refresh_view(lake: LakeParts, view: View, *, rebuild: bool = False,
-                 chunk_events: int | None = None, progress: Progress | None = None,
+                 chunk_events: int | None = None, progress: ProgressSink | None = None,
                  target_seq: int | None = None, window: EventWindow | None = None,
                  retry_failed: bool = False, accept_changed_definition: bool = False
                  ) -> MaterializeResult:
@@ -242,7 +242,7 @@ def refresh_view(lake: LakeParts, view: View, *, rebuild: bool = False,
         events += step.events
         commits += 1
         if progress is not None:
-            progress(view.name, final, head)
+            progress(Progress(view.name, final, head, "seq"))
         if final >= head:
             break  # what the step committed is the watermark: no need to read it back
     return MaterializeResult(view.name, view.version, len(partitions), events, old_watermark,
@@ -460,7 +460,7 @@ class _Sizes:
 
 
 def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
-             progress: Progress | None) -> tuple[set[str], int, int, set[str]]:
+             progress: ProgressSink | None) -> tuple[set[str], int, int, set[str]]:
     """Build a new generation bucket by bucket, then make it the active one atomically.
 
     Returns (partitions, events folded, commits, partitions that failed)."""
@@ -524,7 +524,7 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
         folded += total
         bucket = end
         if progress is not None:
-            progress(view.name, bucket, buckets)
+            progress(Progress(view.name, bucket, buckets, "buckets"))
 
     def activate() -> None:
         snap = store.snapshot()
