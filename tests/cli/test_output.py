@@ -192,3 +192,31 @@ def test_every_command_describes_itself_in_its_help():
         assert spec.description.split()[0] in sub.choices[name].format_help(), name
     help_text = sub.choices["materialize"].format_help()
     assert "(--retry-failed folds them again)" in help_text.replace("\n", " ")
+
+
+# -- files a command writes --------------------------------------------------------------------
+
+
+STREAM_FAILS = ("select case when i < 300000 then i else error('boom at ' || i) end as x "
+                "from range(400000) t(i)")
+
+
+@pytest.mark.parametrize("name, query", [
+    # DuckDB raises when its pipeline reaches row 300,000: typically after some batches of
+    # rows have been written to the file.
+    ("out.csv", STREAM_FAILS),
+    ("out.jsonl", STREAM_FAILS),
+    # A type Parquet cannot hold: the writer fails.
+    ("out.parquet", "select union_value(k := 1) as u"),
+])
+def test_a_failed_sql_output_leaves_the_old_file(lake, capsys, tmp_path, name, query):
+    target = tmp_path / name
+    target.write_bytes(b"the previous result")
+    code, _, err = run(capsys, "--lake", lake, "sql", query, "--output", target)
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+    assert target.read_bytes() == b"the previous result"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+    # The same command that succeeds replaces it whole.
+    code, _, err = run(capsys, "--lake", lake, "sql", "select 1 as x", "--output", target)
+    assert code == EXIT_OK, err
+    assert target.read_bytes() != b"the previous result"
