@@ -283,6 +283,7 @@ def relayouter(root: str, ack_path: str, fault: str, layout: str, buckets: int |
     and the result; a `chunk:<n>` fault kills it once chunk n is written."""
     from eventlake.engine.relayout import DEFAULT_RELAYOUT_CHUNK, relayout
     from eventlake.model.layout import Layout
+    from eventlake.model.progress import Progress
 
     fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     kill_at = int(fault.split(":")[1]) if fault.startswith("chunk:") else None
@@ -290,9 +291,9 @@ def relayouter(root: str, ack_path: str, fault: str, layout: str, buckets: int |
     lake = open_lake(root)
     _ack(fd, {"started": "relayout"})
 
-    def progress(done: int, total: int) -> None:
-        _ack(fd, {"chunk": done, "of": total})
-        if done == kill_at:
+    def progress(step: Progress) -> None:
+        _ack(fd, {"chunk": step.done, "of": step.total})
+        if step.done == kill_at:
             _die()
 
     result = relayout(lake.log, Layout.named(layout, buckets=buckets),

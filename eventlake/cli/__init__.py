@@ -1,27 +1,6 @@
-"""The `eventlake` console script (see `eventlake.cli._app`)."""
+"""The `eventlake` console script (see `eventlake.cli._app`): re-exports its `__all__`."""
 
-from eventlake.cli._app import (
-    COMMANDS,
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    EXIT_VERIFY_FAILED,
-    Command,
-    build_parser,
-    command,
-    main,
-)
+from eventlake.cli import _app
+from eventlake.cli._app import *  # noqa: F403 (exactly the names of its __all__)
 
-__all__ = [
-    "COMMANDS",
-    "EXIT_ERROR",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "EXIT_VERIFY_FAILED",
-    "Command",
-    "build_parser",
-    "command",
-    "main",
-]
+__all__ = _app.__all__

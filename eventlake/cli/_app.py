@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import json
 import os
 import re
 import sys
@@ -26,15 +25,12 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventlake.config import ENV_LAKE, ENV_STORAGE_OPTIONS, ENV_VIEWS, open_lake, resolve_lake
 from eventlake.errors import EventlakeError, LakeNotFoundError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from eventlake.lake import Lake
 
 __all__ = [
@@ -99,17 +95,28 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, *, help: str, description: str = "",
-            configure: Configure | None = None) -> Callable[[Runner], Runner]:
-    """Register `run(args) -> exit code` as subcommand `name` (in registration order)."""
+def command(name: str, *, help: str, configure: Configure | None = None
+            ) -> Callable[[Runner], Runner]:
+    """Register `run(args) -> exit code` as subcommand `name` (in registration order); its
+    docstring is the description `eventlake <name> --help` shows (default: `help`)."""
 
     def register(run: Runner) -> Runner:
         if name in COMMANDS:
             raise ValueError(f"subcommand {name!r} registered twice")
-        COMMANDS[name] = Command(name, run, help, description or help, configure)
+        COMMANDS[name] = Command(name, run, help, _described(run.__doc__) or help, configure)
         return run
 
     return register
+
+
+def _described(doc: str | None) -> str:
+    """A docstring as help text: its lines as written, the common indentation removed."""
+    if not doc:
+        return ""
+    first, _, rest = doc.strip("\n").partition("\n")
+    import textwrap
+
+    return "\n".join(filter(None, [first.strip(), textwrap.dedent(rest).strip()]))
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -409,22 +416,6 @@ def number_at_least(minimum: float, *, kind: type[int] | type[float] = int,
     return parse
 
 
-def _console(*, stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=_json_default) + "\n")
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
 def _storage_options(args: argparse.Namespace) -> dict[str, str]:
     """The `--storage-option KEY=VALUE` pairs given before and after the command."""
     from eventlake.store.storage_options import parse_pairs
@@ -454,12 +445,3 @@ def _display(root: str | None) -> str:
     if root is None:
         return "?"
     return root if "://" in root else os.path.abspath(root)
-
-
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

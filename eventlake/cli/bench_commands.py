@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
-from eventlake.cli._app import EXIT_OK, _console, command
+from eventlake.cli._app import EXIT_OK, command
+from eventlake.cli.output import json_text, print_json, say
+from eventlake.cli.progress import progress_display
 
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
@@ -28,26 +27,30 @@ _STATUS = {"met": "met", "missed": "MISSED", "report": "reported", "skipped": "s
          configure=_bench_args)
 def cmd_bench(args: argparse.Namespace) -> int:
     from eventlake.bench import run_bench
+    from eventlake.model.progress import Progress
+    from eventlake.store.atomicfile import atomic_write
 
-    console = _console(stderr=True)
-    with console.status("benchmarking", spinner="dots") as status:
-        only = None if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
-        report = run_bench(args.scale, only=only, progress=lambda label: status.update(
-            f"benchmarking: {label}"))
+    only = None if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
+    # The bench names each step it starts (a label, no counts): a spinner on a terminal.
+    with progress_display() as progress:
+        progress(Progress("benchmarking"))
+        report = run_bench(args.scale, only=only,
+                           progress=lambda label: progress(Progress(f"benchmarking: {label}")))
     payload = report.to_json()
     if args.json_file:
-        Path(args.json_file).write_text(json.dumps(payload, indent=2) + "\n")
+        with atomic_write(args.json_file) as handle:
+            handle.write(json_text(payload, indent=2) + "\n")
     if args.json:
-        sys.stdout.write(json.dumps(payload) + "\n")
+        print_json(payload)
         return EXIT_OK
-    out = _console()
     # Plain lines, not tables: names and numbers never get cut at any width.
-    out.print(f"[bold]eventlake bench --scale {report.scale}[/bold] (case, median s, min s, "
-              "max s, runs; what was timed)")
+    say(f"eventlake bench --scale {report.scale} (case, median s, min s, max s, runs; what was "
+        "timed)", style="bold")
     for case in report.cases:
-        out.print(f"{case.name:<38} {case.median:>9.4f} {min(case.times):>9.4f} "
-                  f"{max(case.times):>9.4f} {len(case.times):>4}  {case.detail}", markup=False)
-    out.print("\n[bold]keys and goals[/bold] (key, value, goal, verdict; what it measures)")
+        say(f"{case.name:<38} {case.median:>9.4f} {min(case.times):>9.4f} "
+            f"{max(case.times):>9.4f} {len(case.times):>4}  {case.detail}")
+    say()
+    say("keys and goals (key, value, goal, verdict; what it measures)", style="bold")
     for name, row in payload["goals"].items():
         value = row["value"]
         shown = "-" if value is None else f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
@@ -55,11 +58,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if row["note"]:
             verdict = f"{verdict} ({row['note']})"
         goal = (row["goal"] or "-").replace("<=", "≤").replace(">=", "≥")
-        out.print(f"{name:<38} {shown:>9}  {goal:<7} {verdict}", markup=False)
+        say(f"{name:<38} {shown:>9}  {goal:<7} {verdict}")
         if row["meaning"]:
-            out.print(f"    {row['meaning']}", style="dim", markup=False)
+            say(f"    {row['meaning']}", style="dim")
     for note in report.notes:
-        out.print(f"note: {note}")
+        say(f"note: {note}")
     for name, value in report.figures.items():
-        out.print(f"{name}: {value:,.3f}" if abs(value) < 100 else f"{name}: {value:,.0f}")
+        say(f"{name}: {value:,.3f}" if abs(value) < 100 else f"{name}: {value:,.0f}")
     return EXIT_OK

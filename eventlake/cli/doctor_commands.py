@@ -5,16 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eventlake.cli._app import (
-    EXIT_OK,
-    EXIT_VERIFY_FAILED,
-    _console,
-    _human_bytes,
-    _open_existing,
-    _print_json,
-    command,
-    number_at_least,
-)
+from eventlake.cli._app import EXIT_OK, EXIT_VERIFY_FAILED, _open_existing, command, number_at_least
+from eventlake.cli.output import human_bytes, plural, print_json, say
 
 _non_negative_seconds = number_at_least(0, kind=float, what="seconds >= 0")
 
@@ -38,44 +30,41 @@ def _doctor_args(parser: argparse.ArgumentParser) -> None:
 
 
 @command("doctor", help="check files against the Delta logs; --fix removes crash leftovers",
-         configure=_doctor_args,
-         description="Check the event log and every view table: each file a table references "
-                     "exists, has the logged size and a readable Parquet footer with the "
-                     "logged row count; the Delta log parses and has no gap; the event log "
-                     "holds every seq once. Exits 3 if any of that is damaged. Orphaned "
-                     "files (written by a commit attempt that lost a race, or by a writer "
-                     "that stopped before its commit) and temporary commit files are "
-                     "harmless: a warning with their count and size, exit 0; --fix deletes "
-                     "those older than --min-age. A note suggests the buckets layout when a "
-                     "partition_id lake passes 10,000 partitions (exit code unchanged).")
+         configure=_doctor_args)
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the event log and every view table: each file a table references exists, has the
+    logged size and a readable Parquet footer with the logged row count; the Delta log parses
+    and has no gap; the event log holds every seq once. Exits 3 if any of that is damaged.
+    Orphaned files (written by a commit attempt that lost a race, or by a writer that stopped
+    before its commit) and temporary commit files are harmless: a warning with their count
+    and size, exit 0; --fix deletes those older than --min-age. A note suggests the buckets
+    layout when a partition_id lake passes 10,000 partitions (exit code unchanged).
+    """
     from eventlake.ops.doctor import doctor
 
     lake = _open_existing(args)
     report = doctor(lake, fix=args.fix, deep=not args.quick, min_age_seconds=args.min_age,
                     views=args.view)
     if args.json:
-        _print_json({"lake": lake.root, **report.to_json()})
+        print_json({"lake": lake.root, **report.to_json()})
         return EXIT_OK if report.ok else EXIT_VERIFY_FAILED
-    console = _console()
     removed = set(report.removed)
     for problem in report.problems:
         if problem.fixable and not args.verbose:
             continue
-        shown = "" if problem.size is None else f" ({_human_bytes(problem.size)})"
+        shown = "" if problem.size is None else f" ({human_bytes(problem.size)})"
         state = " [removed]" if problem.path in removed else ""
-        console.print(f"{problem.table}: {problem.kind}: {problem.path}{shown}: "
-                      f"{problem.detail}{state}", markup=False)
+        say(f"{problem.table}: {problem.kind}: {problem.path}{shown}: {problem.detail}{state}")
     for table, (files, size) in report.leftovers_by_table().items():
-        print(f"warning: {table}: {files} orphaned {_files(files)} ({_human_bytes(size)}) that "
-              "no commit references, left by commit attempts that lost a race or by writers "
-              "that stopped before committing; readers never see them", file=sys.stderr)
+        print(f"warning: {table}: {files} orphaned {plural(files, 'file')} "
+              f"({human_bytes(size)}) that no commit references, left by commit attempts that "
+              "lost a race or by writers that stopped before committing; readers never see "
+              "them", file=sys.stderr)
     freed = sum(p.size or 0 for p in report.orphans if p.path in removed)
-    console.print(f"checked {report.files_checked} files in {len(report.tables)} tables: "
-                  f"{len(report.damage)} damaged, {len(report.leftovers)} orphaned "
-                  f"({_human_bytes(report.leftover_bytes)})"
-                  + (f", {len(report.removed)} removed ({_human_bytes(freed)})" if args.fix
-                     else ""), markup=False)
+    say(f"checked {report.files_checked} files in {len(report.tables)} tables: "
+        f"{len(report.damage)} damaged, {len(report.leftovers)} orphaned "
+        f"({human_bytes(report.leftover_bytes)})"
+        + (f", {len(report.removed)} removed ({human_bytes(freed)})" if args.fix else ""))
     if report.leftovers:
         if report.skipped_young:
             hint = (f"{len(report.skipped_young)} of them are younger than "
@@ -93,7 +82,3 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print("doctor found damage: see the README's Recovery section (restore a table version, "
           "rebuild views)", file=sys.stderr)
     return EXIT_VERIFY_FAILED
-
-
-def _files(count: int) -> str:
-    return "file" if count == 1 else "files"

@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any
 from eventlake.cli._app import (
     EXIT_ERROR,
     EXIT_OK,
-    _console,
-    _human_bytes,
     _open_existing,
-    _print_json,
     _storage_options,
     command,
     number_at_least,
 )
 from eventlake.cli.log_commands import chosen_layout, layout_options
+from eventlake.cli.output import human_bytes, print_json, print_pairs, say
+from eventlake.cli.progress import progress_display
 from eventlake.config import resolve_lake
 from eventlake.errors import CommandError
 
@@ -68,12 +67,13 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 @command("pipeline", help="run the Prefect pipeline once: ingest the inbox, refresh the views",
-         configure=_pipeline_args,
-         description="Run the pipeline flow once: every new file of the inbox lands as one "
-                     "batch (bad records go to <lake>/quarantine/), then every view is "
-                     "refreshed, and a summary is printed. Without PREFECT_API_URL, Prefect "
-                     "runs it on a temporary local server (startup takes a few seconds).")
+         configure=_pipeline_args)
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Run the pipeline flow once: every new file of the inbox lands as one batch (bad records
+    go to <lake>/quarantine/), then every view is refreshed, and a summary is printed.
+    Without PREFECT_API_URL, Prefect runs it on a temporary local server (startup takes a few
+    seconds).
+    """
     started = time.perf_counter()
     if args.workers is not None and args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
@@ -87,7 +87,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         if kind == "dask" and not args.dask_address:
             note += ("\nwith Dask and no PREFECT_API_URL every worker process starts its own "
                      "temporary server too, which takes tens of seconds each")
-        _console(stderr=True).print(note, markup=False, style="dim")
+        say(note, stderr=True, style="dim")
     pipeline = _flows("pipeline")
     summary = pipeline.run_pipeline(str(inbox), lake=lake.value, views=args.views,
                                     task_runner=kind, workers=args.workers,
@@ -95,41 +95,34 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
                                     storage_options=_storage_options(args) or None)
     elapsed = time.perf_counter() - started
     if args.json:
-        _print_json({**summary.to_json(), "total_seconds": round(elapsed, 3)})
+        print_json({**summary.to_json(), "total_seconds": round(elapsed, 3)})
         return EXIT_OK
     _print_summary(summary, elapsed, explicit_lake=lake.source != "default")
     return EXIT_OK
 
 
 def _print_summary(summary: Any, elapsed: float, *, explicit_lake: bool) -> None:
-    from rich.table import Table
-
-    console = _console()
-    console.print(f"pipeline: {summary.inbox} -> {summary.lake}", markup=False, style="bold")
-    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0),
-                  pad_edge=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
-    table.add_row("  files", f"{summary.files} in inbox: {summary.batches} new, "
-                           f"{summary.duplicates} already ingested")
-    table.add_row("  events",
-                  f"{summary.events:,} ingested from {summary.records:,} records read")
+    say(f"pipeline: {summary.inbox} -> {summary.lake}", style="bold")
     quarantine = f"{summary.quarantined} bad record(s)"
     if summary.unreadable:
         quarantine += f", {summary.unreadable} unreadable file(s)"
     if (summary.quarantined or summary.unreadable) and summary.quarantine_dir:
         quarantine += f" -> {summary.quarantine_dir}"
-    table.add_row("  quarantined", quarantine)
     views = ", ".join(f"{name} (+{n:,} events)" for name, n in summary.views.items())
-    table.add_row("  views", views or "-")
-    table.add_row("  last seq", f"{summary.last_seq:,}, views lag by {summary.max_lag:,}")
-    table.add_row("  time", f"{elapsed:.1f} s (flow {summary.seconds:.1f} s)")
-    console.print(table)
+    print_pairs([
+        ("files", f"{summary.files} in inbox: {summary.batches} new, "
+                  f"{summary.duplicates} already ingested"),
+        ("events", f"{summary.events:,} ingested from {summary.records:,} records read"),
+        ("quarantined", quarantine),
+        ("views", views or "-"),
+        ("last seq", f"{summary.last_seq:,}, views lag by {summary.max_lag:,}"),
+        ("time", f"{elapsed:.1f} s (flow {summary.seconds:.1f} s)"),
+    ], indent="  ")
     lake_flag = f" --lake {summary.lake}" if explicit_lake else ""
-    console.print("\nquery it:", markup=False)
-    console.print(f'  eventlake sql "select partition_id, count(*) from events group by 1"'
-                  f"{lake_flag}", markup=False)
-    console.print(f"  eventlake events --limit 5{lake_flag}", markup=False)
+    say()
+    say("query it:")
+    say(f'  eventlake sql "select partition_id, count(*) from events group by 1"{lake_flag}')
+    say(f"  eventlake events --limit 5{lake_flag}")
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -148,12 +141,12 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 
 
 @command("serve", help="serve the pipeline and maintenance deployments on their schedules",
-         configure=_serve_args,
-         description="Register and serve two deployments with a running Prefect server: "
-                     "the pipeline every --interval seconds and maintenance on "
-                     "--maintenance-cron. Needs PREFECT_API_URL (start a server with "
-                     "`prefect server start`). Runs until interrupted.")
+         configure=_serve_args)
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Register and serve two deployments with a running Prefect server: the pipeline every
+    --interval seconds and maintenance on --maintenance-cron. Needs PREFECT_API_URL (start a
+    server with `prefect server start`). Runs until interrupted.
+    """
     if args.interval <= 0:
         raise CommandError(f"--interval must be positive, got {args.interval:g}")
     _flows("settings").privacy_defaults()
@@ -193,16 +186,16 @@ def _maintain_args(parser: argparse.ArgumentParser) -> None:
 
 @command("maintain", help="compact small files, checkpoint and vacuum the lake; or relayout "
                           "the event log",
-         configure=_maintain_args,
-         description="One maintenance pass, the same as the scheduled maintenance flow: "
-                     "compact small event files that every view has folded, compact view "
-                     "tables, write Delta checkpoints, and delete files that no table version "
-                     "of the last --vacuum-hours references. Runs in this process (no Prefect "
-                     "server needed). With --relayout it moves the event log to the other "
-                     "layout (or another bucket count) instead: readers see the old layout "
-                     "until its one commit, a crash leaves the old layout, and an append "
-                     "that lands meanwhile makes it fail with nothing changed (run it again).")
+         configure=_maintain_args)
 def cmd_maintain(args: argparse.Namespace) -> int:
+    """One maintenance pass, the same as the scheduled maintenance flow: compact small event
+    files that every view has folded, compact view tables, write Delta checkpoints, and
+    delete files that no table version of the last --vacuum-hours references. Runs in this
+    process (no Prefect server needed). With --relayout it moves the event log to the other
+    layout (or another bucket count) instead: readers see the old layout until its one
+    commit, a crash leaves the old layout, and an append that lands meanwhile makes it fail
+    with nothing changed (run it again).
+    """
     from eventlake.ops.maintenance import DEFAULT_VACUUM_HOURS, maintain
 
     hours = DEFAULT_VACUUM_HOURS if args.vacuum_hours is None else args.vacuum_hours
@@ -224,29 +217,23 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     if args.json:
         from dataclasses import asdict
 
-        _print_json({"lake": lake.root, "dry_run": args.dry_run, "retention_hours": hours,
-                     "events": asdict(events), "views": result.views,
-                     "checkpoints": list(result.checkpoints), "vacuumed": vacuumed})
+        print_json({"lake": lake.root, "dry_run": args.dry_run, "retention_hours": hours,
+                    "events": asdict(events), "views": result.views,
+                    "checkpoints": list(result.checkpoints), "vacuumed": vacuumed})
         return EXIT_OK
-    console = _console()
     would = "would " if args.dry_run else ""
-    console.print(f"maintenance of {lake.root}{' (dry run)' if args.dry_run else ''}",
-                  markup=False, style="bold")
-    console.print(f"  events: {would}compact {events.files_removed} file(s) of "
-                  f"{events.partitions} partition(s) into {events.files_added} "
-                  f"({events.rows:,} rows, all views folded up to seq {events.watermark:,})",
-                  markup=False)
+    say(f"maintenance of {lake.root}{' (dry run)' if args.dry_run else ''}", style="bold")
+    say(f"  events: {would}compact {events.files_removed} file(s) of {events.partitions} "
+        f"partition(s) into {events.files_added} ({events.rows:,} rows, all views folded up "
+        f"to seq {events.watermark:,})")
     for name, metrics in result.views.items():
-        console.print(f"  view {name}: {metrics.get('numFilesRemoved', 0)} file(s) compacted",
-                      markup=False)
+        say(f"  view {name}: {metrics.get('numFilesRemoved', 0)} file(s) compacted")
     if result.checkpoints:
-        console.print(f"  checkpoints: {', '.join(result.checkpoints)}", markup=False)
+        say(f"  checkpoints: {', '.join(result.checkpoints)}")
     for name, files in vacuumed.items():
-        console.print(f"  vacuum {name}: {would}delete {len(files)} file(s) older than "
-                      f"{hours:g} h", markup=False)
+        say(f"  vacuum {name}: {would}delete {len(files)} file(s) older than {hours:g} h")
     info = lake.info()
-    console.print(f"  now {info.files:,} event file(s), {_human_bytes(info.size_bytes)}",
-                  markup=False)
+    say(f"  now {info.files:,} event file(s), {human_bytes(info.size_bytes)}")
     return EXIT_OK
 
 
@@ -273,21 +260,19 @@ def _relayout(args: argparse.Namespace, lake: Lake) -> int:
                        f"file(s) from {result.before} to {result.after}")
     else:
         chunk = args.chunk_events or DEFAULT_RELAYOUT_CHUNK
-        stderr = _console(stderr=True)
-        stderr.print(f"{head}: {current.describe()} -> {target.describe()}, {chunk:,} events "
-                     "at a time", markup=False, style="dim")
-
-        def progress(done: int, total: int) -> None:
-            stderr.print(f"  {done}/{total} chunk(s) written", markup=False, style="dim")
-
-        result = relayout(lake.log, target, chunk_events=chunk, progress=progress)
+        say(f"{head}: {current.describe()} -> {target.describe()}, {chunk:,} events at a time",
+            stderr=True, style="dim")
+        # A line per chunk, on a terminal or in a log: a relayout of a big log takes a while.
+        with progress_display(lines=lambda p: f"  {p.done}/{p.total} chunk(s) written"
+                              ) as progress:
+            result = relayout(lake.log, target, chunk_events=chunk, progress=progress)
         summary = (f"{result.before} -> {result.after}: {result.events:,} events moved from "
                    f"{result.files_removed:,} file(s) into {result.files_added:,} in "
                    f"{result.seconds:.1f} s (event log version {result.version}); the old "
                    "files stay for time travel until a vacuum past its retention")
     if args.json:
-        _print_json({"lake": lake.root, "dry_run": args.dry_run, "changed": result.changed,
-                     **asdict(result)})
+        print_json({"lake": lake.root, "dry_run": args.dry_run, "changed": result.changed,
+                    **asdict(result)})
     else:
-        _console().print(f"{head}: {summary}", markup=False)
+        say(f"{head}: {summary}")
     return EXIT_OK

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,21 +12,27 @@ from typing import TYPE_CHECKING, Any
 from eventlake.cli._app import (
     EXIT_ERROR,
     EXIT_OK,
-    _console,
-    _human_bytes,
     _open_existing,
     _open_lake,
-    _print_json,
     _storage_options,
     command,
     number_at_least,
 )
+from eventlake.cli.output import (
+    Column,
+    console,
+    human_bytes,
+    plural,
+    print_json,
+    print_pairs,
+    print_table,
+    say,
+)
+from eventlake.cli.progress import progress_display
 from eventlake.config import resolve_lake
 from eventlake.errors import CommandError, LakeNotFoundError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from eventlake.lake import Lake
     from eventlake.model.layout import Layout
     from eventlake.ops.restore import RestorePlan
@@ -75,11 +79,12 @@ def _init_args(parser: argparse.ArgumentParser) -> None:
                         "$EVENTLAKE_LAYOUT, else partition_id; see the README's Layouts")
 
 
-@command("init", help="create an empty lake", configure=_init_args,
-         description="Create an empty lake (the event log table) at PATH with the chosen "
-                     "layout; an existing lake is left as it is (naming another layout for it "
-                     "is an error: move it with `eventlake maintain --relayout`).")
+@command("init", help="create an empty lake", configure=_init_args)
 def cmd_init(args: argparse.Namespace) -> int:
+    """Create an empty lake (the event log table) at PATH with the chosen layout; an existing
+    lake is left as it is (naming another layout for it is an error: move it with `eventlake
+    maintain --relayout`).
+    """
     root = args.path if args.path is not None else resolve_lake(args.lake).value
     layout = chosen_layout(args)
     try:
@@ -97,17 +102,14 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"not {layout.describe()}: move it with `eventlake maintain --relayout "
             f"{layout.kind}{count}`")
     if args.json:
-        _print_json({"root": lake.root, "created": created, "layout": current.kind,
-                     "buckets": current.buckets})
-        return EXIT_OK
-    console = _console()
-    if created:
-        console.print(f"created lake at {lake.root} (layout {current.describe()})",
-                      markup=False)
-        console.print(f"next: eventlake ingest FILE... --lake {lake.root}", markup=False)
+        print_json({"root": lake.root, "created": created, "layout": current.kind,
+                    "buckets": current.buckets})
+    elif created:
+        say(f"created lake at {lake.root} (layout {current.describe()})")
+        say(f"next: eventlake ingest FILE... --lake {lake.root}")
     else:
-        console.print(f"lake already exists at {lake.root} ({lake.last_seq()} events, layout "
-                      f"{current.describe()})", markup=False)
+        say(f"lake already exists at {lake.root} ({lake.last_seq()} events, layout "
+            f"{current.describe()})")
     return EXIT_OK
 
 
@@ -200,55 +202,40 @@ def _describe_ingest(result: dict[str, Any]) -> str:
     return text
 
 
-
-@contextmanager
-def _progress(console: Console, total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A transient progress bar; yields the function that advances it by one file."""
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("ingest", total=total)
-        yield lambda: progress.advance(task)
-
-
 @command("ingest", help="append JSON Lines / CSV / Parquet files as batches",
-         configure=_ingest_args,
-         description="Append each file as one batch. A file's batch identity is its name plus "
-                     "a hash of its content, so ingesting the same file again is a no-op "
-                     "(reported as duplicate). By default a file with any bad record fails "
-                     "with the first problem (file, line, field) and nothing of it is written; "
-                     "files before it have landed, and a re-run skips them.")
+         configure=_ingest_args)
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """Append each file as one batch. A file's batch identity is its name plus a hash of its
+    content, so ingesting the same file again is a no-op (reported as duplicate). By default
+    a file with any bad record fails with the first problem (file, line, field) and nothing
+    of it is written; files before it have landed, and a re-run skips them.
+    """
     from eventlake.ingest.files import DEFAULT_PRODUCER
+    from eventlake.model.progress import Progress
 
     files = _input_files(args.files)
     root = resolve_lake(args.lake).value
     lake = _open_lake(args, root, create=True)
     quarantine = _quarantine_dir(args, lake)
     producer = args.producer or DEFAULT_PRODUCER
-    console = _console()
-    show_bar = len(files) > 1 and not args.json and sys.stdout.isatty()
     results: list[dict[str, Any]] = []
-    with _progress(console, len(files), show_bar) as advance:
-        for path in files:
+    # One file needs no bar: its line says it is done.
+    with progress_display(quiet=args.json or len(files) == 1) as progress:
+        for done, path in enumerate(files, start=1):
             result = _ingest_one(lake, path, producer=producer, quarantine=quarantine)
             results.append(result)
             if not args.json:
-                console.print(_describe_ingest(result), markup=False)
-            advance()
+                say(_describe_ingest(result))
+            progress(Progress("ingesting", done, len(files), "files"))
     total = sum(r["events"] for r in results)
     last_seq = lake.last_seq()
     if args.json:
-        _print_json({"lake": lake.root, "files": results, "events": total,
-                     "quarantined": sum(r["quarantined"] for r in results),
-                     "last_seq": last_seq})
+        print_json({"lake": lake.root, "files": results, "events": total,
+                    "quarantined": sum(r["quarantined"] for r in results),
+                    "last_seq": last_seq})
     else:
-        console.print(f"ingested {total} events from {len(files)} file(s) into {lake.root} "
-                      f"(last seq {last_seq})", markup=False)
+        say(f"ingested {total} events from {len(files)} file(s) into {lake.root} "
+            f"(last seq {last_seq})")
     return EXIT_OK
 
 
@@ -271,10 +258,11 @@ def _events_args(parser: argparse.ArgumentParser) -> None:
 _PAYLOAD_MIN = 24
 
 
-@command("events", help="list events in seq order", configure=_events_args,
-         description="List events in seq order, as a table or (--json) as JSON Lines with the "
-                     "payload as a JSON object.")
+@command("events", help="list events in seq order", configure=_events_args)
 def cmd_events(args: argparse.Namespace) -> int:
+    """List events in seq order, as a table or (--json) as JSON Lines with the payload as a JSON
+    object.
+    """
     import polars as pl
 
     if args.limit < 0:
@@ -289,53 +277,51 @@ def cmd_events(args: argparse.Namespace) -> int:
     if more:
         rows = rows.head(args.limit)
     if args.json:
-        for row in rows.iter_rows(named=True):
-            row["payload"] = json.loads(row["payload"])
-            _print_json(row)
-        return EXIT_OK
-    from rich.markup import escape
-    from rich.table import Table
+        from eventlake.validate import jsoncodec
 
-    console = _console()
+        for row in rows.iter_rows(named=True):
+            row["payload"] = jsoncodec.loads(row["payload"])
+            print_json(row)
+        return EXIT_OK
+    if not rows.height:
+        say("no events match")
+    else:
+        _print_events(rows.iter_rows(named=True))
+    if more:
+        last = rows["seq"][-1]
+        say(f"more events follow: --since {last} for the next page, --limit 0 for all")
+    return EXIT_OK
+
+
+def _print_events(rows: Iterable[dict[str, Any]]) -> None:
     cells: list[list[str]] = []
-    for row in rows.iter_rows(named=True):
+    for row in rows:
         ts = row["ts"].strftime("%Y-%m-%d %H:%M:%S") if row["ts"] is not None else ""
         cells.append([str(row["seq"]), row["partition_id"], row["type"], ts, row["payload"]])
     headers = ["seq", "partition", "type", "ts", "payload"]
     widths = [max([len(headers[i]), *(len(c[i]) for c in cells)]) for i in range(4)]
     # The payload gets what the other columns leave of the terminal, so they never squeeze.
-    room = max(_PAYLOAD_MIN, console.width - sum(widths) - 3 * len(headers))
-    table = Table(show_edge=False, header_style="bold")
-    for index, header in enumerate(headers[:4]):
-        table.add_column(header, justify="right" if index == 0 else "left", no_wrap=True,
-                         min_width=widths[index])
-    table.add_column("payload", no_wrap=True, overflow="ellipsis")
-    for seq, partition, kind, ts, payload in cells:
-        if len(payload) > room:
-            payload = payload[: room - 1] + "…"
-        # Cells are data: escaped so a payload holding "[red]" is shown, not rendered.
-        table.add_row(seq, escape(partition), escape(kind), ts, escape(payload))
-    if rows.height:
-        console.print(table)
-    else:
-        console.print("no events match", markup=False)
-    if more:
-        last = rows["seq"][-1]
-        console.print(f"more events follow: --since {last} for the next page, --limit 0 for all",
-                      markup=False)
-    return EXIT_OK
+    out = console()
+    room = max(_PAYLOAD_MIN, out.width - sum(widths) - 3 * len(headers))
+    for cell in cells:
+        if len(cell[4]) > room:
+            cell[4] = cell[4][: room - 1] + "…"
+    columns = [*(Column(header, right=index == 0, wrap=False, min_width=widths[index])
+                 for index, header in enumerate(headers[:4])),
+               Column("payload", wrap=False)]
+    print_table(columns, cells, out=out)
 
 
 # -- info ------------------------------------------------------------------------------------
 
 
-@command("info", help="summary of the lake: layout, events, last seq, partitions, size",
-         description="Summary of the lake: the event log's layout (bucket count and tail "
-                     "files of a bucketed log), event count, last seq, partitions, Delta "
-                     "table version, data files, size and registered views; and advice when "
-                     "the layout no longer fits the lake (past 10,000 partitions, the "
-                     "partition_id layout).")
+@command("info", help="summary of the lake: layout, events, last seq, partitions, size")
 def cmd_info(args: argparse.Namespace) -> int:
+    """Summary of the lake: the event log's layout (bucket count and tail files of a bucketed
+    log), event count, last seq, partitions, Delta table version, data files, size and
+    registered views; and advice when the layout no longer fits the lake (past 10,000
+    partitions, the partition_id layout).
+    """
     lake = _open_existing(args)
     info = lake.info()
     data: dict[str, Any] = {
@@ -349,16 +335,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     if options:  # a lake on object storage: how it is reached, credentials masked
         data["storage_options"] = options
     if args.json:
-        _print_json(data)
+        print_json(data)
         return EXIT_OK
-    from rich.table import Table
-
-    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
     layout = info.layout if info.buckets is None else (
         f"{info.layout} ({info.buckets:,} buckets, {info.tail_files:,} tail "
-        f"{'file' if info.tail_files == 1 else 'files'})")
+        f"{plural(info.tail_files, 'file')})")
     rows = [
         ("lake", info.root),
         ("layout", layout),
@@ -367,20 +348,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("partitions", f"{info.partitions:,}"),
         ("table version", str(info.version)),
         ("data files", f"{info.files:,}"),
-        ("size", _human_bytes(info.size_bytes)),
+        ("size", human_bytes(info.size_bytes)),
         ("views", ", ".join(info.views) or "-"),
     ]
     if options:
         rows.append(("storage options",
                      ", ".join(f"{k}={v}" for k, v in sorted(options.items()))))
-    from rich.markup import escape
-
-    for key, value in rows:
-        table.add_row(key, escape(value))
-    console = _console()
-    console.print(table)
+    print_pairs(rows)
     if info.advice:
-        console.print(f"advice: {info.advice}", markup=False)
+        say(f"advice: {info.advice}")
     return EXIT_OK
 
 
@@ -413,25 +389,23 @@ def _restore_args(parser: argparse.ArgumentParser) -> None:
 _SHOWN_BATCHES = 20
 
 
-def _describe_plan(console: Console, plan: RestorePlan) -> None:
-    console.print(f"event log at {plan.root}: restore version {plan.to_version} (now at "
-                  f"version {plan.from_version})", markup=False)
-    console.print(f"  events removed: {plan.events_removed:,} (last seq {plan.last_seq_before:,}"
-                  f" -> {plan.last_seq_after:,})", markup=False)
-    console.print(f"  batches removed: {len(plan.batches):,}", markup=False)
+def _describe_plan(plan: RestorePlan) -> None:
+    say(f"event log at {plan.root}: restore version {plan.to_version} (now at version "
+        f"{plan.from_version})")
+    say(f"  events removed: {plan.events_removed:,} (last seq {plan.last_seq_before:,} -> "
+        f"{plan.last_seq_after:,})")
+    say(f"  batches removed: {len(plan.batches):,}")
     for batch in plan.batches[:_SHOWN_BATCHES]:
         span = (f", seq {batch.first_seq}..{batch.first_seq + batch.count - 1}"
                 if batch.first_seq is not None else "")
-        console.print(f"    {batch.batch_id}: {batch.count} events{span} (version "
-                      f"{batch.version})", markup=False)
+        say(f"    {batch.batch_id}: {batch.count} events{span} (version {batch.version})")
     if len(plan.batches) > _SHOWN_BATCHES:
-        console.print(f"    ... and {len(plan.batches) - _SHOWN_BATCHES:,} more", markup=False)
+        say(f"    ... and {len(plan.batches) - _SHOWN_BATCHES:,} more")
     if plan.batch_keys_revoked:
-        console.print(f"  batch keys revoked (these batches can be appended again): "
-                      f"{len(plan.batch_keys_revoked):,}", markup=False)
+        say(f"  batch keys revoked (these batches can be appended again): "
+            f"{len(plan.batch_keys_revoked):,}")
     views = ", ".join(plan.views) or "-"
-    console.print(f"  views reset (rebuilt by the next `eventlake materialize`): {views}",
-                  markup=False)
+    say(f"  views reset (rebuilt by the next `eventlake materialize`): {views}")
 
 
 def _confirmed(plan: RestorePlan) -> bool:
@@ -444,27 +418,26 @@ def _confirmed(plan: RestorePlan) -> bool:
 
 
 @command("restore", help="go back to an earlier version of the event log (seq, batch keys and "
-                         "views follow)", configure=_restore_args,
-         description="Restore the event log to an earlier Delta version in one commit that also "
-                     "rewinds the seq counter and revokes the keys of the batches it removes "
-                     "(they can be appended again); every view table is reset first and "
-                     "rebuilt by the next `eventlake materialize`. Shows what will be removed "
-                     "and asks for confirmation (--yes skips it; required when stdin is not a "
-                     "terminal). Stop writers and materializers first.")
+                         "views follow)", configure=_restore_args)
 def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore the event log to an earlier Delta version in one commit that also rewinds the seq
+    counter and revokes the keys of the batches it removes (they can be appended again);
+    every view table is reset first and rebuilt by the next `eventlake materialize`. Shows
+    what will be removed and asks for confirmation (--yes skips it; required when stdin is
+    not a terminal). Stop writers and materializers first.
+    """
     from eventlake.ops.restore import plan_restore, restore_log
 
     lake = _open_existing(args)
     plan = plan_restore(lake, version=args.target_version, timestamp=args.timestamp)
-    console = _console()
     if args.dry_run:
         if args.json:
-            _print_json({"dry_run": True, **plan.to_json()})
+            print_json({"dry_run": True, **plan.to_json()})
         else:
-            _describe_plan(console, plan)
+            _describe_plan(plan)
         return EXIT_OK
     if not args.json:
-        _describe_plan(console, plan)
+        _describe_plan(plan)
     if not args.yes:
         if args.json or not sys.stdin.isatty():
             raise CommandError("refusing to restore without confirmation: stdin is not a "
@@ -475,11 +448,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
             return EXIT_ERROR
     result = restore_log(lake, version=plan.to_version, expected_version=plan.from_version)
     if args.json:
-        _print_json({"root": lake.root, **result.to_json()})
+        print_json({"root": lake.root, **result.to_json()})
         return EXIT_OK
-    console.print(f"restored the event log to version {result.to_version} (commit "
-                  f"{result.new_version}): {result.events_removed:,} events removed, last seq "
-                  f"{result.last_seq_after:,}", markup=False)
+    say(f"restored the event log to version {result.to_version} (commit {result.new_version}): "
+        f"{result.events_removed:,} events removed, last seq {result.last_seq_after:,}")
     if result.views_reset:
-        console.print("next: eventlake materialize (rebuilds the reset views)", markup=False)
+        say("next: eventlake materialize (rebuilds the reset views)")
     return EXIT_OK

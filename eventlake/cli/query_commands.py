@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, time
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from eventlake.cli._app import EXIT_OK, _console, _open_existing, _print_json, command
+from eventlake.cli._app import EXIT_OK, _open_existing, command
+from eventlake.cli.output import Column, cell, json_text, plural, print_json, print_table, say
 from eventlake.errors import CommandError
 
 if TYPE_CHECKING:
@@ -57,31 +55,6 @@ def _choose_format(args: argparse.Namespace, to_file: bool) -> str:
     return "table" if sys.stdout.isatty() else "csv"
 
 
-def _cell(value: Any) -> str:
-    """A CSV cell: NULL is empty, nested values are JSON, times are ISO 8601."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, ensure_ascii=False, default=_json_value)
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    return str(value)
-
-
-def _json_value(value: object) -> Any:
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    return str(value)
-
-
 def _reader(relation: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
     reader = relation.to_arrow_reader(_BATCH)
     if reader is None:
@@ -104,15 +77,10 @@ def _text_target(path: str | None) -> Iterator[IO[str]]:
     if path is None or path == "-":
         yield sys.stdout
         return
-    partial = f"{path}.partial"
-    try:
-        with open(partial, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
+    from eventlake.store.atomicfile import atomic_write
+
+    with atomic_write(path, newline="") as handle:
+        yield handle
 
 
 def _write_csv(relation: duckdb.DuckDBPyRelation, path: str | None) -> int:
@@ -121,7 +89,7 @@ def _write_csv(relation: duckdb.DuckDBPyRelation, path: str | None) -> int:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(relation.columns)
         for rows in _batches(relation):
-            writer.writerows([_cell(v) for v in row] for row in rows)
+            writer.writerows([cell(v) for v in row] for row in rows)
             count += len(rows)
     return count
 
@@ -133,7 +101,7 @@ def _write_json(relation: duckdb.DuckDBPyRelation, path: str | None) -> int:
         for rows in _batches(relation):
             for row in rows:
                 record = dict(zip(columns, row, strict=True))
-                handle.write(json.dumps(record, ensure_ascii=False, default=_json_value) + "\n")
+                handle.write(json_text(record) + "\n")
             count += len(rows)
     return count
 
@@ -141,58 +109,45 @@ def _write_json(relation: duckdb.DuckDBPyRelation, path: str | None) -> int:
 def _write_parquet(relation: duckdb.DuckDBPyRelation, path: str) -> int:
     import pyarrow.parquet as pq
 
+    from eventlake.store.atomicfile import atomic_path
+
     reader = _reader(relation)
-    partial = f"{path}.partial"
     count = 0
-    try:
-        with pq.ParquetWriter(partial, reader.schema, compression="zstd") as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-                count += batch.num_rows
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
+    with atomic_path(path) as partial, pq.ParquetWriter(
+            partial, reader.schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            count += batch.num_rows
     return count
 
 
-def _print_table(relation: duckdb.DuckDBPyRelation) -> int:
-    from rich.markup import escape
-    from rich.table import Table
+_NUMERIC = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
+            "USMALLINT", "UTINYINT", "UHUGEINT", "DOUBLE", "FLOAT", "REAL"}
 
-    columns = relation.columns
-    numeric = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
-               "DOUBLE", "FLOAT", "REAL"}
+
+def _print_table(relation: duckdb.DuckDBPyRelation) -> int:
     types = [str(t) for t in relation.types]
     rows = relation.limit(_TABLE_ROWS + 1).fetchall()
     more = len(rows) > _TABLE_ROWS
     rows = rows[:_TABLE_ROWS]
-    table = Table(show_edge=False, header_style="bold")
-    for name, kind in zip(columns, types, strict=True):
-        right = kind in numeric or kind.startswith("DECIMAL")
-        table.add_column(escape(name), justify="right" if right else "left",
-                         overflow="fold")
-    for row in rows:
-        # Cells are data: escaped, so a value holding "[red]" is shown, not rendered.
-        table.add_row(*(escape(_cell(v)) if v is not None else "[dim]NULL[/dim]" for v in row))
-    console = _console()
-    console.print(table)
+    columns = [Column(name, right=kind in _NUMERIC or kind.startswith("DECIMAL"), fold=True)
+               for name, kind in zip(relation.columns, types, strict=True)]
+    print_table(columns, ([None if v is None else cell(v) for v in row] for row in rows))
     shown = len(rows)
     if more:
-        console.print(f"showing the first {_TABLE_ROWS} rows; --format csv or --output FILE "
-                      "for all of them", markup=False)
+        say(f"showing the first {_TABLE_ROWS} rows; --format csv or --output FILE for all of "
+            "them")
     else:
-        console.print(f"{shown} row{'s' if shown != 1 else ''}", markup=False)
+        say(f"{shown} {plural(shown, 'row')}")
     return shown
 
 
-@command("sql", help="run DuckDB SQL over events and the views", configure=_sql_args,
-         description="Run one DuckDB query. `events` and every view are tables over the "
-                     "latest committed snapshot; payload fields work with DuckDB's JSON "
-                     "operators, e.g. \"select partition_id, sum((payload->>'$.amount')"
-                     "::double) from events group by 1\".")
+@command("sql", help="run DuckDB SQL over events and the views", configure=_sql_args)
 def cmd_sql(args: argparse.Namespace) -> int:
+    """Run one DuckDB query. `events` and every view are tables over the latest committed
+    snapshot; payload fields work with DuckDB's JSON operators, e.g. "select partition_id,
+    sum((payload->>'$.amount')::double) from events group by 1".
+    """
     import duckdb
     import pyarrow as pa
 
@@ -208,7 +163,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
         relation = lake.sql(args.query, accept_changed_definition=args.accept)
         if relation is None:  # a statement without a result (SET, CREATE ...)
             if args.json and not to_file:
-                _print_json({"rows": 0})
+                print_json({"rows": 0})
             return EXIT_OK
         path = args.output if to_file else None
         if fmt == "table":
@@ -226,10 +181,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot write the result as {fmt}: {exc}") from exc
     if to_file:
         if args.json:
-            _print_json({"output": os.path.abspath(args.output), "format": fmt, "rows": count})
+            print_json({"output": os.path.abspath(args.output), "format": fmt, "rows": count})
         else:
-            _console(stderr=True).print(f"wrote {count} rows to {args.output} ({fmt})",
-                                        markup=False)
+            say(f"wrote {count} rows to {args.output} ({fmt})", stderr=True)
     return EXIT_OK
 
 
@@ -249,12 +203,12 @@ def _duckdb_args(parser: argparse.ArgumentParser) -> None:
 
 
 @command("duckdb", help="write a DuckDB init script that defines events and the views",
-         configure=_duckdb_args,
-         description="Write a SQL script that defines `events` and every view in a fresh "
-                     "DuckDB; open the shell with `duckdb -init FILE`. Without the delta "
-                     "extension the script lists the files of the current snapshot and must be "
-                     "regenerated after new commits.")
+         configure=_duckdb_args)
 def cmd_duckdb(args: argparse.Namespace) -> int:
+    """Write a SQL script that defines `events` and every view in a fresh DuckDB; open the shell
+    with `duckdb -init FILE`. Without the delta extension the script lists the files of the
+    current snapshot and must be regenerated after new commits.
+    """
     from eventlake.query.sql import init_script
 
     lake = _open_existing(args)
@@ -282,14 +236,13 @@ def cmd_duckdb(args: argparse.Namespace) -> int:
                 f"current snapshot (events table version {script.events_version}); run "
                 "`eventlake duckdb` again after new commits (ingest, materialize, compaction)")
     if args.json:
-        _print_json({"output": os.path.abspath(target), "tables": list(script.tables),
-                     "delta_extension": script.uses_delta_extension,
-                     "events_version": script.events_version, "usage": usage, "note": note})
+        print_json({"output": os.path.abspath(target), "tables": list(script.tables),
+                    "delta_extension": script.uses_delta_extension,
+                    "events_version": script.events_version, "usage": usage, "note": note})
         return EXIT_OK
-    console = _console()
-    console.print(f"wrote {target} (tables: {', '.join(script.tables)})", markup=False)
-    console.print(f"open it with: {usage}", markup=False)
-    console.print(note, markup=False)
+    say(f"wrote {target} (tables: {', '.join(script.tables)})")
+    say(f"open it with: {usage}")
+    say(note)
     return EXIT_OK
 
 

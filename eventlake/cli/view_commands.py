@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventlake.cli._app import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_VERIFY_FAILED,
-    _console,
     _open_existing,
-    _print_json,
     command,
     number_at_least,
 )
+from eventlake.cli.output import Column, plural, print_json, print_table, say
+from eventlake.cli.progress import progress_display
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from eventlake.engine.materialize import MaterializeResult, PartitionFailure
     from eventlake.lake import Lake
     from eventlake.model.views import View
@@ -63,15 +59,6 @@ def _accept_option(parser: argparse.ArgumentParser) -> None:
              "definition and use its rows as they are (no rebuild)")
 
 
-def _exact(value: object) -> Any:
-    """JSON for values of aggregate rows: a Decimal(38, 0) is printed as its integer."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else str(value)
-    return str(value)
-
-
 # -- materialize -----------------------------------------------------------------------------
 
 
@@ -85,27 +72,6 @@ def _materialize_args(parser: argparse.ArgumentParser) -> None:
                         help="fold the failed partitions again from the event they failed at "
                              "(after fixing the reducer, or for a transient error)")
     _accept_option(parser)
-
-
-@contextmanager
-def _progress_bar(console: Console, enabled: bool
-                  ) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A transient bar per view, fed by materialize's `progress(view, done, total)`."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console, transient=True) as progress:
-        tasks: dict[str, Any] = {}
-
-        def update(view: str, done: int, total: int) -> None:
-            if view not in tasks:
-                tasks[view] = progress.add_task(view, total=total)
-            progress.update(tasks[view], completed=done, total=total)
-
-        yield update
 
 
 def _result_json(result: MaterializeResult) -> dict[str, Any]:
@@ -127,48 +93,40 @@ def _failed_line(view: str, failed: Sequence[PartitionFailure]) -> str:
     shown = "; ".join(f"{f.partition!r} at seq {f.seq} ({f.event_type}): {f.error}"
                       for f in failed[:_SHOWN])
     more = f"; and {count - _SHOWN} more (eventlake views --json)" if count > _SHOWN else ""
-    return (f"warning: view {view!r}: {count} failed partition{'s' if count != 1 else ''}: "
+    return (f"warning: view {view!r}: {count} failed {plural(count, 'partition')}: "
             f"{shown}{more}; fix it, then `eventlake materialize --retry-failed`")
 
 
-def _results_table(results: Sequence[MaterializeResult],
-                   failed: dict[str, list[PartitionFailure]]) -> Any:
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(show_edge=False, header_style="bold")
+def _print_results(results: Sequence[MaterializeResult],
+                   failed: dict[str, list[PartitionFailure]]) -> None:
     # Names stay whole on a narrow terminal; the numbers give way first.
-    table.add_column("view", no_wrap=True, min_width=max(len(r.view) for r in results))
-    for header in ("partitions", "events folded", "watermark", "seconds", "rebuilt",
-                   "failed"):
-        table.add_column(header, justify="left" if header == "watermark" else "right",
-                         no_wrap=True)
-    for r in results:
-        table.add_row(escape(r.view), f"{r.partitions:,}", f"{r.events:,}",
-                      f"{r.old_watermark:,} → {r.new_watermark:,}", f"{r.seconds:.2f}",
-                      "yes" if r.rebuilt else "no", f"{len(failed.get(r.view, ())):,}")
-    return table
+    columns = [Column("view", wrap=False, min_width=max(len(r.view) for r in results)),
+               *(Column(header, right=header != "watermark", wrap=False)
+                 for header in ("partitions", "events folded", "watermark", "seconds",
+                                "rebuilt", "failed"))]
+    print_table(columns, ([r.view, f"{r.partitions:,}", f"{r.events:,}",
+                           f"{r.old_watermark:,} → {r.new_watermark:,}", f"{r.seconds:.2f}",
+                           "yes" if r.rebuilt else "no", f"{len(failed.get(r.view, ())):,}"]
+                          for r in results))
 
 
 @command("materialize", help="bring views up to date with the event log",
-         configure=_materialize_args,
-         description="Fold the events above each view's watermark into the view (only the "
-                     "partitions they touch), committing rows and watermark together. A view "
-                     "whose version changed, or --rebuild, is rebuilt from the whole log. A "
-                     "partition whose reducer fails stops at that event and the others fold "
-                     "on: the command commits, names it on stderr and exits 4 while any "
-                     "partition is failed (--retry-failed folds them again). A view that "
-                     "cannot refresh (its definition changed under the same version) does "
-                     "not stop the others; the command then exits 1.")
+         configure=_materialize_args)
 def cmd_materialize(args: argparse.Namespace) -> int:
+    """Fold the events above each view's watermark into the view (only the partitions they
+    touch), committing rows and watermark together. A view whose version changed, or
+    --rebuild, is rebuilt from the whole log. A partition whose reducer fails stops at that
+    event and the others fold on: the command commits, names it on stderr and exits 4 while
+    any partition is failed (--retry-failed folds them again). A view that cannot refresh
+    (its definition changed under the same version) does not stop the others; the command
+    then exits 1.
+    """
     from eventlake.engine.materialize import MaterializeError, failed_partitions, materialize_views
 
     lake = _open_existing(args)
     views = _chosen_views(lake, args.view)
-    console = _console()
-    show_bar = not args.json and sys.stdout.isatty()
     failures: dict[str, str] = {}
-    with _progress_bar(console, show_bar) as progress:
+    with progress_display(quiet=args.json) as progress:
         try:
             results = materialize_views(lake, views, rebuild=args.rebuild,
                                         chunk_events=args.chunk_events, progress=progress,
@@ -181,13 +139,13 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     failed = {r.view: failed_partitions(lake, lake.view(r.view)) for r in done}
     failed = {name: found for name, found in failed.items() if found}
     if args.json:
-        _print_json({"lake": lake.root, "last_seq": lake.last_seq(),
-                     "views": [_result_json(r) for r in done], "failures": failures,
-                     "failed_partitions": {name: [_failure_json(f) for f in found]
-                                           for name, found in failed.items()}})
+        print_json({"lake": lake.root, "last_seq": lake.last_seq(),
+                    "views": [_result_json(r) for r in done], "failures": failures,
+                    "failed_partitions": {name: [_failure_json(f) for f in found]
+                                          for name, found in failed.items()}})
     else:
         if done:
-            console.print(_results_table(done, failed))
+            _print_results(done, failed)
         for name, found in failed.items():
             print(_failed_line(name, found), file=sys.stderr)
         for name, message in failures.items():
@@ -208,25 +166,22 @@ def _state_args(parser: argparse.ArgumentParser) -> None:
     _accept_option(parser)
 
 
-@command("state", help="the state of one partition, as JSON", configure=_state_args,
-         description="Print the exact state of one partition in a view (the stored row plus "
-                     "any newer events), or as it was after --as-of SEQ; for an aggregate "
-                     "view, its rows (one per group). Pretty JSON on a terminal, one line "
-                     "when piped; --json wraps it with its context. A partition failed at an "
-                     "event is an error naming that event.")
+@command("state", help="the state of one partition, as JSON", configure=_state_args)
 def cmd_state(args: argparse.Namespace) -> int:
+    """Print the exact state of one partition in a view (the stored row plus any newer events),
+    or as it was after --as-of SEQ; for an aggregate view, its rows (one per group). Pretty
+    JSON on a terminal, one line when piped; --json wraps it with its context. A partition
+    failed at an event is an error naming that event.
+    """
     lake = _open_existing(args)
     state = lake.state(args.partition, view=args.view, as_of_seq=args.as_of,
                        accept_changed_definition=args.accept)
     if args.json:
-        sys.stdout.write(json.dumps({"partition": args.partition, "view": args.view,
-                                     "as_of_seq": args.as_of, "state": state},
-                                    ensure_ascii=False, default=_exact) + "\n")
-    elif sys.stdout.isatty():
-        sys.stdout.write(json.dumps(state, ensure_ascii=False, indent=2, sort_keys=False,
-                                    default=_exact) + "\n")
+        print_json({"partition": args.partition, "view": args.view, "as_of_seq": args.as_of,
+                    "state": state})
     else:
-        sys.stdout.write(json.dumps(state, ensure_ascii=False, default=_exact) + "\n")
+        # Pretty on a terminal, one line for a pipe.
+        print_json(state, indent=2 if sys.stdout.isatty() else None)
     return EXIT_OK
 
 
@@ -278,7 +233,7 @@ def _view_status(lake: Lake, view: View, last_seq: int, *, accept: bool) -> dict
     row["failed"] = len(failed)
     row["failed_partitions"] = [f.partition for f in failed]
     if failed and row["status"] == "ok":
-        row["status"] = f"ok, {len(failed)} partition{'s' if len(failed) != 1 else ''} failed"
+        row["status"] = f"ok, {len(failed)} {plural(len(failed), 'partition')} failed"
     return row
 
 
@@ -287,42 +242,35 @@ def _views_args(parser: argparse.ArgumentParser) -> None:
 
 
 @command("views", help="registered views: version, watermark, lag, rows, failed partitions",
-         configure=_views_args,
-         description="List the registered views with their version, watermark (last seq "
-                     "folded), lag (events not folded yet), rows, partitions and failed "
-                     "partitions (--json names them). A view whose definition changed "
-                     "without a version bump is shown as such and the command exits 1.")
+         configure=_views_args)
 def cmd_views(args: argparse.Namespace) -> int:
+    """List the registered views with their version, watermark (last seq folded), lag (events
+    not folded yet), rows, partitions and failed partitions (--json names them). A view whose
+    definition changed without a version bump is shown as such and the command exits 1.
+    """
     lake = _open_existing(args)
     last_seq = lake.last_seq()
     rows = [_view_status(lake, view, last_seq, accept=args.accept)
             for view in lake.views.values()]
     changed = [row["error"] for row in rows if row["error"]]
     if args.json:
-        _print_json({"lake": lake.root, "last_seq": last_seq, "views": rows})
+        print_json({"lake": lake.root, "last_seq": last_seq, "views": rows})
         return EXIT_ERROR if changed else EXIT_OK
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("view", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    for header in ("version", "watermark", "lag", "rows", "partitions", "failed"):
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("status")
-    for row in rows:
-        table.add_row(escape(row["name"]), row["kind"], str(row["version"]),
-                      f"{row['watermark']:,}", f"{row['lag']:,}", f"{row['rows']:,}",
-                      f"{row['partitions']:,}", f"{row['failed']:,}", escape(row["status"]))
-    console = _console()
-    console.print(table)
-    console.print(f"event log: last seq {last_seq:,}", markup=False)
+    columns = [Column("view", wrap=False), Column("kind", wrap=False),
+               *(Column(header, right=True, wrap=False) for header in
+                 ("version", "watermark", "lag", "rows", "partitions", "failed")),
+               Column("status")]
+    print_table(columns, ([row["name"], row["kind"], str(row["version"]),
+                           *(f"{row[key]:,}" for key in
+                             ("watermark", "lag", "rows", "partitions", "failed")),
+                           row["status"]] for row in rows))
+    say(f"event log: last seq {last_seq:,}")
     for row in rows:
         if row["failed"]:
             names = ", ".join(repr(p) for p in row["failed_partitions"][:_SHOWN])
             more = (f" and {row['failed'] - _SHOWN} more" if row["failed"] > _SHOWN else "")
-            console.print(f"{row['name']}: failed partitions {names}{more} (`eventlake state "
-                          f"PARTITION --view {row['name']}` shows why)", markup=False)
+            say(f"{row['name']}: failed partitions {names}{more} (`eventlake state "
+                f"PARTITION --view {row['name']}` shows why)")
     for message in changed:
         print(f"error: {message}", file=sys.stderr)
     return EXIT_ERROR if changed else EXIT_OK
@@ -349,11 +297,12 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
 
 
 @command("verify", help="refold partitions from scratch and compare with the views",
-         configure=_verify_args,
-         description="Refold every partition (or a --sample) from its full history up to the "
-                     "view's watermark and compare with the stored rows. Prints each "
-                     "difference with its partition and field; exits 3 if any is found.")
+         configure=_verify_args)
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Refold every partition (or a --sample) from its full history up to the view's watermark
+    and compare with the stored rows. Prints each difference with its partition and field;
+    exits 3 if any is found.
+    """
     from eventlake.ops.verify import verify_view
 
     lake = _open_existing(args)
@@ -361,23 +310,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     reports = [verify_view(lake, view, sample=args.sample, seed=args.seed) for view in views]
     ok = all(r.ok for r in reports)
     if args.json:
-        _print_json({"lake": lake.root, "ok": ok, "views": [_report_json(r) for r in reports]})
+        print_json({"lake": lake.root, "ok": ok, "views": [_report_json(r) for r in reports]})
         return EXIT_OK if ok else EXIT_VERIFY_FAILED
-    console = _console()
     for report in reports:
         if report.ok:
-            console.print(f"{report.view}: ok ({report.partitions_checked} partitions, up to "
-                          f"seq {report.watermark})", markup=False)
+            say(f"{report.view}: ok ({report.partitions_checked} partitions, up to seq "
+                f"{report.watermark})")
             continue
         count = len(report.differences)
-        console.print(f"{report.view}: {count} difference{'s' if count != 1 else ''} in "
-                      f"{report.partitions_checked} partitions checked (up to seq "
-                      f"{report.watermark})", markup=False)
+        say(f"{report.view}: {count} {plural(count, 'difference')} in "
+            f"{report.partitions_checked} partitions checked (up to seq {report.watermark})")
         for difference in report.differences[: args.show]:
-            console.print(f"  {difference}", markup=False)
+            say(f"  {difference}")
         if count > args.show:
-            console.print(f"  ... and {count - args.show} more (--show N, or --json for all)",
-                          markup=False)
+            say(f"  ... and {count - args.show} more (--show N, or --json for all)")
     if not ok:
         print("verify failed: stored views differ from a refold of the log; "
               "`eventlake materialize --rebuild --view NAME` rebuilds a view", file=sys.stderr)

@@ -13,7 +13,7 @@ import json
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from eventlake.errors import (
 )
 from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view
 from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
+from eventlake.model.progress import Progress, ProgressSink
 from eventlake.model.views import AggregateView, View, definition_fingerprint
 from eventlake.store.refreshrecords import (
     RefreshRecord,
@@ -55,7 +56,6 @@ __all__ = ["DEFAULT_CHUNK_EVENTS", "EventWindow", "MaterializeError", "Materiali
            "read_state", "refresh_view"]
 
 DEFAULT_CHUNK_EVENTS = 100_000
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class PartitionFailure:
 
 
 def materialize_views(lake: LakeParts, views: Sequence[View], *, rebuild: bool = False,
-                      chunk_events: int | None = None, progress: Progress | None = None,
+                      chunk_events: int | None = None, progress: ProgressSink | None = None,
                       retry_failed: bool = False, accept_changed_definition: bool = False
                       ) -> dict[str, MaterializeResult]:
     """Refresh each view; a failing view does not stop the others (they still commit).
@@ -185,7 +185,7 @@ def read_events(lake: LakeParts, partitions: Sequence[str] | None = None, *,
 
 
 def refresh_view(lake: LakeParts, view: View, *, rebuild: bool = False,
-                 chunk_events: int | None = None, progress: Progress | None = None,
+                 chunk_events: int | None = None, progress: ProgressSink | None = None,
                  target_seq: int | None = None, window: EventWindow | None = None,
                  retry_failed: bool = False, accept_changed_definition: bool = False
                  ) -> MaterializeResult:
@@ -286,7 +286,7 @@ def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
         events += step.events
         commits += 1
         if progress is not None:
-            progress(view.name, final, head)
+            progress(Progress(view.name, final, head, "seq"))
         if final >= head:
             break  # what the step committed is the watermark: no need to read it back
     return MaterializeResult(view.name, view.version, len(partitions), events, old_watermark,
@@ -504,7 +504,7 @@ class _Sizes:
 
 
 def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
-             progress: Progress | None) -> tuple[set[str], int, int, set[str]]:
+             progress: ProgressSink | None) -> tuple[set[str], int, int, set[str]]:
     """Build a new generation bucket by bucket, then make it the active one atomically.
 
     Returns (partitions, events folded, commits, partitions that failed)."""
@@ -568,7 +568,7 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
         folded += total
         bucket = end
         if progress is not None:
-            progress(view.name, bucket, buckets)
+            progress(Progress(view.name, bucket, buckets, "buckets"))
 
     def activate() -> None:
         snap = store.snapshot()

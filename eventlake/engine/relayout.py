@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -39,6 +38,7 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from eventlake.errors import RelayoutError
 from eventlake.model.layout import Layout, bucket_of
+from eventlake.model.progress import Progress, ProgressSink
 from eventlake.store.datafiles import DataFile, delete_files
 from eventlake.store.deltalog import Commit, FileRemoval
 from eventlake.store.log import (
@@ -57,7 +57,6 @@ from eventlake.validate.events import EVENT_SCHEMA
 __all__ = ["DEFAULT_RELAYOUT_CHUNK", "RelayoutResult", "relayout"]
 
 DEFAULT_RELAYOUT_CHUNK = 1_000_000
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def _metadata(snap: Snapshot, target: Layout) -> dict[str, object]:
 
 
 def relayout(log: EventLog, target: Layout, *, chunk_events: int = DEFAULT_RELAYOUT_CHUNK,
-             progress: Progress | None = None) -> RelayoutResult:
+             progress: ProgressSink | None = None) -> RelayoutResult:
     """Rewrite the log into `target`'s layout in one commit; see the module doc."""
     started = time.perf_counter()
     snap = log.snapshot()
@@ -153,7 +152,7 @@ def relayout(log: EventLog, target: Layout, *, chunk_events: int = DEFAULT_RELAY
                 written += log._write(planned, target, data_change=False)
                 moved += rows.num_rows
                 if progress is not None:
-                    progress(number, len(groups))
+                    progress(Progress("relayout", number, len(groups), "chunks"))
         removes = _removals(snap, actions)
         txns = [(LAYOUT_APP_ID, target.buckets or 0, False)]
         info = {"eventlake.operation": "relayout", "eventlake.layout": target.describe(),

@@ -39,6 +39,7 @@ from eventlake.ingest.files import (
     read_file,
     split_valid,
 )
+from eventlake.store.atomicfile import atomic_write
 from eventlake.validate import jsoncodec
 
 if TYPE_CHECKING:
@@ -138,10 +139,10 @@ def quarantine_file_name(batch_no: str) -> str:
 
 def _write_quarantine(target: Path, entries: Sequence[dict[str, Any]]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole, then renamed: a crash never leaves half a quarantine file behind, and a
-    # retry rewrites the same content instead of adding entries.
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    with partial.open("w", encoding="utf-8") as handle:
+    # Written whole, then renamed (and on disk before the batch lands): a crash never leaves
+    # half a quarantine file behind, and a retry rewrites the same content instead of adding
+    # entries.
+    with atomic_write(target) as handle:
         for entry in entries:
             line = json.dumps(entry, ensure_ascii=False)
             try:
@@ -150,7 +151,6 @@ def _write_quarantine(target: Path, entries: Sequence[dict[str, Any]]) -> Path:
                 # A lone surrogate from the bad record: keep it as a JSON escape.
                 line = json.dumps(entry)
             handle.write(line + "\n")
-    partial.replace(target)
     return target
 
 
