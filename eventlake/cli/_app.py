@@ -168,6 +168,13 @@ def _load_commands() -> None:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module)
+    # The order of COMMAND_MODULES, then of registration within a module, whichever module
+    # something imported first (a test, a plugin): --help always lists the same way.
+    rank = {module: i for i, module in enumerate(COMMAND_MODULES)}
+    ordered = sorted(COMMANDS.values(),
+                     key=lambda spec: rank.get(spec.run.__module__, len(rank)))
+    COMMANDS.clear()
+    COMMANDS.update((spec.name, spec) for spec in ordered)
 
 
 def build_parser() -> argparse.ArgumentParser:

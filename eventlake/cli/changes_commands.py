@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from eventlake.cli._app import (
-    EXIT_OK,
-    _console,
-    _open_existing,
-    _print_json,
-    command,
-    number_at_least,
-)
+from eventlake.cli._app import EXIT_OK, _open_existing, command, number_at_least
+from eventlake.cli.output import json_text, print_json, say
 
 
 def _changes_args(parser: argparse.ArgumentParser) -> None:
@@ -33,22 +26,15 @@ def _changes_args(parser: argparse.ArgumentParser) -> None:
                              "columns); --json is --format json")
 
 
-def _plain(value: object) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
 @command("changes", help="row changes of a view between versions of its table (change feed)",
-         configure=_changes_args,
-         description="Row changes of a view's table in versions (N, M]: insert, update, delete, "
-                     "and reset where the view was rebuilt (every row of the new build follows "
-                     "as an insert), with each row before and after, the table version, the "
-                     "view version and the event-log watermark. --cursor NAME --commit reads "
-                     "from where consumer NAME stopped and records where it now stands.")
+         configure=_changes_args)
 def cmd_changes(args: argparse.Namespace) -> int:
+    """Row changes of a view's table in versions (N, M]: insert, update, delete, and reset where
+    the view was rebuilt (every row of the new build follows as an insert), with each row
+    before and after, the table version, the view version and the event-log watermark.
+    --cursor NAME --commit reads from where consumer NAME stopped and records where it now
+    stands.
+    """
     import polars as pl
 
     from eventlake.errors import CommandError
@@ -61,7 +47,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
     shape = args.format or ("json" if args.json else "table")
     if shape == "json":
         for row in frame.iter_rows(named=True):
-            _print_json(_plain(row))
+            print_json(row)
     elif shape == "csv":
         flat = frame
         for side in ("before", "after"):
@@ -73,7 +59,6 @@ def cmd_changes(args: argparse.Namespace) -> int:
                                  if isinstance(t, pl.Datetime))
         sys.stdout.write(flat.write_csv())
     else:
-        out = _console()
         view = lake.view(args.view)
         keys = [c for c in frame.columns if c not in
                 ("change", "before", "after", "version", "view_version", "watermark",
@@ -81,13 +66,13 @@ def cmd_changes(args: argparse.Namespace) -> int:
         for row in frame.iter_rows(named=True):
             where = f"v{row['version']} (view v{row['view_version']}, seq {row['watermark']})"
             if row["change"] == "reset":
-                out.print(f"{where} reset: {view.name} rebuilt, its rows follow", markup=False)
+                say(f"{where} reset: {view.name} rebuilt, its rows follow")
                 continue
             key = "/".join(str(row[k]) for k in keys)
             shown = {"insert": row["after"], "delete": row["before"],
                      "update": row["after"]}[row["change"]]
-            out.print(f"{where} {row['change']} {key}: {_plain(shown)}", markup=False)
-        out.print(f"{frame.height} change(s)", markup=False, style="dim")
+            say(f"{where} {row['change']} {key}: {json_text(shown)}")
+        say(f"{frame.height} change(s)", style="dim")
     if args.commit and frame.height:
         lake.commit_cursor(args.view, args.cursor, max(frame.get_column("version").to_list()))
     return EXIT_OK

@@ -6,14 +6,8 @@ import argparse
 import sys
 from datetime import datetime
 
-from eventlake.cli._app import (
-    EXIT_OK,
-    _console,
-    _open_existing,
-    _print_json,
-    command,
-    number_at_least,
-)
+from eventlake.cli._app import EXIT_OK, _open_existing, command, number_at_least
+from eventlake.cli.output import print_json, say
 
 # The exit code of a lake whose lag is over `--fail-if-lag-over` (like `verify`'s failed
 # check, a finding rather than an error: the command itself worked).
@@ -48,48 +42,43 @@ def _when(moment: datetime | None) -> str:
 
 
 @command("status", help="how far behind the event log each view is (freshness)",
-         configure=_status_args,
-         description="Per view: watermark, lag in events, how old the oldest unfolded event "
-                     "is in event time and in ingest time, the partitions with the oldest "
-                     "unfolded events, the last refresh (when, how long) and the last error. "
-                     f"--fail-if-lag-over N exits {EXIT_LAGGING} when a view is more than N "
-                     "events behind.")
+         configure=_status_args)
 def cmd_status(args: argparse.Namespace) -> int:
+    """Per view: watermark, lag in events, how old the oldest unfolded event is in event time and
+    in ingest time, the partitions with the oldest unfolded events, the last refresh (when,
+    how long) and the last error. --fail-if-lag-over N exits 3 when a view is more than N
+    events behind.
+    """
     lake = _open_existing(args)
     report = lake.freshness(args.only_views or None, partitions=args.partitions)
     shape = args.format or ("json" if args.json else "text")
     if shape == "json":
-        _print_json(report.to_json())
+        print_json(report.to_json())
     elif shape == "prometheus":
         sys.stdout.write(report.prometheus())
     else:
-        out = _console()
-        out.print(f"{lake.root}: log at seq {report.last_seq:,}", markup=False)
+        say(f"{lake.root}: log at seq {report.last_seq:,}")
         for view in report.views:
             state = "current" if view.current else f"{view.lag_events:,} events behind"
             if view.failing:
                 state += ", last refresh FAILED"
-            out.print(f"  {view.view} v{view.version}: watermark {view.watermark:,}, {state}",
-                      markup=False)
+            say(f"  {view.view} v{view.version}: watermark {view.watermark:,}, {state}")
             if not view.current:
-                out.print(f"    oldest unfolded: ingested {_ago(view.ingest_time_lag_seconds)} "
-                          f"ago, event time {_ago(view.event_time_lag_seconds)} ago",
-                          markup=False)
+                say(f"    oldest unfolded: ingested {_ago(view.ingest_time_lag_seconds)} "
+                          f"ago, event time {_ago(view.event_time_lag_seconds)} ago")
                 names = ", ".join(f"{p.partition} (from seq {p.first_unfolded_seq:,})"
                                   for p in view.lagging_partitions)
                 if names:
-                    out.print(f"    oldest lagging partitions: {names}", markup=False)
+                    say(f"    oldest lagging partitions: {names}")
             duration = ("" if view.last_refresh_seconds is None
                         else f", took {view.last_refresh_seconds:.2f} s")
-            out.print(f"    last refresh: {_when(view.last_refresh_at)}{duration}", markup=False)
+            say(f"    last refresh: {_when(view.last_refresh_at)}{duration}")
             if view.last_error is not None:
-                out.print(f"    last error ({_when(view.last_error_at)}): {view.last_error}",
-                          markup=False)
+                say(f"    last error ({_when(view.last_error_at)}): {view.last_error}")
     if args.fail_if_lag_over is not None and report.lagging(args.fail_if_lag_over):
         if shape == "text":
             names = ", ".join(v.view for v in report.lagging(args.fail_if_lag_over))
-            _console(stderr=True).print(
-                f"lagging: {names} more than {args.fail_if_lag_over} events behind",
-                markup=False)
+            say(f"lagging: {names} more than {args.fail_if_lag_over} events behind",
+                stderr=True)
         return EXIT_LAGGING
     return EXIT_OK

@@ -231,7 +231,7 @@ def _keep_record(lake: LakeParts, record: RefreshRecord, *, quiet: bool = False)
 
 
 def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
-                  chunk_events: int | None, progress: Progress | None,
+                  chunk_events: int | None, progress: ProgressSink | None,
                   target_seq: int | None, window: EventWindow | None,
                   retry_failed: bool, accept_changed_definition: bool) -> MaterializeResult:
     started = time.perf_counter()
