@@ -11,9 +11,6 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "data" / "samples"
-
 # Every test that can touch a lake runs once per event-log layout: the lakes it creates take
 # the layout from $EVENTLAKE_LAYOUT (subprocesses included). These modules never open a lake.
 # `EVENTLAKE_TEST_LAYOUTS=partition_id` (comma-separated) narrows the run while developing.
