@@ -42,13 +42,21 @@ def _doubled(state, event):
 
 BALANCES = ReducerView(name="balances", version=1,
                        initial_state=lambda: {"balance": 0, "n": 0}, reduce=_balance)
-TOTALS = AggregateView(
-    name="totals", version=1, group_by=["type", "currency"],
-    aggregates={"n": "count", "total": Agg("sum", "amount"), "mean": Agg("avg", "amount"),
-                "lo": Agg("min", "amount"), "hi": Agg("max", "amount"),
-                "first_ref": Agg("first", "ref"), "last_ref": Agg("last", "ref"),
-                "with_ref": Agg("count", "ref")},
-)
+
+
+def totals_view(ref: str) -> AggregateView:
+    """Every kind of aggregate per (type, currency); `first`, `last` and a count read the
+    payload field `ref` (one the events have only some of the time, or always)."""
+    return AggregateView(
+        name="totals", version=1, group_by=["type", "currency"],
+        aggregates={"n": "count", "total": Agg("sum", "amount"), "mean": Agg("avg", "amount"),
+                    "lo": Agg("min", "amount"), "hi": Agg("max", "amount"),
+                    "first_ref": Agg("first", ref), "last_ref": Agg("last", ref),
+                    "with_ref": Agg("count", ref)},
+    )
+
+
+TOTALS = totals_view("ref")
 DEPOSITS = AggregateView(name="deposits", version=1, where=["deposit"],
                          aggregates={"total": Agg("sum", "amount"), "n": "count"})
 

@@ -29,17 +29,11 @@ from eventlake.query.sql import (
     tables_named,
 )
 from eventlake.store.storage import Snapshot
-from tests.engine.test_materialize import _balance
+from tests.engine.test_materialize import BALANCES, totals_view
 from tests.logfiles import files_holding, on_disk
 
-BALANCES = ReducerView(name="balances", version=1,
-                       initial_state=lambda: {"balance": 0, "n": 0}, reduce=_balance)
-TOTALS = AggregateView(
-    name="totals", version=1, group_by=["type", "currency"],
-    aggregates={"n": "count", "total": Agg("sum", "amount"), "mean": Agg("avg", "amount"),
-                "lo": Agg("min", "amount"), "hi": Agg("max", "amount"),
-                "first_ref": Agg("first", "n"), "last_ref": Agg("last", "n")},
-)
+# make_events numbers every event in its payload's `n`: first/last of it is never null.
+TOTALS = totals_view("n")
 VIEWS = [BALANCES, TOTALS]
 KEYS = {"document": ["partition_id"], "balances": ["partition_id"],
         "totals": ["partition_id", "type", "currency"]}
