@@ -11,9 +11,6 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "data" / "samples"
-
 # Every test that can touch a lake runs once per event-log layout: the lakes it creates take
 # the layout from $EVENTLAKE_LAYOUT (subprocesses included). These modules never open a lake.
 # `EVENTLAKE_TEST_LAYOUTS=partition_id` (comma-separated) narrows the run while developing.
@@ -22,6 +19,10 @@ _LAYOUT_FREE = {"test_actions", "test_architecture", "test_conformance", "test_d
                 "test_deltalog", "test_errors", "test_files", "test_jsoncodec", "test_layout",
                 "test_packaging", "test_payloadscan", "test_public_api", "test_settings",
                 "test_views"}
+
+# The backends a test taking the `backend` fixture runs on (tests/backends.py);
+# `EVENTLAKE_TEST_BACKENDS=local` narrows the run while developing.
+BACKENDS = tuple(os.environ.get("EVENTLAKE_TEST_BACKENDS", "local,s3").split(","))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -42,6 +43,36 @@ def lake_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         # Small test batches go to the tail: compact it often, so bucket files are read too.
         monkeypatch.setattr(eventlake.store.log, "TAIL_FILES", 4)
     return layout
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    """A real S3 server on loopback (tests/s3server.py), one for the whole session, started
+    by the first test that needs it."""
+    from tests.backends import ACCESS_KEY, SECRET
+    from tests.s3server import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3server"), access_key=ACCESS_KEY,
+                   secret_key=SECRET) as endpoint:
+        yield endpoint
+
+
+def _backend_param(name: str):
+    # S3 runs drive a real external server: marked so `-m "not integration"` leaves them out.
+    return pytest.param(name, marks=[pytest.mark.integration] if name == "s3" else [], id=name)
+
+
+@pytest.fixture(params=[_backend_param(name) for name in BACKENDS])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The backend suite (tests/backends.py): a test taking this runs on a local lake and on
+    a lake on S3, written once against `Backend`."""
+    from tests.backends import AWS_VARIABLES, Backend
+
+    if request.param == "local":
+        return Backend("local", tmp_path)
+    for name in AWS_VARIABLES:  # the lake's options are the test's, not the machine's
+        monkeypatch.delenv(name, raising=False)
+    return Backend("s3", tmp_path, request.getfixturevalue("s3"))
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import REPO
+from tests.samples import REPO
 
 
 def _python_blocks() -> list[str]:

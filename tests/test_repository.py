@@ -23,6 +23,7 @@ import eventlake as el
 from eventlake.model.actions import apply_action, is_state_action
 from eventlake.store.storage import Snapshot
 from tests.logfiles import file_rows, may_hold
+from tests.model.test_actions import chain, tokens
 
 JOIN_TIMEOUT = 120
 
@@ -594,49 +595,23 @@ def test_a_partition_that_is_no_name_is_refused_not_defaulted(lake, partition):
 DEEP = 2_500  # well past Python's recursion limit (1,000 frames)
 
 
-def _deep_chain(ids):
-    children: list = []
-    for node_id in reversed(ids):
-        children = [{"id": node_id, "children": children}]
-    return children
-
-
-def _tokens(value):
-    """Iterative, order-insensitive tokens of a JSON value (== and deepcopy would recurse)."""
-    out, stack = [], [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, tuple):
-            out.append(item)
-        elif isinstance(item, dict):
-            out.append(("dict", len(item)))
-            for key in sorted(item, reverse=True):
-                stack += [item[key], ("key", key)]
-        elif isinstance(item, list):
-            out.append(("list", len(item)))
-            stack.extend(reversed(item))
-        else:
-            out.append((type(item).__name__, item))
-    return out
-
-
 # Depth is the fold's and the view store's business, not the log layout's: one layout.
 @pytest.mark.one_layout
 def test_add_event_and_get_state_on_a_partition_thousands_of_levels_deep(lake):
     ids = [f"n{i}" for i in range(DEEP)]
-    chain = [{"type": "set", "payload": {"target": "lib", "value": {"tree": [], "items": {}}},
-              "partition": "deep"}]
+    pushes = [{"type": "set", "payload": {"target": "lib", "value": {"tree": [], "items": {}}},
+               "partition": "deep"}]
     parent = "_root"
     for node_id in ids:
-        chain.append({"type": "treePush", "partition": "deep", "payload": {
+        pushes.append({"type": "treePush", "partition": "deep", "payload": {
             "target": "lib", "value": {"id": node_id}, "options": {"parent": parent}}})
         parent = node_id
-    lake.append([*chain, {"type": "set", "payload": {"target": "x", "value": 1},
-                          "partition": "shallow"}])
+    lake.append([*pushes, {"type": "set", "payload": {"target": "x", "value": 1},
+                           "partition": "shallow"}])
     repo = el.Repository(lake)
     repo.init()  # replays the whole chain
-    expected = {"lib": {"tree": _deep_chain(ids), "items": {key: {} for key in ids}}, "x": 1}
-    assert _tokens(repo.get_state()) == _tokens(expected)
+    expected = {"lib": {"tree": chain(ids), "items": {key: {} for key in ids}}, "x": 1}
+    assert tokens(repo.get_state()) == tokens(expected)
 
     bottom = ids[-1]
     repo.add_event({"type": "treePush", "partition": "deep", "payload": {
@@ -654,16 +629,16 @@ def test_add_event_and_get_state_on_a_partition_thousands_of_levels_deep(lake):
 
     # The moved half keeps its subtree, with the new leaf at its bottom; the delete cut the
     # rest of the chain below n9.
-    tail = _deep_chain([*ids[DEEP // 2:], "leaf"])[0]
+    tail = chain([*ids[DEEP // 2:], "leaf"])[0]
     items = {node_id: {} for node_id in ids[:10] + ids[DEEP // 2:]}
     items[bottom] = {"w": 2}
     items["leaf"] = {"n": 1}
-    after = {"lib": {"tree": [*_deep_chain(ids[:10]), tail], "items": items}, "x": 1}
+    after = {"lib": {"tree": [*chain(ids[:10]), tail], "items": items}, "x": 1}
     state = repo.get_state()
-    assert _tokens(state) == _tokens(after)
+    assert tokens(state) == tokens(after)
     # A private copy: scribbling over it changes nothing the repository holds.
     state["lib"]["tree"].clear()
-    assert _tokens(repo.get_state()) == _tokens(after)
+    assert tokens(repo.get_state()) == tokens(after)
     # Checkpoints hold deep states too: an index before the new events replays from one.
-    assert _tokens(repo.get_state(DEEP + 2)) == _tokens(expected)
-    assert _tokens(el.Repository(lake).get_state()) == _tokens(after)
+    assert tokens(repo.get_state(DEEP + 2)) == tokens(expected)
+    assert tokens(el.Repository(lake).get_state()) == tokens(after)

@@ -30,10 +30,8 @@ from eventlake.flows.settings import (
 from eventlake.ingest.inbox import inbox_files, ingest_files, read_quarantine
 from eventlake.store.viewstore import ViewStore, logical_columns
 from tests.engine.test_materialize import assert_views_exact
+from tests.samples import REPO, SAMPLE_FILES, SAMPLES
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "samples"
-SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".jsonl", ".csv", ".parquet"})
 SAMPLE_EVENTS = 1778
 
 VIEWS_MODULE = '''

@@ -21,10 +21,7 @@ from eventlake.ingest.inbox import (
     read_quarantine,
 )
 from eventlake.validate import jsoncodec
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "samples"
-SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".jsonl", ".csv", ".parquet"})
+from tests.samples import SAMPLE_FILES, SAMPLES
 
 
 def good(partition: str, amount: int = 1) -> str:

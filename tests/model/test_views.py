@@ -14,7 +14,7 @@ from eventlake.model.views import (
     ReducerView,
     definition_fingerprint,
 )
-from tests.conftest import REPO
+from tests.samples import REPO
 
 TOTALS = dict(name="totals", version=1, group_by=["type", "currency"], where=["deposit"],
               aggregates={"n": "count", "total": Agg("sum", "amount")})

