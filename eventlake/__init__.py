@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from eventlake.engine.relayout import RelayoutResult
     from eventlake.lake import AppendResult, Lake, LakeInfo
     from eventlake.model.actions import apply_action
+    from eventlake.model.events import Limits
     from eventlake.model.layout import Layout
     from eventlake.model.views import (
         Agg,
@@ -58,14 +59,13 @@ if TYPE_CHECKING:
     from eventlake.repository import Repository
     from eventlake.store.log import EventLog
     from eventlake.store.storage import Snapshot, Storage
-    from eventlake.validate.events import Limits
 
 
 # These and the errors above hold every class that a public signature names (the walk in
 # tests/test_public_api.py checks it), so whatever a user annotates with imports from here.
 _LAZY = {
     "apply_action": "eventlake.model.actions",
-    "Limits": "eventlake.validate.events",
+    "Limits": "eventlake.model.events",
     "Lake": "eventlake.lake",
     "AppendResult": "eventlake.lake",
     "LakeInfo": "eventlake.lake",

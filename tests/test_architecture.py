@@ -5,7 +5,8 @@ import it makes of eventlake is counted: at module level, inside functions and u
 `TYPE_CHECKING` alike, since a deferred import is still a dependency. The modules group into
 these units (one unit per subpackage; every top-level module is a unit of its own):
 
-    model      actions, view definitions, log layouts            pure, no I/O
+    model      event schema and limits, actions, view definitions,
+               log layouts                                       pure, no I/O
     validate   event batch checks, payload screen, JSON codec    pure
     fold       reducer and aggregate folds                       pure
     store      Storage/Snapshot, Delta log readers and writer, data files, EventLog,
@@ -22,7 +23,8 @@ and the rules are:
 2. Every unit imports only the units its row of `ALLOWED` names. Any unit may import the
    foundation: `errors` and `_version`. In short: `model` imports nothing else; `validate`
    only `model`; `fold` only `model` and `validate` (a fold decodes payload text with the one
-   strict codec); `store` only `model`, `validate` and `_settings`; `engine` uses `store`,
+   strict codec); `store` only `model` and `_settings` (it writes the model's event schema
+   and batch type, and never checks input); `engine` uses `store`,
    `fold`, `validate`, `model`; `ops`, `query` and `ingest` may use `engine` and everything
    below it, not each other.
 3. Nothing below the facade imports `lake` (nor the package root `eventlake`, whose lazy
@@ -63,7 +65,7 @@ ALLOWED: dict[str, set[str]] = {
     "model": set(),
     "validate": {"model"},
     "fold": {"model", "validate"},
-    "store": {"model", "validate", "_settings"},
+    "store": {"model", "_settings"},
     "engine": {"store", "fold", "validate", "model"},
     "ops": {"engine", "store", "fold", "validate", "model"},
     "query": {"engine", "store", "fold", "validate", "model"},

@@ -43,9 +43,9 @@ import duckdb
 import pyarrow as pa
 
 from eventlake.errors import InvalidArgumentError
+from eventlake.model.events import EVENT_SCHEMA
 from eventlake.store.log import EVENTS
 from eventlake.store.viewstore import ViewStore, logical_columns, row_schema
-from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
     from eventlake.model.views import View

@@ -1,4 +1,8 @@
-"""Events: the columns of the log, and turning user input into a valid Arrow batch.
+"""Event batch checks: turning user input into a valid Arrow batch.
+
+The shapes checked against (the log's columns, `Limits`, `NormalizedBatch`) are the model's,
+`eventlake.model.events`; they are re-exported here, where README and `eventlake.events` name
+them.
 
 Everything a caller hands to `Lake.append` passes through `normalize_batch`, which checks every
 record before anything is written and raises `InvalidEventError` naming the record index, the
@@ -11,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +25,15 @@ import pyarrow.compute as pc
 
 from eventlake.errors import InvalidEventError
 from eventlake.model.actions import ACTION_TYPES, check_action
+from eventlake.model.events import (
+    DEFAULT_LIMITS,
+    EVENT_SCHEMA,
+    INPUT_COLUMNS,
+    PARTITION_FOLDER_BYTES,
+    TS_TYPE,
+    Limits,
+    NormalizedBatch,
+)
 from eventlake.validate import jsoncodec
 from eventlake.validate._payloadscan import payload_suspects
 
@@ -39,68 +51,12 @@ __all__ = [
     "payload_from_arrow",
 ]
 
-TS_TYPE = pa.timestamp("us", tz="UTC")
-
-# Column order of the event table. `seq`, `ingested_at` and `batch_id` are assigned at commit.
-EVENT_SCHEMA = pa.schema(
-    [
-        pa.field("seq", pa.int64(), nullable=False),
-        pa.field("partition_id", pa.string(), nullable=False),
-        pa.field("type", pa.string(), nullable=False),
-        pa.field("payload", pa.string(), nullable=False),
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("ts", TS_TYPE, nullable=False),
-        pa.field("ingested_at", TS_TYPE, nullable=False),
-        pa.field("batch_id", pa.string(), nullable=False),
-    ]
-)
-
-INPUT_COLUMNS = ("type", "payload", "partition", "partition_id", "event_id", "ts")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits enforced on every event; each breach is an `InvalidEventError`."""
-
-    max_payload_bytes: int = 1_048_576
-    # Nesting of objects and arrays in a payload: every reader (DuckDB, Polars, orjson's 255
-    # levels, Python's json near 1,000) must be able to parse it. States have no such limit.
-    max_payload_depth: int = 200
-    # A partition names a folder `partition_id=<percent-encoded value>`; besides this limit
-    # that folder name must fit a file system's 255 bytes (see `PARTITION_FOLDER_BYTES`).
-    max_partition_chars: int = 200
-    max_type_chars: int = 256
-    max_event_id_chars: int = 256
-    max_batch_events: int = 50_000_000
-
-
-DEFAULT_LIMITS = Limits()
-
-
-@dataclass(frozen=True)
-class NormalizedBatch:
-    """A validated batch without its log-assigned columns.
-
-    `table` has `partition_id`, `type`, `payload` (JSON object text), `event_id` (null where the
-    caller gave none) and `ts` (null where the caller gave none).
-    """
-
-    table: pa.Table
-
-    @property
-    def count(self) -> int:
-        return self.table.num_rows
-
-
 # A partition value becomes a folder name: nothing that could climb out of, or split, that
 # folder; no control characters, which break file systems and terminals alike.
 _BAD_PARTITION = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_PARTITION_ARROW = r"[/\\\x00-\x1f\x7f]|\.\."
 _CONTROL_ARROW = r"[\x00-\x1f\x7f]"
-# The event log's folder for a partition is `partition_id=` + the value percent-encoded (every
-# byte but ASCII letters, digits and `-_.~` becomes `%XX`); one folder name holds 255 bytes.
-PARTITION_FOLDER_BYTES = 255 - len("partition_id=")
 _UNRESERVED_ARROW = r"[A-Za-z0-9_.~-]"
 _PAYLOAD_EXPECTED = "a JSON object (dict) or the JSON text of one"
 _RECORD_KEYS = frozenset(INPUT_COLUMNS)
