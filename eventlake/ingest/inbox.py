@@ -39,7 +39,7 @@ from eventlake.ingest.files import (
     read_file,
     split_valid,
 )
-from eventlake.validate import jsoncodec
+from eventlake.model import jsoncodec
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -1,24 +1,31 @@
-"""The event log's columns, the size limits every event obeys, and the validated batch type.
+"""The event log's columns, the size limits every event obeys, the validated batch type, and
+the reading of a stored payload.
 
 These are the shapes `eventlake.validate.events` checks input against and `eventlake.store`
-writes; both import them from here, so the storage layer needs nothing of validation. Pure:
-no I/O.
+writes; both import them from here, so the storage layer needs nothing of validation, and a
+fold decodes payload text without it. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
+
+from eventlake.errors import InvalidEventError
+from eventlake.model import jsoncodec
 
 __all__ = [
     "DEFAULT_LIMITS",
     "EVENT_SCHEMA",
     "INPUT_COLUMNS",
     "PARTITION_FOLDER_BYTES",
+    "PAYLOAD_EXPECTED",
     "TS_TYPE",
     "Limits",
     "NormalizedBatch",
+    "decode_payload",
 ]
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
@@ -38,6 +45,9 @@ EVENT_SCHEMA = pa.schema(
 )
 
 INPUT_COLUMNS = ("type", "payload", "partition", "partition_id", "event_id", "ts")
+
+# What an event's payload must be, as errors say it.
+PAYLOAD_EXPECTED = "a JSON object (dict) or the JSON text of one"
 
 # The event log's folder for a partition is `partition_id=` + the value percent-encoded (every
 # byte but ASCII letters, digits and `-_.~` becomes `%XX`); one folder name holds 255 bytes.
@@ -76,3 +86,13 @@ class NormalizedBatch:
     @property
     def count(self) -> int:
         return self.table.num_rows
+
+
+def decode_payload(text: str) -> dict[str, Any]:
+    """The object a payload text holds, decoded by `jsoncodec.loads` (strict and exact);
+    `InvalidEventError` (a `ValueError`) naming the path when it is not a valid JSON object."""
+    value = jsoncodec.loads(text)
+    if type(value) is not dict:
+        raise InvalidEventError(f"payload is {jsoncodec.kind_of(value)}, not an object",
+                                expected=PAYLOAD_EXPECTED)
+    return value

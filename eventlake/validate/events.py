@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -24,17 +23,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from eventlake.errors import InvalidEventError
+from eventlake.model import jsoncodec
 from eventlake.model.actions import ACTION_TYPES, check_action
 from eventlake.model.events import (
     DEFAULT_LIMITS,
     EVENT_SCHEMA,
     INPUT_COLUMNS,
     PARTITION_FOLDER_BYTES,
+    PAYLOAD_EXPECTED,
     TS_TYPE,
     Limits,
     NormalizedBatch,
+    decode_payload,
 )
-from eventlake.validate import jsoncodec
 from eventlake.validate._payloadscan import payload_suspects
 
 __all__ = [
@@ -58,7 +59,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_PARTITION_ARROW = r"[/\\\x00-\x1f\x7f]|\.\."
 _CONTROL_ARROW = r"[\x00-\x1f\x7f]"
 _UNRESERVED_ARROW = r"[A-Za-z0-9_.~-]"
-_PAYLOAD_EXPECTED = "a JSON object (dict) or the JSON text of one"
 _RECORD_KEYS = frozenset(INPUT_COLUMNS)
 
 
@@ -117,31 +117,6 @@ def _check_label(value: object, *, field: str, index: int, max_chars: int) -> st
     return value
 
 
-def decode_payload(text: str) -> dict[str, Any]:
-    """The object a payload text holds, decoded by `jsoncodec.loads` (strict and exact);
-    `InvalidEventError` (a `ValueError`) naming the path when it is not a valid JSON object."""
-    value = jsoncodec.loads(text)
-    if type(value) is not dict:
-        raise InvalidEventError(f"payload is {_kind(value)}, not an object",
-                                expected=_PAYLOAD_EXPECTED)
-    return value
-
-
-def _kind(value: object) -> str:
-    """What a non-object payload is, worded alike for a Python value and for JSON text."""
-    if value is None:
-        return "JSON null"
-    if isinstance(value, bool):
-        return "a JSON boolean"
-    if isinstance(value, int | float):
-        return "a JSON number"
-    if isinstance(value, str):
-        return "a JSON string"
-    if isinstance(value, list | tuple):
-        return "a JSON array"
-    return f"a {type(value).__name__}"
-
-
 def _payload_error(exc: InvalidEventError, index: int | None) -> InvalidEventError:
     """A codec refusal of a payload as the record's error: its path under `payload`.
 
@@ -161,8 +136,9 @@ def _encode_payload(value: object, index: int, limits: Limits) -> str:
         except InvalidEventError as exc:
             raise _payload_error(exc, index) from None
         if type(parsed) is not dict:
-            raise InvalidEventError(f"payload is {_kind(parsed)}, not an object", index=index,
-                                    field="payload", value=value, expected=_PAYLOAD_EXPECTED)
+            raise InvalidEventError(f"payload is {jsoncodec.kind_of(parsed)}, not an object",
+                                    index=index, field="payload", value=value,
+                                    expected=PAYLOAD_EXPECTED)
         text = value
     elif isinstance(value, Mapping):
         try:
@@ -171,8 +147,9 @@ def _encode_payload(value: object, index: int, limits: Limits) -> str:
         except InvalidEventError as exc:
             raise _payload_error(exc, index) from None
     else:
-        raise InvalidEventError(f"payload is {_kind(value)}, not an object", index=index,
-                                field="payload", value=value, expected=_PAYLOAD_EXPECTED)
+        raise InvalidEventError(f"payload is {jsoncodec.kind_of(value)}, not an object",
+                                index=index, field="payload", value=value,
+                                expected=PAYLOAD_EXPECTED)
     size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > limits.max_payload_bytes:
         raise InvalidEventError(f"payload is {size} bytes, larger than "

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlake.errors import InvalidEventError
-from eventlake.validate import jsoncodec
-from eventlake.validate.jsoncodec import INT_LIMIT, dumps, equal, first_difference, loads
+from eventlake.model import jsoncodec
+from eventlake.model.jsoncodec import INT_LIMIT, dumps, equal, first_difference, loads
 
 BOUNDARY_INTS = [0, -1, 2**53, 2**53 + 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1,
                  2**64, -(2**64), 2**64 + 1, 10**19, -(10**19), 10**300, -(10**300),

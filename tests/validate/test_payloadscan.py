@@ -19,7 +19,7 @@ from eventlake.errors import InvalidEventError
 from eventlake.validate import _payloadscan
 from eventlake.validate._payloadscan import payload_suspects, scan_objects
 from eventlake.validate.events import DEFAULT_LIMITS, normalize_batch
-from eventlake.validate.jsoncodec import INT_LIMIT
+from eventlake.model.jsoncodec import INT_LIMIT
 
 NAMES = ("target", "value", "options")
 
