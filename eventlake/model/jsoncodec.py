@@ -28,6 +28,14 @@ A refusal is an `InvalidEventError` whose `field` is the dotted path inside the 
 None for the value itself) and whose reason says what is wrong; encoding and decoding word the
 same problem alike, so a record gets the same message whether it arrived as Python objects or
 as text.
+
+What goes through here is the users' data: payload and view-state text, and the JSON Lines
+records of inbox files, whose values must be read alike by every path. eventlake's other JSON
+keeps the standard `json` module, because it is not user data and each has its own writer and
+format: the Delta log's actions, statistics and `_last_checkpoint` (table-format metadata that
+eventlake or delta-rs wrote, read as the Delta protocol spells it), storage options from the
+environment, DuckDB's own parse trees, view fingerprints, an aggregate's `failure` note, and
+quarantine entries, which must keep exactly the bad values this codec refuses.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ import json
 import math
 import re
 from collections.abc import Container, Iterator
-from typing import Any, NoReturn
+from decimal import Decimal
+from typing import Any, Literal, NoReturn
 
 import orjson
 
@@ -167,14 +176,37 @@ _DECODER = json.JSONDecoder(parse_float=_finite, parse_int=_bounded, parse_const
                             object_pairs_hook=_unique)
 
 
-def loads(text: str | bytes, *, max_depth: int | None = None) -> Any:
+def _decimal_fraction(token: str) -> Decimal:
+    _finite(token)  # the same numbers are valid in both modes
+    return Decimal(token)
+
+
+def _decimal_integer(token: str) -> Decimal:
+    _bounded(token)
+    return Decimal(token)
+
+
+_DECIMAL_DECODER = json.JSONDecoder(parse_float=_decimal_fraction, parse_int=_decimal_integer,
+                                    parse_constant=_refuse, object_pairs_hook=_unique)
+
+
+def loads(text: str | bytes, *, max_depth: int | None = None,
+          numbers: Literal["exact", "decimal"] = "exact") -> Any:
     """The value of JSON `text`, strictly and exactly (see the module docstring).
 
     Raises `InvalidEventError` (a `ValueError`) naming the path of the first problem.
     `max_depth` refuses objects/arrays nested deeper than that many levels.
+
+    `numbers="decimal"` gives every number as the `Decimal` of its digits as written
+    (`5.000000000000000000001` stays that, `1e3` is `Decimal("1E+3")`): the reading of a value
+    that must not pass through a float, such as an integer aggregate's input. Which texts are
+    valid does not change with the mode. It is slower (no orjson), for the few values that
+    need it.
     """
     if not isinstance(text, str):
         text = _utf8(text)
+    if numbers == "decimal":
+        return _exact_loads(text, max_depth, decimal=True)
     try:
         value = orjson.loads(text)
         again = orjson.dumps(value)
@@ -210,16 +242,16 @@ def _utf8(data: bytes | bytearray | memoryview) -> str:
                                 expected=_EXPECT_TEXT) from None
 
 
-def _exact_loads(text: str, max_depth: int | None) -> Any:
-    """`loads` where orjson could not prove its answer: Python's `json` decoder when its hooks
-    let the text pass (it recurses, and takes lone surrogates: both checked), else `_parse`,
-    which decides and words every refusal."""
+def _exact_loads(text: str, max_depth: int | None, *, decimal: bool = False) -> Any:
+    """`loads` where orjson could not prove its answer (or, with `decimal`, cannot give it):
+    Python's `json` decoder when its hooks let the text pass (it recurses, and takes lone
+    surrogates: both checked), else `_parse`, which decides and words every refusal."""
     try:
-        value = _DECODER.decode(text)
+        value = (_DECIMAL_DECODER if decimal else _DECODER).decode(text)
     except (ValueError, RecursionError):
-        return _parse(text, max_depth=max_depth)
+        return _parse(text, max_depth=max_depth, decimal=decimal)
     if (_SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text)) and _has_surrogate(value):
-        return _parse(text, max_depth=max_depth)
+        return _parse(text, max_depth=max_depth, decimal=decimal)
     if max_depth is not None and text.count("[") + text.count("{") > max_depth and (
             _depth(value) > max_depth):
         raise _too_deep(max_depth)
@@ -313,8 +345,9 @@ class _Frame:
         self.key: str | int = 0
 
 
-def _parse(text: str, *, max_depth: int | None = None) -> Any:
-    """The iterative parser: the value of `text`, or the refusal of its first problem."""
+def _parse(text: str, *, max_depth: int | None = None, decimal: bool = False) -> Any:
+    """The iterative parser: the value of `text`, or the refusal of its first problem; with
+    `decimal`, each number as the `Decimal` of its token."""
     frames: list[_Frame] = []
 
     def path() -> Path:
@@ -392,6 +425,8 @@ def _parse(text: str, *, max_depth: int | None = None) -> Any:
                     value = float(token)
                     if math.isinf(value):
                         raise _too_large(path())
+                if decimal:
+                    value = Decimal(token)
                 pos = number.end()
             else:
                 for name, literal in _LITERALS:
