@@ -99,8 +99,8 @@ class Lake:
         object storage".
         """
         storage = Storage.at(root, storage_options)
-        if storage.is_local and create:
-            os.makedirs(storage.local_path(), exist_ok=True)
+        if create:
+            storage.ensure_root()
         chosen = None
         if layout is not None or buckets is not None:
             chosen = Layout.named(layout or "buckets", buckets=buckets)
