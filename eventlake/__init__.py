@@ -7,39 +7,12 @@ polars, duckdb, pyarrow) load only when a name that needs them is first touched.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from eventlake import _lazy
+from eventlake import errors as _errors
 from eventlake._version import __version__
-from eventlake.errors import (
-    CommandError,
-    CommitConflictError,
-    ConfigError,
-    CorruptLakeError,
-    EventlakeError,
-    ForkedProcessError,
-    InboxNotFoundError,
-    InvalidArgumentError,
-    InvalidEventError,
-    LakeNotFoundError,
-    MaterializeError,
-    PartitionFailedError,
-    RebuildSupersededError,
-    ReducerError,
-    RelayoutError,
-    RestoreError,
-    StaleLogError,
-    StorageError,
-    StorageFullError,
-    StorageOptionError,
-    StoragePanicError,
-    StorageUnavailableError,
-    StorageWarning,
-    UnknownActionError,
-    UnknownViewError,
-    ViewChangedError,
-    ViewDefinitionError,
-)
+from eventlake.errors import *  # noqa: F403 (every error class: exactly `errors.__all__`)
 
 if TYPE_CHECKING:
     from eventlake.engine.materialize import MaterializeResult, PartitionFailure
@@ -89,61 +62,28 @@ __all__ = [
     "Agg",
     "AggregateView",
     "AppendResult",
-    "CommandError",
-    "CommitConflictError",
-    "ConfigError",
-    "CorruptLakeError",
     "EventLog",
-    "EventlakeError",
-    "ForkedProcessError",
-    "InboxNotFoundError",
-    "InvalidArgumentError",
-    "InvalidEventError",
     "Lake",
     "LakeInfo",
-    "LakeNotFoundError",
     "Layout",
     "Limits",
-    "MaterializeError",
     "MaterializeResult",
-    "PartitionFailedError",
     "PartitionFailure",
-    "RebuildSupersededError",
-    "ReducerError",
     "ReducerView",
-    "RelayoutError",
     "RelayoutResult",
     "Repository",
-    "RestoreError",
     "RestoreResult",
     "Snapshot",
-    "StaleLogError",
     "Storage",
-    "StorageError",
-    "StorageFullError",
-    "StorageOptionError",
-    "StoragePanicError",
-    "StorageUnavailableError",
-    "StorageWarning",
-    "UnknownActionError",
-    "UnknownViewError",
-    "ViewChangedError",
-    "ViewDefinitionError",
     "__version__",
     "apply_action",
     "document_view",
     "reducer_view",
 ]
+# The errors are public by being in `eventlake.errors`: one list of them, its `__all__`.
+__all__ += _errors.__all__
+__all__.sort()
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'eventlake' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    return _lazy.attribute(globals(), _LAZY, name)

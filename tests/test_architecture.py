@@ -62,6 +62,8 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "_version": set(),
     "_settings": set(),
+    # Lazy package names (`__getattr__` of `eventlake` and `eventlake.flows`).
+    "_lazy": set(),
     "model": set(),
     "validate": {"model"},
     "fold": {"model"},
@@ -75,10 +77,10 @@ ALLOWED: dict[str, set[str]] = {
     "repository": {*LAYERS, "lake"},
     "config": {*LAYERS, "_settings", "lake"},
     "bench": {*LAYERS, "__init__", "lake"},
-    "__init__": {*LAYERS, "lake", "repository"},
+    "__init__": {*LAYERS, "_lazy", "lake", "repository"},
     "__main__": {"cli"},
     "cli": {*LAYERS, "__init__", "_settings", "lake", "repository", "config", "bench"},
-    "flows": {*LAYERS, "__init__", "_settings", "lake", "repository", "config"},
+    "flows": {*LAYERS, "__init__", "_lazy", "_settings", "lake", "repository", "config"},
     **{shim: {target.split(".")[0]} for shim, target in SHIMS.items()},
 }
 
