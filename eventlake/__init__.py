@@ -7,46 +7,19 @@ polars, duckdb, pyarrow) load only when a name that needs them is first touched.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from eventlake import _lazy
+from eventlake import errors as _errors
 from eventlake._version import __version__
-from eventlake.errors import (
-    ChangesUnavailableError,
-    CommandError,
-    CommitConflictError,
-    ConfigError,
-    CorruptLakeError,
-    EventlakeError,
-    ForkedProcessError,
-    InboxNotFoundError,
-    InvalidArgumentError,
-    InvalidEventError,
-    LakeNotFoundError,
-    MaterializeError,
-    PartitionFailedError,
-    RebuildSupersededError,
-    ReducerError,
-    RelayoutError,
-    RestoreError,
-    StaleLogError,
-    StorageError,
-    StorageFullError,
-    StorageOptionError,
-    StoragePanicError,
-    StorageUnavailableError,
-    StorageWarning,
-    UnknownActionError,
-    UnknownViewError,
-    ViewChangedError,
-    ViewDefinitionError,
-)
+from eventlake.errors import *  # noqa: F403 (every error class: exactly `errors.__all__`)
 
 if TYPE_CHECKING:
     from eventlake.engine.materialize import MaterializeResult, PartitionFailure
     from eventlake.engine.relayout import RelayoutResult
     from eventlake.lake import AppendResult, Lake, LakeInfo
     from eventlake.model.actions import apply_action
+    from eventlake.model.events import Limits
     from eventlake.model.layout import Layout
     from eventlake.model.views import (
         Agg,
@@ -60,14 +33,13 @@ if TYPE_CHECKING:
     from eventlake.repository import Repository
     from eventlake.store.log import EventLog
     from eventlake.store.storage import Snapshot, Storage
-    from eventlake.validate.events import Limits
 
 
 # These and the errors above hold every class that a public signature names (the walk in
 # tests/test_public_api.py checks it), so whatever a user annotates with imports from here.
 _LAZY = {
     "apply_action": "eventlake.model.actions",
-    "Limits": "eventlake.validate.events",
+    "Limits": "eventlake.model.events",
     "Lake": "eventlake.lake",
     "AppendResult": "eventlake.lake",
     "LakeInfo": "eventlake.lake",
@@ -94,65 +66,31 @@ __all__ = [
     "Agg",
     "AggregateView",
     "AppendResult",
-    "ChangesUnavailableError",
-    "CommandError",
-    "CommitConflictError",
-    "ConfigError",
-    "CorruptLakeError",
     "EventLog",
-    "EventlakeError",
-    "ForkedProcessError",
     "Freshness",
-    "InboxNotFoundError",
-    "InvalidArgumentError",
-    "InvalidEventError",
     "LaggingPartition",
     "Lake",
     "LakeInfo",
-    "LakeNotFoundError",
     "Layout",
     "Limits",
-    "MaterializeError",
     "MaterializeResult",
-    "PartitionFailedError",
     "PartitionFailure",
-    "RebuildSupersededError",
-    "ReducerError",
     "ReducerView",
-    "RelayoutError",
     "RelayoutResult",
     "Repository",
-    "RestoreError",
     "RestoreResult",
     "Snapshot",
-    "StaleLogError",
     "Storage",
-    "StorageError",
-    "StorageFullError",
-    "StorageOptionError",
-    "StoragePanicError",
-    "StorageUnavailableError",
-    "StorageWarning",
-    "UnknownActionError",
-    "UnknownViewError",
-    "ViewChangedError",
-    "ViewDefinitionError",
     "ViewFreshness",
     "__version__",
     "apply_action",
     "document_view",
     "reducer_view",
 ]
+# The errors are public by being in `eventlake.errors`: one list of them, its `__all__`.
+__all__ += _errors.__all__
+__all__.sort()
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'eventlake' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    return _lazy.attribute(globals(), _LAZY, name)

@@ -11,17 +11,12 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventlake.errors import EventlakeError, UnknownViewError, ViewDefinitionError
+from eventlake.model.events import DEFAULT_LIMITS, EVENT_SCHEMA, Limits, NormalizedBatch
 from eventlake.model.layout import Layout, LayoutName, relayout_advice
 from eventlake.model.views import DOCUMENT_VIEW, View
 from eventlake.store.log import EVENTS, AppendResult, EventLog
 from eventlake.store.storage import Snapshot, Storage, among
-from eventlake.validate.events import (
-    DEFAULT_LIMITS,
-    EVENT_SCHEMA,
-    Limits,
-    NormalizedBatch,
-    normalize_batch,
-)
+from eventlake.validate.events import normalize_batch
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -105,8 +100,8 @@ class Lake:
         object storage".
         """
         storage = Storage.at(root, storage_options)
-        if storage.is_local and create:
-            os.makedirs(storage.local_path(), exist_ok=True)
+        if create:
+            storage.ensure_root()
         chosen = None
         if layout is not None or buckets is not None:
             chosen = Layout.named(layout or "buckets", buckets=buckets)

@@ -19,8 +19,9 @@ unless the environment says otherwise, before Prefect reads its settings.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from eventlake import _lazy
 
 from .settings import privacy_defaults
 
@@ -32,14 +33,14 @@ if TYPE_CHECKING:
 
 privacy_defaults()
 
-# Name -> the module of this package that defines it.
+# Name -> the module of this package that defines it (relative to the package).
 _LAZY = {
-    "ingest_flow": "ingest",
-    "materialize_flow": "materialize",
-    "pipeline_flow": "pipeline",
-    "PipelineSummary": "pipeline",
-    "run_pipeline": "pipeline",
-    "maintenance_flow": "maintenance",
+    "ingest_flow": ".ingest",
+    "materialize_flow": ".materialize",
+    "pipeline_flow": ".pipeline",
+    "PipelineSummary": ".pipeline",
+    "run_pipeline": ".pipeline",
+    "maintenance_flow": ".maintenance",
 }
 
 __all__ = [
@@ -53,9 +54,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+    return _lazy.attribute(globals(), _LAZY, name)

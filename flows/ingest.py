@@ -15,27 +15,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from eventlake.ingest.files import DEFAULT_PRODUCER
 from eventlake.ingest.inbox import FileIngestResult, IngestTotals, inbox_files
 
 from .settings import (
-    RETRY_DELAYS,
     SecretOptions,
     flow_storage_options,
     open_flow_lake,
     resolve_inbox,
     resolve_target,
-    retry_if_transient,
+    task_retries,
 )
 
 __all__ = ["ingest_file_task", "ingest_flow", "ingest_inbox"]
 
 
-@task(name="ingest-file", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE,
-      task_run_name="ingest {path}")
+@task(name="ingest-file", task_run_name="ingest {path}", **task_retries())
 def ingest_file_task(root: str, path: str, producer: str = DEFAULT_PRODUCER,
                      quarantine_dir: str | None = None,
                      storage_options: SecretOptions | None = None) -> FileIngestResult:

@@ -20,24 +20,21 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from eventlake.ops import maintenance
 
 from .settings import (
-    RETRY_DELAYS,
     SecretOptions,
     flow_storage_options,
     make_task_runner,
     open_flow_lake,
     resolve_target,
-    retry_if_transient,
+    task_retries,
 )
 
 __all__ = ["maintenance_flow"]
 
-_RETRY: dict[str, Any] = {"retries": len(RETRY_DELAYS), "retry_delay_seconds": RETRY_DELAYS,
-                          "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
+_RETRY = task_retries()
 
 
 @task(name="compact-events", **_RETRY)

@@ -20,27 +20,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
 
 from eventlake.engine.materialize import MaterializeError, MaterializeResult, refresh_view
 from eventlake.errors import EventlakeError
 
 from .settings import (
-    RETRY_DELAYS,
     SecretOptions,
     flow_storage_options,
     make_task_runner,
     open_flow_lake,
     resolve_target,
-    retry_if_transient,
+    task_retries,
 )
 
 __all__ = ["materialize_flow", "refresh_view_task", "refresh_views"]
 
 
-@task(name="refresh-view", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE,
-      task_run_name="refresh {view}")
+@task(name="refresh-view", task_run_name="refresh {view}", **task_retries())
 def refresh_view_task(root: str, views_module: str | None, view: str, rebuild: bool = False,
                       chunk_events: int | None = None,
                       storage_options: SecretOptions | None = None) -> MaterializeResult:

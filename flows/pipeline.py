@@ -40,20 +40,14 @@ __all__ = ["ARTIFACT_KEY", "PipelineSummary", "pipeline_flow", "run_pipeline"]
 ARTIFACT_KEY = "eventlake-pipeline-summary"
 
 
-@dataclass(frozen=True)
-class PipelineSummary:
-    """What one pipeline run did. `lag` is, per view, how many seqs the log is ahead of the
-    view's watermark after the run."""
+@dataclass(frozen=True, kw_only=True)
+class PipelineSummary(IngestTotals):
+    """What one pipeline run did: the ingest's totals (files, batches, events, quarantined,
+    ...: `IngestTotals`), then the refresh. `lag` is, per view, how many seqs the log is
+    ahead of the view's watermark after the run."""
 
     lake: str
     inbox: str
-    files: int
-    batches: int
-    duplicates: int
-    records: int
-    events: int
-    quarantined: int
-    unreadable: int
     views: dict[str, int] = field(default_factory=dict)
     last_seq: int = 0
     lag: dict[str, int] = field(default_factory=dict)
@@ -68,7 +62,8 @@ class PipelineSummary:
         return max(self.lag.values(), default=0)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "max_lag": self.max_lag}
+        # Where the run went first, as before the totals became the base class's fields.
+        return {"lake": self.lake, "inbox": self.inbox, **asdict(self), "max_lag": self.max_lag}
 
     def table(self) -> list[dict[str, Any]]:
         """The summary as rows of (metric, value), as shown in the artifact."""
@@ -115,9 +110,7 @@ def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str 
     last_seq = opened.last_seq()
     marks = view_watermarks(opened)
     summary = PipelineSummary(
-        lake=root, inbox=folder, files=totals.files, batches=totals.batches,
-        duplicates=totals.duplicates, records=totals.records, events=totals.events,
-        quarantined=totals.quarantined, unreadable=totals.unreadable,
+        **asdict(totals), lake=root, inbox=folder,
         views={name: result.events for name, result in refreshed.items()},
         last_seq=last_seq, lag={name: last_seq - mark for name, mark in marks.items()},
         seconds=time.perf_counter() - started, quarantine_dir=quarantine,

@@ -64,6 +64,7 @@ __all__ = [
     "resolve_inbox",
     "resolve_target",
     "retry_if_transient",
+    "task_retries",
 ]
 
 TaskRunnerKind = Literal["threads", "dask"]
@@ -177,6 +178,16 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     except Exception as exc:
         return is_transient(exc)
     return False
+
+
+def task_retries() -> dict[str, Any]:
+    """The `prefect.task` options of every eventlake task: up to `RETRY_DELAYS` retries of a
+    transient failure only, and no result cache (each write is idempotent by itself, and a
+    cached result would skip a write that must be checked against the lake)."""
+    from prefect.cache_policies import NO_CACHE  # Prefect loads only where a flow is defined
+
+    return {"retries": len(RETRY_DELAYS), "retry_delay_seconds": RETRY_DELAYS,
+            "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
 
 
 def resolve_inbox(explicit: str | os.PathLike[str] | None = None, *,

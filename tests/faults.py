@@ -178,12 +178,20 @@ def _watch_files(root: Path, event: str, nth: int) -> None:
         finally:
             (root / name).unlink(missing_ok=True)
 
+    # A kill point inside a commit (its log temp file) is an event the commit itself makes,
+    # and the commit could finish, and the process exit, before the watch read it: so the
+    # watch is also caught up right after each commit, and such a kill is never missed (it
+    # lands mid-commit, or just after it).
+    from eventlake.engine import relayout
     from eventlake.store import log, viewstore
 
-    for module in (log, viewstore):
+    for module in (log, viewstore, relayout):
         def waiting(*args: Any, _commit: Any = module.commit_on, **kwargs: Any) -> Any:
             caught_up()
-            return _commit(*args, **kwargs)
+            try:
+                return _commit(*args, **kwargs)
+            finally:
+                caught_up()
 
         module.commit_on = waiting
     threading.Thread(target=loop, daemon=True).start()

@@ -195,6 +195,7 @@ SAMPLES = [
     errors.LakeNotFoundError("no lake at x"),
     errors.CorruptLakeError("damaged", path="events/part-0.parquet"),
     errors.RestoreError("too new", version=9, current=4),
+    errors.ChangesUnavailableError("changes of view 'v' at table version 3 are no longer readable"),
     errors.StorageError("read failed", path="events", endpoint="http://127.0.0.1:9000"),
     errors.StorageFullError("disk full", path="events", committed=False),
     errors.StorageUnavailableError("no answer", path="events", endpoint="http://127.0.0.1:1"),

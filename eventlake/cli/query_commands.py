@@ -221,8 +221,7 @@ def cmd_duckdb(args: argparse.Namespace) -> int:
     else:
         # A lake on object storage gets a local folder of its own (the script is a local file
         # for a local shell, and never holds credentials).
-        folder = lake.storage.local_folder("duckdb") if not lake.storage.is_local else (
-            lake.storage.local_path())
+        folder = lake.storage.local_home("duckdb")
         os.makedirs(folder, exist_ok=True)
         target = os.path.join(folder, INIT_FILE)
     with _text_target(target) as handle:

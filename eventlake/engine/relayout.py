@@ -160,7 +160,7 @@ def relayout(log: EventLog, target: Layout, *, chunk_events: int = DEFAULT_RELAY
         adds = [f.action for f in written]
         committing = True
         with log.storage.writing(EVENTS, base=snap.version, metadata=mark):
-            if log.storage.is_local and snap.pinned is not None:
+            if snap.on_table_log:
                 version = commit_on(log.storage, EVENTS, snap, Commit(
                     adds=adds, removes=removes, txns=txns, info=info, operation="RELAYOUT",
                     mode="Overwrite", data_change=False, metadata=_metadata(snap, target)),

@@ -28,6 +28,7 @@ from typing import Any
 
 import polars as pl
 
+from eventlake.model import jsoncodec
 from eventlake.model.views import FAILURE, Agg, AggregateView
 
 __all__ = ["FAILURE", "failure_text", "fold_aggregate", "rows_before", "stored_dtype"]
@@ -113,7 +114,7 @@ def _extract(payloads: pl.Series, json_paths: list[str], text_paths: list[str]
 
 def _exact_number(payload: str, path: str) -> Decimal:
     """The number at `path` exactly as written (DuckDB re-prints non-integers as doubles)."""
-    value: Any = json.loads(payload, parse_float=Decimal, parse_int=Decimal)
+    value: Any = jsoncodec.loads(payload, numbers="decimal")
     for key in path.split("."):
         value = value[key]
     assert isinstance(value, Decimal)

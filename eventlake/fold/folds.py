@@ -20,9 +20,9 @@ import polars as pl
 
 from eventlake.errors import InvalidEventError, PartitionFailedError, ReducerError
 from eventlake.fold.aggregates import FAILURE, failure_text, fold_aggregate, rows_before
+from eventlake.model import jsoncodec
+from eventlake.model.events import decode_payload
 from eventlake.model.views import ReducerView, View
-from eventlake.validate import jsoncodec
-from eventlake.validate.events import decode_payload
 
 __all__ = [
     "FAILURE",
@@ -52,7 +52,7 @@ def event_columns(view: View) -> list[str]:
 
 
 def _payload(text: str) -> dict[str, Any]:
-    """Decode a payload: `events.decode_payload`, the strict codec (orjson where it proves
+    """Decode a payload: `model.events.decode_payload`, the strict codec (orjson where it proves
     exact, integers beyond 64 bits included)."""
     return decode_payload(text)
 

@@ -39,8 +39,8 @@ from eventlake.ingest.files import (
     read_file,
     split_valid,
 )
+from eventlake.model import jsoncodec
 from eventlake.store.atomicfile import atomic_write
-from eventlake.validate import jsoncodec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -269,7 +269,7 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
     something only the record path handles (an unknown key, a value of another kind)."""
     import pyarrow as pa
 
-    from eventlake.validate.events import INPUT_COLUMNS
+    from eventlake.model.events import INPUT_COLUMNS
 
     keys: set[str] = set().union(*records)
     if not keys <= set(INPUT_COLUMNS):

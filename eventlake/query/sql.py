@@ -43,9 +43,9 @@ import duckdb
 import pyarrow as pa
 
 from eventlake.errors import InvalidArgumentError
+from eventlake.model.events import EVENT_SCHEMA
 from eventlake.store.log import EVENTS
 from eventlake.store.viewstore import ViewStore, logical_columns, row_schema
-from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
     from eventlake.model.views import View
@@ -419,7 +419,7 @@ def connect(lake: LakeParts, *, views: Sequence[str] | None = None,
     con = duckdb.connect()
     chosen = list(views) if views is not None else list(lake.views)
     try:
-        if not lake.storage.is_local:
+        if not lake.storage.duckdb_reads_files:
             for index, name in enumerate([EVENTS, *chosen]):
                 _define_remote(con, lake, name, index)
             return con
@@ -474,7 +474,7 @@ def run_sql(lake: LakeParts, query: str, *, params: Sequence[Any] | dict[str, An
         for name in names:
             if name not in tables or name in defined:
                 continue
-            if not lake.storage.is_local:
+            if not lake.storage.duckdb_reads_files:
                 _define_remote(con, lake, name, len(defined), temporary=temporary,
                                accept_changed_definition=accept_changed_definition)
             elif name == EVENTS:
@@ -612,7 +612,7 @@ def init_script(lake: LakeParts, *, use_delta_extension: bool | None = None) -> 
         for source in sources[1:]:
             version = "not built" if source.version is None else f"version {source.version}"
             header.append(f"-- view {_comment(source.name)}: Delta table {version}")
-    if not lake.storage.is_local:
+    if not lake.storage.duckdb_reads_files:
         header += _remote_header(lake.storage.options)
     parts = ["\n".join(header) + "\n"]
     if use_delta:

@@ -49,11 +49,11 @@ from eventlake.errors import (
     StaleLogError,
     StorageWarning,
 )
+from eventlake.model.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
 from eventlake.model.layout import BUCKET_COLUMN, Layout, bucket_ids
 from eventlake.store.datafiles import DataFile, PlannedFile, delete_files, write_files
 from eventlake.store.deltalog import Commit, FileRemoval
 from eventlake.store.storage import ScanPlan, Snapshot, Storage, commit_on, retry_commit
-from eventlake.validate.events import EVENT_SCHEMA, TS_TYPE, NormalizedBatch
 
 __all__ = [
     "BATCH_APP_PREFIX",

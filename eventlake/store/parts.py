@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import polars as pl
 
+    from eventlake.model.events import Limits
     from eventlake.model.views import View
     from eventlake.store.log import AppendResult, EventLog
     from eventlake.store.storage import Snapshot, Storage
-    from eventlake.validate.events import Limits
 
 __all__ = ["LakeParts"]
 

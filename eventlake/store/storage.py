@@ -309,9 +309,33 @@ class Storage:
         `data/<kind>/<bucket>/<prefix>` under the working directory, absolute."""
         if self.is_local:
             return self.local_path(kind)
+        return self._away_folder(kind)
+
+    def local_home(self, kind: str) -> str:
+        """The local folder where one file about the whole lake goes (the DuckDB init script):
+        the root folder of a local lake, next to its tables; for a lake on object storage the
+        folder `local_folder(kind)` gives."""
+        return self.local_path() if self.is_local else self._away_folder(kind)
+
+    def _away_folder(self, kind: str) -> str:
         location = self.root.split("://", 1)[1]
         parts = [p for p in location.split("/") if p not in ("", ".", "..")]
         return os.path.abspath(os.path.join("data", kind, *parts))
+
+    def ensure_root(self) -> None:
+        """Create the root folder of a local lake if it is missing. An object store has no
+        folders to make: a prefix exists once a table writes under it."""
+        if self.is_local:
+            os.makedirs(self.local_path(), exist_ok=True)
+
+    @property
+    def duckdb_reads_files(self) -> bool:
+        """Whether DuckDB can read this lake's data files by their paths with nothing to
+        install or configure: true for a local lake. On object storage it would need the
+        httpfs extension and an S3 secret, so in process the tables reach DuckDB as Polars
+        scans (which use the lake's storage options), and a shell init script says how to
+        create the secret."""
+        return self.is_local
 
 
 @dataclass(frozen=True)
@@ -365,6 +389,14 @@ class Snapshot:
     def pinned(self) -> LogVersion | None:
         """The `TableLog` version this snapshot stands on (local lakes, latest versions)."""
         return self._pinned
+
+    @property
+    def on_table_log(self) -> bool:
+        """Whether this snapshot stands on eventlake's own log of the table (a local table at
+        its latest version), so a commit on it, a change of the table's metadata included,
+        can go through that `TableLog`; otherwise through delta-rs."""
+        # Only a local table has a `TableLog` to pin from (`Storage.log`).
+        return self._pinned is not None
 
     @classmethod
     def load(cls, storage: Storage, name: str, *, version: int | None = None) -> Snapshot:

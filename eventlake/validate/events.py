@@ -1,4 +1,8 @@
-"""Events: the columns of the log, and turning user input into a valid Arrow batch.
+"""Event batch checks: turning user input into a valid Arrow batch.
+
+The shapes checked against (the log's columns, `Limits`, `NormalizedBatch`) are the model's,
+`eventlake.model.events`; they are re-exported here, where README and `eventlake.events` name
+them.
 
 Everything a caller hands to `Lake.append` passes through `normalize_batch`, which checks every
 record before anything is written and raises `InvalidEventError` naming the record index, the
@@ -11,9 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -21,8 +23,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from eventlake.errors import InvalidEventError
+from eventlake.model import jsoncodec
 from eventlake.model.actions import ACTION_TYPES, check_action
-from eventlake.validate import jsoncodec
+from eventlake.model.events import (
+    DEFAULT_LIMITS,
+    EVENT_SCHEMA,
+    INPUT_COLUMNS,
+    PARTITION_FOLDER_BYTES,
+    PAYLOAD_EXPECTED,
+    TS_TYPE,
+    Limits,
+    NormalizedBatch,
+    decode_payload,
+)
 from eventlake.validate._payloadscan import payload_suspects
 
 __all__ = [
@@ -39,70 +52,13 @@ __all__ = [
     "payload_from_arrow",
 ]
 
-TS_TYPE = pa.timestamp("us", tz="UTC")
-
-# Column order of the event table. `seq`, `ingested_at` and `batch_id` are assigned at commit.
-EVENT_SCHEMA = pa.schema(
-    [
-        pa.field("seq", pa.int64(), nullable=False),
-        pa.field("partition_id", pa.string(), nullable=False),
-        pa.field("type", pa.string(), nullable=False),
-        pa.field("payload", pa.string(), nullable=False),
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("ts", TS_TYPE, nullable=False),
-        pa.field("ingested_at", TS_TYPE, nullable=False),
-        pa.field("batch_id", pa.string(), nullable=False),
-    ]
-)
-
-INPUT_COLUMNS = ("type", "payload", "partition", "partition_id", "event_id", "ts")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits enforced on every event; each breach is an `InvalidEventError`."""
-
-    max_payload_bytes: int = 1_048_576
-    # Nesting of objects and arrays in a payload: every reader (DuckDB, Polars, orjson's 255
-    # levels, Python's json near 1,000) must be able to parse it. States have no such limit.
-    max_payload_depth: int = 200
-    # A partition names a folder `partition_id=<percent-encoded value>`; besides this limit
-    # that folder name must fit a file system's 255 bytes (see `PARTITION_FOLDER_BYTES`).
-    max_partition_chars: int = 200
-    max_type_chars: int = 256
-    max_event_id_chars: int = 256
-    max_batch_events: int = 50_000_000
-
-
-DEFAULT_LIMITS = Limits()
-
-
-@dataclass(frozen=True)
-class NormalizedBatch:
-    """A validated batch without its log-assigned columns.
-
-    `table` has `partition_id`, `type`, `payload` (JSON object text), `event_id` (null where the
-    caller gave none) and `ts` (null where the caller gave none).
-    """
-
-    table: pa.Table
-
-    @property
-    def count(self) -> int:
-        return self.table.num_rows
-
-
 # A partition value becomes a folder name: nothing that could climb out of, or split, that
 # folder; no control characters, which break file systems and terminals alike.
 _BAD_PARTITION = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_PARTITION_ARROW = r"[/\\\x00-\x1f\x7f]|\.\."
 _CONTROL_ARROW = r"[\x00-\x1f\x7f]"
-# The event log's folder for a partition is `partition_id=` + the value percent-encoded (every
-# byte but ASCII letters, digits and `-_.~` becomes `%XX`); one folder name holds 255 bytes.
-PARTITION_FOLDER_BYTES = 255 - len("partition_id=")
 _UNRESERVED_ARROW = r"[A-Za-z0-9_.~-]"
-_PAYLOAD_EXPECTED = "a JSON object (dict) or the JSON text of one"
 _RECORD_KEYS = frozenset(INPUT_COLUMNS)
 
 
@@ -161,31 +117,6 @@ def _check_label(value: object, *, field: str, index: int, max_chars: int) -> st
     return value
 
 
-def decode_payload(text: str) -> dict[str, Any]:
-    """The object a payload text holds, decoded by `jsoncodec.loads` (strict and exact);
-    `InvalidEventError` (a `ValueError`) naming the path when it is not a valid JSON object."""
-    value = jsoncodec.loads(text)
-    if type(value) is not dict:
-        raise InvalidEventError(f"payload is {_kind(value)}, not an object",
-                                expected=_PAYLOAD_EXPECTED)
-    return value
-
-
-def _kind(value: object) -> str:
-    """What a non-object payload is, worded alike for a Python value and for JSON text."""
-    if value is None:
-        return "JSON null"
-    if isinstance(value, bool):
-        return "a JSON boolean"
-    if isinstance(value, int | float):
-        return "a JSON number"
-    if isinstance(value, str):
-        return "a JSON string"
-    if isinstance(value, list | tuple):
-        return "a JSON array"
-    return f"a {type(value).__name__}"
-
-
 def _payload_error(exc: InvalidEventError, index: int | None) -> InvalidEventError:
     """A codec refusal of a payload as the record's error: its path under `payload`.
 
@@ -205,8 +136,9 @@ def _encode_payload(value: object, index: int, limits: Limits) -> str:
         except InvalidEventError as exc:
             raise _payload_error(exc, index) from None
         if type(parsed) is not dict:
-            raise InvalidEventError(f"payload is {_kind(parsed)}, not an object", index=index,
-                                    field="payload", value=value, expected=_PAYLOAD_EXPECTED)
+            raise InvalidEventError(f"payload is {jsoncodec.kind_of(parsed)}, not an object",
+                                    index=index, field="payload", value=value,
+                                    expected=PAYLOAD_EXPECTED)
         text = value
     elif isinstance(value, Mapping):
         try:
@@ -215,8 +147,9 @@ def _encode_payload(value: object, index: int, limits: Limits) -> str:
         except InvalidEventError as exc:
             raise _payload_error(exc, index) from None
     else:
-        raise InvalidEventError(f"payload is {_kind(value)}, not an object", index=index,
-                                field="payload", value=value, expected=_PAYLOAD_EXPECTED)
+        raise InvalidEventError(f"payload is {jsoncodec.kind_of(value)}, not an object",
+                                index=index, field="payload", value=value,
+                                expected=PAYLOAD_EXPECTED)
     size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > limits.max_payload_bytes:
         raise InvalidEventError(f"payload is {size} bytes, larger than "

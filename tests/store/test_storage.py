@@ -303,3 +303,53 @@ def test_an_old_version_lists_its_files_once(tmp_path: Path,
     assert lake.events(snapshot=lake.log.snapshot(version=old)).collect().height == 6
     lake.log.snapshot(version=old - 1).add_actions()
     assert calls == [old, old - 1]
+
+
+# -- decisions that depend on where the lake is ----------------------------------------------
+
+
+def test_local_and_object_store_roots_answer_what_callers_need(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    monkeypatch.chdir(tmp_path)
+    for root in (tmp_path / "lake", f"file://{tmp_path / 'lake'}"):
+        local = Storage.at(root)
+        assert local.duckdb_reads_files
+        assert local.local_home("duckdb") == str(tmp_path / "lake")
+        assert local.local_folder("quarantine") == str(tmp_path / "lake" / "quarantine")
+    assert not (tmp_path / "lake").exists()
+    Storage.at(tmp_path / "lake").ensure_root()
+    assert (tmp_path / "lake").is_dir()
+
+    remote = Storage.at("s3://bucket/some/../prefix")
+    assert not remote.duckdb_reads_files
+    # Local files about a remote lake go under the working directory, by bucket and prefix
+    # (never climbing out of it), one kind of file per folder.
+    assert remote.local_home("duckdb") == str(tmp_path / "data" / "duckdb" / "bucket" / "some"
+                                              / "prefix")
+    assert remote.local_folder("quarantine") == str(
+        tmp_path / "data" / "quarantine" / "bucket" / "some" / "prefix")
+    remote.ensure_root()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
+
+
+def test_only_a_latest_local_snapshot_stands_on_the_table_log(tmp_path: Path) -> None:
+    lake = el.Lake.open(tmp_path / "lake")
+    lake.append(_set_events(0))
+    lake.append(_set_events(1))
+    latest = lake.log.snapshot()
+    assert latest.on_table_log and latest.pinned is not None
+    older = lake.log.snapshot(version=latest.version - 1)
+    assert not older.on_table_log
+
+
+@pytest.mark.integration
+def test_an_object_store_lake_reaches_duckdb_and_commits_through_delta_rs(tmp_path: Path
+                                                                         ) -> None:
+    with s3_server(tmp_path / "s3", secret_key="seam-secret-key") as server:
+        lake = el.Lake.open(server.lake_uri("seam"), storage_options=server.options())
+        lake.append(_set_events(0))
+        assert not lake.storage.duckdb_reads_files
+        assert not lake.log.snapshot().on_table_log
+        # What the answers steer: SQL reads the lake through Polars scans, exactly.
+        assert lake.sql("select count(*) from events").fetchall() == [(3,)]

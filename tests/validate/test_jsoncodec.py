@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -19,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlake.errors import InvalidEventError
-from eventlake.validate import jsoncodec
-from eventlake.validate.jsoncodec import INT_LIMIT, dumps, equal, first_difference, loads
+from eventlake.model import jsoncodec
+from eventlake.model.jsoncodec import INT_LIMIT, dumps, equal, first_difference, loads
 
 BOUNDARY_INTS = [0, -1, 2**53, 2**53 + 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1,
                  2**64, -(2**64), 2**64 + 1, 10**19, -(10**19), 10**300, -(10**300),
@@ -353,3 +354,82 @@ def test_equal_is_exact_equality(a: Any, b: Any) -> None:
 def test_equal_tells_apart_what_python_equates(a: Any, b: Any) -> None:
     assert not equal(a, b)
     assert first_difference(a, b) is not None
+
+
+# -- numbers="decimal" ---------------------------------------------------------------------
+
+
+def same_decimal(a: Any, b: Any) -> bool:
+    """Type-strict equality where numbers are Decimals compared digit for digit (`as_tuple`:
+    5.0 and 5 differ, as a float that rounded would)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, Decimal):
+        return a.as_tuple() == b.as_tuple()
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_decimal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_decimal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def as_decimals(value: Any) -> Any:
+    """`value` with each number as the Decimal of the token `json.dumps` writes for it."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return Decimal(json.dumps(value))
+    if isinstance(value, dict):
+        return {k: as_decimals(v) for k, v in value.items()}
+    return [as_decimals(v) for v in value]
+
+
+number_tokens = st.builds(
+    lambda sign, whole, fraction, exponent: f"{sign}{whole}{fraction}{exponent}",
+    st.sampled_from(["", "-"]),
+    st.one_of(st.just("0"), st.integers(min_value=1, max_value=10**60).map(str)),
+    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=40).map(lambda d: "." + d)),
+    st.one_of(st.just(""), st.integers(min_value=-300, max_value=250).map(lambda e: f"e{e}")),
+)
+
+
+@given(number_tokens, st.sampled_from([1, 3, 500]))
+def test_decimal_numbers_keep_every_digit(token: str, depth: int) -> None:
+    # Depth 500 takes the iterative parser (past the C decoder's recursion), 1 and 3 the C one.
+    text = '{"n":' + token + "}"
+    for _ in range(depth - 1):
+        text = '{"a":[' + text + "]}"
+    value = loads(text, numbers="decimal")
+    for _ in range(depth - 1):
+        value = value["a"][0]
+    assert same_decimal(value["n"], Decimal(token))
+
+
+@pytest.mark.parametrize("token", ["5.000000000000000000001", "18446744073709551617",
+                                   "123456789012345678901234567890.5", "2.5e0", "1e3", "-0.0"])
+def test_decimal_numbers_do_not_round(token: str) -> None:
+    value = loads('{"n": ' + token + "}", numbers="decimal")["n"]
+    assert value.as_tuple() == Decimal(token).as_tuple()
+    # The exact mode reads fractions as floats: 5.000000000000000000001 becomes 5.0 there.
+    plain = loads('{"n": ' + token + "}")["n"]
+    assert isinstance(plain, int | float)
+
+
+@given(values)
+def test_decimal_mode_reads_the_same_values(value: Any) -> None:
+    text = json.dumps(value, ensure_ascii=False)
+    assert same_decimal(loads(text, numbers="decimal"), as_decimals(loads(text)))
+
+
+@pytest.mark.parametrize("text", ['{"a": 1, "a": 2}', '{"a": NaN}', '{"a": [1e400]}',
+                                  '{"a": ' + str(10**400) + "}", '{"a": "\\ud800"}', "{",
+                                  '{"a": 1} x', '[' * 30 + ']' * 30])
+def test_decimal_mode_refuses_what_the_exact_mode_refuses(text: str) -> None:
+    outcomes = []
+    for numbers in ("exact", "decimal"):
+        try:
+            loads(text, numbers=numbers, max_depth=20)  # type: ignore[arg-type]
+            outcomes.append(None)
+        except InvalidEventError as exc:
+            outcomes.append((exc.reason, exc.field, exc.expected))
+    assert outcomes[0] is not None and outcomes[0] == outcomes[1]

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlake.errors import InvalidEventError
+from eventlake.model.jsoncodec import INT_LIMIT
 from eventlake.validate import _payloadscan
 from eventlake.validate._payloadscan import payload_suspects, scan_objects
 from eventlake.validate.events import DEFAULT_LIMITS, normalize_batch
-from eventlake.validate.jsoncodec import INT_LIMIT
 
 NAMES = ("target", "value", "options")
 
