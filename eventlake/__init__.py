@@ -28,6 +28,7 @@ from eventlake.errors import (
     ReducerError,
     RelayoutError,
     RestoreError,
+    SqlViewError,
     StaleLogError,
     StorageError,
     StorageFullError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         Agg,
         AggregateView,
         ReducerView,
+        SqlView,
         document_view,
         reducer_view,
     )
@@ -81,6 +83,7 @@ _LAZY = {
     "Agg": "eventlake.model.views",
     "AggregateView": "eventlake.model.views",
     "ReducerView": "eventlake.model.views",
+    "SqlView": "eventlake.model.views",
     "document_view": "eventlake.model.views",
     "reducer_view": "eventlake.model.views",
 }
@@ -117,6 +120,8 @@ __all__ = [
     "RestoreError",
     "RestoreResult",
     "Snapshot",
+    "SqlView",
+    "SqlViewError",
     "StaleLogError",
     "Storage",
     "StorageError",

@@ -49,6 +49,7 @@ __all__ = [
     "VIEWS",
     "Setting",
     "find_pyproject",
+    "load_sql_views",
     "load_views",
     "open_lake",
     "pyproject_settings",
@@ -68,7 +69,7 @@ LAKE: Spec[str] = Spec(
     default=lambda: DEFAULT_LAKE)
 VIEWS: Spec[str | None] = Spec(
     name="views", flag="--views", env=ENV_VIEWS, key="views",
-    parse=text("a module path like 'pkg.views'", error=ConfigError),
+    parse=text("a module path like 'pkg.views' or a folder of .sql views", error=ConfigError),
     default=lambda: None, default_source="none")
 
 
@@ -105,14 +106,28 @@ def _import(module_path: str) -> ModuleType:
     return importlib.import_module(module_path)
 
 
+def load_sql_views(folder: str | os.PathLike[str]) -> list[View]:
+    """The SQL views of a folder: each `<name>.sql` file (a `-- version: N` header, then one
+    SELECT) is the view `<name>`, in name order."""
+    from eventlake.model.sqlview import parse_sql_file
+
+    files = sorted(Path(folder).glob("*.sql"))
+    if not files:
+        raise ViewDefinitionError(f"views folder {os.fspath(folder)!r} holds no .sql files")
+    return [parse_sql_file(file.stem, file.read_text(encoding="utf-8")) for file in files]
+
+
 def load_views(module_path: str) -> list[View]:
-    """Import `module_path` (dotted module or a .py file) and collect its view definitions.
+    """Import `module_path` (dotted module or a .py file) and collect its view definitions;
+    a folder gives its `.sql` files' SQL views (`load_sql_views`).
 
-    A module-level `VIEWS` sequence wins; otherwise every module-level `ReducerView` or
-    `AggregateView` is taken, in definition order.
+    A module-level `VIEWS` sequence wins; otherwise every module-level `ReducerView`,
+    `AggregateView` or `SqlView` is taken, in definition order.
     """
-    from eventlake.model.views import AggregateView, ReducerView
+    from eventlake.model.views import AggregateView, ReducerView, SqlView
 
+    if Path(module_path).is_dir():
+        return load_sql_views(module_path)
     try:
         module = _import(module_path)
     except (ConfigError, ViewDefinitionError):
@@ -125,7 +140,7 @@ def load_views(module_path: str) -> list[View]:
         raise ViewDefinitionError(
             f"views module {module_path!r} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
-    kinds = (ReducerView, AggregateView)
+    kinds = (ReducerView, AggregateView, SqlView)
     declared = getattr(module, "VIEWS", None)
     if declared is not None:
         if isinstance(declared, str | bytes) or not hasattr(declared, "__iter__"):
@@ -134,8 +149,8 @@ def load_views(module_path: str) -> list[View]:
         for item in views:
             if not isinstance(item, kinds):
                 raise ViewDefinitionError(
-                    f"{module_path}.VIEWS holds {item!r}, which is not a ReducerView or "
-                    "AggregateView")
+                    f"{module_path}.VIEWS holds {item!r}, which is not a ReducerView, "
+                    "AggregateView or SqlView")
     else:
         views = [value for value in vars(module).values() if isinstance(value, kinds)]
     unique: list[View] = []
@@ -145,7 +160,7 @@ def load_views(module_path: str) -> list[View]:
     if not unique:
         raise ViewDefinitionError(
             f"views module {module_path!r} defines no views (expected a VIEWS list or "
-            "module-level ReducerView/AggregateView objects)")
+            "module-level ReducerView/AggregateView/SqlView objects)")
     return unique
 
 

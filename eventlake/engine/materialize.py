@@ -30,8 +30,9 @@ from eventlake.errors import (
     ViewDefinitionError,
 )
 from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view
+from eventlake.fold.sqlfold import whole_history
 from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
-from eventlake.model.views import AggregateView, View, definition_fingerprint
+from eventlake.model.views import AggregateView, SqlView, View, definition_fingerprint
 from eventlake.store.storage import Snapshot, retry_commit
 from eventlake.store.viewstore import (
     DEFAULT_BUCKETS,
@@ -279,13 +280,18 @@ def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: int, wind
     end = min(head, marks.watermark + chunk)
     events = window.read(lake, marks.watermark, end)
     touched = sorted(set(events.get_column("partition_id").to_list()))
+    batch = events.height
+    if touched and whole_history(store.view):
+        # Recomputed from the touched partitions' whole history, and only theirs.
+        events = read_events(lake, touched, until_seq=end, columns=event_columns(store.view),
+                             snapshot=window.snapshot)
     buckets = sorted(set(buckets_of(touched, store.buckets(snap))))
     prior = store.read_buckets(snap, buckets, generation=marks.active) if buckets else None
     rows = _replace_partitions(store, snap, prior, events)
     store.commit_buckets(snap, rows, buckets=buckets, generation=marks.active,
                          marks={f"v{store.view.version}": end,
                                 "fingerprint": definition_fingerprint(store.view)})
-    return _Step(True, end, frozenset(touched), events.height, _newly_failed(prior, rows))
+    return _Step(True, end, frozenset(touched), batch, _newly_failed(prior, rows))
 
 
 def _failed_set(rows: pl.DataFrame | None) -> set[str]:
@@ -550,7 +556,7 @@ def _fold_partitions(lake: LakeParts, view: View, members: list[str], sizes: dic
     parts: list[pl.DataFrame] = []
     small: list[str] = []
     for partition in members:
-        if sizes.get(partition, 0) > chunk:
+        if sizes.get(partition, 0) > chunk and not whole_history(view):
             # More events than a chunk: folded slice by slice of seq.
             parts.append(_fold_slices(lake, view, pl.DataFrame(), [partition], target,
                                       chunk)[0])
@@ -588,6 +594,10 @@ def read_state(lake: LakeParts, view: View, partition: str, *, as_of_seq: int | 
         snap = store.check_definition(snap, accept=accept_changed_definition)
     if isinstance(view, AggregateView):
         return _aggregate_state(lake, store, snap, partition, target, log)
+    if isinstance(view, SqlView):
+        from eventlake.engine.sqlrefresh import sql_state
+
+        return sql_state(lake, store, snap, partition, target, log)
     start = None if snap is None else _checkpoint(store, snap, partition, target,
                                                   history_depth)
     if start is None:
