@@ -227,3 +227,20 @@ def test_duckdb_init_file_defines_sql_views(lake_path):
     con.execute(duckdb_init_sql(lake))
     assert con.sql("select partition_id, n, total from totals_sql").fetchall() == [("a", 1, 4)]
     assert con.sql("select partition_id, med from spread_sql").fetchall() == [("a", 4.0)]
+
+
+def test_sample_sql_views_over_the_sample_inbox(tmp_path):
+    from eventlake.cli import main
+    from tests.conftest import SAMPLES
+
+    lake_dir = tmp_path / "lake"
+    folder = SAMPLES / "sql_views"
+    assert main(["ingest", str(SAMPLES), "--lake", str(lake_dir)]) == 0
+    lake = open_lake(lake_dir, views=str(folder))
+    views = [v for v in lake.views.values() if isinstance(v, el.SqlView)]
+    assert sorted((v.name, v.strategy) for v in views) == [
+        ("account_activity", "recompute-touched"), ("account_totals", "merge")]
+    lake.materialize()
+    for view in views:
+        assert lake.scan(view.name).collect().height > 0
+        assert_equal_rows(view, lake.scan(view.name).collect(), lake.sql(view.sql).pl())
