@@ -138,6 +138,13 @@ class Goal:
 # (ingest_ratio, refresh_speedup_*, refresh_growth, fold_overhead, rebuild_rss_growth), which
 # keep measuring the partition_id layout so that their history stays comparable.
 GOALS: dict[str, Goal] = {
+    "sql_view_refresh_speedup_merge": Goal(
+        ">=", 20, "DuckDB running a merge SqlView's SELECT over the whole log / its refresh "
+        "after a 1% batch, partition_id layout", "medium"),
+    "sql_view_refresh_speedup_recompute": Goal(
+        ">=", 10, "DuckDB running a recompute-touched SqlView's SELECT (median, count "
+        "distinct) over the whole log / its refresh after a batch touching 1% of the "
+        "partitions, partition_id layout", "medium"),
     "ingest_ratio": Goal(">=", 0.7, "bare write_deltalake(partition_by=partition_id) time / "
                          "lake.append time (Arrow), partition_id layout"),
     "ingest_ratio_buckets": Goal(">=", 0.7, "bare write_deltalake(partition_by=bucket) time / "
@@ -424,6 +431,49 @@ def _bench_refresh(scale: Scale, work: Path, report: BenchReport, progress: Prog
             report.ratios[read_key] = _median(refresh) / _median(reads)
 
 
+def _bench_sql_views(scale: Scale, work: Path, report: BenchReport,
+                     progress: Progress | None) -> None:
+    """SQL views: a refresh against DuckDB running the same SELECT over the whole log (the
+    full recompute a plain SQL model would do), for each strategy."""
+    from eventlake.model.sqlview import SqlView
+
+    merged = SqlView(name="totals_sql", version=1, sql=(
+        "select partition_id, type, count(*) as n, sum((payload->>'$.amount')::bigint) as total,"
+        " avg((payload->>'$.amount')::bigint) as mean from events"
+        " where type in ('deposit', 'withdrawal') group by partition_id, type"))
+    recomputed = SqlView(name="spread_sql", version=1, sql=(
+        "select partition_id, median((payload->>'$.amount')::bigint) as median_amount,"
+        " count(distinct payload->>'$.currency') as currencies from events"
+        " where type in ('deposit', 'withdrawal') group by partition_id"))
+    lake = open_lake(work / "sql-views", "partition_id", views=[merged, recomputed])
+    _grow(lake, scale.history_events, scale.history_partitions, seed=20, start=0,
+          kinds="domain")
+    if progress:
+        progress("sql views: full build")
+    lake.materialize([merged.name, recomputed.name])
+    batch = max(1, scale.history_events // 100)
+    touched = max(1, scale.history_partitions // 100)
+    for view, partitions in ((merged, scale.history_partitions), (recomputed, touched)):
+        refresh, full = [], []
+        for run in range(scale.repeats):
+            lake.append(event_table(batch, partitions, seed=200 + run, kinds="domain",
+                                    start=2 * 10**9 + run * batch))
+            refresh.append(_timed(partial(lake.materialize, [view.name])))
+            full.append(_timed(partial(_full_select, lake, view.sql)))
+        key = view.strategy.split("-")[0]
+        report.cases += [
+            Case(f"sql_view_refresh_{key}", tuple(refresh),
+                 f"{batch} new events over {partitions} partitions, {lake.last_seq()} history"),
+            Case(f"sql_view_full_select_{key}", tuple(full),
+                 f"DuckDB over all {lake.last_seq()} events"),
+        ]
+        report.ratios[f"sql_view_refresh_speedup_{key}"] = _median(full) / _median(refresh)
+
+
+def _full_select(lake: Any, sql: str) -> None:
+    lake.sql(sql).fetch_arrow_table()
+
+
 def _bench_growth(scale: Scale, work: Path, report: BenchReport,
                   progress: Progress | None) -> None:
     base = scale.history_events // max(scale.growth_steps)
@@ -601,6 +651,8 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
         "refresh-buckets": ("refresh vs rebuild (buckets)", lambda w: _bench_refresh(
             sizes, w, report, progress, "buckets")),
         "growth": ("history growth", lambda w: _bench_growth(sizes, w, report, progress)),
+        "sql-views": ("SQL view refresh vs full SELECT", lambda w: _bench_sql_views(
+            sizes, w, report, progress)),
         "age": ("append and refresh with age", lambda w: scaling.bench_age(
             sizes, w, report, progress)),
         "fold": ("fold overhead", lambda w: _bench_fold(sizes, w, report)),

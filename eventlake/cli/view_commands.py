@@ -245,9 +245,9 @@ def _view_status(lake: Lake, view: View, last_seq: int, *, accept: bool) -> dict
     row: dict[str, Any] = {"name": view.name, "kind": view.kind, "version": view.version,
                            "status": "not built", "table_version": None, "watermark": 0,
                            "lag": last_seq, "rows": 0, "partitions": 0, "failed": 0,
-                           "failed_partitions": [], "error": None,
-                           # A SQL view's refresh: "merge" or "recompute-touched".
-                           "strategy": getattr(view, "strategy", None)}
+                           "failed_partitions": [], "error": None}
+    if getattr(view, "strategy", None):  # a SQL view's refresh: merge or recompute-touched
+        row["strategy"] = view.strategy  # type: ignore[union-attr]
     if not store.exists():
         return row
     snap = store.snapshot()
@@ -313,7 +313,7 @@ def cmd_views(args: argparse.Namespace) -> int:
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("status")
     for row in rows:
-        kind = row["kind"] + (f" ({row['strategy']})" if row["strategy"] else "")
+        kind = row["kind"] + (f" ({row['strategy']})" if row.get("strategy") else "")
         table.add_row(escape(row["name"]), kind, str(row["version"]),
                       f"{row['watermark']:,}", f"{row['lag']:,}", f"{row['rows']:,}",
                       f"{row['partitions']:,}", f"{row['failed']:,}", escape(row["status"]))
