@@ -296,6 +296,12 @@ def _median(times: list[float]) -> float:
     return statistics.median(times)
 
 
+def _ratio(report: BenchReport, key: str, numerator: Case, denominator: Case) -> None:
+    """Report both cases, and `key` as the ratio of their medians."""
+    report.cases += [numerator, denominator]
+    report.ratios[key] = numerator.median / denominator.median
+
+
 def open_lake(root: Path, layout: LayoutKind, **kwargs: Any) -> Any:
     """A new lake with exactly `layout` (the bench never takes $EVENTLAKE_LAYOUT's)."""
     import eventlake as el
@@ -340,13 +346,11 @@ def _bench_ingest(scale: Scale, work: Path, report: BenchReport) -> None:
             bare.append(_timed(partial(write_deltalake, target, rows, partition_by=[column])))
             lake = open_lake(work / f"lake{suffix}{run}", layout)  # type: ignore[arg-type]
             lake_times.append(_timed(partial(lake.append, table)))
-        report.cases += [
-            Case(f"ingest_bare_write_deltalake{suffix}", tuple(bare),
-                 f"{n} events, partition_by={column}"),
-            Case(f"ingest_lake_append_arrow{suffix}", tuple(lake_times),
-                 f"{n} events, {layout} layout"),
-        ]
-        report.ratios[f"ingest_ratio{suffix}"] = _median(bare) / _median(lake_times)
+        _ratio(report, f"ingest_ratio{suffix}",
+               Case(f"ingest_bare_write_deltalake{suffix}", tuple(bare),
+                    f"{n} events, partition_by={column}"),
+               Case(f"ingest_lake_append_arrow{suffix}", tuple(lake_times),
+                    f"{n} events, {layout} layout"))
         report.figures[f"ingest_events_per_s{suffix}"] = n / _median(lake_times)
         report.figures[f"bare_events_per_s{suffix}"] = n / _median(bare)
 
@@ -461,13 +465,12 @@ def _bench_sql_views(scale: Scale, work: Path, report: BenchReport,
             refresh.append(_timed(partial(lake.materialize, [view.name])))
             full.append(_timed(partial(_full_select, lake, view.sql)))
         key = view.strategy.split("-")[0]
-        report.cases += [
-            Case(f"sql_view_refresh_{key}", tuple(refresh),
-                 f"{batch} new events over {partitions} partitions, {lake.last_seq()} history"),
-            Case(f"sql_view_full_select_{key}", tuple(full),
-                 f"DuckDB over all {lake.last_seq()} events"),
-        ]
-        report.ratios[f"sql_view_refresh_speedup_{key}"] = _median(full) / _median(refresh)
+        _ratio(report, f"sql_view_refresh_speedup_{key}",
+               Case(f"sql_view_full_select_{key}", tuple(full),
+                    f"DuckDB over all {lake.last_seq()} events"),
+               Case(f"sql_view_refresh_{key}", tuple(refresh),
+                    f"{batch} new events over {partitions} partitions, {lake.last_seq()} "
+                    "history"))
 
 
 def _full_select(lake: Any, sql: str) -> None:
