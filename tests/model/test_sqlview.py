@@ -76,7 +76,10 @@ def test_merge_view_compiles_to_the_aggregate_view_it_means():
         name="v", version=1, group_by=["type"], where=["deposit", "withdrawal"],
         aggregates={"n": Agg("count"), "total": Agg("sum", "amount", dtype="decimal"),
                     "mean": Agg("avg", "amount", dtype="int64"),
-                    "note": Agg("last", "note", dtype="string")})
+                    "note": Agg("last", "note", dtype="string"),
+                    # Counted so that a sum of no values reads NULL, as SQL's does.
+                    "total__values": Agg("count", "amount")})
+    assert view.sum_counts == {"total": "total__values"}
     assert view.columns == ("partition_id", "type", "n", "total", "mean", "note")
     assert view.group_columns == ("type",)
     assert view.kind == "sql"
