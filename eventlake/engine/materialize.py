@@ -280,18 +280,19 @@ def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: int, wind
     end = min(head, marks.watermark + chunk)
     events = window.read(lake, marks.watermark, end)
     touched = sorted(set(events.get_column("partition_id").to_list()))
-    batch = events.height
-    if touched and whole_history(store.view):
-        # Recomputed from the touched partitions' whole history, and only theirs.
-        events = read_events(lake, touched, until_seq=end, columns=event_columns(store.view),
-                             snapshot=window.snapshot)
     buckets = sorted(set(buckets_of(touched, store.buckets(snap))))
     prior = store.read_buckets(snap, buckets, generation=marks.active) if buckets else None
-    rows = _replace_partitions(store, snap, prior, events)
+    recomputed = None
+    if touched and whole_history(store.view):
+        from eventlake.engine.sqlrefresh import recompute_touched
+
+        recomputed = recompute_touched(lake, store.view, touched, end, chunk=chunk,
+                                       snapshot=window.snapshot)
+    rows = _replace_partitions(store, snap, prior, events, new_rows=recomputed)
     store.commit_buckets(snap, rows, buckets=buckets, generation=marks.active,
                          marks={f"v{store.view.version}": end,
                                 "fingerprint": definition_fingerprint(store.view)})
-    return _Step(True, end, frozenset(touched), batch, _newly_failed(prior, rows))
+    return _Step(True, end, frozenset(touched), events.height, _newly_failed(prior, rows))
 
 
 def _failed_set(rows: pl.DataFrame | None) -> set[str]:
@@ -305,13 +306,16 @@ def _newly_failed(prior: pl.DataFrame | None, rows: pl.DataFrame) -> frozenset[s
 
 
 def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | None,
-                        events: pl.DataFrame) -> pl.DataFrame:
-    """All rows of the touched buckets: refolded rows of touched partitions, others as-is."""
+                        events: pl.DataFrame, *, new_rows: pl.DataFrame | None = None
+                        ) -> pl.DataFrame:
+    """All rows of the touched buckets: refolded rows of touched partitions (or `new_rows`,
+    computed already), others as-is."""
     view = store.view
     buckets = store.buckets(snap)
     if prior is None or not prior.height:
         prior = pl.DataFrame()
-    new_rows = fold_view(view, prior, events) if events.height else pl.DataFrame()
+    if new_rows is None:
+        new_rows = fold_view(view, prior, events) if events.height else pl.DataFrame()
     if not new_rows.height and not prior.height:
         return new_rows
     if new_rows.height:

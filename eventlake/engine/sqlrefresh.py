@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from eventlake.engine.materialize import _failure
-from eventlake.fold.folds import FAILURE
+from eventlake.engine.materialize import _failure, read_events
+from eventlake.fold.folds import FAILURE, event_columns, fold_view
 from eventlake.fold.sqlfold import select_rows
 from eventlake.model.views import SqlView
 from eventlake.store.storage import Snapshot
@@ -23,7 +23,39 @@ from eventlake.store.viewstore import ViewStore
 if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts
 
-__all__ = ["sql_rows", "sql_state"]
+__all__ = ["recompute_touched", "sql_rows", "sql_state"]
+
+
+def recompute_touched(lake: LakeParts, view: SqlView, touched: list[str], end: int, *,
+                      chunk: int, snapshot: Snapshot | None = None) -> pl.DataFrame:
+    """New rows of the `touched` partitions of a recompute-touched view: its SELECT over
+    their whole history up to `end`, and nobody else's.
+
+    Partitions go in groups of about `chunk` events of history (a partition larger than that
+    alone), so memory follows `chunk` and the largest partition, not the batch's reach; the
+    caller commits all groups' rows in one commit.
+    """
+    snap = snapshot or lake.log.snapshot()
+    columns = event_columns(view)
+    plan = lake.log.plan(partitions=touched, until_seq=end, snapshot=snap)
+    groups = [touched]
+    if len(touched) > 1 and plan.rows > chunk:
+        # The files hold more than a chunk: count each partition's events to split them.
+        sizes = lake.log.partition_sizes(snap, until_seq=end, plan=plan)
+        groups, total = [[]], 0
+        for partition in touched:
+            size = sizes.get(partition, 0)
+            if groups[-1] and total + size > chunk:
+                groups.append([])
+                total = 0
+            groups[-1].append(partition)
+            total += size
+    parts = []
+    for group in groups:
+        events = read_events(lake, group, until_seq=end, columns=columns, snapshot=snap)
+        if events.height:
+            parts.append(fold_view(view, pl.DataFrame(), events))
+    return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
 
 
 def sql_rows(view: SqlView, rows: pl.DataFrame) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ Pure: the in-memory DuckDB connection only computes, it reads and writes nothing
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import polars as pl
 
 from eventlake.errors import SqlViewError
@@ -17,7 +19,7 @@ from eventlake.model.sqlview import SqlView
 __all__ = ["fold_sql", "select_rows", "whole_history"]
 
 
-def whole_history(view: object) -> bool:
+def whole_history(view: object) -> TypeGuard[SqlView]:
     """Whether a fold of `view` needs each partition's whole history (not only new events)."""
     return isinstance(view, SqlView) and view.aggregate is None
 

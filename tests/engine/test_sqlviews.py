@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import eventlake as el
 import eventlake.engine.materialize as materialize
+import eventlake.engine.sqlrefresh as sqlrefresh
 from eventlake.config import load_views, open_lake
 from eventlake.ops.verify import verify_view
 
@@ -150,6 +151,7 @@ def test_recompute_reads_only_the_touched_partitions_history(lake_path, monkeypa
         return real(lake_, partitions, **kwargs)
 
     monkeypatch.setattr(materialize, "read_events", recording)
+    monkeypatch.setattr(sqlrefresh, "read_events", recording)
     lake.append([{"type": "withdrawal", "payload": {"amount": 5}, "partition": "p3"},
                  {"type": "deposit", "payload": {"amount": 6}, "partition": "p7"}])
     result = lake.materialize()[RECOMPUTED.name]
@@ -258,3 +260,25 @@ def test_verify_reports_where_a_merge_view_and_duckdb_part(lake_path):
     assert {d.partition for d in report.differences} == {"odd"}
     assert lake.sql(f"select total from ({MERGED.sql}) where partition_id = 'odd'"
                     ).fetchall() == [(3,)]
+
+
+def test_recompute_reads_history_in_groups_of_a_chunk(lake_path, monkeypatch):
+    lake = el.Lake.open(lake_path, views=[RECOMPUTED])
+    lake.append([{"type": "deposit", "payload": {"amount": i}, "partition": f"p{i % 6}"}
+                 for i in range(60)])
+    lake.materialize()
+    groups: list[list[str]] = []
+    real = sqlrefresh.read_events
+
+    def recording(lake_, partitions=None, **kwargs):
+        groups.append(sorted(partitions))
+        return real(lake_, partitions, **kwargs)
+
+    monkeypatch.setattr(sqlrefresh, "read_events", recording)
+    lake.append([{"type": "withdrawal", "payload": {"amount": 1}, "partition": f"p{i}"}
+                 for i in range(6)])
+    lake.materialize(chunk_events=25)  # 11 events of history each: two partitions a group
+    assert sorted(p for g in groups for p in g) == [f"p{i}" for i in range(6)]
+    assert max(len(g) for g in groups) == 2
+    assert_equal_rows(RECOMPUTED, lake.scan(RECOMPUTED.name).collect(),
+                      lake.sql(RECOMPUTED.sql).pl())
