@@ -282,3 +282,20 @@ def test_recompute_reads_history_in_groups_of_a_chunk(lake_path, monkeypatch):
     assert max(len(g) for g in groups) == 2
     assert_equal_rows(RECOMPUTED, lake.scan(RECOMPUTED.name).collect(),
                       lake.sql(RECOMPUTED.sql).pl())
+
+
+def test_a_changed_query_needs_a_version_bump(lake_path):
+    lake = el.Lake.open(lake_path, views=[MERGED])
+    lake.append([{"type": "deposit", "payload": {"amount": 1}, "partition": "a"}])
+    lake.materialize()
+    changed = el.SqlView(name=MERGED.name, version=1,
+                         sql=MERGED.sql.replace("'withdrawal'", "'refund'"))
+    with pytest.raises(el.MaterializeError) as caught:
+        el.Lake.open(lake_path, views=[changed]).materialize()
+    assert isinstance(caught.value.failures[MERGED.name], el.ViewChangedError)
+    # Reformatted, it is the same view: nothing to refuse.
+    same = el.SqlView(name=MERGED.name, version=1, sql="-- reformatted\n" + " ".join(
+        MERGED.sql.split()))
+    assert el.Lake.open(lake_path, views=[same]).materialize()[MERGED.name].events == 0
+    bumped = el.SqlView(name=MERGED.name, version=2, sql=changed.sql)
+    assert el.Lake.open(lake_path, views=[bumped]).materialize()[MERGED.name].rebuilt
