@@ -415,8 +415,12 @@ def _analyse(name: str, version: int, sql: str) -> _Plan:
     if "partition_id" not in outputs or outputs.index("partition_id") not in positions:
         raise _refuse(name, "SELECT", "select partition_id (the view's key)")
     keys = tuple(outputs[p] for p in positions if outputs[p] != "partition_id")
-    referenced = {c for c in (_column(e) for e in _walk(node)) if c in _EVENT_TYPES}
-    reads = tuple(c for c in _EVENT_TYPES if c in {"seq", "partition_id", *referenced})
+    named = {c for c in (_column(e) for e in _walk(node)) if c is not None}
+    if named - set(_EVENT_TYPES) or any(e.get("class") == "STAR" for e in _walk(node)):
+        # A name that is not an event column (the table as a struct, an alias) or a star:
+        # the refresh hands the query every column, as the from-scratch run has.
+        named |= set(_EVENT_TYPES)
+    reads = tuple(c for c in _EVENT_TYPES if c in {"seq", "partition_id", *named})
     aggregate, reason = _compile(name, version, node, select, outputs, positions)
     return _Plan(tuple(outputs), keys, reads, node, aggregate, reason, schema)
 

@@ -143,3 +143,13 @@ def test_exported_under_both_names():
     import eventlake.views
 
     assert eventlake.views.SqlView is el.SqlView
+
+
+def test_a_refresh_reads_the_event_columns_the_query_uses():
+    assert make("select partition_id, max(ts) as t from events group by partition_id"
+                ).reads == ("seq", "partition_id", "ts")
+    # The table itself as a value (or any name that is not an event column): all of them.
+    whole = make("select partition_id, count(distinct to_json(events)) as d from events "
+                 "group by partition_id")
+    assert whole.reads == ("seq", "partition_id", "type", "payload", "event_id", "ts",
+                           "ingested_at", "batch_id")
