@@ -52,6 +52,7 @@ _INTEGER_TYPES = {"BIGINT", "INT8", "INT64", "LONG"}
 _FLOAT_TYPES = {"DOUBLE", "FLOAT8"}
 _VERSION_HEADER = re.compile(r"^\s*--\s*version\s*:\s*(\S+)\s*$", re.IGNORECASE)
 _LOCATIONS = ("query_location", "query_location_length")
+_CLOCKS = {"current_timestamp", "current_date", "current_time", "localtime", "localtimestamp"}
 # The suffix of the hidden count of values beside each merged sum (stored as `_<sum>__values`).
 SUM_COUNT = "__values"
 
@@ -255,14 +256,29 @@ def _statement_tree(name: str, sql: str) -> dict[str, Any]:
     con = _connection()
     try:
         text = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+        tree = json.loads(text)
+        if tree.get("error"):
+            raise _refuse(name, "the query", str(tree.get("error_message")))
+        node = _without_locations(tree["statements"][0]["node"])
+        called = sorted({str(e["function_name"]).lower() for e in _walk(node)
+                         if e.get("class") == "FUNCTION"}
+                        # current_timestamp and friends parse as column names
+                        | {f"get_{c}" if c == "current_timestamp" else c
+                           for c in map(_column, _walk(node)) if c in _CLOCKS})
+        # A row must be a function of the events: random(), now() and the like would make a
+        # refresh and a from-scratch run differ.
+        unstable = con.execute(
+            # Every overload unstable: `+` on TIMESTAMPTZ depends on the session, not on time.
+            "SELECT function_name FROM duckdb_functions() WHERE list_contains(?, function_name)"
+            " GROUP BY 1 HAVING bool_and(stability IN ('VOLATILE', 'CONSISTENT_WITHIN_QUERY'))"
+            " ORDER BY 1", [called]).fetchall()
     finally:
         con.close()
-    tree = json.loads(text)
-    if tree.get("error"):
-        raise _refuse(name, "the query", str(tree.get("error_message")))
-    node = tree["statements"][0]["node"]
+    if unstable:
+        raise _refuse(name, f"{unstable[0][0]}()", "a view row must be a function of its "
+                      "partition's events; this function's value changes from run to run")
     assert isinstance(node, dict)
-    return _without_locations(node)
+    return node
 
 
 def _without_locations(value: Any) -> Any:

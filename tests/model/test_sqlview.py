@@ -61,6 +61,10 @@ def make(sql: str) -> el.SqlView:
      "DuckDB cannot run it"),
     ("select partition_id, count(*) as n from events group by all", "GROUP BY ALL"),
     ("select partition_id, count(* as n from events group by partition_id", "does not parse"),
+    ("select partition_id, sum(random()) as r from events group by partition_id", "random()"),
+    ("select partition_id, max(ts) < now() as old from events group by partition_id", "now()"),
+    ("select partition_id, max(ts)::date = current_date as today from events "
+     "group by partition_id", "current_date()"),
 ])
 def test_refused_sql_names_the_clause(sql, clause):
     with pytest.raises(el.ViewDefinitionError) as caught:
