@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Agg,
         AggregateView,
         ReducerView,
+        SqlView,
         document_view,
         reducer_view,
     )
@@ -58,6 +59,7 @@ _LAZY = {
     "Agg": "eventlake.model.views",
     "AggregateView": "eventlake.model.views",
     "ReducerView": "eventlake.model.views",
+    "SqlView": "eventlake.model.views",
     "document_view": "eventlake.model.views",
     "reducer_view": "eventlake.model.views",
 }
@@ -80,6 +82,7 @@ __all__ = [
     "Repository",
     "RestoreResult",
     "Snapshot",
+    "SqlView",
     "Storage",
     "ViewFreshness",
     "__version__",

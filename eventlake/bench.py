@@ -138,6 +138,17 @@ class Goal:
 # (ingest_ratio, refresh_speedup_*, refresh_growth, fold_overhead, rebuild_rss_growth), which
 # keep measuring the partition_id layout so that their history stays comparable.
 GOALS: dict[str, Goal] = {
+    "sql_view_refresh_speedup_merge": Goal(
+        ">=", 20, "DuckDB running a merge SqlView's SELECT over the whole log / its refresh "
+        "after a 1% batch, partition_id layout", "medium"),
+    "sql_view_refresh_speedup_recompute": Goal(
+        ">=", 10, "DuckDB running a recompute-touched SqlView's SELECT (median, count "
+        "distinct) over the whole log / its refresh after a batch touching 1% of the "
+        "partitions, partition_id layout", "medium"),
+    "sql_view_refresh_speedup_merge_buckets": Goal(
+        None, None, "the same as sql_view_refresh_speedup_merge, buckets layout"),
+    "sql_view_refresh_speedup_recompute_buckets": Goal(
+        None, None, "the same as sql_view_refresh_speedup_recompute, buckets layout"),
     "ingest_ratio": Goal(">=", 0.7, "bare write_deltalake(partition_by=partition_id) time / "
                          "lake.append time (Arrow), partition_id layout"),
     "ingest_ratio_buckets": Goal(">=", 0.7, "bare write_deltalake(partition_by=bucket) time / "
@@ -289,6 +300,12 @@ def _median(times: list[float]) -> float:
     return statistics.median(times)
 
 
+def _ratio(report: BenchReport, key: str, numerator: Case, denominator: Case) -> None:
+    """Report both cases, and `key` as the ratio of their medians."""
+    report.cases += [numerator, denominator]
+    report.ratios[key] = numerator.median / denominator.median
+
+
 def open_lake(root: Path, layout: LayoutKind, **kwargs: Any) -> Any:
     """A new lake with exactly `layout` (the bench never takes $EVENTLAKE_LAYOUT's)."""
     import eventlake as el
@@ -333,13 +350,11 @@ def _bench_ingest(scale: Scale, work: Path, report: BenchReport) -> None:
             bare.append(_timed(partial(write_deltalake, target, rows, partition_by=[column])))
             lake = open_lake(work / f"lake{suffix}{run}", layout)  # type: ignore[arg-type]
             lake_times.append(_timed(partial(lake.append, table)))
-        report.cases += [
-            Case(f"ingest_bare_write_deltalake{suffix}", tuple(bare),
-                 f"{n} events, partition_by={column}"),
-            Case(f"ingest_lake_append_arrow{suffix}", tuple(lake_times),
-                 f"{n} events, {layout} layout"),
-        ]
-        report.ratios[f"ingest_ratio{suffix}"] = _median(bare) / _median(lake_times)
+        _ratio(report, f"ingest_ratio{suffix}",
+               Case(f"ingest_bare_write_deltalake{suffix}", tuple(bare),
+                    f"{n} events, partition_by={column}"),
+               Case(f"ingest_lake_append_arrow{suffix}", tuple(lake_times),
+                    f"{n} events, {layout} layout"))
         report.figures[f"ingest_events_per_s{suffix}"] = n / _median(lake_times)
         report.figures[f"bare_events_per_s{suffix}"] = n / _median(bare)
 
@@ -422,6 +437,49 @@ def _bench_refresh(scale: Scale, work: Path, report: BenchReport, progress: Prog
                     "refresh_batch_read_ratio_partition_id" if key == "document" else None)
         if read_key is not None:
             report.ratios[read_key] = _median(refresh) / _median(reads)
+
+
+def _bench_sql_views(scale: Scale, work: Path, report: BenchReport,
+                     progress: Progress | None, layout: LayoutKind) -> None:
+    """SQL views: a refresh against DuckDB running the same SELECT over the whole log (the
+    full recompute a plain SQL model would do), for each strategy."""
+    from eventlake.model.sqlview import SqlView
+
+    merged = SqlView(name="totals_sql", version=1, sql=(
+        "select partition_id, type, count(*) as n, sum((payload->>'$.amount')::bigint) as total,"
+        " avg((payload->>'$.amount')::bigint) as mean from events"
+        " where type in ('deposit', 'withdrawal') group by partition_id, type"))
+    recomputed = SqlView(name="spread_sql", version=1, sql=(
+        "select partition_id, median((payload->>'$.amount')::bigint) as median_amount,"
+        " count(distinct payload->>'$.currency') as currencies from events"
+        " where type in ('deposit', 'withdrawal') group by partition_id"))
+    lake = open_lake(work / f"sql-views-{layout}", layout, views=[merged, recomputed])
+    _grow(lake, scale.history_events, scale.history_partitions, seed=20, start=0,
+          kinds="domain")
+    if progress:
+        progress(f"sql views ({layout}): full build")
+    lake.materialize([merged.name, recomputed.name])
+    batch = max(1, scale.history_events // 100)
+    touched = max(1, scale.history_partitions // 100)
+    for view, partitions in ((merged, scale.history_partitions), (recomputed, touched)):
+        refresh, full = [], []
+        for run in range(scale.repeats):
+            lake.append(event_table(batch, partitions, seed=200 + run, kinds="domain",
+                                    start=2 * 10**9 + run * batch))
+            refresh.append(_timed(partial(lake.materialize, [view.name])))
+            full.append(_timed(partial(_full_select, lake, view.sql)))
+            lake.materialize()  # the other view too: each timed refresh is of one batch
+        key = view.strategy.split("-")[0] + ("" if layout == "partition_id" else "_buckets")
+        _ratio(report, f"sql_view_refresh_speedup_{key}",
+               Case(f"sql_view_full_select_{key}", tuple(full),
+                    f"DuckDB over all {lake.last_seq()} events, {layout} layout"),
+               Case(f"sql_view_refresh_{key}", tuple(refresh),
+                    f"{batch} new events over {partitions} partitions, {lake.last_seq()} "
+                    "history"))
+
+
+def _full_select(lake: Any, sql: str) -> None:
+    lake.sql(sql).fetch_arrow_table()
 
 
 def _bench_growth(scale: Scale, work: Path, report: BenchReport,
@@ -601,6 +659,11 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
         "refresh-buckets": ("refresh vs rebuild (buckets)", lambda w: _bench_refresh(
             sizes, w, report, progress, "buckets")),
         "growth": ("history growth", lambda w: _bench_growth(sizes, w, report, progress)),
+        "sql-views": ("SQL view refresh vs full SELECT", lambda w: _bench_sql_views(
+            sizes, w, report, progress, "partition_id")),
+        "sql-views-buckets": ("SQL view refresh vs full SELECT (buckets)",
+                              lambda w: _bench_sql_views(sizes, w, report, progress,
+                                                         "buckets")),
         "age": ("append and refresh with age", lambda w: scaling.bench_age(
             sizes, w, report, progress)),
         "fold": ("fold overhead", lambda w: _bench_fold(sizes, w, report)),

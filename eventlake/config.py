@@ -54,6 +54,7 @@ __all__ = [
     "Setting",
     "configured_views",
     "find_pyproject",
+    "load_sql_views",
     "load_views",
     "open_lake",
     "pyproject_settings",
@@ -75,9 +76,12 @@ LAKE: Spec[str] = Spec(
 
 def _views_text(raw: Any, origin: Origin) -> str:
     """A views module: a dotted name stays as it is (imported with the project folder on the
-    path), a `.py` file or a folder from pyproject.toml is placed relative to that file."""
-    value = text("a module path like 'pkg.views' or a .py file", error=ConfigError)(raw, origin)
-    if value.endswith(".py") or "/" in value or os.sep in value:
+    path); a `.py` file or a folder of `.sql` views from pyproject.toml is placed relative to
+    that file."""
+    value = text("a module path like 'pkg.views', a .py file or a folder of .sql views",
+                 error=ConfigError)(raw, origin)
+    if (value.endswith(".py") or "/" in value or os.sep in value
+            or (origin.folder is not None and (origin.folder / value).is_dir())):
         return origin.place(value)
     return value
 
@@ -129,14 +133,28 @@ def _import(module_path: str) -> ModuleType:
     return importlib.import_module(module_path)
 
 
+def load_sql_views(folder: str | os.PathLike[str]) -> list[View]:
+    """The SQL views of a folder: each `<name>.sql` file (a `-- version: N` header, then one
+    SELECT) is the view `<name>`, in name order."""
+    from eventlake.model.sqlview import parse_sql_file
+
+    files = sorted(Path(folder).glob("*.sql"))
+    if not files:
+        raise ViewDefinitionError(f"views folder {os.fspath(folder)!r} holds no .sql files")
+    return [parse_sql_file(file.stem, file.read_text(encoding="utf-8")) for file in files]
+
+
 def load_views(module_path: str) -> list[View]:
-    """Import `module_path` (dotted module or a .py file) and collect its view definitions.
+    """Import `module_path` (dotted module or a .py file) and collect its view definitions;
+    a folder gives its `.sql` files' SQL views (`load_sql_views`).
 
-    A module-level `VIEWS` sequence wins; otherwise every module-level `ReducerView` or
-    `AggregateView` is taken, in definition order.
+    A module-level `VIEWS` sequence wins; otherwise every module-level `ReducerView`,
+    `AggregateView` or `SqlView` is taken, in definition order.
     """
-    from eventlake.model.views import AggregateView, ReducerView
+    from eventlake.model.views import AggregateView, ReducerView, SqlView
 
+    if Path(module_path).is_dir():
+        return load_sql_views(module_path)
     try:
         module = _import(module_path)
     except (ConfigError, ViewDefinitionError):
@@ -149,7 +167,7 @@ def load_views(module_path: str) -> list[View]:
         raise ViewDefinitionError(
             f"views module {module_path!r} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
-    kinds = (ReducerView, AggregateView)
+    kinds = (ReducerView, AggregateView, SqlView)
     declared = getattr(module, "VIEWS", None)
     if declared is not None:
         if isinstance(declared, str | bytes) or not hasattr(declared, "__iter__"):
@@ -158,8 +176,8 @@ def load_views(module_path: str) -> list[View]:
         for item in views:
             if not isinstance(item, kinds):
                 raise ViewDefinitionError(
-                    f"{module_path}.VIEWS holds {item!r}, which is not a ReducerView or "
-                    "AggregateView")
+                    f"{module_path}.VIEWS holds {item!r}, which is not a ReducerView, "
+                    "AggregateView or SqlView")
     else:
         views = [value for value in vars(module).values() if isinstance(value, kinds)]
     unique: list[View] = []
@@ -169,7 +187,7 @@ def load_views(module_path: str) -> list[View]:
     if not unique:
         raise ViewDefinitionError(
             f"views module {module_path!r} defines no views (expected a VIEWS list or "
-            "module-level ReducerView/AggregateView objects)")
+            "module-level ReducerView/AggregateView/SqlView objects)")
     return unique
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "ReducerError",
     "RelayoutError",
     "RestoreError",
+    "SqlViewError",
     "StaleLogError",
     "StorageError",
     "StorageFullError",
@@ -194,6 +195,16 @@ class ViewChangedError(ViewDefinitionError):
                   if acceptable else "bump its version to rebuild")
         super().__init__(
             f"view {view!r} changed since it was built at version {version}{what}: {advice}")
+
+
+class SqlViewError(ViewDefinitionError):
+    """A SQL view's SELECT failed when run over the events (DuckDB's message, such as a cast
+    that a payload value does not fit). Nothing of that refresh is committed."""
+
+    def __init__(self, view: str, error: str) -> None:
+        self.view = view
+        self.error = error
+        super().__init__(f"SQL view {view!r} failed: {error}")
 
 
 class ReducerError(EventlakeError):

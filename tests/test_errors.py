@@ -185,6 +185,7 @@ SAMPLES = [
     errors.UnknownViewError("nope", ("document",)),
     ViewDefinitionError("bad view"),
     errors.ViewChangedError("totals", 2, detail="types", acceptable=False),
+    errors.SqlViewError("totals", "Conversion Error: Could not convert string 'x' to INT64"),
     errors.ReducerError(view="v", partition="p", seq=7, event_type="t",
                         cause=ZeroDivisionError("division by zero")),
     errors.PartitionFailedError(view="v", partition="p", seq=7, event_type="t", cause="boom"),

@@ -201,6 +201,8 @@ def _view_status(lake: Lake, view: View, last_seq: int, *, accept: bool) -> dict
                            "status": "not built", "table_version": None, "watermark": 0,
                            "lag": last_seq, "rows": 0, "partitions": 0, "failed": 0,
                            "failed_partitions": [], "error": None}
+    if getattr(view, "strategy", None):  # a SQL view's refresh: merge or recompute-touched
+        row["strategy"] = view.strategy  # type: ignore[union-attr]
     if not store.exists():
         return row
     snap = store.snapshot()
@@ -260,7 +262,9 @@ def cmd_views(args: argparse.Namespace) -> int:
                *(Column(header, right=True, wrap=False) for header in
                  ("version", "watermark", "lag", "rows", "partitions", "failed")),
                Column("status")]
-    print_table(columns, ([row["name"], row["kind"], str(row["version"]),
+    print_table(columns, ([row["name"],
+                           row["kind"] + (f" ({row['strategy']})" if row.get("strategy") else ""),
+                           str(row["version"]),
                            *(f"{row[key]:,}" for key in
                              ("watermark", "lag", "rows", "partitions", "failed")),
                            row["status"]] for row in rows))

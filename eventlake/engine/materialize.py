@@ -31,9 +31,10 @@ from eventlake.errors import (
     ViewDefinitionError,
 )
 from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view
+from eventlake.fold.sqlfold import whole_history
 from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
 from eventlake.model.progress import Progress, ProgressSink
-from eventlake.model.views import AggregateView, View, definition_fingerprint
+from eventlake.model.views import AggregateView, SqlView, View, definition_fingerprint
 from eventlake.store.refreshrecords import (
     RefreshRecord,
     read_refresh_record,
@@ -325,7 +326,13 @@ def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: int, wind
     touched = sorted(set(events.get_column("partition_id").to_list()))
     buckets = sorted(set(buckets_of(touched, store.buckets(snap))))
     prior = store.read_buckets(snap, buckets, generation=marks.active) if buckets else None
-    rows = _replace_partitions(store, snap, prior, events)
+    recomputed = None
+    if touched and whole_history(store.view):
+        from eventlake.engine.sqlrefresh import recompute_touched
+
+        recomputed = recompute_touched(lake, store.view, touched, end, chunk=chunk,
+                                       snapshot=window.snapshot)
+    rows = _replace_partitions(store, snap, prior, events, new_rows=recomputed)
     store.commit_buckets(snap, rows, buckets=buckets, generation=marks.active,
                          marks={f"v{store.view.version}": end,
                                 "fingerprint": definition_fingerprint(store.view)})
@@ -343,13 +350,16 @@ def _newly_failed(prior: pl.DataFrame | None, rows: pl.DataFrame) -> frozenset[s
 
 
 def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | None,
-                        events: pl.DataFrame) -> pl.DataFrame:
-    """All rows of the touched buckets: refolded rows of touched partitions, others as-is."""
+                        events: pl.DataFrame, *, new_rows: pl.DataFrame | None = None
+                        ) -> pl.DataFrame:
+    """All rows of the touched buckets: refolded rows of touched partitions (or `new_rows`,
+    computed already), others as-is."""
     view = store.view
     buckets = store.buckets(snap)
     if prior is None or not prior.height:
         prior = pl.DataFrame()
-    new_rows = fold_view(view, prior, events) if events.height else pl.DataFrame()
+    if new_rows is None:
+        new_rows = fold_view(view, prior, events) if events.height else pl.DataFrame()
     if not new_rows.height and not prior.height:
         return new_rows
     if new_rows.height:
@@ -594,7 +604,7 @@ def _fold_partitions(lake: LakeParts, view: View, members: list[str], sizes: dic
     parts: list[pl.DataFrame] = []
     small: list[str] = []
     for partition in members:
-        if sizes.get(partition, 0) > chunk:
+        if sizes.get(partition, 0) > chunk and not whole_history(view):
             # More events than a chunk: folded slice by slice of seq.
             parts.append(_fold_slices(lake, view, pl.DataFrame(), [partition], target,
                                       chunk)[0])
@@ -632,6 +642,10 @@ def read_state(lake: LakeParts, view: View, partition: str, *, as_of_seq: int | 
         snap = store.check_definition(snap, accept=accept_changed_definition)
     if isinstance(view, AggregateView):
         return _aggregate_state(lake, store, snap, partition, target, log)
+    if isinstance(view, SqlView):
+        from eventlake.engine.sqlrefresh import sql_state
+
+        return sql_state(lake, store, snap, partition, target, log)
     start = None if snap is None else _checkpoint(store, snap, partition, target,
                                                   history_depth)
     if start is None:

@@ -20,9 +20,10 @@ import polars as pl
 
 from eventlake.errors import InvalidEventError, PartitionFailedError, ReducerError
 from eventlake.fold.aggregates import FAILURE, failure_text, fold_aggregate, rows_before
+from eventlake.fold.sqlfold import fold_sql
 from eventlake.model import jsoncodec
 from eventlake.model.events import decode_payload
-from eventlake.model.views import ReducerView, View
+from eventlake.model.views import ReducerView, SqlView, View
 
 __all__ = [
     "FAILURE",
@@ -47,6 +48,8 @@ def event_columns(view: View) -> list[str]:
     """The event columns a fold of `view` reads."""
     if isinstance(view, ReducerView):
         return list(_EVENT_COLUMNS)
+    if isinstance(view, SqlView):
+        return event_columns(view.aggregate) if view.aggregate else list(view.reads)
     extra = [c for c in ("event_id", "batch_id") if c in view.group_by]
     return ["seq", "partition_id", "type", "payload", *extra]
 
@@ -330,6 +333,8 @@ def fold_view(view: View, prior: pl.DataFrame, events: pl.DataFrame) -> pl.DataF
     """Rows for every partition in `events`, merged onto `prior` (that view's stored rows)."""
     if isinstance(view, ReducerView):
         return fold_reducer(view, prior, events)
+    if isinstance(view, SqlView):
+        return fold_sql(view, prior, events)
     return fold_aggregate(view, prior, events)
 
 

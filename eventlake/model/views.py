@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from eventlake.errors import InvalidEventError, ViewDefinitionError
 from eventlake.model.actions import ACTION_TYPES, apply_action, is_state_action
+from eventlake.model.sqlview import SqlView
 
 __all__ = [
     "AGG_FUNCTIONS",
@@ -29,6 +30,7 @@ __all__ = [
     "Agg",
     "AggregateView",
     "ReducerView",
+    "SqlView",
     "View",
     "definition_fingerprint",
     "document_view",
@@ -312,7 +314,7 @@ class AggregateView:
         return dict(self.aggregates)  # type: ignore[arg-type]
 
 
-View = ReducerView | AggregateView
+View = ReducerView | AggregateView | SqlView
 
 
 # -- definition fingerprints -----------------------------------------------------------------
@@ -339,8 +341,10 @@ def definition_fingerprint(view: View) -> int:
     cached = view.__dict__.get("_fingerprint")
     if cached is not None:
         return int(cached)
-    if isinstance(view, AggregateView):
-        spec: Any = {
+    if isinstance(view, SqlView):
+        spec: Any = view.fingerprint_spec()
+    elif isinstance(view, AggregateView):
+        spec = {
             "kind": "aggregate",
             "group_by": [k if k in EVENT_COLUMNS else _strip_payload(k) for k in view.group_by],
             "aggregates": sorted([name, agg.fn, agg.path, agg.kind]

@@ -38,7 +38,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from eventlake.errors import ChangesUnavailableError, CorruptLakeError, InvalidArgumentError
-from eventlake.model.views import AggregateView
+from eventlake.model.views import ReducerView
 from eventlake.store.statusfiles import read_status, write_status
 from eventlake.store.storage import Snapshot
 from eventlake.store.tablefiles import join_path, read_commit
@@ -55,7 +55,8 @@ _NOT_COMPARED = ("updated_at",)
 
 
 def _keys(view: View) -> list[str]:
-    return ["partition_id", *(view.group_columns if isinstance(view, AggregateView) else ())]
+    # A reducer view has one row per partition; aggregate and SQL views one per group.
+    return ["partition_id", *(() if isinstance(view, ReducerView) else view.group_columns)]
 
 
 @dataclass

@@ -38,6 +38,7 @@ from eventlake.model.views import (
     FAILURE,
     AggregateView,
     ReducerView,
+    SqlView,
     View,
     definition_fingerprint,
 )
@@ -79,6 +80,20 @@ def _agg_fields(view: AggregateView) -> list[pa.Field]:
     return fields
 
 
+def _sql_fields(view: SqlView) -> list[pa.Field]:
+    """A SQL view's columns in SELECT order: a merge view's are its AggregateView's (the
+    hidden partials of an aggregate right after it), a recompute one's DuckDB's output."""
+    if view.aggregate is None:
+        return [f.with_nullable(True) for f in view.output_schema() if f.name != "partition_id"]
+    agg = view.aggregate
+    order = {c: i for i, c in enumerate(view.columns)}
+    fields = [pa.field(c, pa.string()) for c in agg.group_columns] + _agg_fields(agg)
+    hidden = set(view.sum_counts.values())
+    fields = [f.with_name(f"_{f.name}") if f.name in hidden else f for f in fields]
+    return sorted(fields, key=lambda f: order[f.name[1:].rsplit("__", 1)[0]
+                                              if f.name.startswith("_") else f.name])
+
+
 def row_schema(view: View) -> pa.Schema:
     """The physical columns of a view's rows (logical columns plus bookkeeping)."""
     head = [pa.field("partition_id", pa.string(), nullable=False)]
@@ -87,6 +102,8 @@ def row_schema(view: View) -> pa.Schema:
         if view.skip_invalid:
             body += [pa.field("rejected", pa.int64(), nullable=False),
                      pa.field("last_rejected", pa.string())]
+    elif isinstance(view, SqlView):
+        body = _sql_fields(view)
     else:
         body = [pa.field(c, pa.string()) for c in view.group_columns] + _agg_fields(view)
     tail = [

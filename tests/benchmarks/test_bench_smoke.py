@@ -26,6 +26,8 @@ KEYS = {
     "refresh_batch_read_ratio_aggregate", "refresh_batch_read_ratio_partition_id",
     "refresh_growth", "fold_overhead", "sql_view_scan_ratio", "state_read_ratio",
     "state_read_ratio_current", "cold_open_s", "rebuild_rss_growth",
+    "sql_view_refresh_speedup_merge", "sql_view_refresh_speedup_recompute",
+    "sql_view_refresh_speedup_merge_buckets", "sql_view_refresh_speedup_recompute_buckets",
 }
 HAS_EVENTSOURCING = importlib.util.find_spec("eventsourcing") is not None
 
