@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventlake._version import __version__
 from eventlake.errors import (
+    ColumnMismatchError,
     CommandError,
     CommitConflictError,
     ConfigError,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from eventlake.engine.relayout import RelayoutResult
     from eventlake.lake import AppendResult, Lake, LakeInfo
     from eventlake.model.actions import apply_action
+    from eventlake.model.columns import ColumnType
     from eventlake.model.layout import Layout
     from eventlake.model.views import (
         Agg,
@@ -79,6 +81,7 @@ _LAZY = {
     "Snapshot": "eventlake.store.storage",
     "Storage": "eventlake.store.storage",
     "Agg": "eventlake.model.views",
+    "ColumnType": "eventlake.model.columns",
     "AggregateView": "eventlake.model.views",
     "ReducerView": "eventlake.model.views",
     "document_view": "eventlake.model.views",
@@ -89,6 +92,8 @@ __all__ = [
     "Agg",
     "AggregateView",
     "AppendResult",
+    "ColumnMismatchError",
+    "ColumnType",
     "CommandError",
     "CommitConflictError",
     "ConfigError",
