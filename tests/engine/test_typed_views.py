@@ -410,3 +410,37 @@ def test_verify_finds_a_corrupted_typed_cell(tmp_path):
     report = verify_view(lake, TYPED_ERROR)
     assert [(d.partition, d.field, d.stored["balance"], d.expected["balance"])
             for d in report.differences] == [("p7", "state.balance", 22, 21)]
+
+
+def test_the_sample_balances_view_is_typed_and_reads_as_before(tmp_path, capsys):
+    """data/samples/views.py's `balances` (v2, typed): `eventlake sql` sees BIGINT columns, and
+    `eventlake state` gives the dict the untyped v1 gave."""
+    import dataclasses
+
+    from eventlake.cli import main
+    from eventlake.config import load_views
+    from tests.conftest import REPO, SAMPLES
+
+    views = REPO / "data" / "samples" / "views.py"
+    balances = next(v for v in load_views(str(views)) if v.name == "balances")
+    assert balances.column_types is not None
+    untyped = dataclasses.replace(balances, name="balances_v1", version=1, columns=None)
+    common = ["--lake", str(tmp_path / "lake"), "--views", str(views)]
+    assert main([*common, "ingest", str(SAMPLES)]) == 0
+    assert main([*common, "materialize"]) == 0
+    capsys.readouterr()
+    assert main([*common, "sql", "describe balances", "--format", "csv"]) == 0
+    described = {line.split(",")[0]: line.split(",")[1]
+                 for line in capsys.readouterr().out.splitlines()[1:]}
+    assert (described["balance"], described["transactions"]) == ("BIGINT", "BIGINT")
+    assert main([*common, "sql", "select partition_id, balance from balances "
+                 "order by balance desc", "--format", "csv"]) == 0
+    ordered = [int(line.split(",")[1]) for line in capsys.readouterr().out.splitlines()[1:]]
+    assert ordered == sorted(ordered, reverse=True) and len(ordered) > 10
+    lake = el.Lake.open(tmp_path / "lake", views=[*load_views(str(views)), untyped])
+    lake.materialize()
+    for partition in ("acct-001", "acct-017", "workspace-1"):
+        assert main([*common, "state", partition, "--view", "balances"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown == lake.state(partition, view="balances_v1") == lake.state(
+            partition, view="balances")
