@@ -19,7 +19,9 @@ be encoded does: the fold fails that partition at the event that made it.
 
 from __future__ import annotations
 
+import functools
 import math
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -86,20 +88,55 @@ def _problem(kind: ColumnType, value: Any) -> str | None:
     return None
 
 
-def _fast_check(kind: ColumnType) -> Callable[[Any], bool]:
-    """A cheap test that is True only for values that fit (False: ask `_problem`)."""
-    name = kind.kind
-    if name == "int64":
-        return lambda v: v is None or (type(v) is int and _INT64_MIN <= v <= _INT64_MAX)
-    if name == "float64":
-        return lambda v: v is None or (type(v) is float and math.isfinite(v))
-    if name == "bool":
-        return lambda v: v is None or type(v) is bool
-    if name == "string":
-        return lambda v: v is None or type(v) is str
-    if name == "json":
-        return lambda v: True
-    return lambda v: _problem(kind, v) is None
+# Cheap tests that are True only for values that fit (False: `_problem` says why, or finds
+# that a subclass fits after all), as expressions of `v`.
+_FAST = {
+    "int64": "({v} is None or (type({v}) is int and _MIN <= {v} <= _MAX))",
+    "float64": "({v} is None or (type({v}) is float and _finite({v})))",
+    "bool": "({v} is None or type({v}) is bool)",
+    "string": "({v} is None or type({v}) is str)",
+    "json": "True",
+}
+
+
+def _compile_fit(columns: dict[str, ColumnType], refit: Callable[[Any], Any]
+                 ) -> Callable[[Any], Any]:
+    """`fit`'s common case as one generated function: a dict of exactly the declared keys
+    whose values pass their column's test comes back as it is; anything else goes to
+    `refit`. It runs after every event, where calling a test per column cost as much as a
+    small reducer itself. Only indexes go into the source; names and tests are constants."""
+    namespace: dict[str, Any] = {"_MIN": _INT64_MIN, "_MAX": _INT64_MAX,
+                                 "_finite": math.isfinite, "_refit": refit}
+    tests = []
+    for index, (name, kind) in enumerate(columns.items()):
+        namespace[f"_k{index}"] = name
+        if kind.kind in _FAST:
+            tests.append(_FAST[kind.kind].format(v=f"v{index}"))
+        else:
+            namespace[f"_t{index}"] = lambda v, kind=kind: _problem(kind, v) is None
+            tests.append(f"_t{index}(v{index})")
+    count = len(columns)
+    reads = "\n".join(f"            v{i} = state[_k{i}]" for i in range(count))
+    source = (
+        "def fit(state):\n"
+        f"    if type(state) is dict and len(state) == {count}:\n"
+        "        try:\n"
+        f"{reads}\n"
+        "        except KeyError:\n"
+        "            return _refit(state)\n"
+        f"        if {' and '.join(tests)}:\n"
+        "            return state\n"
+        "    return _refit(state)\n")
+    exec(_compiled(source), namespace)
+    fit: Callable[[Any], Any] = namespace["fit"]
+    return fit
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> types.CodeType:
+    # A codec is made per fold and per state read; compiling is the costly part, and the
+    # source depends only on the column types.
+    return compile(source, "<eventlake typed view fit>", "exec")
 
 
 def _storer(kind: ColumnType) -> Callable[[Any], Any] | None:
@@ -150,20 +187,10 @@ class StateCodec:
         self.columns = {name: polars_type(kind) for name, kind in typed.items()}
         self._keys = frozenset(typed)
         self._names = tuple(typed)
-        self._checks = tuple((name, _fast_check(kind)) for name, kind in typed.items())
         self._storers = tuple(_storer(kind) for kind in typed.values())
         self._loaders = tuple((name, _loader(kind)) for name, kind in typed.items())
         self._null = view.on_mismatch == "null"
-        self.fit = self._fit
-
-    def _fit(self, state: Any) -> Any:
-        if type(state) is dict and state.keys() == self._keys:
-            for name, ok in self._checks:
-                if not ok(state[name]):
-                    break
-            else:
-                return state
-        return self._refit(state)
+        self.fit = _compile_fit(typed, self._refit)
 
     def _refit(self, state: Any) -> Any:
         """The slow path: None (on_mismatch="error") or the fitted state ("null")."""

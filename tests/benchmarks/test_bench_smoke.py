@@ -24,7 +24,8 @@ KEYS = {
     "refresh_speedup_document", "refresh_speedup_aggregate_buckets",
     "refresh_speedup_document_buckets", "refresh_batch_read_ratio",
     "refresh_batch_read_ratio_aggregate", "refresh_batch_read_ratio_partition_id",
-    "refresh_growth", "fold_overhead", "sql_view_scan_ratio", "state_read_ratio",
+    "refresh_growth", "fold_overhead", "fold_overhead_reducer", "fold_overhead_reducer_typed",
+    "sql_view_scan_ratio", "state_read_ratio",
     "state_read_ratio_current", "cold_open_s", "rebuild_rss_growth",
 }
 HAS_EVENTSOURCING = importlib.util.find_spec("eventsourcing") is not None

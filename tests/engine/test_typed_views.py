@@ -318,6 +318,9 @@ def test_on_mismatch_null_stores_nulls_and_counts_them(tmp_path):
     ])
     result = lake.materialize()["typed_null"]
     assert result.nulls == 5
+    from eventlake.cli.view_commands import _result_json
+
+    assert _result_json(result)["nulls"] == 5  # `eventlake materialize --json`
     rows = {r["partition_id"]: r for r in lake.scan("typed_null").collect().iter_rows(
         named=True)}
     assert (rows["a"]["owner"], rows["a"]["score"], rows["a"]["mismatches"]) == (None, None, 3)
@@ -444,3 +447,29 @@ def test_the_sample_balances_view_is_typed_and_reads_as_before(tmp_path, capsys)
         shown = json.loads(capsys.readouterr().out)
         assert shown == lake.state(partition, view="balances_v1") == lake.state(
             partition, view="balances")
+
+
+def test_a_value_that_cannot_be_stored_fails_only_its_partition(tmp_path):
+    def poisoned(state, event):
+        value = event["payload"].get("value")
+        if value == "nan":
+            return {**state, "meta": float("nan")}  # a json column: NaN is no JSON
+        if value == "surrogate":
+            return {**state, "owner": "\ud800"}  # a string column: not UTF-8
+        return _safe(state, event)
+
+    view = ReducerView(name="poisoned", version=1, initial_state=_initial, reduce=poisoned,
+                       columns=COLUMNS)
+    lake = el.Lake.open(tmp_path / "lake", views=[view])
+    lake.append(_deposits({"a": [1], "b": [2], "c": [3]}))
+    lake.append([{"type": "x", "payload": {"value": "nan"}, "partition": "a"},
+                 {"type": "x", "payload": {"value": "surrogate"}, "partition": "b"},
+                 *_deposits({"a": [10], "b": [20], "c": [30]})])
+    result = lake.materialize()["poisoned"]
+    assert result.failed == ("a", "b")
+    failed = {f.partition: f for f in lake.failed_partitions("poisoned")}
+    assert (failed["a"].seq, failed["b"].seq) == (4, 5)
+    assert "cannot be stored in its columns" in failed["a"].error
+    rows = {r["partition_id"]: r for r in lake.scan("poisoned").collect().iter_rows(named=True)}
+    assert (rows["a"]["balance"], rows["b"]["balance"], rows["c"]["balance"]) == (1, 2, 33)
+    assert verify_view(lake, view).ok
