@@ -480,33 +480,34 @@ def _bench_fold(scale: Scale, work: Path, report: BenchReport) -> None:
     report.ratios["fold_overhead"] = _median(folded) / _median(bare)
 
 
-def _sample_balance(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    # data/samples/views.py's `balances` reducer (the package cannot import the samples).
-    sign = _SIGN.get(event["type"])
-    if sign is None:
-        return state
-    amount = event["payload"].get("amount", 0)
-    return {"balance": state["balance"] + sign * amount,
-            "transactions": state["transactions"] + 1}
+# The README's `balances` view: the samples of a checkout, where `eventlake bench` runs (an
+# installed package has no data/samples, and then the reducer keys are skipped).
+_SAMPLE_VIEWS = Path(__file__).resolve().parents[1] / "data" / "samples" / "views.py"
 
 
-_SIGN = {"deposit": 1, "withdrawal": -1}
+def _sample_balances() -> Any | None:
+    import importlib.util
 
-
-def _zero_balance() -> dict[str, int]:
-    return {"balance": 0, "transactions": 0}
+    if not _SAMPLE_VIEWS.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("_eventlake_bench_samples", _SAMPLE_VIEWS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.balances
 
 
 def _bench_fold_reducer(scale: Scale, work: Path, report: BenchReport) -> None:
     """A reducer view's rebuild against a bare loop of its `reduce` over decoded events."""
-    from eventlake.model.views import ReducerView
+    keys = ("fold_overhead_reducer", "fold_overhead_reducer_typed")
+    typed = _sample_balances()
+    if typed is None:
+        report.skipped.update(dict.fromkeys(keys, f"needs {_SAMPLE_VIEWS} (a checkout)"))
+        return
+    import dataclasses
 
+    untyped = dataclasses.replace(typed, name="balances_untyped", columns=None)
     count = min(scale.history_events, 1_000_000)
-    untyped = ReducerView(name="balances", version=1, initial_state=_zero_balance,
-                          reduce=_sample_balance)
-    typed = ReducerView(name="balances_typed", version=1, initial_state=_zero_balance,
-                        reduce=_sample_balance,
-                        columns={"balance": "int64", "transactions": "int64"})
     lake = open_lake(work / "fold-reducer", "partition_id", views=[untyped, typed])
     _grow(lake, count, scale.history_partitions, seed=78, start=0, kinds="domain")
     frame = lake.events().collect()
@@ -516,20 +517,22 @@ def _bench_fold_reducer(scale: Scale, work: Path, report: BenchReport) -> None:
                   frame.get_column("seq").to_list(), frame.get_column("partition_id").to_list(),
                   frame.get_column("type").to_list(), frame.get_column("payload").to_list(),
                   strict=True)]
+    reduce, initial = typed.reduce, typed.initial_state
 
     def bare_loop() -> None:
         states: dict[str, Any] = {}
         for event in events:
             partition = event["partition"]
             state = states.get(partition)
-            states[partition] = _sample_balance(
-                _zero_balance() if state is None else state, event)
+            states[partition] = reduce(initial() if state is None else state, event)
+
+    def rebuild(name: str) -> None:
+        lake.materialize([name], rebuild=True)
 
     bare = [_timed(bare_loop) for _ in range(scale.repeats)]
     report.cases.append(Case("fold_bare_reduce_loop", tuple(bare), f"{count} events"))
-    for key, view in (("fold_overhead_reducer", untyped), ("fold_overhead_reducer_typed", typed)):
-        folded = [_timed(lambda view=view: lake.materialize([view.name], rebuild=True))
-                  for _ in range(scale.repeats)]
+    for key, view in zip(keys, (untyped, typed), strict=True):
+        folded = [_timed(partial(rebuild, view.name)) for _ in range(scale.repeats)]
         report.cases.append(Case(f"fold_{view.name}_rebuild", tuple(folded), f"{count} events"))
         report.ratios[key] = _median(folded) / _median(bare)
 
