@@ -263,6 +263,9 @@ def _unstorable(view: ReducerView, codec: StateCodec, *, stored: Cells | None, s
     state = (start if start is not None else _initial(view, codec, partition)
              if stored is None else codec.load(stored))
     cells = stored
+    if cells is None and start is None:
+        # A new partition that fails at its first event keeps its initial state.
+        cells = _stored_initial(view, codec, state, partition, rows[0][0] if rows else 0)
     reduce = view.reduce
     fit = codec.fit
     for row in rows:
@@ -283,6 +286,16 @@ def _unstorable(view: ReducerView, codec: StateCodec, *, stored: Cells | None, s
 
 
 Cells = tuple[Any, ...]
+
+
+def _stored_initial(view: ReducerView, codec: StateCodec, initial: Any, partition: str,
+                    seq: int) -> Cells:
+    """The cells of a (fitted) initial state; one that cannot be stored stops the view."""
+    try:
+        return codec.store(initial)
+    except _UNSTORABLE as exc:
+        raise ReducerError(view=view.name, partition=partition, seq=seq,
+                           event_type="(initial state encoding)", cause=exc) from exc
 
 
 @dataclass
@@ -450,13 +463,8 @@ def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -
                 failure = None if outcome.failure is None else failure_text(*outcome.failure)
             elif cells is None:
                 codec.nulled = 0
-                initial = _initial(view, codec, partition)
-                try:
-                    cells = codec.store(initial)
-                except _UNSTORABLE as exc:
-                    raise ReducerError(view=view.name, partition=partition, seq=newest,
-                                       event_type="(initial state encoding)",
-                                       cause=exc) from exc
+                cells = _stored_initial(view, codec, _initial(view, codec, partition),
+                                        partition, newest)
                 nulled = codec.nulled
         else:
             added, newest = 0, row.last_seq

@@ -464,12 +464,15 @@ def test_a_value_that_cannot_be_stored_fails_only_its_partition(tmp_path):
     lake.append(_deposits({"a": [1], "b": [2], "c": [3]}))
     lake.append([{"type": "x", "payload": {"value": "nan"}, "partition": "a"},
                  {"type": "x", "payload": {"value": "surrogate"}, "partition": "b"},
-                 *_deposits({"a": [10], "b": [20], "c": [30]})])
+                 *_deposits({"a": [10], "b": [20], "c": [30]}),
+                 # A new partition that fails at its first event keeps its initial state.
+                 {"type": "x", "payload": {"value": "nan"}, "partition": "d"}])
     result = lake.materialize()["poisoned"]
-    assert result.failed == ("a", "b")
+    assert result.failed == ("a", "b", "d")
     failed = {f.partition: f for f in lake.failed_partitions("poisoned")}
-    assert (failed["a"].seq, failed["b"].seq) == (4, 5)
+    assert (failed["a"].seq, failed["b"].seq, failed["d"].seq) == (4, 5, 9)
     assert "cannot be stored in its columns" in failed["a"].error
     rows = {r["partition_id"]: r for r in lake.scan("poisoned").collect().iter_rows(named=True)}
     assert (rows["a"]["balance"], rows["b"]["balance"], rows["c"]["balance"]) == (1, 2, 33)
+    assert {k: rows["d"][k] for k in COLUMNS} == {**_initial(), "meta": None}
     assert verify_view(lake, view).ok

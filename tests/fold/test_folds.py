@@ -75,3 +75,11 @@ def test_a_window_decodes_in_groups_and_a_bad_payload_keeps_only_its_group(monke
     assert all(decoded[i] == {"n": i} for i in range(10) if i not in kept)
     row = rows_for(_view(), _frame(texts)).row(0, named=True)
     assert json.loads(row["failure"])["seq"] == 5
+
+
+def test_a_partition_unstorable_from_its_first_event_keeps_its_initial_state():
+    view = ReducerView(name="v", version=1, initial_state=lambda: {"n": 0},
+                       reduce=lambda state, event: {"n": float("nan")})
+    row = rows_for(view, _frame(['{"a":1}', '{"a":2}'])).row(0, named=True)
+    assert json.loads(row["state"]) == {"n": 0}
+    assert json.loads(row["failure"])["seq"] == 1 and row["last_seq"] == 0
