@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from eventlake.engine.relayout import RelayoutResult
     from eventlake.lake import AppendResult, Lake, LakeInfo
     from eventlake.model.actions import apply_action
+    from eventlake.model.columns import ColumnType
     from eventlake.model.events import Limits
     from eventlake.model.layout import Layout
     from eventlake.model.views import (
@@ -57,6 +58,7 @@ _LAZY = {
     "Snapshot": "eventlake.store.storage",
     "Storage": "eventlake.store.storage",
     "Agg": "eventlake.model.views",
+    "ColumnType": "eventlake.model.columns",
     "AggregateView": "eventlake.model.views",
     "ReducerView": "eventlake.model.views",
     "SqlView": "eventlake.model.views",
@@ -68,6 +70,7 @@ __all__ = [
     "Agg",
     "AggregateView",
     "AppendResult",
+    "ColumnType",
     "EventLog",
     "Freshness",
     "LaggingPartition",

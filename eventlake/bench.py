@@ -184,6 +184,12 @@ GOALS: dict[str, Goal] = {
     "refresh_growth": Goal("<=", 1.5, "refresh time (fixed batch) at 5x history / at 1x"),
     "fold_overhead": Goal("<=", 2.0, "document view rebuild / bare apply_action loop in "
                           "memory"),
+    "fold_overhead_reducer": Goal("<=", 2.0, "rebuild of the sample `balances` reducer "
+                                  "(untyped: one JSON state) / a bare Python loop applying "
+                                  "the same reduce to decoded event dicts, partition_id "
+                                  "layout"),
+    "fold_overhead_reducer_typed": Goal("<=", 2.0, "the same for the typed `balances` "
+                                        "(columns balance, transactions: int64)"),
     "sql_view_scan_ratio": Goal("<=", 3.0, "lake.sql('select * from document').arrow() / "
                                 "polars.read_parquet of the view's active files, many "
                                 "partitions (100k at medium), buckets layout"),
@@ -532,6 +538,63 @@ def _bench_fold(scale: Scale, work: Path, report: BenchReport) -> None:
     report.ratios["fold_overhead"] = _median(folded) / _median(bare)
 
 
+# The README's `balances` view: the samples of a checkout, where `eventlake bench` runs (an
+# installed package has no data/samples, and then the reducer keys are skipped).
+_SAMPLE_VIEWS = Path(__file__).resolve().parents[1] / "data" / "samples" / "views.py"
+
+
+def _sample_balances() -> Any | None:
+    import importlib.util
+
+    if not _SAMPLE_VIEWS.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("_eventlake_bench_samples", _SAMPLE_VIEWS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.balances
+
+
+def _bench_fold_reducer(scale: Scale, work: Path, report: BenchReport) -> None:
+    """A reducer view's rebuild against a bare loop of its `reduce` over decoded events."""
+    keys = ("fold_overhead_reducer", "fold_overhead_reducer_typed")
+    typed = _sample_balances()
+    if typed is None:
+        report.skipped.update(dict.fromkeys(keys, f"needs {_SAMPLE_VIEWS} (a checkout)"))
+        return
+    import dataclasses
+
+    untyped = dataclasses.replace(typed, name="balances_untyped", columns=None)
+    count = min(scale.history_events, 1_000_000)
+    lake = open_lake(work / "fold-reducer", "partition_id", views=[untyped, typed])
+    _grow(lake, count, scale.history_partitions, seed=78, start=0, kinds="domain")
+    frame = lake.events().collect()
+    # What `reduce` gets, built before the clock starts: the bare loop pays only for reduce.
+    events = [{"seq": seq, "partition": partition, "type": kind, "payload": json.loads(text)}
+              for seq, partition, kind, text in zip(
+                  frame.get_column("seq").to_list(), frame.get_column("partition_id").to_list(),
+                  frame.get_column("type").to_list(), frame.get_column("payload").to_list(),
+                  strict=True)]
+    reduce, initial = typed.reduce, typed.initial_state
+
+    def bare_loop() -> None:
+        states: dict[str, Any] = {}
+        for event in events:
+            partition = event["partition"]
+            state = states.get(partition)
+            states[partition] = reduce(initial() if state is None else state, event)
+
+    def rebuild(name: str) -> None:
+        lake.materialize([name], rebuild=True)
+
+    bare = [_timed(bare_loop) for _ in range(scale.repeats)]
+    report.cases.append(Case("fold_bare_reduce_loop", tuple(bare), f"{count} events"))
+    for key, view in zip(keys, (untyped, typed), strict=True):
+        folded = [_timed(partial(rebuild, view.name)) for _ in range(scale.repeats)]
+        report.cases.append(Case(f"fold_{view.name}_rebuild", tuple(folded), f"{count} events"))
+        report.ratios[key] = _median(folded) / _median(bare)
+
+
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child started by a big
 # parent would report the parent's peak.
 _RSS_PROBE = textwrap.dedent(
@@ -667,6 +730,8 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
         "age": ("append and refresh with age", lambda w: scaling.bench_age(
             sizes, w, report, progress)),
         "fold": ("fold overhead", lambda w: _bench_fold(sizes, w, report)),
+        "fold-reducer": ("reducer fold overhead", lambda w: _bench_fold_reducer(sizes, w,
+                                                                                 report)),
         "many-partitions": ("reads at many partitions", lambda w: scaling.bench_many_partitions(
             sizes, w, report, progress)),
         "rss": ("rebuild peak rss", lambda w: _bench_rss(sizes, w, report)),

@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "ChangesUnavailableError",
+    "ColumnMismatchError",
     "CommandError",
     "CommitConflictError",
     "ConfigError",
@@ -245,6 +246,36 @@ class PartitionFailedError(ReducerError):
             hint=("; fix the cause, then `eventlake materialize --retry-failed` folds it "
                   "again (a changed definition needs a version bump or "
                   "--accept-changed-definition)"))
+
+
+class ColumnMismatchError(ReducerError, ValueError):
+    """A typed reducer view's state does not fit its declared `columns` (with the default
+    `on_mismatch="error"`): the refresh stopped at that event and committed nothing of it.
+
+    Names the view, partition, seq and type of the event whose returned state did not fit
+    (`seq` 0 and type "(initial state)" for `initial_state()`), the `column`, the `value`
+    (its repr, shortened) and the `expected` type; `problem` says what is wrong.
+    """
+
+    def __init__(self, *, view: str, partition: str, seq: int, event_type: str, column: str,
+                 value: object, expected: str, problem: str) -> None:
+        self.view = view
+        self.partition = partition
+        self.seq = seq
+        self.event_type = event_type
+        self.column = column
+        self.value = _preview(value)
+        self.expected = expected
+        self.problem = problem
+        self.error = f"column {column!r}: {problem}"
+        where = ("its initial_state()" if event_type == "(initial state)"
+                 else f"seq {seq} (event type {event_type!r})")
+        EventlakeError.__init__(
+            self,
+            f"view {view!r} partition {partition!r} at {where}: column {column!r} "
+            f"{problem} (value {self.value}, expected {expected}); nothing of this refresh "
+            "was committed. Fix the reducer, or change `columns` (with a version bump), or "
+            "declare on_mismatch='null' to store null and count it")
 
 
 class CommitConflictError(EventlakeError, RuntimeError):

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 import eventlake as el
 from eventlake.model.actions import apply_action
+from eventlake.model.jsoncodec import INT_LIMIT
 from eventlake.ops.verify import verify_view
 from eventlake.store.viewstore import ViewStore
-from eventlake.validate.jsoncodec import INT_LIMIT
 from tests.validate.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
 
 BOUNDARIES = [2**53, 2**53 + 1, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1, 2**64, 2**64 + 1,

@@ -38,8 +38,8 @@ import eventlake as el
 from eventlake.cli import main
 from eventlake.errors import InvalidEventError
 from eventlake.ingest.inbox import ingest_file, read_quarantine
+from eventlake.model.jsoncodec import INT_LIMIT
 from eventlake.model.layout import Layout
-from eventlake.validate.jsoncodec import INT_LIMIT
 from tests.validate.test_jsoncodec import exact  # type-strict: 2**64 is not the float it rounds to
 
 GOOD = 299

@@ -21,9 +21,13 @@ def _balance(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
             "transactions": state["transactions"] + 1}
 
 
+# v2: typed columns, so SQL sees `balance` and `transactions` as BIGINT columns and orders
+# numerically (v1 stored the state as one JSON text; the version bump rebuilds lakes built
+# with v1). A state that does not fit (a fractional amount) stops the refresh, naming it.
 balances = ReducerView(
-    name="balances", version=1, reduce=_balance,
+    name="balances", version=2, reduce=_balance,
     initial_state=lambda: {"balance": 0, "transactions": 0},
+    columns={"balance": "int64", "transactions": "int64"},
     description="account balance in cents: deposits minus withdrawals",
 )
 

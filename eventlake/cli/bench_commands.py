@@ -17,7 +17,7 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", metavar="STEP[,STEP]",
                         help="run only these steps: ingest, ingest-jsonl, scale-ingest, "
                              "small-batches, refresh, refresh-buckets, growth, age, fold, "
-                             "many-partitions, rss, actions, repository, layout")
+                             "fold-reducer, many-partitions, rss, actions, repository, layout")
 
 
 _STATUS = {"met": "met", "missed": "MISSED", "report": "reported", "skipped": "skipped"}

@@ -277,7 +277,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     if more:
         rows = rows.head(args.limit)
     if args.json:
-        from eventlake.validate import jsoncodec
+        from eventlake.model import jsoncodec
 
         for row in rows.iter_rows(named=True):
             row["payload"] = jsoncodec.loads(row["payload"])

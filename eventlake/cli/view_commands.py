@@ -79,7 +79,8 @@ def _result_json(result: MaterializeResult) -> dict[str, Any]:
             "events": result.events, "old_watermark": result.old_watermark,
             "new_watermark": result.new_watermark, "seconds": round(result.seconds, 3),
             "rebuilt": result.rebuilt, "commits": result.commits,
-            "newly_failed": list(result.failed), "recovered": list(result.recovered)}
+            "newly_failed": list(result.failed), "recovered": list(result.recovered),
+            "nulls": result.nulls}
 
 
 def _failure_json(failure: PartitionFailure) -> dict[str, Any]:

@@ -30,11 +30,11 @@ from eventlake.errors import (
     ViewChangedError,
     ViewDefinitionError,
 )
-from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view
+from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view, start_state
 from eventlake.fold.sqlfold import whole_history
 from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
 from eventlake.model.progress import Progress, ProgressSink
-from eventlake.model.views import AggregateView, SqlView, View, definition_fingerprint
+from eventlake.model.views import MISMATCHES, AggregateView, SqlView, View, definition_fingerprint
 from eventlake.store.refreshrecords import (
     RefreshRecord,
     read_refresh_record,
@@ -46,7 +46,6 @@ from eventlake.store.viewstore import (
     ViewStore,
     logical_columns,
 )
-from eventlake.validate import jsoncodec
 from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
@@ -77,6 +76,10 @@ class MaterializeResult:
     # current again.
     failed: tuple[str, ...] = ()
     recovered: tuple[str, ...] = ()
+    # A typed view with on_mismatch="null": values this refresh stored as null (or dropped,
+    # for a key not declared) because they did not fit the columns. Each row counts its own
+    # in its `mismatches` column.
+    nulls: int = 0
 
 
 @dataclass(frozen=True)
@@ -259,18 +262,19 @@ def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
     recovered: tuple[str, ...] = ()
     events = 0
     commits = 0
+    nulls = 0
     rebuilt = False
     resume = (marks.building is not None and marks.building_version == view.version
               and marks.building_fingerprint in (None, fingerprint) and not rebuild)
     if rebuild or resume or marks.active is None or marks.active_version != view.version:
-        touched, folded, commits, broken = _rebuild(lake, store, chunk=chunk, fresh=not resume,
-                                                    progress=progress)
+        touched, folded, commits, broken, nulls = _rebuild(
+            lake, store, chunk=chunk, fresh=not resume, progress=progress)
         partitions |= touched
         failed |= broken
         events += folded
         rebuilt = True
     elif retry_failed:
-        touched, folded, steps, broken = _retry_failed(lake, store, chunk)
+        touched, folded, steps, broken, nulls = _retry_failed(lake, store, chunk)
         recovered = tuple(sorted(touched - broken))
         partitions |= touched
         failed |= broken
@@ -285,6 +289,7 @@ def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
         partitions |= step.touched
         failed |= step.failed
         events += step.events
+        nulls += step.nulls
         commits += 1
         if progress is not None:
             progress(Progress(view.name, final, head, "seq"))
@@ -292,7 +297,7 @@ def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
             break  # what the step committed is the watermark: no need to read it back
     return MaterializeResult(view.name, view.version, len(partitions), events, old_watermark,
                              final, time.perf_counter() - started, rebuilt, commits,
-                             tuple(sorted(failed)), recovered)
+                             tuple(sorted(failed)), recovered, nulls)
 
 
 @dataclass(frozen=True)
@@ -304,6 +309,7 @@ class _Step:
     touched: frozenset[str] = frozenset()
     events: int = 0
     failed: frozenset[str] = frozenset()
+    nulls: int = 0
 
 
 def _same_definition(store: ViewStore, marks: Any) -> None:
@@ -336,7 +342,8 @@ def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: int, wind
     store.commit_buckets(snap, rows, buckets=buckets, generation=marks.active,
                          marks={f"v{store.view.version}": end,
                                 "fingerprint": definition_fingerprint(store.view)})
-    return _Step(True, end, frozenset(touched), events.height, _newly_failed(prior, rows))
+    return _Step(True, end, frozenset(touched), events.height, _newly_failed(prior, rows),
+                 _nulled(rows) - _nulled(prior))
 
 
 def _failed_set(rows: pl.DataFrame | None) -> set[str]:
@@ -347,6 +354,14 @@ def _failed_set(rows: pl.DataFrame | None) -> set[str]:
 
 def _newly_failed(prior: pl.DataFrame | None, rows: pl.DataFrame) -> frozenset[str]:
     return frozenset(_failed_set(rows) - _failed_set(prior))
+
+
+def _nulled(rows: pl.DataFrame | None) -> int:
+    """The values `rows` stored as null for not fitting a typed view's columns (their
+    `mismatches`): the rows a commit writes minus those it replaces is what it added."""
+    if rows is None or not rows.height or MISMATCHES not in rows.columns:
+        return 0
+    return int(rows.get_column(MISMATCHES).sum())
 
 
 def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | None,
@@ -374,33 +389,34 @@ def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | 
 
 
 def _retry_failed(lake: LakeParts, store: ViewStore, chunk: int
-                  ) -> tuple[set[str], int, int, set[str]]:
+                  ) -> tuple[set[str], int, int, set[str], int]:
     """Fold the failed partitions again from where they stopped, up to the watermark.
 
     Their failure is cleared and their events above their `last_seq` are folded in slices
     of about `chunk` events, bucket group by bucket group, each group one commit (the
     watermark does not move). A partition that fails again is marked again, maybe at a
-    later event. Returns (retried, events folded, commits, failed again).
+    later event. Returns (retried, events folded, commits, failed again, values nulled).
     """
     view = store.view
     snap = store.snapshot()
     failed = store.failed_rows(snap)
     if not failed.height:
-        return set(), 0, 0, set()
+        return set(), 0, 0, set(), 0
     buckets = store.buckets(snap)
     by_bucket: dict[int, list[str]] = defaultdict(list)
     for partition in failed.get_column("partition_id").to_list():
         by_bucket[bucket_of(partition, buckets)].append(partition)
     retried: set[str] = set()
     again: set[str] = set()
-    folded = commits = 0
+    folded = commits = nulls = 0
     for bucket, members in sorted(by_bucket.items()):
 
-        def attempt(bucket: int = bucket, members: list[str] = members) -> tuple[int, set[str]]:
+        def attempt(bucket: int = bucket, members: list[str] = members
+                    ) -> tuple[int, set[str], int]:
             snap = store.snapshot()
             marks = store.marks(snap)
             if marks.active is None or marks.active_version != view.version:
-                return 0, set()
+                return 0, set(), 0
             _same_definition(store, marks)
             prior = store.read_buckets(snap, [bucket], generation=marks.active)
             mine = pl.col("partition_id").is_in(members)
@@ -414,15 +430,16 @@ def _retry_failed(lake: LakeParts, store: ViewStore, chunk: int
                 rows = kept
             store.commit_buckets(snap, rows, buckets=[bucket], generation=marks.active,
                                  marks={"fingerprint": definition_fingerprint(view)})
-            return count, _failed_set(rows) & set(members)
+            return count, _failed_set(rows) & set(members), _nulled(rows) - _nulled(prior)
 
-        count, still = retry_commit(attempt, what=f"retry of failed partitions of view "
-                                                  f"{view.name!r}")
+        count, still, nulled = retry_commit(attempt, what=f"retry of failed partitions of view "
+                                                          f"{view.name!r}")
         retried.update(members)
         again |= still
         folded += count
+        nulls += nulled
         commits += 1
-    return retried, folded, commits, again
+    return retried, folded, commits, again, nulls
 
 
 def _fold_slices(lake: LakeParts, view: View, rows: pl.DataFrame, partitions: list[str],
@@ -514,13 +531,14 @@ class _Sizes:
 
 
 def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
-             progress: ProgressSink | None) -> tuple[set[str], int, int, set[str]]:
+             progress: ProgressSink | None) -> tuple[set[str], int, int, set[str], int]:
     """Build a new generation bucket by bucket, then make it the active one atomically.
 
-    Returns (partitions, events folded, commits, partitions that failed)."""
+    Returns (partitions, events folded, commits, partitions that failed, values nulled)."""
     view = store.view
     fingerprint = definition_fingerprint(view)
     commits = 0
+    nulls = 0
     broken: set[str] = set()
 
     def start() -> tuple[int, int, int]:
@@ -560,6 +578,7 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
         total = sum(sizes.values())
         rows = _fold_partitions(lake, view, members, sizes, target, chunk)
         broken |= _failed_set(rows)
+        nulls += _nulled(rows)
         if rows.height:
             rows = _placed(rows, buckets)
         end = group[-1] + 1
@@ -593,7 +612,7 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
                                     "fingerprint": fingerprint})
 
     retry_commit(activate, what=f"rebuild of view {view.name!r}")
-    return touched, folded, commits + 1, broken
+    return touched, folded, commits + 1, broken, nulls
 
 
 def _fold_partitions(lake: LakeParts, view: View, members: list[str], sizes: dict[str, int],
@@ -649,12 +668,12 @@ def read_state(lake: LakeParts, view: View, partition: str, *, as_of_seq: int | 
     start = None if snap is None else _checkpoint(store, snap, partition, target,
                                                   history_depth)
     if start is None:
-        state, after = view.initial_state(), 0
+        state, after = start_state(view, partition, None), 0
     else:
-        text, after, failure = start
+        row, after, failure = start
         if failure is not None:
             raise failure.error_object()
-        state = view.initial_state() if text is None else jsoncodec.loads(text)
+        state = start_state(view, partition, row)
     if target > after:
         events = lake.events(partition, since_seq=after, until_seq=target,
                              snapshot=log).collect()
@@ -672,8 +691,8 @@ def _failure(view: View, partition: str, row: dict[str, Any]) -> PartitionFailur
 
 
 def _checkpoint(store: ViewStore, snap: Snapshot, partition: str, target: int, depth: int
-                ) -> tuple[str | None, int, PartitionFailure | None] | None:
-    """The partition's stored state valid at some seq <= `target`, and that seq.
+                ) -> tuple[dict[str, Any] | None, int, PartitionFailure | None] | None:
+    """The partition's stored row valid at some seq <= `target`, and that seq.
 
     A row of the active generation is exact up to the view's watermark, not only up to its
     own `last_seq`: the partition had no events in between. So a view that is up to date
@@ -698,9 +717,9 @@ def _checkpoint(store: ViewStore, snap: Snapshot, partition: str, target: int, d
             failure = _failure(store.view, partition, row)
             if failure is not None:
                 if target >= failure.seq:
-                    return str(row["state"]), last, failure
-                return str(row["state"]), target, None
-            return str(row["state"]), (min(target, watermark) if watermark >= last else last), None
+                    return row, last, failure
+                return row, target, None
+            return row, (min(target, watermark) if watermark >= last else last), None
         if snap.version == 0:
             return None
         try:

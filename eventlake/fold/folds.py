@@ -12,18 +12,25 @@ the event and a `failure` naming it, and every other partition folds on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import polars as pl
 
-from eventlake.errors import InvalidEventError, PartitionFailedError, ReducerError
+from eventlake.errors import (
+    ColumnMismatchError,
+    InvalidEventError,
+    PartitionFailedError,
+    ReducerError,
+)
 from eventlake.fold.aggregates import FAILURE, failure_text, fold_aggregate, rows_before
 from eventlake.fold.sqlfold import fold_sql
+from eventlake.fold.typed import StateCodec, codec_for
 from eventlake.model import jsoncodec
 from eventlake.model.events import decode_payload
-from eventlake.model.views import ReducerView, SqlView, View
+from eventlake.model.views import MISMATCHES, ReducerView, SqlView, View
 
 __all__ = [
     "FAILURE",
@@ -33,6 +40,7 @@ __all__ = [
     "fold_reducer",
     "fold_view",
     "rows_for",
+    "start_state",
 ]
 
 
@@ -75,14 +83,57 @@ def _timestamps(column: pl.Series) -> list[Any]:
 
 
 def _columns(frame: pl.DataFrame) -> list[list[Any]]:
-    """The event columns of `frame` as Python lists, payloads still JSON text."""
-    return [_timestamps(frame.get_column(c)) if c == "ts" else frame.get_column(c).to_list()
-            for c in _EVENT_COLUMNS]
+    """The event columns of `frame` as Python lists, payloads decoded (`_payloads`)."""
+    return [_timestamps(frame.get_column(c)) if c == "ts" else
+            _payloads(frame.get_column(c).to_list()) if c == "payload" else
+            frame.get_column(c).to_list() for c in _EVENT_COLUMNS]
 
 
-def _event(seq: int, partition: str, kind: str, text: str, ts: Any, event_id: str
+_DECODE_GROUP_CHARS = 1 << 18
+
+
+def _payloads(texts: list[str]) -> list[Any]:
+    """The payloads of a window, decoded a group at a time: one `jsoncodec.loads` of a group
+    as one JSON array, the same strict and exact decoder, whose checks then run once per
+    group instead of once per event (decoding event by event cost about as much as the rest
+    of a fold). A group holds up to 256k characters, so the text joined for it stays small
+    next to the window itself (a bounded-memory rebuild runs under a tight cap).
+
+    `orjson.loads` of each text first proves that each is one JSON value on its own, so the
+    array's items are the payloads in order. When a text is not (the log never holds such a
+    payload: appends check them), or a check of the codec refuses one, its group keeps its
+    texts and each of those events decodes its own (`_event`), failing at that event as it
+    always did.
+    """
+    out: list[Any] = []
+    start = size = 0
+    for end, text in enumerate(texts):
+        size += len(text)
+        if size >= _DECODE_GROUP_CHARS or end == len(texts) - 1:
+            out += _decoded(texts[start:end + 1])
+            start, size = end + 1, 0
+    return out
+
+
+def _decoded(texts: list[str]) -> list[Any]:
+    """One group of `_payloads`: the decoded payloads, or the texts as they are."""
+    try:
+        for text in texts:
+            orjson.loads(text)
+        values = jsoncodec.loads("[" + ",".join(texts) + "]")
+    except (orjson.JSONDecodeError, ValueError, RecursionError):
+        return texts
+    if not isinstance(values, list) or len(values) != len(texts) or not all(
+            type(value) is dict for value in values):
+        return texts
+    return values
+
+
+def _event(seq: int, partition: str, kind: str, payload: Any, ts: Any, event_id: str
            ) -> dict[str, Any]:
-    return {"seq": seq, "partition": partition, "type": kind, "payload": _payload(text),
+    # `payload` is decoded already (a dict), or its text when the window's was not.
+    return {"seq": seq, "partition": partition, "type": kind,
+            "payload": payload if type(payload) is dict else _payload(payload),
             "ts": ts, "event_id": event_id}
 
 
@@ -127,86 +178,166 @@ def _refusal(seq: int, kind: str, exc: Exception) -> str:
     return encode_state({"seq": seq, "type": kind, "error": str(exc)})
 
 
+def _fitted(view: ReducerView, codec: StateCodec, fit: Callable[[Any], Any], state: Any,
+            row: tuple[Any, ...]) -> Any:
+    """`fit(state)` after the event of `row`; a state that does not fit (on_mismatch="error")
+    stops the fold with `ColumnMismatchError` naming that event."""
+    fitted = fit(state)
+    if fitted is None:
+        raise _mismatch_error(view, codec, state, partition=row[1], seq=row[0], kind=row[2])
+    return fitted
+
+
+def _mismatch_error(view: ReducerView, codec: StateCodec, state: Any, *, partition: str,
+                    seq: int, kind: str) -> ColumnMismatchError:
+    misfit = codec.misfit(state)
+    assert misfit is not None
+    return ColumnMismatchError(view=view.name, partition=partition, seq=seq, event_type=kind,
+                               column=misfit.column, value=misfit.value,
+                               expected=misfit.expected, problem=misfit.problem)
+
+
+def _initial(view: ReducerView, codec: StateCodec, partition: str) -> Any:
+    """The fitted initial state of `partition` (its own error when it does not fit)."""
+    state, fitted = codec.initial()
+    if fitted is None:
+        raise _mismatch_error(view, codec, state, partition=partition, seq=0,
+                              kind="(initial state)")
+    return fitted
+
+
+def start_state(view: ReducerView, partition: str, row: dict[str, Any] | None) -> Any:
+    """The state a stored view row holds (the initial state without a row): what a fold of
+    the partition's newer events starts from."""
+    codec = codec_for(view)
+    if row is None:
+        return _initial(view, codec, partition)
+    return codec.load(tuple(row.get(column) for column in codec.columns))
+
+
 def fold_events(view: ReducerView, state: Any, events: pl.DataFrame, *,
                 after_seq: int = 0) -> tuple[Any, int, int]:
     """Fold one partition's events (seq order) above `after_seq`; returns state, last, count.
 
     `last` and `count` cover every event above `after_seq`, also those outside the view's
     `types` that `reduce` never sees. An event the reducer fails on (and may not skip) raises
-    `PartitionFailedError` naming it, as reading a partition the view marked failed does.
+    `PartitionFailedError` naming it, as reading a partition the view marked failed does;
+    a state that does not fit a typed view's columns raises `ColumnMismatchError` (with
+    on_mismatch="error"). `state` is a stored one (`start_state`).
     """
     frame = events.select(_EVENT_COLUMNS).filter(pl.col("seq") > after_seq).sort("seq")
     if not frame.height:
         return state, after_seq, 0
+    codec = codec_for(view)
+    fit = codec.fit
     reduce = view.reduce
     start, folded = state, False
-    for row in zip(*_columns(_reduced(view, frame)), strict=True):
+    rows = list(zip(*_columns(_reduced(view, frame)), strict=True))
+    for row in rows:
         try:
-            state = reduce(state, _event(*row))
-            folded = True
+            new = reduce(state, _event(*row))
         except Exception as exc:
             if not _skips(view, exc):
                 raise PartitionFailedError(view=view.name, partition=row[1], seq=row[0],
                                            event_type=row[2], cause=exc) from exc
+            continue
+        state = new if fit is None else _fitted(view, codec, fit, new, row)
+        folded = True
     if folded:
         try:
-            encode_state(state)  # what the view could not store, a read does not return
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            _, seq, kind = _unencodable(view, state_text=None, start=start, frame=frame)
+            codec.store(state)  # what the view could not store, a read does not return
+        except _UNSTORABLE as exc:
+            _, seq, kind = _unstorable(view, codec, stored=None, start=start, rows=rows)
             raise PartitionFailedError(view=view.name, partition=str(frame["partition_id"][0]),
                                        seq=seq, event_type=kind, cause=exc) from exc
     return state, int(frame.get_column("seq")[-1]), frame.height
 
 
-def _unencodable(view: ReducerView, *, state_text: str | None, start: Any,
-                 frame: pl.DataFrame) -> tuple[str | None, int, str]:
-    """Refold `frame` (one partition) encoding after every event: the text of the last
-    state that encodes, and the seq and type of the event whose result does not."""
-    state = (start if start is not None else view.initial_state() if state_text is None
-             else jsoncodec.loads(state_text))
-    text = state_text
+# What storing a state can raise: not JSON, too deep for the encoder, not UTF-8.
+_UNSTORABLE = (TypeError, ValueError, OverflowError, RecursionError)
+
+
+def _unstorable(view: ReducerView, codec: StateCodec, *, stored: Cells | None, start: Any,
+                rows: list[tuple[Any, ...]]) -> tuple[Cells | None, int, str]:
+    """Refold `rows` (one partition's events, seq order) storing after every event: the
+    cells of the last state that stores, and the seq and type of the event whose result
+    does not."""
+    partition = str(rows[0][1]) if rows else ""
+    state = (start if start is not None else _initial(view, codec, partition)
+             if stored is None else codec.load(stored))
+    cells = stored
+    if cells is None and start is None:
+        # A new partition that fails at its first event keeps its initial state.
+        cells = _stored_initial(view, codec, state, partition, rows[0][0] if rows else 0)
     reduce = view.reduce
-    for row in zip(*_columns(_reduced(view, frame)), strict=True):
+    fit = codec.fit
+    for row in rows:
         try:
             new = reduce(state, _event(*row))
         except Exception as exc:
             if _skips(view, exc):
                 continue
             raise  # the caller met this event already; it never gets here
+        if fit is not None:
+            new = _fitted(view, codec, fit, new, row)
         try:
-            text = encode_state(new)
-        except (TypeError, ValueError, OverflowError, RecursionError):
-            return text, row[0], row[2]
+            cells = codec.store(new)
+        except _UNSTORABLE:
+            return cells, row[0], row[2]
         state = new
-    raise AssertionError("every state encoded on the second fold")
+    raise AssertionError("every state stored on the second fold")
+
+
+Cells = tuple[Any, ...]
+
+
+def _stored_initial(view: ReducerView, codec: StateCodec, initial: Any, partition: str,
+                    seq: int) -> Cells:
+    """The cells of a (fitted) initial state; one that cannot be stored stops the view."""
+    try:
+        return codec.store(initial)
+    except _UNSTORABLE as exc:
+        raise ReducerError(view=view.name, partition=partition, seq=seq,
+                           event_type="(initial state encoding)", cause=exc) from exc
 
 
 @dataclass
 class _Outcome:
     """What folding one partition's new events gave."""
 
-    text: str | None
+    cells: Cells | None
     rejected: int
     refusal: str | None
     failure: tuple[int, str, str] | None = None
+    nulled: int = 0
 
 
-def _fold_partition(view: ReducerView, text: str | None, rejected: int, refusal: str | None,
+def _fold_partition(view: ReducerView, codec: StateCodec, stored: Cells | None,
+                    rejected: int, refusal: str | None, nulled: int,
                     rows: Iterable[tuple[Any, ...]]) -> _Outcome:
-    """Fold one partition's rows (seq order) onto its stored state text.
+    """Fold one partition's rows (seq order) onto its stored state cells.
 
     A reducer exception stops the partition at that event (unless the view skips it): the
-    state stays the one before it. So does a state that cannot be stored as JSON; finding
-    which event made it needs a second fold that encodes after each event (rare).
+    state stays the one before it. So does a state that cannot be stored; finding which
+    event made it needs a second fold that stores after each event (rare). A typed view
+    fits every state the reducer returns to its columns (`StateCodec.fit`).
     """
     rows = list(rows)
-    state = view.initial_state() if text is None else jsoncodec.loads(text)
+    codec.nulled = nulled
+    partition = str(rows[0][1]) if rows else ""
+    state = _initial(view, codec, partition) if stored is None else codec.load(stored)
     reduce = view.reduce
+    fit = codec.fit
     failure = None
     start_rejected, start_refusal = rejected, refusal
     for count, row in enumerate(rows):
         try:
-            state = reduce(state, _event(*row))
+            # `_event`, inline: the hot loop of every refresh, where the call showed.
+            payload = row[3]
+            new = reduce(state, {
+                "seq": row[0], "partition": row[1], "type": row[2],
+                "payload": payload if type(payload) is dict else _payload(payload),
+                "ts": row[4], "event_id": row[5]})
         except Exception as exc:
             if _skips(view, exc):
                 refusal = _refusal(row[0], row[2], exc)
@@ -215,26 +346,38 @@ def _fold_partition(view: ReducerView, text: str | None, rejected: int, refusal:
             failure = (row[0], row[2], _error_text(exc))
             rows = rows[:count]
             break
+        state = new if fit is None else _fitted(view, codec, fit, new, row)
     try:
-        return _Outcome(encode_state(state), rejected, refusal, failure)
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-        frame = pl.DataFrame([list(column) for column in zip(*rows, strict=True)],
-                             schema=dict(zip(_EVENT_COLUMNS, _ROW_TYPES, strict=True)),
-                             orient="col")
-        good, seq, kind = _unencodable(view, state_text=text, start=None, frame=frame)
-        refolded = _fold_partition(view, text, start_rejected, start_refusal,
+        return _Outcome(codec.store(state), rejected, refusal, failure, codec.nulled)
+    except _UNSTORABLE as exc:
+        good, seq, kind = _unstorable(view, codec, stored=stored, start=None, rows=rows)
+        refolded = _fold_partition(view, codec, stored, start_rejected, start_refusal, nulled,
                                    [r for r in rows if r[0] < seq])
-        error = f"the state after this event cannot be stored as JSON: {_error_text(exc)}"
-        return _Outcome(good, refolded.rejected, refolded.refusal, (seq, kind, error))
+        what = "as JSON" if not codec.typed else "in its columns"
+        error = f"the state after this event cannot be stored {what}: {_error_text(exc)}"
+        return _Outcome(good, refolded.rejected, refolded.refusal, (seq, kind, error),
+                        refolded.nulled)
 
 
-_ROW_TYPES = (pl.Int64(), pl.String(), pl.String(), pl.String(), pl.Datetime("us", "UTC"),
-              pl.String())
+@dataclass(frozen=True)
+class _Stored:
+    """One partition's stored row, as the fold reads it."""
+
+    cells: Cells | None
+    last_seq: int = 0
+    event_count: int = 0
+    rejected: int = 0
+    last_rejected: str | None = None
+    failure: str | None = None
+    nulled: int = 0
 
 
-def _stored_rows(view: ReducerView, prior: pl.DataFrame
-                 ) -> dict[str, tuple[str, int, int, int, str | None, str | None]]:
-    """partition -> (state text, last_seq, event_count, rejected, last_rejected, failure)."""
+_NEW = _Stored(None)
+
+
+def _stored_rows(view: ReducerView, codec: StateCodec, prior: pl.DataFrame
+                 ) -> dict[str, _Stored]:
+    """partition -> its stored row (state cells, counters, failure)."""
     if not prior.height:
         return {}
     n = prior.height
@@ -242,40 +385,46 @@ def _stored_rows(view: ReducerView, prior: pl.DataFrame
     def column(name: str, default: Any) -> list[Any]:
         return prior.get_column(name).to_list() if name in prior.columns else [default] * n
 
+    cells = zip(*(column(c, None) for c in codec.columns), strict=True)
+    skips, counts = view.skip_invalid, view.on_mismatch == "null"
     return {
-        partition: (text, last, count, refused or 0, why, failure)
-        for partition, text, last, count, refused, why, failure in zip(
-            prior.get_column("partition_id").to_list(), prior.get_column("state").to_list(),
+        partition: _Stored(state, last, count, refused or 0, why, failure, nulled or 0)
+        for partition, state, last, count, refused, why, failure, nulled in zip(
+            prior.get_column("partition_id").to_list(), cells,
             prior.get_column("last_seq").to_list(), prior.get_column("event_count").to_list(),
-            column("rejected", 0) if view.skip_invalid else [0] * n,
-            column("last_rejected", None) if view.skip_invalid else [None] * n,
-            column(FAILURE, None), strict=True)
+            column("rejected", 0) if skips else [0] * n,
+            column("last_rejected", None) if skips else [None] * n,
+            column(FAILURE, None), column(MISMATCHES, 0) if counts else [0] * n, strict=True)
     }
 
 
 def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """New rows (partition_id, state, failure, last_seq, event_count) for every partition in
-    `events`.
+    """New rows (partition_id, state or typed columns, failure, last_seq, event_count) for
+    every partition in `events`.
 
     `prior` holds the stored rows of (at least) those partitions; events at or below a row's
     `last_seq` were folded already and are skipped, so re-running a step never double-applies.
     `last_seq` and `event_count` count every event of the partition; `reduce` gets only the
     events of the view's `types`, one partition after the other in seq order, and a partition
-    whose new events it does not get keeps its stored state text as it is.
+    whose new events it does not get keeps its stored state as it is.
 
     A partition the reducer fails on stops at that event: its row keeps the state before it,
     `last_seq`/`event_count` cover the events before it, and `failure` names it. A stored row
-    with a `failure` is returned as it is (the caller clears the failure to retry it).
+    with a `failure` is returned as it is (the caller clears the failure to retry it). A
+    state that does not fit a typed view's columns (on_mismatch="error") raises
+    `ColumnMismatchError`: no rows at all.
     """
     skips = view.skip_invalid
-    stored = _stored_rows(view, prior)
+    codec = codec_for(view)
+    counts = view.on_mismatch == "null"
+    stored = _stored_rows(view, codec, prior)
     frame = events.select(_EVENT_COLUMNS)
     partitions = frame.get_column("partition_id").unique().sort().to_list()
     if stored:
         done = pl.DataFrame({"partition_id": list(stored),
-                             "_done": [row[1] if row[5] is None else None
+                             "_done": [row.last_seq if row.failure is None else None
                                        for row in stored.values()],
-                             "_held": [row[5] is not None for row in stored.values()]},
+                             "_held": [row.failure is not None for row in stored.values()]},
                             schema={"partition_id": pl.String(), "_done": pl.Int64(),
                                     "_held": pl.Boolean()})
         frame = frame.join(done, on="partition_id", how="left").filter(
@@ -286,46 +435,53 @@ def fold_reducer(view: ReducerView, prior: pl.DataFrame, events: pl.DataFrame) -
     columns = _columns(reduced)
     outcomes: dict[str, _Outcome] = {}
     for partition, (lo, hi) in ranges.items():
-        text, _, _, rejected, refusal, _ = stored.get(partition, (None, 0, 0, 0, None, None))
+        row = stored.get(partition, _NEW)
         outcomes[partition] = _fold_partition(
-            view, text, rejected, refusal, zip(*(c[lo:hi] for c in columns), strict=True))
+            view, codec, row.cells, row.rejected, row.last_rejected, row.nulled,
+            zip(*(c[lo:hi] for c in columns), strict=True))
     failures = {p: o.failure for p, o in outcomes.items() if o.failure is not None}
     counted = rows_before(frame, {p: f[0] for p, f in failures.items()})
     news: dict[str, tuple[int, int]] = {
         partition: (n, last) for partition, n, last in counted.group_by("partition_id").agg(
             pl.len(), pl.col("seq").max()).iter_rows()}
     # The column order of the view table (`viewstore.row_schema`).
-    schema: dict[str, pl.DataType] = {"partition_id": pl.String(), "state": pl.String()}
+    schema: dict[str, pl.DataType] = {"partition_id": pl.String(), **codec.columns}
     if skips:
         schema |= {"rejected": pl.Int64(), "last_rejected": pl.String()}
+    if counts:
+        schema |= {MISMATCHES: pl.Int64()}
     schema |= {FAILURE: pl.String(), "last_seq": pl.Int64(), "event_count": pl.Int64()}
     out: dict[str, list[Any]] = {column: [] for column in schema}
+    cell_lists = [out[column] for column in codec.columns]
     for partition in partitions:
-        text, last, count, rejected, refusal, failure = stored.get(
-            partition, (None, 0, 0, 0, None, None))
-        added, newest = news.get(partition, (0, last))
+        row = stored.get(partition, _NEW)
+        cells, rejected, refusal, failure, nulled = (
+            row.cells, row.rejected, row.last_rejected, row.failure, row.nulled)
+        added, newest = news.get(partition, (0, row.last_seq))
         if failure is None:
             outcome = outcomes.get(partition)
             if outcome is not None:
-                text, rejected, refusal = outcome.text, outcome.rejected, outcome.refusal
+                cells, rejected, refusal = outcome.cells, outcome.rejected, outcome.refusal
+                nulled = outcome.nulled
                 failure = None if outcome.failure is None else failure_text(*outcome.failure)
-            elif text is None:
-                try:
-                    text = encode_state(view.initial_state())
-                except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-                    raise ReducerError(view=view.name, partition=partition, seq=newest,
-                                       event_type="(initial state encoding)",
-                                       cause=exc) from exc
+            elif cells is None:
+                codec.nulled = 0
+                cells = _stored_initial(view, codec, _initial(view, codec, partition),
+                                        partition, newest)
+                nulled = codec.nulled
         else:
-            added, newest = 0, last
+            added, newest = 0, row.last_seq
         out["partition_id"].append(partition)
-        out["state"].append(text)
+        for values, cell in zip(cell_lists, cells or (None,) * len(cell_lists), strict=True):
+            values.append(cell)
         out[FAILURE].append(failure)
-        out["last_seq"].append(max(last, newest))
-        out["event_count"].append(count + added)
+        out["last_seq"].append(max(row.last_seq, newest))
+        out["event_count"].append(row.event_count + added)
         if skips:
             out["rejected"].append(rejected)
             out["last_rejected"].append(refusal)
+        if counts:
+            out[MISMATCHES].append(nulled)
     return pl.DataFrame(out, schema=schema)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from eventlake.errors import InboxNotFoundError, InvalidEventError
-from eventlake.validate import jsoncodec
+from eventlake.model import jsoncodec
 
 if TYPE_CHECKING:
     from eventlake.validate.events import Limits

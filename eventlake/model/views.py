@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from eventlake.errors import InvalidEventError, ViewDefinitionError
 from eventlake.model.actions import ACTION_TYPES, apply_action, is_state_action
+from eventlake.model.columns import ColumnType, column_type
 from eventlake.model.sqlview import SqlView
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "DOCUMENT_VIEW",
     "EVENT_COLUMNS",
     "FAILURE",
+    "MISMATCHES",
     "Agg",
     "AggregateView",
     "ReducerView",
@@ -57,10 +59,13 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # The column of a view row that holds why its partition stopped folding (null when it did not).
 FAILURE = "failure"
+# The column of a typed view row (on_mismatch="null") counting values it stored as null.
+MISMATCHES = "mismatches"
 # Column names the view tables use themselves.
 RESERVED_COLUMNS = frozenset(
     {"partition_id", "bucket", "view_version", "state", "last_seq", "event_count",
-     "updated_at", "rejected", "last_rejected", FAILURE})
+     "updated_at", "rejected", "last_rejected", FAILURE, MISMATCHES, "generation"})
+OnMismatch = Literal["error", "null"]
 
 Event = dict[str, Any]
 Reduce = Callable[[Any, Event], Any]
@@ -91,6 +96,16 @@ class ReducerView:
     With `types`, `reduce` gets only events of those types: the others are not decoded at all,
     which is cheaper than a `reduce` that returns them unchanged. `last_seq` and
     `event_count` still count every event of the partition.
+
+    With `columns` (state key -> type name, see `eventlake.model.columns`) the state is a
+    dict whose keys are stored as typed columns instead of one JSON text: every state the
+    reducer returns (and `initial_state()`) must have exactly those keys, each value of its
+    column's type or None. One that does not fit follows `on_mismatch`: "error" stops the
+    refresh (`ColumnMismatchError`, nothing of it committed); "null" stores None for a
+    missing key or a value of the wrong type, drops a key not declared, and counts each such
+    value in the row's `mismatches` column. Either way the check runs after every event, so
+    the next event sees the state as it is stored and a refresh equals a rebuild however the
+    events were split.
     """
 
     name: str
@@ -100,6 +115,9 @@ class ReducerView:
     description: str = ""
     skip_invalid: bool = False
     types: Sequence[str] | None = None
+    columns: Mapping[str, str | ColumnType] | None = dataclass_field(default=None,
+                                                                     kw_only=True)
+    on_mismatch: OnMismatch = dataclass_field(default="error", kw_only=True)
 
     def __post_init__(self) -> None:
         _check_identity(self.name, self.version)
@@ -108,10 +126,41 @@ class ReducerView:
                 f"view {self.name!r}: initial_state and reduce must be callables")
         if self.types is not None:
             object.__setattr__(self, "types", _event_types(self.name, self.types))
+        if self.on_mismatch not in ("error", "null"):
+            raise ViewDefinitionError(
+                f"view {self.name!r}: on_mismatch must be 'error' or 'null', got "
+                f"{self.on_mismatch!r}")
+        if self.columns is not None:
+            object.__setattr__(self, "columns", _typed_columns(self.name, self.columns))
+        elif self.on_mismatch != "error":
+            raise ViewDefinitionError(
+                f"view {self.name!r}: on_mismatch={self.on_mismatch!r} needs columns=...")
 
     @property
     def kind(self) -> str:
         return "reducer"
+
+
+    @property
+    def column_types(self) -> dict[str, ColumnType] | None:
+        """The parsed `columns` (None for an untyped view, whose state is one JSON text)."""
+        return None if self.columns is None else dict(self.columns)  # type: ignore[arg-type]
+
+
+def _typed_columns(view: str, columns: object) -> dict[str, ColumnType]:
+    if not isinstance(columns, Mapping) or not columns:
+        raise ViewDefinitionError(
+            f"view {view!r}: columns must map state keys to type names, e.g. "
+            f"{{'balance': 'int64'}}, got {columns!r}")
+    parsed: dict[str, ColumnType] = {}
+    for name, spec in columns.items():
+        if (not isinstance(name, str) or not _NAME.match(name) or name in RESERVED_COLUMNS
+                or name.startswith("_")):
+            raise ViewDefinitionError(
+                f"view {view!r}: column name {name!r} is not allowed (reserved, starts with "
+                "'_' or not an identifier)")
+        parsed[name] = column_type(spec, view=view, column=name)
+    return parsed
 
 
 def _event_types(view: str, types: object) -> tuple[str, ...]:
@@ -125,13 +174,15 @@ def _event_types(view: str, types: object) -> tuple[str, ...]:
 def reducer_view(
     name: str, *, version: int = 1, initial_state: Callable[[], Any] = dict,
     description: str = "", skip_invalid: bool = False, types: Sequence[str] | None = None,
+    columns: Mapping[str, str | ColumnType] | None = None, on_mismatch: OnMismatch = "error",
 ) -> Callable[[Reduce], ReducerView]:
     """Decorator form: `@reducer_view("balances", version=2)` over a reduce function."""
 
     def wrap(reduce: Reduce) -> ReducerView:
         return ReducerView(name=name, version=version, initial_state=initial_state,
                            reduce=reduce, description=description or (reduce.__doc__ or ""),
-                           skip_invalid=skip_invalid, types=types)
+                           skip_invalid=skip_invalid, types=types, columns=columns,
+                           on_mismatch=on_mismatch)
 
     return wrap
 
@@ -330,9 +381,10 @@ def definition_fingerprint(view: View) -> int:
       and `where` (the order of aggregates and of `where` types is not meaning);
     - reducer view: the code of `reduce` and `initial_state` (bytecode, constants including
       nested functions, the global and attribute names used, defaults, closure values),
-      `types` and `skip_invalid`. Not the functions it calls or the globals it reads: bump
-      the version when those change meaning. Bytecode differs between Python versions, so a
-      Python upgrade reads as a change (accept it once).
+      `types`, `skip_invalid`, and for a typed view its `columns` (names and canonical
+      types, in any order) and `on_mismatch`. Not the functions it calls or the globals it
+      reads: bump the version when those change meaning. Bytecode differs between Python
+      versions, so a Python upgrade reads as a change (accept it once).
 
     Names, descriptions, docstrings and line numbers do not count. The value is the same in
     every process (no `hash()`, which is salted per process); 62 bits keep it a positive
@@ -359,6 +411,10 @@ def definition_fingerprint(view: View) -> int:
             "types": None if view.types is None else sorted(set(view.types)),
             "skip_invalid": bool(view.skip_invalid),
         }
+        typed = view.column_types
+        if typed is not None:  # absent for untyped views: their fingerprints stay as they were
+            spec["columns"] = sorted([name, kind.name] for name, kind in typed.items())
+            spec["on_mismatch"] = view.on_mismatch
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     digest = hashlib.sha256(text.encode("ascii")).digest()
     value = (int.from_bytes(digest[:8], "big") >> 2) or 1

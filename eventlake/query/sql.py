@@ -45,7 +45,7 @@ import pyarrow as pa
 from eventlake.errors import InvalidArgumentError
 from eventlake.model.events import EVENT_SCHEMA
 from eventlake.store.log import EVENTS
-from eventlake.store.viewstore import ViewStore, logical_columns, row_schema
+from eventlake.store.viewstore import TYPE_KEY, ViewStore, logical_columns, row_schema
 
 if TYPE_CHECKING:
     from eventlake.model.views import View
@@ -292,13 +292,21 @@ _TYPES = {
 def _duckdb_types(schema: pa.Schema) -> list[str]:
     """DuckDB type names of `schema`'s columns (DuckDB itself names the uncommon ones)."""
     if all(f.type in _TYPES for f in schema):
-        return [_TYPES[f.type] for f in schema]
+        return _declared_json([_TYPES[f.type] for f in schema], schema)
     scratch = _session()
     try:
         relation = scratch.from_arrow(schema.empty_table())
-        return [str(t) for t in relation.types]
+        return _declared_json([str(t) for t in relation.types], schema)
     finally:
         scratch.close()
+
+
+def _declared_json(types: list[str], schema: pa.Schema) -> list[str]:
+    """A typed view's `json` columns (and lists of them) are JSON to DuckDB, not the text
+    they are stored as (`viewstore.row_schema` notes the declared type on the field)."""
+    declared = [(f.metadata or {}).get(TYPE_KEY.encode(), b"").decode() for f in schema]
+    return [t.replace("VARCHAR", "JSON") if "json" in kind else t
+            for t, kind in zip(types, declared, strict=True)]
 
 
 _SHARED: tuple[int, duckdb.DuckDBPyConnection] | None = None

@@ -33,9 +33,11 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from eventlake.errors import ViewChangedError, ViewDefinitionError
+from eventlake.model.columns import ColumnType
 from eventlake.model.layout import bucket_of
 from eventlake.model.views import (
     FAILURE,
+    MISMATCHES,
     AggregateView,
     ReducerView,
     SqlView,
@@ -48,8 +50,10 @@ from eventlake.store.storage import Snapshot, Storage, among, commit_on, retry_c
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "TYPE_KEY",
     "ViewStore",
     "Watermarks",
+    "arrow_type",
     "bucket_of",
     "row_schema",
     "view_app_id",
@@ -94,14 +98,34 @@ def _sql_fields(view: SqlView) -> list[pa.Field]:
                                               if f.name.startswith("_") else f.name])
 
 
+TYPE_KEY = "eventlake.type"
+
+
+def arrow_type(kind: ColumnType) -> pa.DataType:
+    """The Arrow type of a typed reducer view's column (`json` is its text)."""
+    if kind.item is not None:
+        return pa.list_(arrow_type(kind.item))
+    return {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
+            "string": pa.string(), "json": pa.string()}[kind.kind]
+
+
 def row_schema(view: View) -> pa.Schema:
     """The physical columns of a view's rows (logical columns plus bookkeeping)."""
     head = [pa.field("partition_id", pa.string(), nullable=False)]
     if isinstance(view, ReducerView):
-        body = [pa.field("state", pa.string(), nullable=False)]
+        typed = view.column_types
+        if typed is None:
+            body = [pa.field("state", pa.string(), nullable=False)]
+        else:
+            # Nullable: a key may hold None. The declared name rides along as field metadata
+            # (SQL shows a `json` column as JSON, not as the text it is stored as).
+            body = [pa.field(name, arrow_type(kind), metadata={TYPE_KEY: kind.name})
+                    for name, kind in typed.items()]
         if view.skip_invalid:
             body += [pa.field("rejected", pa.int64(), nullable=False),
                      pa.field("last_rejected", pa.string())]
+        if typed is not None and view.on_mismatch == "null":
+            body.append(pa.field(MISMATCHES, pa.int64(), nullable=False))
     elif isinstance(view, SqlView):
         body = _sql_fields(view)
     else:
@@ -182,7 +206,8 @@ class ViewStore:
                 if not self.exists():
                     raise
             return
-        current = {f.name: f.type for f in self.snapshot().arrow_schema}
+        stored = self.snapshot().arrow_schema
+        current = {f.name: f.type for f in stored}
         missing = []
         retyped = []
         for f in schema:
@@ -203,6 +228,11 @@ class ViewStore:
 
             self.storage.table(self.name).alter.add_columns(
                 [DeltaField.from_arrow(f.with_nullable(True)) for f in missing])
+        # A required column of another version (`state` of an untyped one, when the view is
+        # typed now) gets nulls in this version's rows: it must allow them.
+        for f in stored:
+            if not f.nullable and f.name not in schema.names:
+                self.storage.table(self.name).alter.drop_column_not_null(f.name)
 
     def _reset_types(self, retyped: list[pa.Field]) -> None:
         """One commit: no rows, the new column types, and "nothing built" bookkeeping."""

@@ -17,8 +17,8 @@ import deltalake
 import pytest
 
 import eventlake as el
+from eventlake.model import jsoncodec
 from eventlake.ops.verify import verify_view
-from eventlake.validate import jsoncodec
 
 DEPTH = 5_000
 

@@ -20,7 +20,7 @@ from eventlake.ingest.inbox import (
     ingest_files,
     read_quarantine,
 )
-from eventlake.validate import jsoncodec
+from eventlake.model import jsoncodec
 from tests.samples import SAMPLE_FILES, SAMPLES
 
 
