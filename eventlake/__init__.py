@@ -37,6 +37,7 @@ from eventlake.errors import (
     StorageUnavailableError,
     StorageWarning,
     UnknownActionError,
+    UnknownPartitionError,
     UnknownViewError,
     ViewChangedError,
     ViewDefinitionError,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         document_view,
         reducer_view,
     )
+    from eventlake.ops.erase import EraseResult, TableErasure
     from eventlake.ops.freshness import Freshness, LaggingPartition, ViewFreshness
     from eventlake.ops.restore import RestoreResult
     from eventlake.repository import Repository
@@ -78,6 +80,8 @@ _LAZY = {
     "Repository": "eventlake.repository",
     "RelayoutResult": "eventlake.engine.relayout",
     "RestoreResult": "eventlake.ops.restore",
+    "EraseResult": "eventlake.ops.erase",
+    "TableErasure": "eventlake.ops.erase",
     "Freshness": "eventlake.ops.freshness",
     "LaggingPartition": "eventlake.ops.freshness",
     "ViewFreshness": "eventlake.ops.freshness",
@@ -99,6 +103,7 @@ __all__ = [
     "CommitConflictError",
     "ConfigError",
     "CorruptLakeError",
+    "EraseResult",
     "EventLog",
     "EventlakeError",
     "ForkedProcessError",
@@ -133,7 +138,9 @@ __all__ = [
     "StoragePanicError",
     "StorageUnavailableError",
     "StorageWarning",
+    "TableErasure",
     "UnknownActionError",
+    "UnknownPartitionError",
     "UnknownViewError",
     "ViewChangedError",
     "ViewDefinitionError",
