@@ -85,6 +85,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             hint = ("`eventlake doctor --fix` deletes them (those older than --min-age), as "
                     "does `eventlake maintain` after its retention")
         print(f"warning: {hint}", file=sys.stderr)
+    if report.erasures_finished:
+        print(f"finished the unfinished erase of {', '.join(map(repr, report.erasures_finished))}",
+              file=sys.stderr)
+    if report.erased:
+        shown = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in report.erased[:10])
+        more = f" and {len(report.erased) - 10} more" if len(report.erased) > 10 else ""
+        print(f"note: seq is gap-free except {len(report.erased)} erased ranges ({shown}{more})",
+              file=sys.stderr)
     if report.advice:
         # A suggestion, not a finding: the exit code does not change.
         print(f"note: {report.advice}", file=sys.stderr)

@@ -218,6 +218,7 @@ def test_cli_erase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shown = json.loads(capsys.readouterr().out)
     assert shown["events"] == 16 and shown["vacuumed"]
     assert main(["--lake", str(root), "doctor"]) == EXIT_OK
+    assert "seq is gap-free except 8 erased ranges" in capsys.readouterr().err
     assert main(["--lake", str(root), "erase", "nope", "--reason", "x", "--yes"]) == 1
     assert "no partition 'nope'" in capsys.readouterr().err
 
