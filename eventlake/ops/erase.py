@@ -13,7 +13,8 @@
 3. **Event log**: the live files that can hold the partition (its folder on the `partition_id`
    layout; its bucket's files and the tail on `buckets`) are rewritten without its rows (a
    folder's files are only removed), in one commit made on exactly the version read. An
-   append that lands meanwhile makes it re-read (and record any new seqs first). Every other
+   append that lands meanwhile makes it re-read (and record any new seqs first; the views
+   then get a second pass, in case a refresh folded those events in between). Every other
    event keeps its `seq`: the erased ones are the recorded gap.
 4. **Vacuum** (optional): every file of these tables that is not live and holds the
    partition's rows is deleted, whoever removed it (this erase, an earlier refresh, compaction
@@ -173,9 +174,17 @@ def erase(lake: LakeParts, partition: str, *, reason: str, vacuum: bool = False
             known, recorded = ranges, True
 
     record_seqs(seqs)
-    tables = [_erase_view_table(storage, name, partition, erase_id)
-              for name in view_tables(storage)]
-    tables.insert(0, _erase_log(lake, partition, erase_id, record_seqs))
+    views = {name: _erase_view_table(storage, name, partition, erase_id)
+             for name in view_tables(storage)}
+    planned = known
+    tables = [_erase_log(lake, partition, erase_id, record_seqs)]
+    if known != planned:
+        # Events of the partition landed during the erase, and a refresh may have folded them
+        # into a view before the log's commit took them out: one more pass over the views.
+        for name in view_tables(storage):
+            views[name] = _merged(views.get(name), _erase_view_table(storage, name, partition,
+                                                                      erase_id))
+    tables += views.values()
     names = [t.table for t in tables]
     vacuumed: list[str] = []
     retained: list[str] = []
@@ -191,6 +200,16 @@ def erase(lake: LakeParts, partition: str, *, reason: str, vacuum: bool = False
         partition, erase_id, reason, sum(b - a + 1 for a, b in known), known, tuple(tables),
         tuple(t.table.removeprefix(f"{_VIEWS}/") for t in tables[1:] if t.rows_removed),
         tuple(vacuumed), tuple(retained), resumed, time.perf_counter() - started)
+
+
+def _merged(first: TableErasure | None, second: TableErasure) -> TableErasure:
+    """Two erase passes over one table as one entry (the version of the last commit)."""
+    if first is None:
+        return second
+    return TableErasure(first.table, first.version if second.version is None else
+                        second.version, first.files_removed + second.files_removed,
+                        first.files_added + second.files_added,
+                        first.rows_removed + second.rows_removed)
 
 
 def view_tables(storage: Storage) -> list[str]:

@@ -142,6 +142,13 @@ def test_the_change_feed_shows_the_erase_as_deletes(tmp_path: Path) -> None:
     assert set(new["change"].to_list()) == {"delete"}
     assert set(new["partition_id"].to_list()) == {ERASED}
     assert new["version"].n_unique() == 1  # one commit
+    # A vacuum deletes the files the feed's history (and a restore) would read.
+    log_version = lake.log.snapshot().version - 1
+    lake.erase(ERASED, reason="vacuum", vacuum=True)
+    with pytest.raises(el.ChangesUnavailableError, match="removed by vacuum"):
+        lake.changes("totals").collect()
+    with pytest.raises(el.RestoreError, match="deleted by a vacuum"):
+        lake.restore(version=log_version)
 
 
 def test_reappend_starts_from_an_empty_state(tmp_path: Path) -> None:
@@ -155,6 +162,34 @@ def test_reappend_starts_from_an_empty_state(tmp_path: Path) -> None:
     assert rows["n"].to_list() == [1]
     assert all(verify_view(lake, view).ok for view in lake.views.values())
     assert doctor(lake).ok
+
+
+def test_an_append_and_refresh_during_the_erase_are_erased_too(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    lake = _lake(tmp_path / "lake")
+    others = lake.events().collect().filter(pl.col("partition_id") != ERASED)
+    views_before = _views(lake, without=ERASED)
+    real = erase_module.commit_on
+    raced = []
+
+    def racing(storage, table, snap, commit, **kwargs):
+        if table == "events" and not raced:
+            # Another writer lands events of the partition and a refresh folds them, after
+            # the erase read the log and before its commit.
+            raced.append(lake.append([{"type": "set", "partition": ERASED,
+                                       "payload": {"target": "late", "value": MARKER}}]))
+            lake.materialize()
+        return real(storage, table, snap, commit, **kwargs)
+
+    monkeypatch.setattr(erase_module, "commit_on", racing)
+    result = lake.erase(ERASED, reason="race", vacuum=True)
+    late = raced[0].first_seq
+    assert result.events == 17 and result.seq_ranges[-1] == (late, late)
+    assert lake.events().collect().equals(others)
+    assert _views(lake) == views_before
+    assert all(verify_view(lake, view).ok for view in lake.views.values())
+    assert doctor(lake).ok
+    assert _files_holding(tmp_path / "lake", MARKER) == []
 
 
 def test_lookalike_names_are_never_touched(tmp_path: Path) -> None:
