@@ -25,6 +25,7 @@ from eventlake.ops import erase as erase_module
 from eventlake.ops.doctor import doctor
 from eventlake.ops.verify import verify_view
 from eventlake.store.erasures import read_records, seq_ranges
+from tests.store.test_s3 import clean_environment, s3  # noqa: F401 (fixtures)
 
 TOTALS = AggregateView(name="totals", version=1, group_by=["type"],
                        aggregates={"n": "count", "amount": Agg("sum", "amount"),
@@ -371,3 +372,28 @@ def test_sigkill_during_erase_leaves_old_new_or_a_reported_unfinished_erase(
     assert all(verify_view(lake, view).ok for view in lake.views.values())
     for table in ["events", *erase_module.view_tables(lake.storage)]:
         assert erase_module._dead_files_holding(lake.storage, table, CRASH_ERASED) == []
+
+
+# -- on object storage -----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_erase_on_s3_removes_the_partition_and_its_files(s3) -> None:  # noqa: F811
+    from tests.store.test_s3 import open_s3
+
+    lake = open_s3(s3, views=VIEWS)
+    for number, events in enumerate(_batches()):
+        lake.append(events, producer="t", batch_no=number)
+        if number in (2, 5):
+            lake.materialize()
+    lake.materialize()
+    before = lake.events().collect()
+    views_before = _views(lake, without=ERASED)
+    result = lake.erase(ERASED, reason="s3", vacuum=True)
+    assert result.events == 16 and result.vacuumed
+    assert lake.events().collect().equals(before.filter(pl.col("partition_id") != ERASED))
+    assert _views(lake) == views_before
+    for table in ["events", *erase_module.view_tables(lake.storage)]:
+        assert erase_module._dead_files_holding(lake.storage, table, ERASED) == []
+    assert all(verify_view(lake, view).ok for view in lake.views.values())
+    assert doctor(lake).ok
