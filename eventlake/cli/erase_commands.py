@@ -36,7 +36,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     from eventlake.ops.erase import erase, preview
 
     lake = _open_existing(args)
-    events, pending = preview(lake, args.partition)
+    events, pending = preview(lake, args.partition, vacuum=args.vacuum)
     if not args.yes:
         if args.json or not sys.stdin.isatty():
             raise CommandError("refusing to erase without confirmation: stdin is not a "

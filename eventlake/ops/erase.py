@@ -58,7 +58,8 @@ from eventlake.store.erasures import (
 from eventlake.store.log import EVENTS, SEQ_APP_ID
 from eventlake.store.storage import Snapshot, Storage, commit_on, retry_commit
 from eventlake.store.tablefiles import join_path, list_files, relative_path
-from eventlake.store.viewstore import view_app_id
+from eventlake.store.viewstore import _BUCKETS_KEY as BUCKETS_KEY  # where a view table keeps N
+from eventlake.store.viewstore import DEFAULT_BUCKETS, view_app_id
 
 if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts
@@ -118,16 +119,25 @@ class EraseResult:
                 "seconds": round(self.seconds, 3)}
 
 
-def preview(lake: LakeParts, partition: str) -> tuple[int, bool]:
-    """(events of `partition` in the log, whether an unfinished erase of it waits), or
-    `UnknownPartitionError` when neither: what `erase` would start from."""
+def preview(lake: LakeParts, partition: str, *, vacuum: bool = False) -> tuple[int, bool]:
+    """(events of `partition` in the log, whether an unfinished erase of it waits), or the
+    `UnknownPartitionError` that `erase` would raise."""
+    pending, seqs = _start(lake, partition, vacuum=vacuum)
+    return len(seqs), bool(pending)
+
+
+def _start(lake: LakeParts, partition: str, *, vacuum: bool
+           ) -> tuple[list[ErasureRecord], list[int]]:
+    """The unfinished erases of `partition` and the seqs of its events now, or
+    `UnknownPartitionError` when there is nothing to do."""
     records = read_records(lake.storage)
-    pending = any(r.partition == partition for r in unfinished(records))
-    events = len(_seqs_of(lake, lake.log.snapshot(), partition))
-    if not events and not pending:
-        raise UnknownPartitionError(partition, erased=any(
-            r.partition == partition and r.state == "done" for r in records))
-    return events, pending
+    pending = [r for r in unfinished(records) if r.partition == partition]
+    seqs = _seqs_of(lake, lake.log.snapshot(), partition)
+    erased_before = any(r.partition == partition and r.state == "done" for r in records)
+    # Vacuuming after an erase that did not vacuum is the one reason to name it again.
+    if not seqs and not pending and not (vacuum and erased_before):
+        raise UnknownPartitionError(partition, erased=erased_before)
+    return pending, seqs
 
 
 def unfinished_erasures(lake: LakeParts) -> list[ErasureRecord]:
@@ -150,14 +160,7 @@ def erase(lake: LakeParts, partition: str, *, reason: str, vacuum: bool = False
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidArgumentError("reason", reason, "a non-empty text saying why")
     storage = lake.storage
-    records = read_records(storage)
-    pending = [r for r in unfinished(records) if r.partition == partition]
-    snap = lake.log.snapshot()
-    seqs = _seqs_of(lake, snap, partition)
-    erased_before = any(r.partition == partition and r.state == "done" for r in records)
-    # Vacuuming after an erase that did not vacuum is the one reason to name it again.
-    if not seqs and not pending and not (vacuum and erased_before):
-        raise UnknownPartitionError(partition, erased=erased_before)
+    pending, seqs = _start(lake, partition, vacuum=vacuum)
     resumed = bool(pending)
     erase_id = pending[-1].erase_id if pending else uuid.uuid4().hex
     vacuum = vacuum or any(r.vacuum for r in pending)
@@ -331,7 +334,7 @@ def _erase_view_table(storage: Storage, table: str, partition: str, erase_id: st
 
     def attempt() -> TableErasure:
         snap = Snapshot.load(storage, table)
-        buckets = int(snap.configuration.get("eventlake.buckets") or 32)
+        buckets = int(snap.configuration.get(BUCKETS_KEY) or DEFAULT_BUCKETS)
         bucket = str(bucket_of(partition, buckets))
         candidates = _candidates(snap, lambda row: str(row["partition.bucket"]) == bucket)
 

@@ -288,11 +288,16 @@ def test_cli_erase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _lake(root)
     assert main(["--lake", str(root), "erase", ERASED, "--reason", "cli"]) == 1
     assert "refusing to erase without confirmation" in capsys.readouterr().err
-    code = main(["--lake", str(root), "--json", "erase", ERASED, "--reason", "cli", "--yes",
-                 "--vacuum"])
+    code = main(["--lake", str(root), "--json", "erase", ERASED, "--reason", "cli", "--yes"])
     assert code == EXIT_OK
     shown = json.loads(capsys.readouterr().out)
-    assert shown["events"] == 16 and shown["vacuumed"]
+    assert shown["events"] == 16 and shown["retained"] and not shown["vacuumed"]
+    assert main(["--lake", str(root), "erase", ERASED, "--reason", "cli", "--yes"]) == 1
+    assert "an earlier erase removed it" in capsys.readouterr().err
+    # Named again with --vacuum, an erased partition's old files go.
+    code = main(["--lake", str(root), "erase", ERASED, "--reason", "cli", "--yes", "--vacuum"])
+    assert code == EXIT_OK and "old files deleted" in capsys.readouterr().out
+    assert _files_holding(root, MARKER) == []
     assert main(["--lake", str(root), "doctor"]) == EXIT_OK
     assert "seq is gap-free except 8 erased ranges" in capsys.readouterr().err
     assert main(["--lake", str(root), "erase", "nope", "--reason", "x", "--yes"]) == 1
