@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         document_view,
         reducer_view,
     )
+    from eventlake.ops.erase import EraseResult, TableErasure
     from eventlake.ops.freshness import Freshness, LaggingPartition, ViewFreshness
     from eventlake.ops.restore import RestoreResult
     from eventlake.repository import Repository
@@ -52,6 +53,8 @@ _LAZY = {
     "Repository": "eventlake.repository",
     "RelayoutResult": "eventlake.engine.relayout",
     "RestoreResult": "eventlake.ops.restore",
+    "EraseResult": "eventlake.ops.erase",
+    "TableErasure": "eventlake.ops.erase",
     "Freshness": "eventlake.ops.freshness",
     "LaggingPartition": "eventlake.ops.freshness",
     "ViewFreshness": "eventlake.ops.freshness",
@@ -71,6 +74,7 @@ __all__ = [
     "AggregateView",
     "AppendResult",
     "ColumnType",
+    "EraseResult",
     "EventLog",
     "Freshness",
     "LaggingPartition",
@@ -87,6 +91,7 @@ __all__ = [
     "Snapshot",
     "SqlView",
     "Storage",
+    "TableErasure",
     "ViewFreshness",
     "__version__",
     "apply_action",

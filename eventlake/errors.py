@@ -41,6 +41,7 @@ __all__ = [
     "StorageUnavailableError",
     "StorageWarning",
     "UnknownActionError",
+    "UnknownPartitionError",
     "UnknownViewError",
     "ViewChangedError",
     "ViewDefinitionError",
@@ -169,6 +170,23 @@ class UnknownViewError(EventlakeError, KeyError):
         self.name = name
         self.known = known
         super().__init__(f"no view named {name!r}; registered views: {', '.join(known) or '-'}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class UnknownPartitionError(EventlakeError, KeyError):
+    """`erase` was given a partition the event log holds no event of (names are matched
+    exactly: another partition whose name only looks alike is never touched); `erased` is
+    true when an earlier erase took it out."""
+
+    def __init__(self, partition: str, *, erased: bool = False) -> None:
+        self.partition = partition
+        self.erased = erased
+        detail = (" (an earlier erase removed it: `eventlake doctor` lists the erased seq "
+                  "ranges)" if erased else "")
+        super().__init__(f"no partition {_preview(partition)} in the event log{detail}; "
+                         "expected the exact name of a partition with events")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from eventlake.engine.materialize import MaterializeResult, PartitionFailure
     from eventlake.engine.relayout import RelayoutResult
+    from eventlake.ops.erase import EraseResult
     from eventlake.ops.freshness import Freshness
     from eventlake.ops.restore import RestoreResult
 
@@ -268,6 +269,15 @@ class Lake:
 
         return relayout(self.log, Layout.named(layout, buckets=buckets),
                         chunk_events=chunk_events or DEFAULT_RELAYOUT_CHUNK)
+
+    def erase(self, partition: str, *, reason: str, vacuum: bool = False) -> EraseResult:
+        """Remove every event of `partition` from the event log's files and its rows from
+        every view table; with `vacuum`, delete the old files that still hold them. Other
+        events keep their seq; the erased seqs are recorded (`<root>/erasures`) as the one
+        kind of gap `doctor` accepts. See `eventlake.ops.erase`."""
+        from eventlake.ops.erase import erase
+
+        return erase(self, partition, reason=reason, vacuum=vacuum)
 
     def restore(self, *, version: int | None = None,
                 timestamp: datetime | str | None = None) -> RestoreResult:

@@ -6,8 +6,9 @@ writes one acknowledgement line to an ack file after each call returns (`os.writ
 is in the kernel before the next call starts and survives the kill). It dies at a point given by
 a fault spec:
 
-- `call:<log|view|relayout>:<before|after>:<n>`: the n-th commit (`commit_on`) of the event
-  log (append), of a view table (materialize) or of a relayout kills the process just before
+- `call:<log|view|relayout|erase>:<before|after>:<n>`: the n-th commit (`commit_on`) of the
+  event log (append), of a view table (materialize), of a relayout or of an erase (view
+  tables in name order, then the log) kills the process just before
   it runs (its data files are written) or just after it returns (after the commit, before the
   caller sees it);
 - `chunk:<n>` (relayout only): a relayout dies once it has written its n-th chunk of files;
@@ -208,9 +209,11 @@ def install_fault(spec: str, root: Path) -> None:
         return
     if parts[0] == "call":
         from eventlake.engine import relayout
+        from eventlake.ops import erase
         from eventlake.store import log, viewstore
 
-        module = {"log": log, "view": viewstore, "relayout": relayout}[parts[1]]
+        module = {"log": log, "view": viewstore, "relayout": relayout,
+                  "erase": erase}[parts[1]]
         _patch_calls(module, parts[2], int(parts[3]))
         return
     if parts[0] == "fs":
@@ -310,6 +313,17 @@ def relayouter(root: str, ack_path: str, fault: str, layout: str, buckets: int |
     os.close(fd)
 
 
+def eraser(root: str, ack_path: str, fault: str, partition: str, vacuum: bool) -> None:
+    """Erase `partition` (`lake.erase`), acking the result."""
+    fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    install_fault(fault, Path(root))
+    lake = open_lake(root)
+    _ack(fd, {"started": "erase"})
+    result = lake.erase(partition, reason="fault test", vacuum=vacuum)
+    _ack(fd, {"erased": result.events, "ranges": [list(r) for r in result.seq_ranges]})
+    os.close(fd)
+
+
 _CONTEXT: Any = None
 
 
@@ -320,8 +334,8 @@ def context() -> Any:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["faults", "eventlake.lake", "eventlake.engine.materialize",
                                     "eventlake.store.log", "eventlake.store.viewstore",
-                                    "eventlake.engine.relayout", "polars", "deltalake",
-                                    "pyarrow.parquet"])
+                                    "eventlake.engine.relayout", "eventlake.ops.erase",
+                                    "polars", "deltalake", "pyarrow.parquet"])
         _CONTEXT = ctx
     return _CONTEXT
 

@@ -183,6 +183,8 @@ SAMPLES = [
     InboxNotFoundError("inbox x is not a folder"),
     errors.UnknownActionError("frob", ("set", "unset")),
     errors.UnknownViewError("nope", ("document",)),
+    errors.UnknownPartitionError("p ", erased=True),
+    errors.ChangesUnavailableError("version 3 of views/totals was vacuumed"),
     ViewDefinitionError("bad view"),
     errors.ViewChangedError("totals", 2, detail="types", acceptable=False),
     errors.SqlViewError("totals", "Conversion Error: Could not convert string 'x' to INT64"),

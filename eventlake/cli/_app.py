@@ -160,6 +160,7 @@ COMMAND_MODULES = (
     "eventlake.cli.doctor_commands",
     "eventlake.cli.status_commands",
     "eventlake.cli.changes_commands",
+    "eventlake.cli.erase_commands",
 )
 
 

@@ -34,7 +34,9 @@ def _doctor_args(parser: argparse.ArgumentParser) -> None:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check the event log and every view table: each file a table references exists, has the
     logged size and a readable Parquet footer with the logged row count; the Delta log parses
-    and has no gap; the event log holds every seq once. Exits 3 if any of that is damaged.
+    and has no gap; the event log holds every seq once, but for the ranges an erase recorded
+    (listed in a note), and no erase was left unfinished (--fix finishes it). Exits 3 if any
+    of that is damaged.
     Orphaned files (written by a commit attempt that lost a race, or by a writer that stopped
     before its commit) and temporary commit files are harmless: a warning with their count
     and size, exit 0; --fix deletes those older than --min-age. A note suggests the buckets
@@ -74,6 +76,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             hint = ("`eventlake doctor --fix` deletes them (those older than --min-age), as "
                     "does `eventlake maintain` after its retention")
         print(f"warning: {hint}", file=sys.stderr)
+    if report.erasures_finished:
+        print(f"finished the unfinished erase of {', '.join(map(repr, report.erasures_finished))}",
+              file=sys.stderr)
+    if report.erased:
+        shown = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in report.erased[:10])
+        more = f" and {len(report.erased) - 10} more" if len(report.erased) > 10 else ""
+        print(f"note: seq is gap-free except {len(report.erased)} erased ranges ({shown}{more})",
+              file=sys.stderr)
     if report.advice:
         # A suggestion, not a finding: the exit code does not change.
         print(f"note: {report.advice}", file=sys.stderr)

@@ -20,7 +20,10 @@ What a crash or a damaged disk can leave behind, and what `doctor` reports for e
 - **log**: a commit file of `_delta_log` that is not valid JSON, or a missing commit file in
   the middle of the log.
 - **seq** (event log only): the rows do not hold each `seq` from 1 to the log's last seq
-  exactly once.
+  exactly once, except the seq ranges an erase recorded (`eventlake.store.erasures`), which
+  may be missing and are listed (`DoctorReport.erased`).
+- **erase**: an erase of a partition started and did not finish (a crash mid-way); running
+  the erase again, or `fix=True`, finishes it.
 
 `diagnose` is the read seam's helper: given a Polars/Delta/OS error raised while reading a
 lake, it finds the damaged file and returns a `CorruptLakeError` naming it.
@@ -74,6 +77,9 @@ class DoctorReport:
     skipped_young: tuple[str, ...] = field(default=())
     # A suggestion about the event log's layout (`LakeInfo.advice`): a note, never damage.
     advice: str | None = None
+    # The seq ranges erases removed (accepted gaps), and the erases `fix` finished.
+    erased: tuple[tuple[int, int], ...] = ()
+    erasures_finished: tuple[str, ...] = ()
 
     @property
     def remaining(self) -> tuple[Problem, ...]:
@@ -129,7 +135,8 @@ class DoctorReport:
                                          for t, (n, b) in self.leftovers_by_table().items()}},
                 "problems": [p.to_json() for p in self.problems],
                 "removed": list(self.removed), "skipped_young": list(self.skipped_young),
-                "advice": self.advice}
+                "advice": self.advice, "erased": [list(r) for r in self.erased],
+                "erasures_finished": list(self.erasures_finished)}
 
 
 # -- data files ------------------------------------------------------------------------------
@@ -206,8 +213,10 @@ def find_orphans(snap: Snapshot, referenced: set[str]) -> list[Problem]:
     return found
 
 
-def _check_seq(lake: LakeParts, snap: Snapshot) -> list[Problem]:
-    """Every seq from 1 to the log's last seq exactly once (reads the `seq` column)."""
+def _check_seq(lake: LakeParts, snap: Snapshot,
+               erased: Sequence[tuple[int, int]] = ()) -> list[Problem]:
+    """Every seq from 1 to the log's last seq exactly once (reads the `seq` column), except
+    the `erased` ranges, which may be missing."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -237,11 +246,15 @@ def _check_seq(lake: LakeParts, snap: Snapshot) -> list[Problem]:
         problems.append(Problem(snap.name, "seq", shown_root,
                                 f"{len(twice)} seq values appear more than once "
                                 f"(first: {int(twice[0])})"))
+    for first, end in erased:
+        if first <= last:
+            seen[max(first, 1):min(end, last) + 1] |= 2  # missing by design: not a gap
     gaps = np.flatnonzero(seen[1:] == 0) + 1
     if len(gaps):
+        except_erased = " outside the erased ranges" if len(erased) else ""
         problems.append(Problem(snap.name, "seq", shown_root,
-                                f"{len(gaps)} seq values of 1..{last} are missing "
-                                f"(first: {int(gaps[0])})"))
+                                f"{len(gaps)} seq values of 1..{last} are missing"
+                                f"{except_erased} (first: {int(gaps[0])})"))
     return problems
 
 
@@ -249,10 +262,13 @@ def _check_seq(lake: LakeParts, snap: Snapshot) -> list[Problem]:
 
 
 def _table_names(lake: LakeParts, views: Sequence[str] | None) -> list[str]:
+    from eventlake.store.erasures import ERASURES
     from eventlake.store.log import EVENTS
     from eventlake.store.viewstore import ViewStore
 
     names = [EVENTS]
+    if lake.storage.exists(ERASURES):
+        names.append(ERASURES)
     for view_name in views or list(lake.views):
         store = ViewStore(lake.storage, lake.view(view_name))
         if store.exists():
@@ -276,6 +292,8 @@ def doctor(lake: LakeParts, *, fix: bool = False, deep: bool = True,
     problems: list[Problem] = []
     checked = 0
     advice = None
+    finished = _finish_erasures(lake) if fix else ()
+    erased, problems = _erasures(lake)
     names = _table_names(lake, views)
     for name in names:
         log_problems, referenced = check_log(lake.storage, name)
@@ -291,7 +309,7 @@ def doctor(lake: LakeParts, *, fix: bool = False, deep: bool = True,
         checked += count
         problems += file_problems
         if deep and name == EVENTS:
-            problems += _check_seq(lake, snap)
+            problems += _check_seq(lake, snap, erased)
         if name == EVENTS:
             advice = _layout_advice(lake, snap)
         problems += find_orphans(snap, referenced)
@@ -308,7 +326,32 @@ def doctor(lake: LakeParts, *, fix: bool = False, deep: bool = True,
             if _delete(lake.storage, problem.path):
                 removed.append(problem.path)
     return DoctorReport(tuple(names), checked, tuple(problems), tuple(removed), tuple(young),
-                        advice)
+                        advice, erased, finished)
+
+
+def _finish_erasures(lake: LakeParts) -> tuple[str, ...]:
+    """`fix`: run every unfinished erase again; the partitions it finished."""
+    from eventlake.ops.erase import finish_unfinished
+
+    return tuple(result.partition for result in finish_unfinished(lake))
+
+
+def _erasures(lake: LakeParts) -> tuple[tuple[tuple[int, int], ...], list[Problem]]:
+    """The erased seq ranges, and a problem per erase that did not finish."""
+    from eventlake.store.erasures import ERASURES, erased_ranges, read_records, unfinished
+
+    try:
+        records = read_records(lake.storage)
+    except EventlakeError:
+        return (), []  # a damaged record table is reported by its file checks
+    shown = lake.storage.shown(ERASURES)
+    problems = [Problem(ERASURES, "erase", shown,
+                        f"the erase of partition {r.partition!r} (id {r.erase_id}, started "
+                        f"{r.recorded_at:%Y-%m-%d %H:%M:%S} UTC) did not finish: run "
+                        f"`eventlake erase {r.partition!r} --reason ... --yes` again, or "
+                        "`eventlake doctor --fix`")
+                for r in unfinished(records)]
+    return erased_ranges(records), problems
 
 
 def _layout_advice(lake: LakeParts, snap: Snapshot) -> str | None:

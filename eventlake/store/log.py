@@ -5,6 +5,8 @@ as the version of one Delta app transaction (`SEQ_APP_ID`). Every append reads i
 snapshot, numbers its rows from there, and commits *on that snapshot* carrying the same app id.
 Delta refuses a commit whose app transaction was changed by a commit it did not see, so a writer
 that lost the race re-reads and renumbers; it never writes a duplicate or leaves a hole.
+(The one hole there can be is deliberate: `eventlake.ops.erase` removes a partition's events
+and records their seq ranges in `eventlake.store.erasures`, which gap checks accept.)
 
 Exactly-once batches use the same mechanism: `(producer, batch_no)` becomes its own app id whose
 version is the batch's last seq, checked before writing and made conflict-safe by the commit.

@@ -39,7 +39,9 @@ __all__ = [
 
 LOG_DIR = "_delta_log"
 
-Kind = Literal["orphan", "temp", "missing", "size", "unreadable", "rows", "log", "seq"]
+# "erase": an erase of a partition that started and did not finish (eventlake.ops.erase).
+Kind = Literal["orphan", "temp", "missing", "size", "unreadable", "rows", "log", "seq",
+               "erase"]
 FIXABLE: frozenset[str] = frozenset({"orphan", "temp"})
 
 

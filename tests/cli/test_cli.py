@@ -388,7 +388,7 @@ def test_load_views_from_a_module(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("body, message", [
     ("x = 1\n", "defines no views"),
-    ("VIEWS = [1]\n", "not a ReducerView or AggregateView"),
+    ("VIEWS = [1]\n", "not a ReducerView, AggregateView or SqlView"),
     ("raise RuntimeError('boom')\n", "RuntimeError: boom"),
 ])
 def test_load_views_errors(tmp_path, monkeypatch, body, message):

@@ -76,6 +76,19 @@ FAILURES: dict[str, list[Case]] = {
         lambda x: (["--lake", x.good, "--version", "999", "--yes"], "nothing to restore"),
         lambda x: (["--lake", x.damaged, "--version", "1", "--yes"], "damaged Delta log"),
     ],
+    "erase": [
+        # A name that only looks like the sample's "acct-001" is never taken for it.
+        lambda x: (["acct-001 ", "--reason", "test", "--lake", x.good, "--yes"],
+                   "no partition 'acct-001 ' in the event log"),
+        lambda x: (["acct-001", "--reason", "test", "--lake", x.good],
+                   "refusing to erase without confirmation"),
+        lambda x: (["acct-001", "--reason", " ", "--lake", x.good, "--yes"],
+                   "reason must be a non-empty text"),
+        lambda x: (["acct-001", "--reason", "test", "--lake", x.missing, "--yes"],
+                   "no lake at"),
+        lambda x: (["acct-001", "--reason", "test", "--lake", x.damaged, "--yes"],
+                   "damaged Delta log"),
+    ],
     "sql": [
         lambda x: (["selec 1", "--lake", x.good], "SQL failed: Parser Error"),
         lambda x: (["select union_value(k := 1) as u", "--lake", x.good,
