@@ -1,9 +1,10 @@
 """The pipeline flow, the main job: ingest the inbox, then refresh the views.
 
 It leaves a table artifact (`eventlake-pipeline-summary`) with what the run did: files and new
-batches, events landed, records quarantined, views refreshed, and each view's lag after the
-run (events in the log not yet folded into it; 0 when the run finished cleanly). It returns the
-same numbers as a `PipelineSummary`.
+batches, events landed, records quarantined, views refreshed, and each view's freshness after
+the run (`lake.freshness()`: lag in events, 0 when the run finished cleanly, how long its
+refresh took, whether it is failing), and logs the same per view. It returns the same numbers
+as a `PipelineSummary`.
 
     from eventlake.flows import run_pipeline
     summary = run_pipeline("data/samples", lake="data/lake")          # threads
@@ -21,7 +22,6 @@ from prefect.artifacts import create_table_artifact
 
 from eventlake.ingest.files import DEFAULT_PRODUCER
 from eventlake.ingest.inbox import IngestTotals, default_quarantine_dir
-from eventlake.ops.maintenance import view_watermarks
 
 from .ingest import ingest_inbox
 from .materialize import refresh_views
@@ -56,6 +56,8 @@ class PipelineSummary(IngestTotals):
     # Per view, the partitions this run's refresh marked failed (`eventlake views` lists
     # every failed partition; `eventlake materialize --retry-failed` folds them again).
     failed: dict[str, int] = field(default_factory=dict)
+    # Every view's freshness after the run (`ViewFreshness.to_json()`, see `eventlake status`).
+    freshness: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def max_lag(self) -> int:
@@ -81,8 +83,20 @@ class PipelineSummary(IngestTotals):
             ("partitions failed this run", ", ".join(
                 f"{k} ({v})" for k, v in self.failed.items() if v) or "-"),
             ("seconds", round(self.seconds, 2)),
+            *((f"freshness: {view['view']}", _freshness_text(view)) for view in self.freshness),
         ]
         return [{"metric": name, "value": str(value)} for name, value in rows]
+
+
+def _freshness_text(view: dict[str, Any]) -> str:
+    lag = "current" if not view["lag_events"] else f"{view['lag_events']} events behind"
+    took = view.get("last_refresh_seconds")
+    text = f"{lag}, watermark {view['watermark']}"
+    if took is not None:
+        text += f", last refresh took {took:.2f} s"
+    if view.get("failing"):
+        text += f", last refresh FAILED: {view.get('last_error')}"
+    return text
 
 
 @flow(name="eventlake-pipeline", task_runner=make_task_runner("threads"))
@@ -107,19 +121,21 @@ def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str 
                                           quarantine_dir=quarantine, storage_options=options))
     refreshed = refresh_views(root, module, names, chunk_events=chunk_events,
                               storage_options=options)
-    last_seq = opened.last_seq()
-    marks = view_watermarks(opened)
+    fresh = opened.freshness()
     summary = PipelineSummary(
         **asdict(totals), lake=root, inbox=folder,
         views={name: result.events for name, result in refreshed.items()},
-        last_seq=last_seq, lag={name: last_seq - mark for name, mark in marks.items()},
+        last_seq=fresh.last_seq, lag={view.view: view.lag_events for view in fresh.views},
         seconds=time.perf_counter() - started, quarantine_dir=quarantine,
-        failed={name: len(result.failed) for name, result in refreshed.items()})
+        failed={name: len(result.failed) for name, result in refreshed.items()},
+        freshness=[view.to_json() for view in fresh.views])
     create_table_artifact(summary.table(), key=ARTIFACT_KEY,
                           description=f"eventlake pipeline: {folder} -> {root}")
     logger = get_run_logger()
     logger.info("pipeline: %s events from %s new file(s), %s quarantined, lag %s",
                 summary.events, summary.batches, summary.quarantined, summary.max_lag)
+    for view in fresh.views:
+        logger.info("freshness %s: %s", view.view, _freshness_text(view.to_json()))
     for name, count in summary.failed.items():
         if count:
             logger.warning("view %s: %s partition(s) failed and stopped folding; see "

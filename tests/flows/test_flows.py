@@ -150,6 +150,12 @@ def test_pipeline_equals_the_library_and_lands_each_file_once(prefect_harness, t
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
     assert len(artifacts) >= 3 and artifacts[0].type == "table"
     assert "events ingested" in json.dumps(artifacts[0].data)
+    for artifact in artifacts:
+        data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+        rows = {row["metric"]: row["value"] for row in data}
+        assert rows["freshness: balances"].startswith("current, watermark "), rows
+    assert [v["view"] for v in third.freshness] == ["document", "balances", "totals"]
+    assert all(v["lag_events"] == 0 and v["last_refresh_at"] for v in third.freshness)
 
 
 POISONED_MODULE = '''
