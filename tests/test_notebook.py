@@ -64,8 +64,12 @@ def test_notebook_executes(tmp_path, monkeypatch):
     assert results, "the SQL cell produced no output"
     text = results[0]["data"]["text/plain"]
     assert "balance_cents" in text and "acct-" in text
-    [views] = [c for c in code_cells if "lake.views" in c.source]
+    [views] = [c for c in code_cells if "others = [" in c.source]
     shown = "".join(o.get("text", "") for o in views.outputs if o.output_type == "stream")
     assert "balances (reducer)" in shown, shown
+    [typed] = [c for c in code_cells if "typed" in c.metadata.get("tags", [])]
+    tables = "".join(o["data"].get("text/plain", "") for o in typed.outputs
+                     if o.output_type == "display_data")
+    assert "BIGINT" in tables and "acct-" in tables, tables
     images = [o for c in code_cells for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, "the plot cell showed no figure"
