@@ -24,9 +24,9 @@ and the rules are:
    foundation: `errors` and `_version`. In short: `model` imports nothing else; `validate`
    only `model`; `fold` only `model` (a fold decodes payload text with the model's strict
    codec, as validation does); `store` only `model` and `_settings` (it writes the model's
-   event schema and batch type, and never checks input); `engine` uses `store`, `fold`,
-   `validate`, `model`; `ops`, `query` and `ingest` may use `engine` and everything
-   below it, not each other.
+   event schema and batch type, and never checks input); `engine` uses `store`, `fold` and
+   `model` (it folds what was checked at append); `ops`, `query` and `ingest` may use
+   `engine` and everything below it, not each other.
 3. Nothing below the facade imports `lake` (nor the package root `eventlake`, whose lazy
    names reach everything): the layers take `store.parts.LakeParts`, a Protocol `Lake`
    satisfies. Only the facade modules (`__init__`, `repository`, `config`, `bench` with its
@@ -68,7 +68,7 @@ ALLOWED: dict[str, set[str]] = {
     "validate": {"model"},
     "fold": {"model"},
     "store": {"model", "_settings"},
-    "engine": {"store", "fold", "validate", "model"},
+    "engine": {"store", "fold", "model"},
     "ops": {"engine", "store", "fold", "validate", "model"},
     "query": {"engine", "store", "fold", "validate", "model"},
     "ingest": {"engine", "store", "fold", "validate", "model"},

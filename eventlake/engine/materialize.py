@@ -32,6 +32,7 @@ from eventlake.errors import (
 )
 from eventlake.fold.folds import FAILURE, event_columns, fold_events, fold_view, start_state
 from eventlake.fold.sqlfold import whole_history
+from eventlake.model.events import EVENT_SCHEMA
 from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
 from eventlake.model.progress import Progress, ProgressSink
 from eventlake.model.views import MISMATCHES, AggregateView, SqlView, View, definition_fingerprint
@@ -46,7 +47,6 @@ from eventlake.store.viewstore import (
     ViewStore,
     logical_columns,
 )
-from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts

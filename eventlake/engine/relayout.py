@@ -37,6 +37,7 @@ from deltalake.schema import Schema as DeltaSchema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from eventlake.errors import RelayoutError
+from eventlake.model.events import EVENT_SCHEMA
 from eventlake.model.layout import Layout, bucket_of
 from eventlake.model.progress import Progress, ProgressSink
 from eventlake.store.datafiles import DataFile, delete_files
@@ -52,7 +53,6 @@ from eventlake.store.log import (
 )
 from eventlake.store.storage import Snapshot, commit_on
 from eventlake.store.storage_failures import landed
-from eventlake.validate.events import EVENT_SCHEMA
 
 __all__ = ["DEFAULT_RELAYOUT_CHUNK", "RelayoutResult", "relayout"]
 

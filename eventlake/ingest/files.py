@@ -26,7 +26,7 @@ from eventlake.errors import InboxNotFoundError, InvalidEventError
 from eventlake.model import jsoncodec
 
 if TYPE_CHECKING:
-    from eventlake.validate.events import Limits
+    from eventlake.model.events import Limits
 
 __all__ = [
     "FORMATS",

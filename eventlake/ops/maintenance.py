@@ -44,13 +44,13 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
 from eventlake.errors import CommitConflictError, CorruptLakeError, InvalidArgumentError
+from eventlake.model.events import EVENT_SCHEMA
 from eventlake.model.layout import BUCKET_COLUMN
 from eventlake.store.datafiles import DataFile, PlannedFile, delete_files, write_files
 from eventlake.store.deltalog import Commit, FileRemoval
 from eventlake.store.log import EVENTS, TailCompaction
 from eventlake.store.storage import Snapshot, commit_on, retry_commit
 from eventlake.store.viewstore import ViewStore
-from eventlake.validate.events import EVENT_SCHEMA
 
 if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts
