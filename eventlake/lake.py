@@ -127,20 +127,26 @@ class Lake:
 
     def append(self, events: Iterable[dict[str, Any]] | Any, *, producer: str | None = None,
                batch_no: int | str | None = None,
-               expected_last_seq: int | None = None) -> AppendResult:
+               expected_last_seq: int | None = None, materialize: bool = False
+               ) -> AppendResult:
         """Validate every event, then commit the whole batch atomically with fresh `seq`s.
 
         The same `(producer, batch_no)` appended again is a no-op returning `duplicate=True`.
         With `expected_last_seq` the batch lands only if the log's last seq is exactly that
         when it commits, else `StaleLogError` is raised and nothing is written (the
-        repository's optimistic writes).
+        repository's optimistic writes). `materialize=True` then refreshes every view
+        (`materialize()`; its errors propagate, the batch has landed): off by default, so
+        landing events never waits on, or fails with, a view.
         """
         # A batch `normalize_batch` already checked (the repository checks its records with
         # these limits before it writes) is not checked twice.
         batch = events if isinstance(events, NormalizedBatch) else normalize_batch(
             events, limits=self.limits)
-        return self.log.append(batch, producer=producer, batch_no=batch_no,
-                               expected_last_seq=expected_last_seq)
+        result = self.log.append(batch, producer=producer, batch_no=batch_no,
+                                 expected_last_seq=expected_last_seq)
+        if materialize:
+            self.materialize()
+        return result
 
     # -- reading events --------------------------------------------------------------------
 

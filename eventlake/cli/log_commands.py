@@ -136,6 +136,10 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--producer", metavar="NAME",
                         help="producer name of the batches (default: inbox); each file's "
                              "batch number is its name and content hash")
+    parser.add_argument("--materialize", action="store_true",
+                        help="refresh every view after the files landed, as `eventlake "
+                             "materialize` does (and exit as it does: 4 while a partition is "
+                             "failed, 1 when a view could not refresh)")
     parser.add_argument("--quarantine", action="store_true",
                         help="land the good records of a file and write the bad ones to "
                              "<lake>/quarantine/<file>.jsonl (default: a bad record fails the "
@@ -208,7 +212,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Append each file as one batch. A file's batch identity is its name plus a hash of its
     content, so ingesting the same file again is a no-op (reported as duplicate). By default
     a file with any bad record fails with the first problem (file, line, field) and nothing
-    of it is written; files before it have landed, and a re-run skips them.
+    of it is written; files before it have landed, and a re-run skips them. With
+    --materialize the views are refreshed once the files landed.
     """
     from eventlake.ingest.files import DEFAULT_PRODUCER
     from eventlake.model.progress import Progress
@@ -229,14 +234,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             progress(Progress("ingesting", done, len(files), "files"))
     total = sum(r["events"] for r in results)
     last_seq = lake.last_seq()
+    refresh = None
+    if args.materialize:
+        from eventlake.cli.view_commands import refresh_views
+
+        # Once for all the files: the views end where a refresh after each would leave them.
+        refresh = refresh_views(lake, list(lake.views.values()), quiet=args.json)
     if args.json:
         print_json({"lake": lake.root, "files": results, "events": total,
                     "quarantined": sum(r["quarantined"] for r in results),
-                    "last_seq": last_seq})
+                    "last_seq": last_seq,
+                    **({"materialized": refresh.to_json()} if refresh is not None else {})})
     else:
         say(f"ingested {total} events from {len(files)} file(s) into {lake.root} "
             f"(last seq {last_seq})")
-    return EXIT_OK
+        if refresh is not None:
+            refresh.report()
+    return EXIT_OK if refresh is None else refresh.exit_code
 
 
 # -- events ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from eventlake.cli._app import (
@@ -122,38 +123,65 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     (its definition changed under the same version) does not stop the others; the command
     then exits 1.
     """
+    lake = _open_existing(args)
+    refresh = refresh_views(lake, _chosen_views(lake, args.view), rebuild=args.rebuild,
+                            chunk_events=args.chunk_events, retry_failed=args.retry_failed,
+                            accept=args.accept, quiet=args.json)
+    if args.json:
+        print_json({"lake": lake.root, "last_seq": lake.last_seq(), **refresh.to_json()})
+    else:
+        refresh.report()
+    return refresh.exit_code
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What one `materialize` (or `ingest --materialize`) did to the views, as the CLI shows
+    it: the results, the failed partitions per view, the views that could not refresh."""
+
+    done: list[MaterializeResult]
+    failed: dict[str, list[PartitionFailure]]
+    failures: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"views": [_result_json(r) for r in self.done], "failures": self.failures,
+                "failed_partitions": {name: [_failure_json(f) for f in found]
+                                      for name, found in self.failed.items()}}
+
+    def report(self) -> None:
+        if self.done:
+            _print_results(self.done, self.failed)
+        for name, found in self.failed.items():
+            print(_failed_line(name, found), file=sys.stderr)
+        for name, message in self.failures.items():
+            print(f"error: view {name!r} was not refreshed: {message}", file=sys.stderr)
+
+    @property
+    def exit_code(self) -> int:
+        if self.failures:
+            return EXIT_ERROR
+        return EXIT_PARTITIONS_FAILED if self.failed else EXIT_OK
+
+
+def refresh_views(lake: Lake, views: list[View], *, rebuild: bool = False,
+                  chunk_events: int | None = None, retry_failed: bool = False,
+                  accept: bool = False, quiet: bool = False) -> Refresh:
+    """Refresh `views` with a progress display (none when `quiet`); a view that cannot
+    refresh is reported, not raised, so the others' results still show."""
     from eventlake.engine.materialize import MaterializeError, failed_partitions, materialize_views
 
-    lake = _open_existing(args)
-    views = _chosen_views(lake, args.view)
     failures: dict[str, str] = {}
-    with progress_display(quiet=args.json) as progress:
+    with progress_display(quiet=quiet) as progress:
         try:
-            results = materialize_views(lake, views, rebuild=args.rebuild,
-                                        chunk_events=args.chunk_events, progress=progress,
-                                        retry_failed=args.retry_failed,
-                                        accept_changed_definition=args.accept)
+            results = materialize_views(lake, views, rebuild=rebuild, chunk_events=chunk_events,
+                                        progress=progress, retry_failed=retry_failed,
+                                        accept_changed_definition=accept)
         except MaterializeError as exc:
             results = exc.results
             failures = {name: str(error) for name, error in exc.failures.items()}
     done = [results[v.name] for v in views if v.name in results]
     failed = {r.view: failed_partitions(lake, lake.view(r.view)) for r in done}
-    failed = {name: found for name, found in failed.items() if found}
-    if args.json:
-        print_json({"lake": lake.root, "last_seq": lake.last_seq(),
-                    "views": [_result_json(r) for r in done], "failures": failures,
-                    "failed_partitions": {name: [_failure_json(f) for f in found]
-                                          for name, found in failed.items()}})
-    else:
-        if done:
-            _print_results(done, failed)
-        for name, found in failed.items():
-            print(_failed_line(name, found), file=sys.stderr)
-        for name, message in failures.items():
-            print(f"error: view {name!r} was not refreshed: {message}", file=sys.stderr)
-    if failures:
-        return EXIT_ERROR
-    return EXIT_PARTITIONS_FAILED if failed else EXIT_OK
+    return Refresh(done, {name: found for name, found in failed.items() if found}, failures)
 
 
 # -- state -----------------------------------------------------------------------------------

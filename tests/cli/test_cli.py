@@ -150,6 +150,34 @@ def test_ingest_human_output(tmp_path, capsys):
     assert "already ingested" in out and "duplicate" in out
 
 
+def test_ingest_materialize_refreshes_the_views(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no pyproject: the lake has the document view only
+    monkeypatch.delenv("EVENTLAKE_VIEWS", raising=False)
+    root = str(tmp_path / "lake")
+    code, out, _ = run(capsys, "ingest", str(SAMPLES / "01-workspaces.jsonl"), "--lake", root)
+    assert code == EXIT_OK
+    lake = el.Lake.open(root, create=False)
+    assert lake.freshness().max_lag_events == 578  # ingest alone leaves the views behind
+    result = run_json(capsys, "ingest", str(SAMPLES / "02-accounts.csv"), "--lake", root,
+                      "--materialize")
+    [document] = result["materialized"]["views"]
+    assert document["view"] == "document" and document["new_watermark"] == result["last_seq"]
+    assert lake.freshness().max_lag_events == 0
+    code, out, _ = run(capsys, "ingest", str(SAMPLES), "--lake", root, "--materialize")
+    assert code == EXIT_OK and "ingested 700 events" in out and "1,078 → 1,778" in out
+    assert lake.freshness().max_lag_events == 0
+
+
+def test_append_materialize_refreshes_every_view(tmp_path):
+    lake = el.Lake.open(tmp_path / "lake")
+    lake.append([{"type": "set", "partition": "p", "payload": {"target": "a", "value": 1}}])
+    assert lake.freshness().max_lag_events == 1
+    lake.append([{"type": "set", "partition": "p", "payload": {"target": "b", "value": 2}}],
+                materialize=True)
+    assert lake.freshness().max_lag_events == 0
+    assert lake.scan("document").collect()["state"].to_list() == ['{"a":1,"b":2}']
+
+
 def test_ingest_with_producer(tmp_path, capsys):
     result = run_json(capsys, "ingest", str(SAMPLES / "02-accounts.csv"), "--producer", "crm",
                       "--lake", str(tmp_path / "lake"))
