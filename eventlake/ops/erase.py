@@ -30,7 +30,6 @@ skips what holds no row of the partition any more. Readers never see a half-rewr
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -43,7 +42,13 @@ import pyarrow.compute as pc
 
 from eventlake.errors import InvalidArgumentError, UnknownPartitionError
 from eventlake.model.layout import BUCKET_COLUMN, bucket_of
-from eventlake.store.datafiles import DataFile, PlannedFile, delete_files, write_files
+from eventlake.store.datafiles import (
+    DataFile,
+    PlannedFile,
+    delete_files,
+    delete_unreferenced,
+    write_files,
+)
 from eventlake.store.deltalog import Commit, FileRemoval
 from eventlake.store.erasures import (
     ERASURES,
@@ -194,7 +199,7 @@ def erase(lake: LakeParts, partition: str, *, reason: str, vacuum: bool = False
     for name in names:
         holding = _dead_files_holding(storage, name, partition)
         if vacuum:
-            vacuumed += _delete(storage, name, holding)
+            vacuumed += delete_unreferenced(storage, name, holding)
         else:
             retained += [storage.shown(name, path) for path in holding]
     write_record(storage, erase_id=erase_id, state="done", partition=partition, reason=reason,
@@ -451,20 +456,3 @@ def _outside(metadata: Any, partition: str) -> bool:
     return True
 
 
-def _delete(storage: Storage, table: str, paths: Sequence[str]) -> list[str]:
-    fs, base = storage.file_system(table)
-    deleted = []
-    for relative in paths:
-        try:
-            fs.delete_file(join_path(base, relative))
-        except FileNotFoundError:
-            continue
-        deleted.append(storage.shown(table, relative))
-        if storage.is_local:
-            # The partition's own folder is left empty: its name goes too.
-            folder = os.path.dirname(storage.local_path(table, relative))
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
-    return deleted

@@ -28,7 +28,7 @@ from deltalake.transaction import AddAction
 
 from eventlake.store.storage import Storage
 
-__all__ = ["DataFile", "PlannedFile", "delete_files", "write_files"]
+__all__ = ["DataFile", "PlannedFile", "delete_files", "delete_unreferenced", "write_files"]
 
 # Row groups small enough that a read of one partition in a big sorted bucket file skips the
 # rest by statistics; large enough that a whole-file scan is not dominated by their headers.
@@ -187,3 +187,25 @@ def delete_files(storage: Storage, table: str, files: Sequence[DataFile]) -> Non
     target = _Target(storage, table)
     for item in files:
         target.delete(item.action.path)
+
+
+def delete_unreferenced(storage: Storage, table: str, paths: Sequence[str]) -> list[str]:
+    """Delete the files `paths` (relative to `<root>/<table>`) that no version a reader may
+    still open references (the caller's check: a vacuum of exactly these files), and a local
+    folder they leave empty (a `partition_id` folder whose partition is gone keeps no name
+    behind). Returns the deleted files as `Storage.shown` spells them; a file already gone is
+    skipped."""
+    fs, base = storage.file_system(table)
+    deleted = []
+    for relative in paths:
+        try:
+            fs.delete_file(f"{base}/{relative}" if base else relative)
+        except FileNotFoundError:
+            continue
+        deleted.append(storage.shown(table, relative))
+        if storage.is_local:
+            try:
+                os.rmdir(os.path.dirname(storage.local_path(table, relative)))
+            except OSError:
+                pass  # not empty: other files of the folder stay
+    return deleted
