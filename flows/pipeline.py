@@ -19,6 +19,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
 
 from eventlake.ingest.files import DEFAULT_PRODUCER
 from eventlake.ingest.inbox import IngestTotals, default_quarantine_dir
@@ -58,6 +59,8 @@ class PipelineSummary(IngestTotals):
     failed: dict[str, int] = field(default_factory=dict)
     # Every view's freshness after the run (`ViewFreshness.to_json()`, see `eventlake status`).
     freshness: list[dict[str, Any]] = field(default_factory=list)
+    # The Prefect flow run (its logs and the artifact are filed under it in the API).
+    flow_run_id: str | None = None
 
     @property
     def max_lag(self) -> int:
@@ -128,7 +131,8 @@ def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str 
         last_seq=fresh.last_seq, lag={view.view: view.lag_events for view in fresh.views},
         seconds=time.perf_counter() - started, quarantine_dir=quarantine,
         failed={name: len(result.failed) for name, result in refreshed.items()},
-        freshness=[view.to_json() for view in fresh.views])
+        freshness=[view.to_json() for view in fresh.views],
+        flow_run_id=flow_run.get_id())
     create_table_artifact(summary.table(), key=ARTIFACT_KEY,
                           description=f"eventlake pipeline: {folder} -> {root}")
     logger = get_run_logger()

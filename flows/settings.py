@@ -73,6 +73,9 @@ DEFAULT_INBOX = "data/samples"
 ENV_INBOX = "EVENTLAKE_INBOX"
 ENV_WORKERS = "EVENTLAKE_FLOW_WORKERS"
 ENV_DASK_ADDRESS = "EVENTLAKE_DASK_ADDRESS"
+# Prefect's logging.yml, overridden key by key from the environment: the level of its console
+# handler (`handlers.console.level`), which the API handler does not share.
+ENV_CONSOLE_LEVEL = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
 # Seconds between attempts of a task that failed transiently (three retries).
 RETRY_DELAYS = [0.5, 2.0, 8.0]
 
@@ -103,13 +106,15 @@ def privacy_defaults(environ: dict[str, str] | None = None) -> None:
 
 
 def quiet_prefect(*, debug: bool = False) -> None:
-    """Command-line defaults: Prefect logs warnings only (and its temporary server nothing
-    below critical, so its shutdown does not print tracebacks). `debug` keeps Prefect's own
-    levels. Call before Prefect is imported; explicit environment settings win."""
+    """Command-line defaults: Prefect's console shows warnings only (and its temporary server
+    nothing below critical, so its shutdown does not print tracebacks), while the flow's INFO
+    logs still reach the Prefect API: only the console handler is raised, not the loggers'
+    level. `debug` keeps Prefect's own levels. Call before Prefect is imported; explicit
+    environment settings win."""
     privacy_defaults()
     if debug:
         return
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault(ENV_CONSOLE_LEVEL, "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "ERROR")
     for name in ("distributed", "asyncio"):

@@ -156,6 +156,7 @@ COMMAND_MODULES = (
     "eventlake.cli.view_commands",
     "eventlake.cli.query_commands",
     "eventlake.cli.flow_commands",
+    "eventlake.cli.server_commands",
     "eventlake.cli.bench_commands",
     "eventlake.cli.doctor_commands",
     "eventlake.cli.status_commands",

@@ -1,19 +1,24 @@
 """Commands that run the Prefect flows: pipeline, serve, maintain.
 
 `eventlake.flows` (and so Prefect) is imported inside the command functions only; the library
-never imports Prefect, and `eventlake --help` stays fast.
+never imports Prefect, and `eventlake --help` stays fast. Without the `flows` extra, `pipeline`
+and `serve` say so on one line and exit 2 (`EXIT_USAGE`: the installation, not the lake, is
+what to fix).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from eventlake.cli._app import (
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     _open_existing,
     _storage_options,
     command,
@@ -22,6 +27,7 @@ from eventlake.cli._app import (
 from eventlake.cli.log_commands import chosen_layout, layout_options
 from eventlake.cli.output import human_bytes, print_json, print_pairs, say
 from eventlake.cli.progress import progress_display
+from eventlake.cli.view_commands import EXIT_PARTITIONS_FAILED
 from eventlake.config import resolve_lake
 from eventlake.errors import CommandError
 
@@ -29,6 +35,36 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from eventlake.lake import Lake
+
+# `pipeline --fail-on-quarantine`: the run landed what it could, but records or whole files
+# went to quarantine (3 is `status --fail-if-lag-over`, 4 failed partitions).
+EXIT_QUARANTINED = 5
+FLOWS_EXTRA_HINT = "pip install 'eventlake[flows]'"
+
+
+def missing_flows_extra() -> str | None:
+    """Why the flows cannot run here (Prefect is not installed), or None. Found without
+    importing Prefect: it reads its settings once, on import, and the commands set some
+    first (`quiet_prefect`, the server's `PREFECT_API_URL`)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("prefect") is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return (f"`eventlake {{command}}` needs the 'flows' extra (prefect is not installed): "
+            f"{FLOWS_EXTRA_HINT}")
+
+
+def _without_flows(command_name: str) -> int | None:
+    """EXIT_USAGE, with its one line on stderr, when the flows extra is missing."""
+    problem = missing_flows_extra()
+    if problem is None:
+        return None
+    print(f"error: {problem.format(command=command_name)}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _flows(name: str) -> ModuleType:
@@ -41,7 +77,25 @@ def _flows(name: str) -> ModuleType:
         missing = getattr(exc, "name", None) or str(exc)
         raise CommandError(
             f"the Prefect flows need the 'flows' extra ({missing} is missing): "
-            "pip install 'eventlake[flows]'") from exc
+            f"{FLOWS_EXTRA_HINT}") from exc
+
+
+def prefect_api(*, use_recorded: bool = True) -> tuple[str | None, str]:
+    """The Prefect server this process will use, and where that came from, set in the
+    environment before Prefect reads its settings: `$PREFECT_API_URL`, else the server
+    `eventlake server start` recorded (when it answers), else the Prefect profile's, else
+    (None) a temporary server of this process."""
+    given = os.environ.get("PREFECT_API_URL", "").strip()
+    if given:
+        return given, "PREFECT_API_URL"
+    server = _flows("server")
+    if use_recorded:
+        recorded = server.reusable_api_url()
+        if recorded:
+            os.environ["PREFECT_API_URL"] = recorded
+            return recorded, f"eventlake server ({server.record_path()})"
+    profile = _flows("serve").api_url()
+    return (profile, "the Prefect profile") if profile else (None, "temporary")
 
 
 # -- pipeline --------------------------------------------------------------------------------
@@ -64,6 +118,12 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
                              "--task-runner dask); --task-runner dask without it takes "
                              "$EVENTLAKE_DASK_ADDRESS, pyproject [tool.eventlake] "
                              "dask_address, else a local cluster")
+    parser.add_argument("--fail-on-quarantine", action="store_true",
+                        help=f"exit {EXIT_QUARANTINED} when any record or file went to "
+                             "quarantine (the good records still land)")
+    parser.add_argument("--temporary-server", action="store_true",
+                        help="run on a temporary Prefect server of this process even when "
+                             "`eventlake server start` recorded one")
 
 
 @command("pipeline", help="run the Prefect pipeline once: ingest the inbox, refresh the views",
@@ -71,10 +131,14 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     """Run the pipeline flow once: every new file of the inbox lands as one batch (bad records
     go to <lake>/quarantine/), then every view is refreshed, and a summary is printed.
-    Without PREFECT_API_URL, Prefect runs it on a temporary local server (startup takes a few
-    seconds).
+    The Prefect server is $PREFECT_API_URL, else the one `eventlake server start` started,
+    else the profile's; without any, a temporary one of this process (its start-up takes
+    tens of seconds, and its logs and artifacts go with it). Exit 4 when partitions failed,
+    5 with --fail-on-quarantine when anything was quarantined.
     """
     started = time.perf_counter()
+    if (code := _without_flows("pipeline")) is not None:
+        return code
     if args.workers is not None and args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
     settings = _flows("settings")
@@ -82,41 +146,76 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     inbox = settings.resolve_inbox(args.inbox)
     lake = resolve_lake(args.lake)
     kind = "dask" if args.dask_address else args.task_runner
-    if not args.json and not os.environ.get("PREFECT_API_URL"):
-        note = "running on a temporary Prefect server (set PREFECT_API_URL to use your own)..."
-        if kind == "dask" and not args.dask_address:
-            note += ("\nwith Dask and no PREFECT_API_URL every worker process starts its own "
-                     "temporary server too, which takes tens of seconds each")
+    url, source = prefect_api(use_recorded=not args.temporary_server)
+    if not args.json:
+        if url is None:
+            note = ("running on a temporary Prefect server (start-up takes tens of seconds; "
+                    "`eventlake server start` keeps one running for every run)...")
+            if kind == "dask" and not args.dask_address:
+                note += ("\nwith Dask and no PREFECT_API_URL every worker process starts its "
+                         "own temporary server too, which takes tens of seconds each")
+        else:
+            note = f"Prefect server {url} (from {source})"
         say(note, stderr=True, style="dim")
     pipeline = _flows("pipeline")
+    flow_started = time.perf_counter()
     summary = pipeline.run_pipeline(str(inbox), lake=lake.value, views=args.views,
                                     task_runner=kind, workers=args.workers,
                                     address=args.dask_address,
                                     storage_options=_storage_options(args) or None)
     elapsed = time.perf_counter() - started
+    # What Prefect cost around the flow's own work: the server's start-up (a temporary
+    # one's, or none), creating the run, its task runner, reporting its states.
+    overhead = max(0.0, time.perf_counter() - flow_started - summary.seconds)
+    code = pipeline_exit_code(summary, fail_on_quarantine=args.fail_on_quarantine)
     if args.json:
-        print_json({**summary.to_json(), "total_seconds": round(elapsed, 3)})
-        return EXIT_OK
-    _print_summary(summary, elapsed, explicit_lake=lake.source != "default")
+        print_json({**summary.to_json(), "total_seconds": round(elapsed, 3),
+                    "prefect_seconds": round(overhead, 3),
+                    "prefect_server": url or "temporary", "exit_code": code})
+        return code
+    _print_summary(summary, elapsed, overhead, server=url or "temporary",
+                   explicit_lake=lake.source != "default")
+    if code == EXIT_QUARANTINED:
+        say(f"error: {_quarantined_text(summary)} (--fail-on-quarantine)", stderr=True)
+    elif code == EXIT_PARTITIONS_FAILED:
+        failed = ", ".join(f"{name} ({n})" for name, n in summary.failed.items() if n)
+        say(f"warning: failed partitions in {failed}; see `eventlake views`, then "
+            "`eventlake materialize --retry-failed`", stderr=True)
+    return code
+
+
+def pipeline_exit_code(summary: Any, *, fail_on_quarantine: bool) -> int:
+    """4 when a view has failed partitions (as `materialize`), else 5 when something was
+    quarantined and that should fail the run, else 0."""
+    if any(summary.failed.values()):
+        return EXIT_PARTITIONS_FAILED
+    if fail_on_quarantine and (summary.quarantined or summary.unreadable):
+        return EXIT_QUARANTINED
     return EXIT_OK
 
 
-def _print_summary(summary: Any, elapsed: float, *, explicit_lake: bool) -> None:
-    say(f"pipeline: {summary.inbox} -> {summary.lake}", style="bold")
-    quarantine = f"{summary.quarantined} bad record(s)"
+def _quarantined_text(summary: Any) -> str:
+    text = f"{summary.quarantined} bad record(s)"
     if summary.unreadable:
-        quarantine += f", {summary.unreadable} unreadable file(s)"
+        text += f", {summary.unreadable} unreadable file(s)"
     if (summary.quarantined or summary.unreadable) and summary.quarantine_dir:
-        quarantine += f" -> {summary.quarantine_dir}"
+        text += f" -> {summary.quarantine_dir}"
+    return text
+
+
+def _print_summary(summary: Any, elapsed: float, overhead: float, *, server: str,
+                   explicit_lake: bool) -> None:
+    say(f"pipeline: {summary.inbox} -> {summary.lake}", style="bold")
     views = ", ".join(f"{name} (+{n:,} events)" for name, n in summary.views.items())
     print_pairs([
         ("files", f"{summary.files} in inbox: {summary.batches} new, "
                   f"{summary.duplicates} already ingested"),
         ("events", f"{summary.events:,} ingested from {summary.records:,} records read"),
-        ("quarantined", quarantine),
+        ("quarantined", _quarantined_text(summary)),
         ("views", views or "-"),
         ("last seq", f"{summary.last_seq:,}, views lag by {summary.max_lag:,}"),
-        ("time", f"{elapsed:.1f} s (flow {summary.seconds:.1f} s)"),
+        ("time", f"{elapsed:.1f} s (flow {summary.seconds:.1f} s, Prefect start-up and "
+                 f"overhead {overhead:.1f} s, {server} server)"),
     ], indent="  ")
     lake_flag = f" --lake {summary.lake}" if explicit_lake else ""
     say()
@@ -143,24 +242,32 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 @command("serve", help="serve the pipeline and maintenance deployments on their schedules",
          configure=_serve_args)
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Register and serve two deployments with a running Prefect server: the pipeline every
-    --interval seconds and maintenance on --maintenance-cron. Needs PREFECT_API_URL (start a
-    server with `prefect server start`). Runs until interrupted.
+    """Register and serve two deployments of the lake with a running Prefect server: the
+    pipeline every --interval seconds and maintenance on --maintenance-cron, each one run at
+    a time (a pipeline run due while one runs is cancelled by the server and says so). The
+    server is $PREFECT_API_URL, else the one `eventlake server start` started, else the
+    profile's. Runs until Ctrl-C (exit 130) or SIGTERM (exit 143): runs in flight are
+    cancelled, the schedules paused.
     """
+    if (code := _without_flows("serve")) is not None:
+        return code
     if args.interval <= 0:
         raise CommandError(f"--interval must be positive, got {args.interval:g}")
     _flows("settings").privacy_defaults()
-    serve = _flows("serve")
-    if serve.api_url() is None:
+    url, source = prefect_api()
+    if url is None:
         # `flows.serve` explains this on several lines; an error of the CLI is one line.
         raise CommandError(
-            "eventlake serve needs a running Prefect server and PREFECT_API_URL is not set: "
-            "run `prefect server start` in another terminal, then `export "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api` (to run the pipeline once without a "
-            "server: eventlake pipeline)")
-    code = serve.serve(inbox=args.inbox, lake=args.lake, views=args.views,
-                       interval=args.interval, maintenance_cron=args.maintenance_cron)
-    return EXIT_OK if code == 0 else EXIT_ERROR
+            "eventlake serve needs a running Prefect server and none is set: run `eventlake "
+            "server start` (or `prefect server start` and `export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api`); to run the pipeline once without a "
+            "server: eventlake pipeline")
+    say(f"Prefect server {url} (from {source})", stderr=True, style="dim")
+    code = _flows("serve").serve(inbox=args.inbox, lake=args.lake, views=args.views,
+                                 interval=args.interval,
+                                 maintenance_cron=args.maintenance_cron)
+    # 130 (EXIT_INTERRUPTED) after Ctrl-C, 143 after SIGTERM: the shell's convention.
+    return code if code == EXIT_OK or code >= EXIT_INTERRUPTED else EXIT_ERROR
 
 
 # -- maintain --------------------------------------------------------------------------------

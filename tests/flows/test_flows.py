@@ -386,12 +386,15 @@ def test_deployment_schedules(tmp_path, views_file):
     inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:1])
     pipeline, upkeep = deployments(inbox=str(inbox), lake=str(tmp_path / "lake"),
                                    views=str(views_file))
-    assert (pipeline.name, pipeline.flow_name) == ("pipeline", "eventlake-pipeline")
+    from eventlake.flows.serve import lake_key
+
+    key = lake_key(str(tmp_path / "lake"))
+    assert (pipeline.name, pipeline.flow_name) == (f"pipeline-{key}", "eventlake-pipeline")
     (every,) = pipeline.schedules
     assert every.schedule.interval == timedelta(seconds=DEFAULT_INTERVAL) == timedelta(minutes=1)
     assert pipeline.parameters == {"inbox": str(inbox), "lake": str(tmp_path / "lake"),
                                    "views": str(views_file)}
-    assert (upkeep.name, upkeep.flow_name) == ("maintenance", "eventlake-maintenance")
+    assert (upkeep.name, upkeep.flow_name) == (f"maintenance-{key}", "eventlake-maintenance")
     (daily,) = upkeep.schedules
     assert daily.schedule.cron == DEFAULT_MAINTENANCE_CRON == "0 3 * * *"
     assert upkeep.parameters["retention_hours"] == 24
@@ -407,10 +410,11 @@ def test_deployment_schedules(tmp_path, views_file):
     assert custom.schedules[0].schedule.interval == timedelta(minutes=5)
 
 
-def test_serve_without_a_server_explains_what_to_do(monkeypatch, capsys):
+def test_serve_without_a_server_explains_what_to_do(monkeypatch, capsys, tmp_path):
     import eventlake.flows.serve
 
     monkeypatch.setattr(eventlake.flows.serve, "api_url", lambda: None)
+    monkeypatch.setenv("EVENTLAKE_HOME", str(tmp_path))  # no server recorded there
     assert eventlake.flows.serve.main([]) == 1
     err = capsys.readouterr().err
     assert "prefect server start" in err and "PREFECT_API_URL" in err
