@@ -5,6 +5,7 @@
     eventlake.flows.pipeline     pipeline_flow: ingest, then materialize, with a summary artifact
     eventlake.flows.maintenance  maintenance_flow: compaction, checkpoints, vacuum
     eventlake.flows.serve        deployments with schedules (`python -m eventlake.flows.serve`)
+    eventlake.flows.server       a background Prefect server (`eventlake server start`)
     eventlake.flows.settings     task runner (threads or Dask), retry policy, flow settings
 
 The code lives in the repository's top-level `flows/` folder; pyproject.toml maps that folder

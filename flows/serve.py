@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import os
 import re
 import signal
 import sys
@@ -77,6 +78,18 @@ def api_url() -> str | None:
 
     url = get_current_settings().api.url
     return str(url) if url else None
+
+
+def _use_recorded_server() -> None:
+    """Without `PREFECT_API_URL`, the server `eventlake server start` recorded, if it runs;
+    set before Prefect reads its settings (it reads them once, on import)."""
+    if os.environ.get("PREFECT_API_URL", "").strip():
+        return
+    from .server import reusable_api_url
+
+    url = reusable_api_url()
+    if url:
+        os.environ["PREFECT_API_URL"] = url
 
 
 def lake_key(root: str) -> str:
@@ -157,6 +170,7 @@ def serve(*, inbox: str | None = None, lake: str | None = None, views: str | Non
     """Serve the deployments until SIGINT (returns 130) or SIGTERM (143); 1 (with a
     message) when no server is set."""
     privacy_defaults()
+    _use_recorded_server()
     if api_url() is None:
         print(NO_SERVER_MESSAGE, file=sys.stderr)
         return 1
@@ -218,6 +232,8 @@ async def _run_until_signal(runner: Runner) -> int:
         async with asyncio.timeout(STOP_SECONDS):
             if runner.started:
                 await runner.astop()
+            else:  # still connecting: nothing runs yet, nothing to wait for
+                running.cancel()
             await asyncio.shield(running)
     except (TimeoutError, asyncio.CancelledError):
         running.cancel()

@@ -42,8 +42,9 @@ EXIT_QUARANTINED = 5
 FLOWS_EXTRA_HINT = "pip install 'eventlake[flows]'"
 
 
-def missing_flows_extra() -> str | None:
-    """Why the flows cannot run here (Prefect is not installed), or None. Found without
+def missing_flows_extra(command_name: str) -> str | None:
+    """Why `eventlake <command_name>` cannot run here (Prefect is not installed), or None.
+    Found without
     importing Prefect: it reads its settings once, on import, and the commands set some
     first (`quiet_prefect`, the server's `PREFECT_API_URL`)."""
     import importlib.util
@@ -54,16 +55,16 @@ def missing_flows_extra() -> str | None:
         found = False
     if found:
         return None
-    return (f"`eventlake {{command}}` needs the 'flows' extra (prefect is not installed): "
+    return (f"`eventlake {command_name}` needs the 'flows' extra (prefect is not installed): "
             f"{FLOWS_EXTRA_HINT}")
 
 
 def _without_flows(command_name: str) -> int | None:
     """EXIT_USAGE, with its one line on stderr, when the flows extra is missing."""
-    problem = missing_flows_extra()
+    problem = missing_flows_extra(command_name)
     if problem is None:
         return None
-    print(f"error: {problem.format(command=command_name)}", file=sys.stderr)
+    print(f"error: {problem}", file=sys.stderr)
     return EXIT_USAGE
 
 
