@@ -15,6 +15,9 @@ from eventlake.cli.flow_commands import EXIT_QUARANTINED, pipeline_exit_code
 WITHOUT_PREFECT = ("import sys; sys.modules['prefect'] = None; "
                    "from eventlake.cli import main; sys.exit(main(sys.argv[1:]))")
 
+# Serving, the server and the commands' exit codes do not depend on the event log's layout.
+pytestmark = pytest.mark.one_layout
+
 
 @pytest.mark.parametrize("command", [["serve"], ["pipeline"], ["server", "status"]])
 def test_without_the_flows_extra_one_line_and_exit_2(command, tmp_path):

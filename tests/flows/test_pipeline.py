@@ -10,15 +10,16 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from uuid import UUID
 
 import pytest
 
 import eventlake as el
-from eventlake.errors import RebuildSupersededError
 from tests.samples import SAMPLE_FILES
 
-pytestmark = pytest.mark.integration
+# What the server sees does not depend on the event log's layout (test_flows.py covers both).
+pytestmark = [pytest.mark.integration, pytest.mark.one_layout]
 
 BAD_LINES = [json.dumps({"type": "deposit", "payload": {"amount": 5}, "partition": "acct-9"}),
              "{not json",
@@ -90,38 +91,55 @@ def test_a_run_on_the_recorded_server_leaves_its_logs_and_artifact_and_fails_on_
     assert el.Lake.open(lake, create=False).last_seq() == 1079
 
 
-def test_a_transient_error_of_a_task_is_retried_by_prefect(prefect_server, tmp_path,
-                                                            monkeypatch):
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.logging.handlers import APILogWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+# Run in a process of its own, on the session's server: Prefect's clients in this process may
+# belong to test_flows.py's harness already (task runs reach the API as events, through a
+# worker bound to the first server a process talks to).
+TAKEN_OVER_ONCE = """
+import json, sys
+import eventlake.flows.materialize as materialize
+from eventlake.errors import RebuildSupersededError
 
-    import eventlake.flows.materialize as materialize_module
-    from eventlake.flows.materialize import materialize_flow
+attempts = []
+original = materialize.refresh_view
+
+def taken_over_once(lake, view, **kwargs):
+    if view.name == "document":
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RebuildSupersededError("document")
+    return original(lake, view, **kwargs)
+
+materialize.refresh_view = taken_over_once
+state = materialize.materialize_flow(lake=sys.argv[1], return_state=True)
+print(json.dumps({"completed": state.is_completed(), "attempts": len(attempts),
+                  "events": state.result()["document"]["events"],
+                  "flow_run_id": str(state.state_details.flow_run_id)}))
+"""
+
+
+def test_a_transient_error_of_a_task_is_retried_by_prefect(prefect_server, tmp_path):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     lake = el.Lake.open(tmp_path / "lake")
     lake.append([{"type": "set", "payload": {"target": "a", "value": 1}, "partition": "p"}])
-    original = materialize_module.refresh_view
-    attempts = []
-
-    def taken_over_once(lake, view, **kwargs):
-        if view.name == "document":
-            attempts.append(1)
-            if len(attempts) == 1:
-                raise RebuildSupersededError("document")
-        return original(lake, view, **kwargs)
-
-    monkeypatch.setattr(materialize_module, "refresh_view", taken_over_once)
-    with temporary_settings({PREFECT_API_URL: prefect_server.url}):
-        state = materialize_flow(lake=str(tmp_path / "lake"), return_state=True)
-        # Its logs are sent in the background: sent now, while the server is up.
-        APILogWorker.drain_all(timeout=10)
-    assert state.is_completed(), state
-    assert len(attempts) == 2 and state.result()["document"]["events"] == 1
-    with prefect_server.client() as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-    (task_run,) = [run for run in runs if run.name == "refresh document"]
+    done = subprocess.run([sys.executable, "-c", TAKEN_OVER_ONCE, str(tmp_path / "lake")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=prefect_server.env(PREFECT_API_URL=prefect_server.url))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["completed"] and report["attempts"] == 2 and report["events"] == 1
+    assert "Retry 1/3 will start 0.5 second(s) from now" in done.stderr
+    by_run = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(report["flow_run_id"])]))
+    deadline = time.monotonic() + 30
+    while True:  # the server records task runs from their events, a moment later
+        with prefect_server.client() as client:
+            runs = [r for r in client.read_task_runs(flow_run_filter=by_run)
+                    if r.name == "refresh document"]
+        if (runs and runs[0].state and runs[0].state.is_completed()) or (
+                time.monotonic() > deadline):
+            break
+        time.sleep(0.5)
+    (task_run,) = runs
     # One task run, run twice: the retry is Prefect's (AwaitingRetry), not a new call.
     assert task_run.run_count == 2 and task_run.state.is_completed()
     assert el.Lake.open(tmp_path / "lake").state("p") == {"a": 1}

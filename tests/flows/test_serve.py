@@ -29,6 +29,9 @@ COUNTS = ReducerView(name="counts", version=1, initial_state=lambda: {{"n": 0}},
                      reduce=lambda state, event: {{"n": state["n"] + 1}})
 '''
 
+# Serving, the server and the commands' exit codes do not depend on the event log's layout.
+pytestmark = pytest.mark.one_layout
+
 
 def test_deployments_run_one_at_a_time_per_lake(tmp_path):
     from prefect.client.schemas.objects import ConcurrencyLimitStrategy

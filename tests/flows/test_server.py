@@ -13,6 +13,9 @@ import pytest
 
 from eventlake.flows import server
 
+# Serving, the server and the commands' exit codes do not depend on the event log's layout.
+pytestmark = pytest.mark.one_layout
+
 
 def _cli(*args, env):
     return subprocess.run([sys.executable, "-m", "eventlake.cli", "server", *args],
