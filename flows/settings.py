@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DASK_ADDRESS",
     "DEFAULT_INBOX",
+    "ENV_CONSOLE_LEVEL",
     "ENV_DASK_ADDRESS",
     "ENV_INBOX",
     "ENV_WORKERS",

@@ -259,8 +259,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if url is None:
         # `flows.serve` explains this on several lines; an error of the CLI is one line.
         raise CommandError(
-            "eventlake serve needs a running Prefect server and none is set: run `eventlake "
-            "server start` (or `prefect server start` and `export "
+            "eventlake serve needs a running Prefect server: PREFECT_API_URL is not set and "
+            "`eventlake server start` started none; run `eventlake server start` (or "
+            "`prefect server start` and `export "
             "PREFECT_API_URL=http://127.0.0.1:4200/api`); to run the pipeline once without a "
             "server: eventlake pipeline")
     say(f"Prefect server {url} (from {source})", stderr=True, style="dim")

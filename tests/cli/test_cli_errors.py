@@ -125,6 +125,10 @@ FAILURES: dict[str, list[Case]] = {
     "serve": [
         lambda x: (["--lake", x.good, "--interval", "0"], "--interval must be positive"),
     ],
+    "server": [
+        lambda x: (["stop", "--port", "4200"], "--host, --port and --timeout go with"),
+        lambda x: (["start", "--port", "0"], "--port must be 1..65535"),
+    ],
     "maintain": [
         lambda x: (["--lake", x.good, "--vacuum-hours", "-1"], "--vacuum-hours must be 0"),
         lambda x: (["--lake", x.good, "--buckets", "4"], "--buckets goes with --relayout"),
@@ -227,10 +231,11 @@ def test_a_real_process_prints_one_line_for_a_damaged_lake_and_a_missing_server(
            if not k.startswith(("PREFECT_", "EVENTLAKE_LAKE", "EVENTLAKE_VIEWS"))}
     env["PREFECT_HOME"] = str(lakes.scratch / "prefect")  # no profile names a server
     env["PREFECT_PROFILES_PATH"] = str(lakes.scratch / "prefect" / "profiles.toml")
+    env["EVENTLAKE_HOME"] = str(lakes.scratch / "home")  # nor a server `eventlake server` started
     damaged = _python_m_eventlake("events", "--lake", lakes.damaged, env=env, cwd=lakes.scratch)
     assert damaged.returncode == EXIT_ERROR
     assert damaged.stdout == ""
     _one_error_line(damaged.stderr, "damaged Delta log")
     serve = _python_m_eventlake("serve", "--lake", lakes.good, env=env, cwd=lakes.scratch)
     assert serve.returncode == EXIT_ERROR
-    _one_error_line(serve.stderr, "needs a running Prefect server and PREFECT_API_URL is not set")
+    _one_error_line(serve.stderr, "needs a running Prefect server: PREFECT_API_URL is not set")

@@ -128,7 +128,6 @@ def test_a_transient_error_of_a_task_is_retried_by_prefect(prefect_server, tmp_p
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["completed"] and report["attempts"] == 2 and report["events"] == 1
-    assert "Retry 1/3 will start 0.5 second(s) from now" in done.stderr
     by_run = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(report["flow_run_id"])]))
     deadline = time.monotonic() + 30
     while True:  # the server records task runs from their events, a moment later
