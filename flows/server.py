@@ -20,6 +20,7 @@ No Prefect import here: the server is another process, reached over HTTP.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -123,7 +124,8 @@ def healthy(url: str, *, timeout: float = 5.0) -> bool:
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as answer:
             return bool(answer.status == 200 and json.loads(answer.read() or b"null"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
+        # Refused, timed out, or something that is not a Prefect API answered the port.
         return False
 
 
