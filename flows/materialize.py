@@ -2,8 +2,9 @@
 
 Views are independent tables, so their refreshes run side by side on the flow's task runner
 (threads by default, at most `EVENTLAKE_FLOW_WORKERS` at a time; Dask processes with
-`make_task_runner("dask")`). Within a view the library does the work in seq-range chunks of
-`chunk_events` events, each committed with its watermark, which bounds memory; splitting one
+`make_task_runner("dask")`). Within a view the library does the work in seq-range chunks of at
+most `chunk_bytes` decoded bytes or `chunk_events` events, each committed with its watermark,
+which bounds memory; splitting one
 view over several tasks would only make them race for that view's commits.
 
 A task retries only transient failures (a lost commit race); a refresh is idempotent because
@@ -39,22 +40,25 @@ __all__ = ["materialize_flow", "refresh_view_task", "refresh_views"]
 @task(name="refresh-view", task_run_name="refresh {view}", **task_retries())
 def refresh_view_task(root: str, views_module: str | None, view: str, rebuild: bool = False,
                       chunk_events: int | None = None,
-                      storage_options: SecretOptions | None = None) -> MaterializeResult:
+                      storage_options: SecretOptions | None = None,
+                      chunk_bytes: int | None = None) -> MaterializeResult:
     """Refresh one view of the lake at `root` (see `eventlake.engine.materialize.refresh_view`)."""
     lake = open_flow_lake(root, views_module, create=False, storage_options=storage_options)
-    return refresh_view(lake, lake.view(view), rebuild=rebuild, chunk_events=chunk_events)
+    return refresh_view(lake, lake.view(view), rebuild=rebuild, chunk_events=chunk_events,
+                        chunk_bytes=chunk_bytes)
 
 
 def refresh_views(root: str, views_module: str | None, names: Sequence[str] | None = None, *,
                   rebuild: bool = False, chunk_events: int | None = None,
-                  storage_options: SecretOptions | None = None
-                  ) -> dict[str, MaterializeResult]:
+                  storage_options: SecretOptions | None = None,
+                  chunk_bytes: int | None = None) -> dict[str, MaterializeResult]:
     """Submit one `refresh_view_task` per view (inside a flow) and wait for all of them."""
     lake = open_flow_lake(root, views_module, storage_options=storage_options)
     chosen = [lake.view(name).name for name in (names or list(lake.views))]
     futures = {name: refresh_view_task.submit(root, views_module, name, rebuild=rebuild,
                                               chunk_events=chunk_events,
-                                              storage_options=storage_options)
+                                              storage_options=storage_options,
+                                              chunk_bytes=chunk_bytes)
                for name in chosen}
     results: dict[str, MaterializeResult] = {}
     failures: dict[str, EventlakeError] = {}
@@ -77,12 +81,13 @@ def refresh_views(root: str, views_module: str | None, names: Sequence[str] | No
 def materialize_flow(lake: str | None = None, views: str | None = None,
                      names: list[str] | None = None, rebuild: bool = False,
                      chunk_events: int | None = None,
-                     storage_options: dict[str, str] | SecretOptions | None = None
-                     ) -> dict[str, dict[str, Any]]:
+                     storage_options: dict[str, str] | SecretOptions | None = None,
+                     chunk_bytes: int | None = None) -> dict[str, dict[str, Any]]:
     """Refresh `names` (default: every registered view); returns each view's result."""
     root, module = resolve_target(lake, views)
     results = refresh_views(root, module, names, rebuild=rebuild, chunk_events=chunk_events,
-                            storage_options=flow_storage_options(storage_options))
+                            storage_options=flow_storage_options(storage_options),
+                            chunk_bytes=chunk_bytes)
     return {name: _as_dict(result) for name, result in results.items()}
 
 

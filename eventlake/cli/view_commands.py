@@ -46,6 +46,26 @@ def _chosen_views(lake: Lake, names: Sequence[str] | None) -> list[View]:
 
 
 _positive = number_at_least(1, what="a positive integer")
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
+          "GB": 2**30}
+
+
+def _byte_size(text: str) -> int:
+    """An argparse `type=`: a positive size in bytes, `256MB`, `64M`, `1G` or plain bytes
+    (units are binary: MB is 2**20)."""
+    cleaned = text.strip().upper()
+    if cleaned.endswith("IB"):  # MiB and MB are the same here
+        cleaned = cleaned[:-2] + "B"
+    digits = cleaned.rstrip("KMGB")
+    unit = cleaned[len(digits):]
+    try:
+        value = float(digits) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 256MB, 64M or 1G, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return int(value)
 _non_negative = number_at_least(0, what="an integer >= 0")
 # `materialize` committed every view it could, but some partitions are failed (listed on
 # stderr): not an error of the command, yet something a scheduler should see.
@@ -68,7 +88,11 @@ def _materialize_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true",
                         help="rebuild the views from the whole log instead of refreshing them")
     parser.add_argument("--chunk-events", type=_positive, metavar="N",
-                        help="fold at most about N events per commit (bounds memory)")
+                        help="read at most N events per step (default 100000)")
+    parser.add_argument("--chunk-bytes", type=_byte_size, metavar="SIZE",
+                        help="read at most SIZE of decoded events per step, e.g. 256MB "
+                             "(default 16MB; bounds memory: the step stops at whichever "
+                             "limit comes first)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="fold the failed partitions again from the event they failed at "
                              "(after fixing the reducer, or for a transient error)")
@@ -125,7 +149,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     """
     lake = _open_existing(args)
     refresh = refresh_views(lake, _chosen_views(lake, args.view), rebuild=args.rebuild,
-                            chunk_events=args.chunk_events, retry_failed=args.retry_failed,
+                            chunk_events=args.chunk_events, chunk_bytes=args.chunk_bytes,
+                            retry_failed=args.retry_failed,
                             accept=args.accept, quiet=args.json)
     if args.json:
         print_json({"lake": lake.root, "last_seq": lake.last_seq(), **refresh.to_json()})
@@ -164,8 +189,9 @@ class Refresh:
 
 
 def refresh_views(lake: Lake, views: list[View], *, rebuild: bool = False,
-                  chunk_events: int | None = None, retry_failed: bool = False,
-                  accept: bool = False, quiet: bool = False) -> Refresh:
+                  chunk_events: int | None = None, chunk_bytes: int | None = None,
+                  retry_failed: bool = False, accept: bool = False, quiet: bool = False
+                  ) -> Refresh:
     """Refresh `views` with a progress display (none when `quiet`); a view that cannot
     refresh is reported, not raised, so the others' results still show."""
     from eventlake.engine.materialize import MaterializeError, failed_partitions, materialize_views
@@ -174,7 +200,8 @@ def refresh_views(lake: Lake, views: list[View], *, rebuild: bool = False,
     with progress_display(quiet=quiet) as progress:
         try:
             results = materialize_views(lake, views, rebuild=rebuild, chunk_events=chunk_events,
-                                        progress=progress, retry_failed=retry_failed,
+                                        chunk_bytes=chunk_bytes, progress=progress,
+                                        retry_failed=retry_failed,
                                         accept_changed_definition=accept)
         except MaterializeError as exc:
             results = exc.results

@@ -1,0 +1,234 @@
+"""Bucket tasks: one view's rebuild spread over an `Executor`, committed once.
+
+A view's rows are independent by bucket, so a rebuild splits into tasks of consecutive
+buckets. A task opens the lake itself (from plain data: `Workers.open_lake`, a picklable
+callable holding the lake URI and storage options), folds its buckets' partitions from the
+log (`materialize._fold_partitions`, in bounded chunks), writes their Parquet files into the
+new generation and returns their add actions; it commits nothing. The coordinator then
+commits every task's files, the removal of the old generation and the watermark in one Delta
+transaction, so readers flip from the old rows to the new all at once, and a rebuild that
+fails half way leaves the view as it was.
+
+A task that raises something other than an `EventlakeError` (its worker died, its process
+pool broke, an I/O error) is submitted again, up to `Workers.retries` times; the files of a
+failed attempt are never committed (they are orphans, which `doctor --fix` deletes). Tasks
+are top-level functions of frozen dataclasses, so a `ProcessPoolExecutor` (spawn context)
+or a Dask `Client.get_executor()` runs them; the view travels pickled (its functions by
+reference: the worker must be able to import the module that defines them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from eventlake.engine.chunks import Chunk
+from eventlake.errors import CommitConflictError, EventlakeError, RebuildSupersededError
+from eventlake.model.progress import Progress, ProgressSink
+from eventlake.model.views import View, definition_fingerprint
+from eventlake.store.datafiles import DataFile
+from eventlake.store.storage import retry_commit
+from eventlake.store.viewstore import ViewStore
+
+if TYPE_CHECKING:
+    from eventlake.store.parts import LakeParts
+
+__all__ = ["BucketOutput", "RebuildTask", "Workers", "rebuild_buckets", "rebuild_on"]
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Where bucket tasks run: `executor`, each task opening the lake with `open_lake` (a
+    picklable callable, e.g. `functools.partial(Lake.open, uri, storage_options=...)`).
+    `tasks_per_worker` tasks per worker balance uneven buckets; `workers` defaults to what
+    the executor says (`_max_workers`, a Dask client's thread count) or 2."""
+
+    executor: Executor
+    open_lake: Callable[[], LakeParts]
+    retries: int = 2
+    workers: int | None = None
+    tasks_per_worker: int = 2
+
+    def count(self) -> int:
+        if self.workers is not None:
+            return max(1, self.workers)
+        known = getattr(self.executor, "_max_workers", None)
+        if isinstance(known, int) and known > 0:
+            return known
+        client = getattr(self.executor, "_client", None)
+        if client is not None:
+            try:
+                return max(1, sum(client.nthreads().values()))
+            except Exception:
+                return 2
+        return 2
+
+
+@dataclass(frozen=True)
+class RebuildTask:
+    """One task of a rebuild: fold `members` (the partitions of `buckets`, with their
+    events and decoded bytes) from the log up to `target` into `generation`'s files."""
+
+    open_lake: Callable[[], LakeParts]
+    view: View
+    generation: int
+    target: int
+    buckets: tuple[int, ...]
+    sizes: dict[str, int]
+    weights: dict[str, float]
+    chunk: Chunk
+
+
+@dataclass(frozen=True)
+class BucketOutput:
+    """What a bucket task wrote (not committed) and folded."""
+
+    buckets: tuple[int, ...]
+    files: tuple[DataFile, ...]
+    partitions: tuple[str, ...]
+    events: int
+    failed: tuple[str, ...] = ()
+    nulls: int = 0
+
+
+def rebuild_buckets(task: RebuildTask) -> BucketOutput:
+    """Run one rebuild task (in any process): fold, write the files, commit nothing."""
+    from eventlake.engine.materialize import _failed_set, _fold_partitions, _nulled, _placed
+
+    lake = task.open_lake()
+    store = ViewStore(lake.storage, task.view)
+    snap = store.snapshot()
+    members = list(task.sizes)
+    rows = _fold_partitions(lake, task.view, members, task.sizes, task.weights, task.target,
+                            task.chunk)
+    failed = tuple(sorted(_failed_set(rows)))
+    nulls = _nulled(rows)
+    files: list[DataFile] = []
+    if rows.height:
+        files = store.write_buckets(snap, _placed(rows, store.buckets(snap)),
+                                    generation=task.generation)
+    return BucketOutput(task.buckets, tuple(files), tuple(members),
+                        sum(task.sizes.values()), failed, nulls)
+
+
+def _groups(sizing: Any, buckets: int, chunk: Chunk, most: int) -> list[list[int]]:
+    """Consecutive buckets, at most `most` a group and within `chunk` (one at least)."""
+    groups: list[list[int]] = []
+    bucket = 0
+    while bucket < buckets:
+        group = [bucket]
+        total, size = sizing.total(bucket), sizing.bytes(bucket)
+        while group[-1] + 1 < buckets and len(group) < most:
+            following = group[-1] + 1
+            if not chunk.fits(total + sizing.total(following),
+                              size + sizing.bytes(following)):
+                break
+            group.append(following)
+            total += sizing.total(following)
+            size += sizing.bytes(following)
+        groups.append(group)
+        bucket = group[-1] + 1
+    return groups
+
+
+def _run(workers: Workers, tasks: Sequence[RebuildTask], progress: Callable[[int], None]
+         ) -> list[BucketOutput]:
+    """Every task's output, in task order; a task failing on anything but an
+    `EventlakeError` is submitted again (`Workers.retries` times)."""
+    pending: dict[Future[BucketOutput], tuple[int, int]] = {
+        workers.executor.submit(rebuild_buckets, task): (index, 0)
+        for index, task in enumerate(tasks)}
+    done: dict[int, BucketOutput] = {}
+    failure: BaseException | None = None
+    while pending:
+        finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for future in finished:
+            index, attempt = pending.pop(future)
+            try:
+                done[index] = future.result()
+            except EventlakeError as exc:
+                failure = failure or exc
+            except Exception as exc:
+                if attempt >= workers.retries or failure is not None:
+                    failure = failure or exc
+                    continue
+                pending[workers.executor.submit(rebuild_buckets, tasks[index])] = (
+                    index, attempt + 1)
+            else:
+                progress(len(tasks[index].buckets))
+    if failure is not None:
+        _forget(tasks, done.values())
+        raise failure
+    return [done[i] for i in range(len(tasks))]
+
+
+def _forget(tasks: Sequence[RebuildTask], outputs: Any) -> None:
+    """Delete the files of tasks whose rebuild will not commit (best effort)."""
+    if not tasks:
+        return
+    store: ViewStore | None = None
+    for output in outputs:
+        if output.files:
+            if store is None:
+                lake = tasks[0].open_lake()
+                store = ViewStore(lake.storage, tasks[0].view)
+            store.delete_written(output.files)
+
+
+def rebuild_on(workers: Workers, lake: LakeParts, store: ViewStore, *, chunk: Chunk,
+               progress: ProgressSink | None) -> tuple[set[str], int, int, set[str], int]:
+    """Rebuild `store`'s view with bucket tasks on `workers`, then activate the new
+    generation in one commit. Returns what `materialize._rebuild` does."""
+    from eventlake.engine.materialize import _Sizes
+
+    view = store.view
+    snap = store.snapshot()
+    marks = store.marks(snap)
+    started_active = marks.active
+    generation = max(marks.active or 0, marks.building or 0, marks.commits) + 1
+    target = lake.log.last_seq()
+    buckets = store.buckets(snap)
+    sizing = _Sizes(lake, target, buckets)
+    most = max(1, math.ceil(buckets / (workers.count() * workers.tasks_per_worker)))
+    tasks = []
+    for group in _groups(sizing, buckets, chunk, most):
+        sizes = {p: n for b in group for p, n in sizing.members(b).items()}
+        weights = {p: sizing.partition_bytes(b, p) for b in group for p in sizing.members(b)}
+        tasks.append(RebuildTask(workers.open_lake, view, generation, target, tuple(group),
+                                 sizes, weights, chunk))
+    finished = 0
+
+    def advanced(count: int) -> None:
+        nonlocal finished
+        finished += count
+        if progress is not None:
+            progress(Progress(view.name, finished, buckets, "buckets"))
+
+    outputs = _run(workers, tasks, advanced)
+    files = [f for output in outputs for f in output.files]
+    fingerprint = definition_fingerprint(view)
+
+    def activate() -> None:
+        latest = store.snapshot()
+        now = store.marks(latest)
+        if now.active != started_active or (now.active == generation):
+            raise RebuildSupersededError(view.name)
+        old = {g for g in (now.active, now.building) if g and g != generation}
+        store.commit_files(latest, files, generation=generation, buckets=[],
+                           drop_generations=sorted(old),
+                           marks={"active": generation, "active-version": view.version,
+                                  f"v{view.version}": target, "building": 0,
+                                  "fingerprint": fingerprint})
+
+    try:
+        retry_commit(activate, what=f"rebuild of view {view.name!r}")
+    except (RebuildSupersededError, CommitConflictError):
+        store.delete_written(files)  # certainly not committed: nothing references them
+        raise
+    touched = {p for output in outputs for p in output.partitions}
+    broken = {p for output in outputs for p in output.failed}
+    return (touched, sum(o.events for o in outputs), 1, broken,
+            sum(o.nulls for o in outputs))
