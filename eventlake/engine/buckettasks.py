@@ -114,26 +114,6 @@ def rebuild_buckets(task: RebuildTask) -> BucketOutput:
                         sum(task.sizes.values()), failed, nulls)
 
 
-def _groups(sizing: Any, buckets: int, chunk: Chunk, most: int) -> list[list[int]]:
-    """Consecutive buckets, at most `most` a group and within `chunk` (one at least)."""
-    groups: list[list[int]] = []
-    bucket = 0
-    while bucket < buckets:
-        group = [bucket]
-        total, size = sizing.total(bucket), sizing.bytes(bucket)
-        while group[-1] + 1 < buckets and len(group) < most:
-            following = group[-1] + 1
-            if not chunk.fits(total + sizing.total(following),
-                              size + sizing.bytes(following)):
-                break
-            group.append(following)
-            total += sizing.total(following)
-            size += sizing.bytes(following)
-        groups.append(group)
-        bucket = group[-1] + 1
-    return groups
-
-
 def _run(workers: Workers, tasks: Sequence[RebuildTask], progress: Callable[[int], None]
          ) -> list[BucketOutput]:
     """Every task's output, in task order; a task failing on anything but an
@@ -182,7 +162,7 @@ def rebuild_on(workers: Workers, lake: LakeParts, store: ViewStore, *, chunk: Ch
                progress: ProgressSink | None) -> tuple[set[str], int, int, set[str], int]:
     """Rebuild `store`'s view with bucket tasks on `workers`, then activate the new
     generation in one commit. Returns what `materialize._rebuild` does."""
-    from eventlake.engine.materialize import _Sizes
+    from eventlake.engine.materialize import _bucket_groups, _Sizes
 
     view = store.view
     snap = store.snapshot()
@@ -194,7 +174,7 @@ def rebuild_on(workers: Workers, lake: LakeParts, store: ViewStore, *, chunk: Ch
     sizing = _Sizes(lake, target, buckets)
     most = max(1, math.ceil(buckets / (workers.count() * workers.tasks_per_worker)))
     tasks = []
-    for group in _groups(sizing, buckets, chunk, most):
+    for group in _bucket_groups(sizing, chunk, most=most):
         sizes = {p: n for b in group for p, n in sizing.members(b).items()}
         weights = {p: sizing.partition_bytes(b, p) for b in group for p in sizing.members(b)}
         tasks.append(RebuildTask(workers.open_lake, view, generation, target, tuple(group),

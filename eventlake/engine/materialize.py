@@ -606,6 +606,27 @@ class _Sizes:
         return self._by_bucket[bucket]
 
 
+def _bucket_groups(sizing: _Sizes, chunk: Chunk, *, start: int = 0, most: int | None = None
+                   ) -> list[list[int]]:
+    """Consecutive buckets from `start` on, grouped within `chunk` (and at most `most`
+    buckets a group), one bucket at least."""
+    groups: list[list[int]] = []
+    bucket = start
+    while bucket < sizing.buckets:
+        group = [bucket]
+        total, size = sizing.total(bucket), sizing.bytes(bucket)
+        while group[-1] + 1 < sizing.buckets and (most is None or len(group) < most):
+            following = group[-1] + 1
+            if not chunk.fits(total + sizing.total(following), size + sizing.bytes(following)):
+                break
+            group.append(following)
+            total += sizing.total(following)
+            size += sizing.bytes(following)
+        groups.append(group)
+        bucket = group[-1] + 1
+    return groups
+
+
 def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: Chunk, fresh: bool,
              progress: ProgressSink | None) -> tuple[set[str], int, int, set[str], int]:
     """Build a new generation bucket by bucket, then make it the active one atomically.
@@ -638,18 +659,7 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: Chunk, fresh: bool,
     sizing = _Sizes(lake, target, buckets)
     touched: set[str] = set()
     folded = 0
-    bucket = done
-    while bucket < buckets:
-        # A group of consecutive buckets within `chunk` (at least one bucket).
-        group = [bucket]
-        total, size = sizing.total(bucket), sizing.bytes(bucket)
-        while group[-1] + 1 < buckets:
-            following = group[-1] + 1
-            if not chunk.fits(total + sizing.total(following), size + sizing.bytes(following)):
-                break
-            group.append(following)
-            total += sizing.total(following)
-            size += sizing.bytes(following)
+    for group in _bucket_groups(sizing, chunk, start=done):
         sizes = {p: n for b in group for p, n in sizing.members(b).items()}
         weights = {p: sizing.partition_bytes(b, p) for b in group for p in sizing.members(b)}
         members = list(sizes)
@@ -673,9 +683,8 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: Chunk, fresh: bool,
         commits += 1
         touched.update(members)
         folded += total
-        bucket = end
         if progress is not None:
-            progress(Progress(view.name, bucket, buckets, "buckets"))
+            progress(Progress(view.name, end, buckets, "buckets"))
 
     def activate() -> None:
         snap = store.snapshot()
