@@ -1,11 +1,13 @@
-"""Bucket tasks: one view's rebuild spread over an `Executor`, committed once.
+"""Bucket tasks: one view's rebuild or refresh step spread over an `Executor`, committed once.
 
 A view's rows are independent by bucket, so a rebuild splits into tasks of consecutive
-buckets. A task opens the lake itself (from plain data: `Workers.open_lake`, a picklable
-callable holding the lake URI and storage options), folds its buckets' partitions from the
-log (`materialize._fold_partitions`, in bounded chunks), writes their Parquet files into the
-new generation and returns their add actions; it commits nothing. The coordinator then
-commits every task's files, the removal of the old generation and the watermark in one Delta
+buckets, and a refresh step into tasks of the buckets its window touched (each folds the
+window's events of its partitions onto its buckets' prior rows, read at the version the
+coordinator commits on). A task opens the lake itself (from plain data: `Workers.open_lake`,
+a picklable callable holding the lake URI and storage options), folds (a rebuild's with
+`materialize._fold_partitions`, in bounded chunks), writes its Parquet files and returns
+their add actions; it commits nothing. The coordinator then commits every task's files, the
+files they replace (a rebuild: the old generation) and the watermark in one Delta
 transaction, so readers flip from the old rows to the new all at once, and a rebuild that
 fails half way leaves the view as it was.
 
@@ -30,13 +32,14 @@ from eventlake.errors import CommitConflictError, EventlakeError, RebuildSuperse
 from eventlake.model.progress import Progress, ProgressSink
 from eventlake.model.views import View, definition_fingerprint
 from eventlake.store.datafiles import DataFile
-from eventlake.store.storage import retry_commit
+from eventlake.store.storage import Snapshot, retry_commit
 from eventlake.store.viewstore import ViewStore
 
 if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts
 
-__all__ = ["BucketOutput", "RebuildTask", "Workers", "rebuild_buckets", "rebuild_on"]
+__all__ = ["BucketOutput", "RebuildTask", "RefreshTask", "Workers", "rebuild_buckets",
+           "rebuild_on", "refresh_buckets", "refresh_on"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Workers:
     retries: int = 2
     workers: int | None = None
     tasks_per_worker: int = 2
+    # A refresh step of fewer events runs in the coordinator's process.
+    min_events: int = 10_000
 
     def count(self) -> int:
         if self.workers is not None:
@@ -83,6 +88,23 @@ class RebuildTask:
 
 
 @dataclass(frozen=True)
+class RefreshTask:
+    """One task of a refresh step: fold the events in `(since, end]` of `partitions` onto
+    the rows of `buckets` in `generation` (read at view-table version `version`)."""
+
+    open_lake: Callable[[], LakeParts]
+    view: View
+    generation: int
+    version: int
+    since: int
+    end: int
+    buckets: tuple[int, ...]
+    partitions: tuple[str, ...]
+    chunk: Chunk
+    log_version: int | None = None
+
+
+@dataclass(frozen=True)
 class BucketOutput:
     """What a bucket task wrote (not committed) and folded."""
 
@@ -92,6 +114,8 @@ class BucketOutput:
     events: int
     failed: tuple[str, ...] = ()
     nulls: int = 0
+    # The view-table version the task read its prior rows at (a refresh task).
+    version: int | None = None
 
 
 def rebuild_buckets(task: RebuildTask) -> BucketOutput:
@@ -114,12 +138,91 @@ def rebuild_buckets(task: RebuildTask) -> BucketOutput:
                         sum(task.sizes.values()), failed, nulls)
 
 
-def _run(workers: Workers, tasks: Sequence[RebuildTask], progress: Callable[[int], None]
-         ) -> list[BucketOutput]:
+def refresh_buckets(task: RefreshTask) -> BucketOutput:
+    """Run one refresh task (in any process): fold, write the files, commit nothing."""
+    from eventlake.engine.materialize import (
+        _newly_failed,
+        _nulled,
+        _replace_partitions,
+        read_events,
+    )
+    from eventlake.fold.folds import event_columns
+    from eventlake.fold.sqlfold import whole_history
+
+    lake = task.open_lake()
+    store = ViewStore(lake.storage, task.view)
+    snap = store.snapshot()
+    if snap.version != task.version:
+        # The table moved on: the coordinator's commit would fail; say so without work.
+        return BucketOutput(task.buckets, (), (), 0, version=snap.version)
+    log = None if task.log_version is None else lake.log.snapshot(version=task.log_version)
+    events = read_events(lake, task.partitions, since_seq=task.since, until_seq=task.end,
+                         columns=event_columns(task.view), snapshot=log)
+    prior = store.read_buckets(snap, task.buckets, generation=task.generation)
+    recomputed = None
+    if whole_history(task.view):
+        from eventlake.engine.sqlrefresh import recompute_touched
+
+        recomputed = recompute_touched(lake, task.view, list(task.partitions), task.end,
+                                       chunk=task.chunk.events, snapshot=log)
+    rows = _replace_partitions(store, snap, prior, events, new_rows=recomputed)
+    files = store.write_buckets(snap, rows, generation=task.generation) if rows.height else []
+    return BucketOutput(task.buckets, tuple(files), task.partitions, events.height,
+                        tuple(sorted(_newly_failed(prior, rows))),
+                        _nulled(rows) - _nulled(prior), version=snap.version)
+
+
+def refresh_on(workers: Workers, lake: LakeParts, store: ViewStore, snap: Snapshot, *,
+               since: int, end: int, chunk: Chunk, snapshot: Snapshot | None
+               ) -> tuple[set[str], int, set[str], int]:
+    """Fold the events in `(since, end]` into the active generation of `store` with bucket
+    tasks, committed as one step on `snap` (raises `CommitFailedError` for `retry_commit`
+    when the table moved on). Returns (partitions, events, newly failed, values nulled)."""
+    from deltalake.exceptions import CommitFailedError
+
+    from eventlake.engine.materialize import read_events
+    from eventlake.model.layout import bucket_of
+
+    marks = store.marks(snap)
+    assert marks.active is not None
+    view = store.view
+    buckets = store.buckets(snap)
+    owners = read_events(lake, since_seq=since, until_seq=end, columns=["partition_id"],
+                         snapshot=snapshot).get_column("partition_id").unique().to_list()
+    by_bucket: dict[int, list[str]] = {}
+    for partition in sorted(owners):
+        by_bucket.setdefault(bucket_of(partition, buckets), []).append(partition)
+    touched = sorted(by_bucket)
+    size = max(1, math.ceil(len(touched) / (workers.count() * workers.tasks_per_worker)))
+    # Events up to `end` are immutable, so tasks read the log's latest version, not a pinned
+    # one (which would cost each task a replay of the log on object storage).
+    log_version = None
+    tasks = [RefreshTask(workers.open_lake, view, marks.active, snap.version, since, end,
+                         tuple(group), tuple(p for b in group for p in by_bucket[b]), chunk,
+                         log_version)
+             for group in (touched[i:i + size] for i in range(0, len(touched), size))]
+    outputs = _run(workers, refresh_buckets, tasks, lambda _: None)
+    files = [f for output in outputs for f in output.files]
+    if any(output.version != snap.version for output in outputs):
+        store.delete_written(files)
+        raise CommitFailedError("the view table moved on while its bucket tasks ran")
+    try:
+        store.commit_files(snap, files, generation=marks.active, buckets=touched,
+                           marks={f"v{view.version}": end,
+                                  "fingerprint": definition_fingerprint(view)})
+    except CommitFailedError:
+        store.delete_written(files)
+        raise
+    return ({p for o in outputs for p in o.partitions}, sum(o.events for o in outputs),
+            {p for o in outputs for p in o.failed}, sum(o.nulls for o in outputs))
+
+
+def _run(workers: Workers, function: Callable[[Any], BucketOutput], tasks: Sequence[Any],
+         progress: Callable[[int], None]) -> list[BucketOutput]:
     """Every task's output, in task order; a task failing on anything but an
     `EventlakeError` is submitted again (`Workers.retries` times)."""
     pending: dict[Future[BucketOutput], tuple[int, int]] = {
-        workers.executor.submit(rebuild_buckets, task): (index, 0)
+        workers.executor.submit(function, task): (index, 0)
         for index, task in enumerate(tasks)}
     done: dict[int, BucketOutput] = {}
     failure: BaseException | None = None
@@ -135,7 +238,7 @@ def _run(workers: Workers, tasks: Sequence[RebuildTask], progress: Callable[[int
                 if attempt >= workers.retries or failure is not None:
                     failure = failure or exc
                     continue
-                pending[workers.executor.submit(rebuild_buckets, tasks[index])] = (
+                pending[workers.executor.submit(function, tasks[index])] = (
                     index, attempt + 1)
             else:
                 progress(len(tasks[index].buckets))
@@ -145,7 +248,7 @@ def _run(workers: Workers, tasks: Sequence[RebuildTask], progress: Callable[[int
     return [done[i] for i in range(len(tasks))]
 
 
-def _forget(tasks: Sequence[RebuildTask], outputs: Any) -> None:
+def _forget(tasks: Sequence[Any], outputs: Any) -> None:
     """Delete the files of tasks whose rebuild will not commit (best effort)."""
     if not tasks:
         return
@@ -187,7 +290,7 @@ def rebuild_on(workers: Workers, lake: LakeParts, store: ViewStore, *, chunk: Ch
         if progress is not None:
             progress(Progress(view.name, finished, buckets, "buckets"))
 
-    outputs = _run(workers, tasks, advanced)
+    outputs = _run(workers, rebuild_buckets, tasks, advanced)
     files = [f for output in outputs for f in output.files]
     fingerprint = definition_fingerprint(view)
 

@@ -302,7 +302,9 @@ def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
         events += folded
         commits += steps
     while True:
-        step = retry_commit(lambda: _refresh_step(lake, store, head, chunk, window),
+        step = retry_commit(lambda: _refresh_step(lake, store, head, chunk, window)
+                            if workers is None else _refresh_step_on(workers, lake, store, head,
+                                                                     chunk, window),
                             what=f"refresh of view {view.name!r}")
         final = step.watermark
         if not step.committed:
@@ -349,9 +351,7 @@ def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: Chunk,
         return _Step(False, marks.watermark)
     _same_definition(store, marks)
     since = marks.watermark
-    limit = min(head, since + chunk.events)
-    sized = SeqBytes.of_files(window.snapshot or lake.log.snapshot(), since=since, until=limit)
-    end = sized.end(since, limit, chunk.bytes)
+    end, sized = _window_end(lake, window, since, head, chunk)
     # Files holding many more bytes than the window are read only for its rows.
     events = window.read(lake, since, end, whole=sized.files_to(end).within(2 * chunk.bytes))
     touched = sorted(set(events.get_column("partition_id").to_list()))
@@ -370,6 +370,36 @@ def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: Chunk,
                                 "fingerprint": definition_fingerprint(store.view)})
     return _Step(True, end, frozenset(touched), events.height, _newly_failed(prior, rows),
                  _nulled(rows) - _nulled(prior))
+
+
+def _window_end(lake: LakeParts, window: EventWindow, since: int, head: int, chunk: Chunk
+                ) -> tuple[int, SeqBytes]:
+    """Where the refresh step after `since` ends: within `chunk` and `head`; and the sizes
+    of the files it reads."""
+    limit = min(head, since + chunk.events)
+    sized = SeqBytes.of_files(window.snapshot or lake.log.snapshot(), since=since, until=limit)
+    return sized.end(since, limit, chunk.bytes), sized
+
+
+def _refresh_step_on(workers: Workers, lake: LakeParts, store: ViewStore, head: int,
+                     chunk: Chunk, window: EventWindow) -> _Step:
+    """`_refresh_step` with the touched buckets folded by bucket tasks (small windows, below
+    `workers.min_events`, stay in this process: a task costs more than they do)."""
+    from eventlake.engine.buckettasks import refresh_on
+
+    snap = store.snapshot()
+    marks = store.marks(snap)
+    assert marks.active is not None
+    if marks.watermark >= head:
+        return _Step(False, marks.watermark)
+    end, _ = _window_end(lake, window, marks.watermark, head, chunk)
+    if end - marks.watermark < workers.min_events:
+        return _refresh_step(lake, store, head, chunk, window)
+    _same_definition(store, marks)
+    done = refresh_on(workers, lake, store, snap, since=marks.watermark, end=end, chunk=chunk,
+                      snapshot=window.snapshot)
+    touched, events, failed, nulls = done
+    return _Step(True, end, frozenset(touched), events, frozenset(failed), nulls)
 
 
 def _failed_set(rows: pl.DataFrame | None) -> set[str]:
