@@ -56,6 +56,13 @@ class Workers:
     tasks_per_worker: int = 2
     # A refresh step of fewer events runs in the coordinator's process.
     min_events: int = 10_000
+    # Tasks name the view instead of carrying it, and the worker takes it from the lake
+    # `open_lake` opens (with the views module loaded there): for views loaded from a file,
+    # whose functions no worker could import by name.
+    by_name: bool = False
+
+    def view(self, view: View) -> View | str:
+        return view.name if self.by_name else view
 
     def count(self) -> int:
         if self.workers is not None:
@@ -78,7 +85,7 @@ class RebuildTask:
     events and decoded bytes) from the log up to `target` into `generation`'s files."""
 
     open_lake: Callable[[], LakeParts]
-    view: View
+    view: View | str
     generation: int
     target: int
     buckets: tuple[int, ...]
@@ -93,7 +100,7 @@ class RefreshTask:
     the rows of `buckets` in `generation` (read at view-table version `version`)."""
 
     open_lake: Callable[[], LakeParts]
-    view: View
+    view: View | str
     generation: int
     version: int
     since: int
@@ -118,15 +125,22 @@ class BucketOutput:
     version: int | None = None
 
 
+def _view_of(lake: LakeParts, view: View | str) -> View:
+    if isinstance(view, str):
+        return lake.view(view)
+    return view
+
+
 def rebuild_buckets(task: RebuildTask) -> BucketOutput:
     """Run one rebuild task (in any process): fold, write the files, commit nothing."""
     from eventlake.engine.materialize import _failed_set, _fold_partitions, _nulled, _placed
 
     lake = task.open_lake()
-    store = ViewStore(lake.storage, task.view)
+    view = _view_of(lake, task.view)
+    store = ViewStore(lake.storage, view)
     snap = store.snapshot()
     members = list(task.sizes)
-    rows = _fold_partitions(lake, task.view, members, task.sizes, task.weights, task.target,
+    rows = _fold_partitions(lake, view, members, task.sizes, task.weights, task.target,
                             task.chunk)
     failed = tuple(sorted(_failed_set(rows)))
     nulls = _nulled(rows)
@@ -150,20 +164,21 @@ def refresh_buckets(task: RefreshTask) -> BucketOutput:
     from eventlake.fold.sqlfold import whole_history
 
     lake = task.open_lake()
-    store = ViewStore(lake.storage, task.view)
+    view = _view_of(lake, task.view)
+    store = ViewStore(lake.storage, view)
     snap = store.snapshot()
     if snap.version != task.version:
         # The table moved on: the coordinator's commit would fail; say so without work.
         return BucketOutput(task.buckets, (), (), 0, version=snap.version)
     log = None if task.log_version is None else lake.log.snapshot(version=task.log_version)
     events = read_events(lake, task.partitions, since_seq=task.since, until_seq=task.end,
-                         columns=event_columns(task.view), snapshot=log)
+                         columns=event_columns(view), snapshot=log)
     prior = store.read_buckets(snap, task.buckets, generation=task.generation)
     recomputed = None
-    if whole_history(task.view):
+    if whole_history(view):
         from eventlake.engine.sqlrefresh import recompute_touched
 
-        recomputed = recompute_touched(lake, task.view, list(task.partitions), task.end,
+        recomputed = recompute_touched(lake, view, list(task.partitions), task.end,
                                        chunk=task.chunk.events, snapshot=log)
     rows = _replace_partitions(store, snap, prior, events, new_rows=recomputed)
     files = store.write_buckets(snap, rows, generation=task.generation) if rows.height else []
@@ -197,9 +212,9 @@ def refresh_on(workers: Workers, lake: LakeParts, store: ViewStore, snap: Snapsh
     # Events up to `end` are immutable, so tasks read the log's latest version, not a pinned
     # one (which would cost each task a replay of the log on object storage).
     log_version = None
-    tasks = [RefreshTask(workers.open_lake, view, marks.active, snap.version, since, end,
-                         tuple(group), tuple(p for b in group for p in by_bucket[b]), chunk,
-                         log_version)
+    tasks = [RefreshTask(workers.open_lake, workers.view(view), marks.active, snap.version,
+                         since, end, tuple(group),
+                         tuple(p for b in group for p in by_bucket[b]), chunk, log_version)
              for group in (touched[i:i + size] for i in range(0, len(touched), size))]
     outputs = _run(workers, refresh_buckets, tasks, lambda _: None)
     files = [f for output in outputs for f in output.files]
@@ -257,7 +272,7 @@ def _forget(tasks: Sequence[Any], outputs: Any) -> None:
         if output.files:
             if store is None:
                 lake = tasks[0].open_lake()
-                store = ViewStore(lake.storage, tasks[0].view)
+                store = ViewStore(lake.storage, _view_of(lake, tasks[0].view))
             store.delete_written(output.files)
 
 
@@ -280,8 +295,8 @@ def rebuild_on(workers: Workers, lake: LakeParts, store: ViewStore, *, chunk: Ch
     for group in _bucket_groups(sizing, chunk, most=most):
         sizes = {p: n for b in group for p, n in sizing.members(b).items()}
         weights = {p: sizing.partition_bytes(b, p) for b in group for p in sizing.members(b)}
-        tasks.append(RebuildTask(workers.open_lake, view, generation, target, tuple(group),
-                                 sizes, weights, chunk))
+        tasks.append(RebuildTask(workers.open_lake, workers.view(view), generation, target,
+                                 tuple(group), sizes, weights, chunk))
     finished = 0
 
     def advanced(count: int) -> None:

@@ -357,6 +357,42 @@ def test_dask_runner_gives_the_same_views_as_threads(prefect_harness, tmp_path, 
     assert_views_exact(dask)
 
 
+@pytest.mark.integration
+def test_bucket_tasks_on_dask_retry_a_killed_worker(prefect_harness, tmp_path, views_file):
+    """`bucket_tasks=True` maps each view's buckets over the Dask runner, the flow commits
+    once per rebuild; a worker SIGKILLed after writing its files (before answering) costs a
+    retry of its bucket task, and none of its files is referenced."""
+    import distributed
+    from prefect_dask import DaskTaskRunner
+
+    from eventlake.flows.materialize import materialize_flow
+    from tests.engine.test_buckettasks import _kill_after_writing
+
+    inbox = copy_inbox(tmp_path / "inbox")
+    want = library_lake(tmp_path / "threads", inbox, views_file)
+    lake = library_lake(tmp_path / "dask", inbox, views_file, materialize=False)
+    marker = str(tmp_path / "killed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        runner = DaskTaskRunner(address=cluster.scheduler_address)
+        materialize_flow.with_options(task_runner=runner)(
+            lake=lake.root, views=str(views_file), bucket_tasks=True)
+        client.run(_kill_after_writing, marker)
+        results = materialize_flow.with_options(task_runner=runner)(
+            lake=lake.root, views=str(views_file), rebuild=True, bucket_tasks=True,
+            names=["balances"])
+    assert results["balances"]["rebuilt"] and results["balances"]["commits"] == 1
+    killed = set(open(marker).read().split())
+    assert killed
+    referenced = set(ViewStore(lake.storage, lake.view("balances")).snapshot()
+                     .add_actions().column("path").to_pylist())
+    assert not killed & referenced
+    for name in want.views:
+        assert view_rows(lake, name).equals(view_rows(want, name)), name
+    assert_views_exact(lake)
+
+
 def test_task_runner_choice(monkeypatch):
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
