@@ -200,6 +200,11 @@ GOALS: dict[str, Goal] = {
     "cold_open_s": Goal(None, None, "seconds for a fresh process to open the many-partition "
                         "lake and answer lake.state(p) (imports not counted)"),
     "rebuild_rss_growth": Goal("<=", 1.3, "peak RSS of a rebuild at 4x history / at 1x"),
+    "rebuild_speedup_2_workers": Goal(">=", 1.6, "document view rebuild in one process / as "
+                                      "bucket tasks on a 2-process Dask LocalCluster, "
+                                      "buckets layout", "medium"),
+    "bucket_task_overhead_ms": Goal(None, None, "ms of one bucket task with nothing to fold on "
+                                    "a Dask worker (open the lake, read the view table, answer)"),
 }
 
 
@@ -704,6 +709,7 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
     """Run every case at `scale` (or only the steps named in `only`: the keys of `steps`
     below, which `eventlake bench --only` lists) and return timings, ratios and goals."""
     from eventlake import _bench_scaling as scaling
+    from eventlake._bench_workers import bench_rebuild_workers
 
     if scale not in SCALES:
         raise InvalidArgumentError("the bench scale", scale, f"one of {', '.join(SCALES)}")
@@ -735,6 +741,8 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
         "many-partitions": ("reads at many partitions", lambda w: scaling.bench_many_partitions(
             sizes, w, report, progress)),
         "rss": ("rebuild peak rss", lambda w: _bench_rss(sizes, w, report)),
+        "rebuild-workers": ("rebuild on Dask workers", lambda w: bench_rebuild_workers(
+            sizes, w, report, progress)),
         "actions": ("apply_action throughput", lambda w: _bench_actions(sizes, w, report)),
         "repository": ("repository get_state", lambda w: _bench_repository(sizes, w, report)),
         "layout": ("layout at many partitions", lambda w: _bench_layout(sizes, w, report)),
