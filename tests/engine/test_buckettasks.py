@@ -12,12 +12,15 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 import eventlake as el
+from eventlake.engine.buckettasks import Workers
+from eventlake.engine.materialize import materialize_views
 from eventlake.model.views import Agg, AggregateView, ReducerView
 from eventlake.ops.doctor import doctor
 from eventlake.store.viewstore import ViewStore
@@ -55,6 +58,17 @@ def _watermarks(lake: el.Lake) -> dict[str, int]:
     return {name: ViewStore(lake.storage, view).watermark() for name, view in lake.views.items()}
 
 
+def _workers(lake: el.Lake, executor) -> Workers:
+    opener = partial(el.Lake.open, lake.root, create=False,
+                     storage_options=lake.storage.options)
+    return Workers(executor, opener, min_events=0)
+
+
+def _same(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame], name: str) -> None:
+    for view in want:
+        assert got[view].equals(want[view]), (name, view, got[view], want[view])
+
+
 @pytest.fixture(scope="module")
 def dask_client():
     distributed = pytest.importorskip("distributed")
@@ -84,20 +98,31 @@ def test_rebuild_on_any_executor_equals_the_sequential_one(tmp_path, dask_client
                                      HealthCheck.function_scoped_fixture])
     @given(batches=streams())
     def check(batches):
-        lake = el.Lake.open(tmp_path / f"lake{next(examples)}", views=VIEWS)
+        example = next(examples)
+        lake = el.Lake.open(tmp_path / f"lake{example}", views=VIEWS)
+        spread = {name: el.Lake.open(tmp_path / f"lake{example}-{name}", views=VIEWS)
+                  for name in executors}
         for number, (batch, refresh) in enumerate(batches):
-            lake.append(batch, producer="gen", batch_no=number)
+            for target in (lake, *spread.values()):
+                target.append(batch, producer="gen", batch_no=number)
             if refresh:
                 lake.materialize(chunk_events=9)
+                # Refresh steps as bucket tasks too, however small the step.
+                for name, other in spread.items():
+                    materialize_views(other, list(other.views.values()), chunk_events=9,
+                                      workers=_workers(other, executors[name]))
         lake.materialize()
         want, marks = _rows(lake), _watermarks(lake)
-        for name, executor in executors.items():
-            results = lake.materialize(rebuild=True, executor=executor, chunk_events=20)
+        for name, other in spread.items():
+            materialize_views(other, list(other.views.values()),
+                              workers=_workers(other, executors[name]))
+            assert _watermarks(other) == marks, name
+            _same(_rows(other), want, name)
+            results = other.materialize(rebuild=True, executor=executors[name],
+                                        chunk_events=20)
             assert all(r.rebuilt for r in results.values()), name
-            assert _watermarks(lake) == marks, name
-            got = _rows(lake)
-            for view in want:
-                assert got[view].equals(want[view]), (name, view, got[view], want[view])
+            assert _watermarks(other) == marks, name
+            _same(_rows(other), want, name)
         assert_views_exact(lake)
 
     try:
@@ -156,3 +181,24 @@ def test_a_worker_killed_mid_rebuild_is_retried_and_its_files_never_referenced(t
     assert killed <= {p.path.split("views/balances/", 1)[1] for p in report.orphans}
     assert not any(os.path.exists(lake.storage.local_path("views/balances", path))
                    for path in killed)
+
+
+def test_bucket_tasks_on_each_backend(backend, spawn_pool):
+    """Workers need only the lake's URI and storage options: on S3 too, spawned processes
+    rebuild and refresh to the rows of one process."""
+    lake = backend.open(views=VIEWS)
+    alone = el.Lake.open(backend.folder / "alone", views=VIEWS)
+    for number in range(4):
+        batch = [{"type": "deposit" if i % 3 else "withdrawal",
+                  "payload": {"amount": i + number, "ref": i},
+                  "partition": f"acct-{(number * 7 + i) % 23}"} for i in range(30)]
+        for target in (lake, alone):
+            target.append(batch, producer="gen", batch_no=number)
+        alone.materialize()
+        materialize_views(lake, list(lake.views.values()),
+                          workers=_workers(lake, spawn_pool))
+    _same(_rows(lake), _rows(alone), backend.name)
+    assert _watermarks(lake) == _watermarks(alone)
+    lake.materialize(rebuild=True, executor=spawn_pool)
+    _same(_rows(lake), _rows(alone), backend.name)
+    assert _watermarks(lake) == _watermarks(alone)
