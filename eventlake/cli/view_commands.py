@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from eventlake.cli.output import Column, plural, print_json, print_table, say
 from eventlake.cli.progress import progress_display
 
 if TYPE_CHECKING:
+    from eventlake.engine.buckettasks import Workers
     from eventlake.engine.materialize import MaterializeResult, PartitionFailure
     from eventlake.lake import Lake
     from eventlake.model.views import View
@@ -93,6 +95,9 @@ def _materialize_args(parser: argparse.ArgumentParser) -> None:
                         help="read at most SIZE of decoded events per step, e.g. 256MB "
                              "(default 16MB; bounds memory: the step stops at whichever "
                              "limit comes first)")
+    parser.add_argument("--workers", type=_positive, metavar="N",
+                        help="run each view's rebuild and large refresh steps as bucket tasks "
+                             "on N spawned processes, committed once per step")
     parser.add_argument("--retry-failed", action="store_true",
                         help="fold the failed partitions again from the event they failed at "
                              "(after fixing the reducer, or for a transient error)")
@@ -148,15 +153,41 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     then exits 1.
     """
     lake = _open_existing(args)
-    refresh = refresh_views(lake, _chosen_views(lake, args.view), rebuild=args.rebuild,
-                            chunk_events=args.chunk_events, chunk_bytes=args.chunk_bytes,
-                            retry_failed=args.retry_failed,
-                            accept=args.accept, quiet=args.json)
+    with _process_workers(lake, args.views, args.workers) as workers:
+        refresh = refresh_views(lake, _chosen_views(lake, args.view), rebuild=args.rebuild,
+                                chunk_events=args.chunk_events, chunk_bytes=args.chunk_bytes,
+                                retry_failed=args.retry_failed, accept=args.accept,
+                                quiet=args.json, workers=workers)
     if args.json:
         print_json({"lake": lake.root, "last_seq": lake.last_seq(), **refresh.to_json()})
     else:
         refresh.report()
     return refresh.exit_code
+
+
+@contextmanager
+def _process_workers(lake: Lake, views: str | None, count: int | None
+                     ) -> Iterator[Workers | None]:
+    """`count` spawned worker processes for bucket tasks (none without `count`). They open
+    the lake and load the views module themselves, and take each view by name."""
+    if not count:
+        yield None
+        return
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from eventlake.config import open_lake, resolve_views
+    from eventlake.engine.buckettasks import Workers
+
+    source = resolve_views(views).value
+    if source is not None and os.path.exists(source):
+        source = os.path.abspath(source)
+    opener = partial(open_lake, lake.root, source, create=False,
+                     storage_options=lake.storage.options)
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield Workers(pool, opener, by_name=True, workers=count)
 
 
 @dataclass(frozen=True)
@@ -190,8 +221,8 @@ class Refresh:
 
 def refresh_views(lake: Lake, views: list[View], *, rebuild: bool = False,
                   chunk_events: int | None = None, chunk_bytes: int | None = None,
-                  retry_failed: bool = False, accept: bool = False, quiet: bool = False
-                  ) -> Refresh:
+                  retry_failed: bool = False, accept: bool = False, quiet: bool = False,
+                  workers: Workers | None = None) -> Refresh:
     """Refresh `views` with a progress display (none when `quiet`); a view that cannot
     refresh is reported, not raised, so the others' results still show."""
     from eventlake.engine.materialize import MaterializeError, failed_partitions, materialize_views
@@ -201,7 +232,7 @@ def refresh_views(lake: Lake, views: list[View], *, rebuild: bool = False,
         try:
             results = materialize_views(lake, views, rebuild=rebuild, chunk_events=chunk_events,
                                         chunk_bytes=chunk_bytes, progress=progress,
-                                        retry_failed=retry_failed,
+                                        retry_failed=retry_failed, workers=workers,
                                         accept_changed_definition=accept)
         except MaterializeError as exc:
             results = exc.results

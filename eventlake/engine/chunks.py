@@ -34,6 +34,9 @@ DEFAULT_CHUNK_BYTES = 16 * 2**20
 # every event carries a random event id that does not compress. Only used to skip reading
 # footers of files too small to matter.
 MAX_RATIO = 32
+# Footers read per step at most; the other files are estimated from them
+# (`filebytes.decoded_bytes`).
+FOOTER_SAMPLE = 64
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ class SeqBytes:
                 self._size = np.zeros(len(self._paths))
             else:
                 self._size = np.array(decoded_bytes(self._snap, self._paths,
-                                                    self.stored.astype(np.int64).tolist()),
+                                                    self.stored.astype(np.int64).tolist(),
+                                                    sample=FOOTER_SAMPLE),
                                       dtype=np.float64)
         return self._size
 

@@ -570,8 +570,9 @@ class _Sizes:
         if actions.num_rows:
             actions = actions.filter(pc.fill_null(
                 pc.less_equal(actions.column("min.seq"), target), True))
+        # A rebuild reads every file anyway; a few hundred footers size it well enough.
         decoded = decoded_bytes(self.snap, actions.column("path").to_pylist(),
-                                actions.column("size_bytes").to_pylist()
+                                actions.column("size_bytes").to_pylist(), sample=256
                                 ) if actions.num_rows else []
         records = actions.column("num_records").to_pylist() if actions.num_rows else []
         if not self.aligned:

@@ -376,3 +376,23 @@ def test_chunk_bytes_sizes(text, size):
     from eventlake.cli.view_commands import _byte_size
 
     assert _byte_size(text) == size
+
+
+@pytest.mark.integration
+def test_materialize_workers_rebuilds_on_spawned_processes(sample_lake, capsys):
+    """--workers: the views file is loaded by each worker process, the rebuild commits once
+    and equals the one-process build."""
+    lake, views = sample_lake
+    common = ["--lake", lake, "--views", views, "--json"]
+    code, out, err = run(capsys, *common, "materialize")
+    assert code == 0, err
+    opened = _open(lake, views)
+    want = {name: opened.scan(name).collect().drop("updated_at").sort(pl.all())
+            for name in opened.views}
+    code, out, err = run(capsys, *common, "materialize", "--rebuild", "--workers", 2)
+    assert code == 0, err
+    report = {v["view"]: v for v in json.loads(out)["views"]}
+    assert all(v["rebuilt"] and v["commits"] == 1 for v in report.values()), report
+    opened = _open(lake, views)
+    for name, rows in want.items():
+        assert opened.scan(name).collect().drop("updated_at").sort(pl.all()).equals(rows)
