@@ -5,8 +5,8 @@ Views are independent tables, so their refreshes run side by side on the flow's 
 (threads by default, at most `EVENTLAKE_FLOW_WORKERS` at a time; Dask processes with
 `make_task_runner("dask")`). Within a view the library does the work in seq-range chunks of at
 most `chunk_bytes` decoded bytes or `chunk_events` events, each committed with its watermark,
-which bounds memory; splitting one
-view over several tasks would only make them race for that view's commits.
+which bounds memory. Tasks that each committed a part of one view would race for its
+commits; bucket tasks do not commit.
 
 With `bucket_tasks=True` the views are refreshed one after the other, each split into bucket
 tasks (`eventlake.engine.buckettasks`) mapped over the flow's task runner: threads, or Dask
