@@ -81,16 +81,20 @@ class Workers:
 
 @dataclass(frozen=True)
 class RebuildTask:
-    """One task of a rebuild: fold `members` (the partitions of `buckets`, with their
-    events and decoded bytes) from the log up to `target` into `generation`'s files."""
+    """One task of a rebuild: fold the partitions of `buckets` (`sizes` and `weights`: their
+    events and decoded bytes) from the log up to `target` into `generation`'s files.
+
+    Without `sizes` (a log aligned with the view's buckets) the task counts its buckets'
+    partitions itself, from its log buckets alone: that read is spread over the workers
+    instead of run by the coordinator before any task starts."""
 
     open_lake: Callable[[], LakeParts]
     view: View | str
     generation: int
     target: int
     buckets: tuple[int, ...]
-    sizes: dict[str, int]
-    weights: dict[str, float]
+    sizes: dict[str, int] | None
+    weights: dict[str, float] | None
     chunk: Chunk
 
 
@@ -133,15 +137,26 @@ def _view_of(lake: LakeParts, view: View | str) -> View:
 
 def rebuild_buckets(task: RebuildTask) -> BucketOutput:
     """Run one rebuild task (in any process): fold, write the files, commit nothing."""
-    from eventlake.engine.materialize import _failed_set, _fold_partitions, _nulled, _placed
+    from eventlake.engine.materialize import (
+        _failed_set,
+        _fold_partitions,
+        _nulled,
+        _placed,
+        _Sizes,
+    )
 
     lake = task.open_lake()
     view = _view_of(lake, task.view)
     store = ViewStore(lake.storage, view)
     snap = store.snapshot()
-    members = list(task.sizes)
-    rows = _fold_partitions(lake, view, members, task.sizes, task.weights, task.target,
-                            task.chunk)
+    sizes, weights = task.sizes, task.weights
+    if sizes is None or weights is None:
+        sizing = _Sizes(lake, task.target, store.buckets(snap))
+        sizes = {p: n for b in task.buckets for p, n in sizing.members(b).items()}
+        weights = {p: sizing.partition_bytes(b, p) for b in task.buckets
+                   for p in sizing.members(b)}
+    members = list(sizes)
+    rows = _fold_partitions(lake, view, members, sizes, weights, task.target, task.chunk)
     failed = tuple(sorted(_failed_set(rows)))
     nulls = _nulled(rows)
     files: list[DataFile] = []
@@ -149,7 +164,7 @@ def rebuild_buckets(task: RebuildTask) -> BucketOutput:
         files = store.write_buckets(snap, _placed(rows, store.buckets(snap)),
                                     generation=task.generation)
     return BucketOutput(task.buckets, tuple(files), tuple(members),
-                        sum(task.sizes.values()), failed, nulls)
+                        sum(sizes.values()), failed, nulls)
 
 
 def refresh_buckets(task: RefreshTask) -> BucketOutput:
@@ -293,8 +308,12 @@ def rebuild_on(workers: Workers, lake: LakeParts, store: ViewStore, *, chunk: Ch
     most = max(1, math.ceil(buckets / (workers.count() * workers.tasks_per_worker)))
     tasks = []
     for group in _bucket_groups(sizing, chunk, most=most):
-        sizes = {p: n for b in group for p, n in sizing.members(b).items()}
-        weights = {p: sizing.partition_bytes(b, p) for b in group for p in sizing.members(b)}
+        sizes: dict[str, int] | None = None
+        weights: dict[str, float] | None = None
+        if not sizing.aligned:
+            sizes = {p: n for b in group for p, n in sizing.members(b).items()}
+            weights = {p: sizing.partition_bytes(b, p) for b in group
+                       for p in sizing.members(b)}
         tasks.append(RebuildTask(workers.open_lake, workers.view(view), generation, target,
                                  tuple(group), sizes, weights, chunk))
     finished = 0

@@ -7,7 +7,8 @@ from eventlake.store import filebytes
 
 
 def test_decoded_bytes_read_footers_and_sample_them(tmp_path):
-    lake = el.Lake.open(tmp_path / "lake")
+    # One file per event: files alike in content, each its own footer.
+    lake = el.Lake.open(tmp_path / "lake", layout="partition_id")
     for number in range(6):
         lake.append([{"type": "note", "payload": {"text": "x" * 4_000},
                       "partition": f"p{i}"} for i in range(number * 10, number * 10 + 10)])
@@ -18,6 +19,7 @@ def test_decoded_bytes_read_footers_and_sample_them(tmp_path):
     filebytes._KNOWN.clear()
     exact = filebytes.decoded_bytes(snap, paths, stored)
     # Each file holds one event of a 4 KB payload, which compresses far below that.
+    assert len(paths) == 60
     assert all(size > 4_000 for size in exact)
     assert all(size > logged for size, logged in zip(exact, stored, strict=True))
     filebytes._KNOWN.clear()
