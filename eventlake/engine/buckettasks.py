@@ -135,6 +135,14 @@ def _view_of(lake: LakeParts, view: View | str) -> View:
     return view
 
 
+def _opened(task: RebuildTask | RefreshTask) -> tuple[LakeParts, View, ViewStore, Snapshot]:
+    """A task's lake, view, view store and the view table's latest snapshot."""
+    lake = task.open_lake()
+    view = _view_of(lake, task.view)
+    store = ViewStore(lake.storage, view)
+    return lake, view, store, store.snapshot()
+
+
 def rebuild_buckets(task: RebuildTask) -> BucketOutput:
     """Run one rebuild task (in any process): fold, write the files, commit nothing."""
     from eventlake.engine.materialize import (
@@ -145,10 +153,7 @@ def rebuild_buckets(task: RebuildTask) -> BucketOutput:
         _Sizes,
     )
 
-    lake = task.open_lake()
-    view = _view_of(lake, task.view)
-    store = ViewStore(lake.storage, view)
-    snap = store.snapshot()
+    lake, view, store, snap = _opened(task)
     sizes, weights = task.sizes, task.weights
     if sizes is None or weights is None:
         sizing = _Sizes(lake, task.target, store.buckets(snap))
@@ -178,10 +183,7 @@ def refresh_buckets(task: RefreshTask) -> BucketOutput:
     from eventlake.fold.folds import event_columns
     from eventlake.fold.sqlfold import whole_history
 
-    lake = task.open_lake()
-    view = _view_of(lake, task.view)
-    store = ViewStore(lake.storage, view)
-    snap = store.snapshot()
+    lake, view, store, snap = _opened(task)
     if snap.version != task.version:
         # The table moved on: the coordinator's commit would fail; say so without work.
         return BucketOutput(task.buckets, (), (), 0, version=snap.version)
