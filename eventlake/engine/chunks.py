@@ -36,7 +36,7 @@ DEFAULT_CHUNK_BYTES = 16 * 2**20
 MAX_RATIO = 32
 # Footers read per step at most; the other files are estimated from them
 # (`filebytes.decoded_bytes`).
-FOOTER_SAMPLE = 64
+FOOTER_SAMPLE = 16
 
 
 @dataclass(frozen=True)
