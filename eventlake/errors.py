@@ -463,4 +463,6 @@ class CommandError(EventlakeError):
 
 class StorageWarning(UserWarning):
     """A write whose commit landed, but a step after the commit failed (for example the
-    checkpoint delta-rs writes after every 50th commit, on a disk that just filled up)."""
+    checkpoint delta-rs writes after every 50th commit, on a disk that just filled up); or a
+    read that stayed exact around damaged storage (a partition's state folded from the event
+    log alone because its view's log is damaged)."""
