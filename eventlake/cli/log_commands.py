@@ -152,7 +152,7 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
                              "working folder for a lake on object storage)")
     parser.add_argument("--chunk-events", type=number_at_least(1, what="a positive integer"),
                         metavar="N", default=None,
-                        help="land each file in chunks of N records (default 100,000): memory "
+                        help="land each file in chunks of N records (default 50,000): memory "
                              "follows the chunk; an ingest stopped midway resumes at the next "
                              "chunk (with the chunk size it started with)")
     parser.add_argument("--as-new", action="store_true",

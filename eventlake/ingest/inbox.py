@@ -22,7 +22,6 @@ that was read, `events + quarantined == records`.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -180,7 +179,7 @@ def _whole_file_entry(path: Path, exc: InvalidEventError, producer: str, batch_n
             "producer": producer, "batch_no": batch_no}
 
 
-DEFAULT_CHUNK_EVENTS = 100_000
+DEFAULT_CHUNK_EVENTS = 50_000
 # App ids of the marks a file ingest commits with its batches (`EventLog.append(marks=...)`).
 _CHUNKING = "eventlake.chunking/"  # <producer>/<file identity> -> the chunk size it uses
 _NAMED = "eventlake.file/"  # <producer>/<file name> -> its content hash, as an int
@@ -273,11 +272,18 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
     if target is None and not first.last:
         _check_whole(lake, source, size, producer, batch_no)
     run = _Run(lake, source, producer, batch_no, size, target, progress)
-    for chunk in itertools.chain([first], chunks):
-        run.land(chunk)
-        if not chunk.last and stop is not None and stop():
+    pending: Chunk | None = first
+    del first  # each chunk is let go once it landed: memory follows one chunk
+    while pending is not None:
+        last = pending.last
+        run.land(pending)
+        pending = None
+        if last:
+            return run.result(base, complete=True)
+        if stop is not None and stop():
             return run.result(base, complete=False)
-    return run.result(base, complete=True)
+        pending = next(chunks)
+    raise AssertionError("read_chunks ends with a last chunk")
 
 
 class _Run:
@@ -318,6 +324,9 @@ class _Run:
             self._report(chunk)
             return
         good, problems = _checked(self.lake, chunk, self.source, self.claimed)
+        # The records are in `good` now (as a table on the common path): free the dicts
+        # before the commit, which needs memory of its own.
+        chunk.records.clear()
         if problems:
             if self.target is None:
                 # Only a file of one chunk gets here: a longer one was checked whole first.
