@@ -64,6 +64,7 @@ __all__ = [
     "name_mark",
     "quarantine_file_name",
     "read_quarantine",
+    "refused_result",
 ]
 
 QUARANTINE = "quarantine"
@@ -97,6 +98,8 @@ class FileIngestResult:
     chunks: int = 0  # chunks of the file handled so far (landed now or before)
     resumed_chunks: int = 0  # of them, chunks that had landed in an earlier run
     chunk_events: int | None = None
+    # Not ingested: its name landed before with other content (`ChangedFileError`).
+    refused: bool = False
 
     @property
     def batch_id(self) -> str:
@@ -109,7 +112,8 @@ class FileIngestResult:
                 "duplicate": self.duplicate, "unreadable": self.unreadable,
                 "quarantined": self.quarantined, "quarantine_file": self.quarantine_file,
                 "complete": self.complete, "chunks": self.chunks,
-                "resumed_chunks": self.resumed_chunks, "chunk_events": self.chunk_events}
+                "resumed_chunks": self.resumed_chunks, "chunk_events": self.chunk_events,
+                "refused": self.refused}
 
 
 @dataclass(frozen=True)
@@ -123,19 +127,29 @@ class IngestTotals:
     events: int
     quarantined: int
     unreadable: int
+    refused: int = 0  # files whose name landed before with other content
 
     @classmethod
     def of(cls, results: Iterable[FileIngestResult]) -> IngestTotals:
         items = list(results)
         return cls(
             files=len(items),
-            batches=sum(1 for r in items if not r.duplicate),
+            batches=sum(1 for r in items if not r.duplicate and not r.refused),
             duplicates=sum(1 for r in items if r.duplicate),
             records=sum(r.records or 0 for r in items),
             events=sum(r.events for r in items),
             quarantined=sum(r.quarantined for r in items if not r.unreadable),
             unreadable=sum(1 for r in items if r.unreadable),
+            refused=sum(1 for r in items if r.refused),
         )
+
+
+def refused_result(path: str | os.PathLike[str], producer: str = DEFAULT_PRODUCER
+                   ) -> FileIngestResult:
+    """The result of a file `ingest_file` refused with `ChangedFileError` (nothing written)."""
+    _, batch_no = file_batch_identity(path, producer=producer)
+    return FileIngestResult(os.fspath(path), producer, batch_no, records=None, events=0,
+                            quarantined=0, duplicate=False, refused=True)
 
 
 def default_quarantine_dir(lake: LakeParts) -> Path:
