@@ -181,12 +181,14 @@ def test_ctrl_c_during_the_last_chunk_lets_it_land_and_exits_0(tmp_path):
 
 
 def test_a_second_ctrl_c_stops_at_once_and_a_rerun_still_lands_each_once(tmp_path):
-    count, chunk = 60_000, 5_000
+    count, chunk = 60_000, 20_000
     root, argv, process = start(tmp_path, count, chunk)
     wait_for_seq(root, process, chunk)
+    time.sleep(0.3)  # inside the second chunk, which takes over a second
     process.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
+    assert err.strip().endswith("interrupted")
     rerun_lands_the_rest(root, argv, count, resumed=False)
