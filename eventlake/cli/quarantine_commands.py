@@ -89,10 +89,11 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         return EXIT_OK
     files = [_chosen(args, folder)] if args.file is not None else quarantine_files(folder)
     rows: list[dict[str, Any]] = []
+    snapshot = lake.log.snapshot()
     for path in files:
         for entry in quarantine_entries(path):
             rows.append({"quarantine_file": str(path), **entry.to_json(),
-                         "status": entry_status(lake, entry)})
+                         "status": entry_status(lake, entry, snapshot=snapshot)})
     if args.json:
         print_json({"folder": str(folder), "entries": rows})
         return EXIT_OK

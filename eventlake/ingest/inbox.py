@@ -283,9 +283,10 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
         return replace(base, quarantined=1, unreadable=True, quarantine_file=str(written),
                        duplicate=appended.duplicate, last_seq=appended.last_seq,
                        complete=True)
-    if target is None and not first.last:
-        _check_whole(lake, source, size, producer, batch_no)
     run = _Run(lake, source, producer, batch_no, size, target, progress)
+    if target is None and not first.last and not _check_whole(lake, source, size, producer,
+                                                              batch_no, stop):
+        return run.result(base, complete=False)
     pending: Chunk | None = first
     del first  # each chunk is let go once it landed: memory follows one chunk
     while pending is not None:
@@ -324,7 +325,8 @@ class _Run:
         if self.entries is None:
             self.entries = [] if self.target is None or not self.resumed else [
                 entry for entry in _entries(self.target)
-                if isinstance(entry.get("line"), int) and entry["line"] <= self.kept_line]
+                if isinstance(entry.get("line"), int) and entry["line"] <= self.kept_line
+                and entry.get("batch_no") == self.batch_no]
         return self.entries
 
     def land(self, chunk: Chunk) -> None:
@@ -428,14 +430,17 @@ def _checked(lake: LakeParts, chunk: Chunk, source: Path, claimed: dict[str, int
     return [record for _, record in good], problems
 
 
-def _check_whole(lake: LakeParts, source: Path, size: int, producer: str, batch_no: str
-                 ) -> None:
+def _check_whole(lake: LakeParts, source: Path, size: int, producer: str, batch_no: str,
+                 stop: Callable[[], bool] | None) -> bool:
     """Strict mode for a file of several chunks: read it through once and raise on its first
-    problem before any chunk lands (chunks that landed in an earlier run are not checked)."""
+    problem before any chunk lands (chunks that landed in an earlier run are not checked).
+    False when `stop` asked to stop meanwhile."""
     count = 0
     first: RecordProblem | None = None
     claimed: dict[str, int] = {}
     for chunk in read_chunks(source, chunk_records=size):
+        if stop is not None and stop():
+            return False
         _, problems = _checked(lake, chunk, source, claimed)
         key = chunk_batch_no(batch_no, chunk.number, last=chunk.last)
         if not chunk.last and lake.log.landed(producer, key) is not None:
@@ -445,6 +450,7 @@ def _check_whole(lake: LakeParts, source: Path, size: int, producer: str, batch_
             first = problems[0]
     if first is not None:
         raise _strict_error(first, count)
+    return True
 
 
 def _strict_error(first: RecordProblem, count: int) -> InvalidEventError:

@@ -30,6 +30,7 @@ from eventlake.model import jsoncodec
 
 if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts
+    from eventlake.store.storage import Snapshot
 
 __all__ = [
     "QuarantineEntry",
@@ -122,10 +123,13 @@ def replay_mark(producer: str, batch_no: str, line: int) -> str:
     return f"{_REPLAYED}{producer}/{batch_no}/{line}"
 
 
-def entry_status(lake: LakeParts, entry: QuarantineEntry) -> EntryStatus:
+def entry_status(lake: LakeParts, entry: QuarantineEntry, *,
+                 snapshot: Snapshot | None = None) -> EntryStatus:
+    """Whether `entry` was replayed (as of `snapshot`, default the latest version)."""
     if entry.line is None or entry.producer is None or entry.batch_no is None:
         return "whole-file"
-    found = lake.log.mark(replay_mark(entry.producer, entry.batch_no, entry.line))
+    found = lake.log.mark(replay_mark(entry.producer, entry.batch_no, entry.line),
+                          snapshot=snapshot)
     return "pending" if found is None else "replayed"
 
 
@@ -133,8 +137,10 @@ def replay_quarantine(lake: LakeParts, path: str | os.PathLike[str]) -> ReplayRe
     """Land the records of quarantine file `path` that pass the checks now, each at most
     once (see the module doc); a second replay of the same file is a no-op."""
     entries = quarantine_entries(path)
-    whole = [e for e in entries if entry_status(lake, e) == "whole-file"]
-    pending = [e for e in entries if e not in whole and entry_status(lake, e) == "pending"]
+    snap = lake.log.snapshot()
+    status = [entry_status(lake, e, snapshot=snap) for e in entries]
+    whole = [e for e, state in zip(entries, status, strict=True) if state == "whole-file"]
+    pending = [e for e, state in zip(entries, status, strict=True) if state == "pending"]
     already = len(entries) - len(whole) - len(pending)
     if not pending:
         return ReplayResult(str(path), 0, already, (), len(whole))

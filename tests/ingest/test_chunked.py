@@ -188,3 +188,36 @@ def test_a_file_of_one_chunk_is_one_batch_under_its_identity(lake, tmp_path):
     result = ingest_file(lake, path, chunk_events=5)
     assert result.batch_id == "inbox/" + file_batch_identity(path)[1] and result.chunks == 1
     assert set(lake.events().collect()["batch_id"]) == {result.batch_id}
+
+
+def test_stop_during_the_strict_check_lands_nothing(lake, tmp_path):
+    path = write_lines(tmp_path / "big.jsonl", 30)
+    result = ingest_file(lake, path, chunk_events=10, quarantine=False, stop=lambda: True)
+    assert not result.complete and result.chunks == 0 and lake.last_seq() == 0
+    assert ingest_file(lake, path, chunk_events=10, quarantine=False).events == 30
+
+
+def test_a_resumed_file_keeps_only_its_own_quarantine_entries(lake, tmp_path, monkeypatch):
+    # The CLI names quarantine files by file name: a file landed --as-new after another
+    # version of it must not inherit that version's entries.
+    path = write_lines(tmp_path / "big.jsonl", 30, bad=(3,))
+    target = tmp_path / "q" / "big.jsonl.jsonl"
+    ingest_file(lake, path, chunk_events=10, quarantine_dir=tmp_path / "q",
+                quarantine_name=target.name)
+    path = write_lines(tmp_path / "big.jsonl", 30, bad=(25,))
+    original = EventLog.append
+
+    def crash_on_second(self, batch, **kwargs):
+        if kwargs["batch_no"].endswith("#1"):
+            raise CommitConflictError("the process died here")
+        return original(self, batch, **kwargs)
+
+    monkeypatch.setattr(EventLog, "append", crash_on_second)
+    with pytest.raises(CommitConflictError):
+        ingest_file(lake, path, chunk_events=10, quarantine_dir=tmp_path / "q",
+                    quarantine_name=target.name, as_new=True)
+    monkeypatch.setattr(EventLog, "append", original)
+    result = ingest_file(lake, path, chunk_events=10, quarantine_dir=tmp_path / "q",
+                         quarantine_name=target.name, as_new=True)
+    assert result.resumed_chunks == 1 and result.quarantined == 1
+    assert [e["line"] for e in read_quarantine(tmp_path / "q")] == [26]
