@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from eventlake.errors import InboxNotFoundError, InvalidEventError
 from eventlake.model import jsoncodec
@@ -271,35 +271,30 @@ def _check_text(name: str, kind: Format) -> None:
             lines += block.count(b"\n")
 
 
-def _text_lines(handle: BinaryIO) -> Iterator[tuple[str, int]]:
-    """Lines split on "\n" only, decoded, the BOM dropped, with the bytes read after each:
-    str.splitlines() would also split on U+2028 and friends, which JSON allows raw inside
-    strings."""
-    position = 0
-    for number, raw in enumerate(handle):
-        position += len(raw)
-        text = raw.decode("utf-8")
-        if number == 0:
-            text = text.removeprefix("\ufeff")
-        yield text.removesuffix("\n"), position
-
-
 def _jsonl_items(name: str) -> Iterator[Item]:
+    position = 0
     with open(name, "rb") as handle:
-        for number, (line, position) in enumerate(_text_lines(handle), start=1):
+        # Lines split on "\n" only: str.splitlines() would also split on U+2028 and friends,
+        # which JSON allows raw inside strings. The text was checked as UTF-8 already.
+        for number, data in enumerate(handle, start=1):
+            position += len(data)
+            line = data.decode("utf-8")
+            if number == 1:
+                line = line.removeprefix("\ufeff")
             stripped = line.strip()
             if not stripped:
                 continue
-            raw = line.rstrip("\r")
             # The strict codec: a key twice in the record or anywhere in an inline payload, a
             # number too large for a float, NaN, a lone surrogate escape: each is refused
             # here, named by its path (`type`, `payload.a.b`), as the record check names it.
             try:
                 value = jsoncodec.loads(stripped)
             except InvalidEventError as exc:
+                raw = line.removesuffix("\n").rstrip("\r")
                 yield RecordProblem(name, number, _describe(exc), raw, field=exc.field), position
                 continue
-            if not isinstance(value, dict):
+            if type(value) is not dict:
+                raw = line.removesuffix("\n").rstrip("\r")
                 yield RecordProblem(name, number, f"a JSON {_json_kind(value)}, not an object",
                                     raw), position
                 continue
