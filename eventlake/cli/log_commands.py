@@ -219,7 +219,7 @@ def _describe_stop(result: dict[str, Any]) -> str:
 @command("ingest", help="append JSON Lines / CSV / Parquet files as batches",
          configure=_ingest_args)
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Append each file as one batch, in chunks of --chunk-events records (memory follows the
+    """Append each file exactly once, in chunks of --chunk-events records (memory follows the
     chunk). A file's batch identity is its name plus a hash of its content, so ingesting the
     same file again is a no-op (reported as duplicate); a name that landed with other content
     is refused (see --as-new and `eventlake quarantine`). By default a file with any bad
