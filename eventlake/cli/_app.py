@@ -161,6 +161,7 @@ COMMAND_MODULES = (
     "eventlake.cli.status_commands",
     "eventlake.cli.changes_commands",
     "eventlake.cli.erase_commands",
+    "eventlake.cli.quarantine_commands",
 )
 
 

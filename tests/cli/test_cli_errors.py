@@ -64,6 +64,11 @@ FAILURES: dict[str, list[Case]] = {
                    "no such file or folder"),
         lambda x: ([_bad_record_file(x), "--lake", x.good], "line 2: field 'type'"),
     ],
+    "quarantine": [
+        lambda x: (["list", "--lake", x.missing], "no lake at"),
+        lambda x: (["replay", "nope.jsonl", "--lake", x.good], "no quarantine file nope.jsonl"),
+        lambda x: (["replay", "--lake", x.good], "needs the quarantine FILE"),
+    ],
     "events": [
         lambda x: (["--lake", x.missing], "no lake at"),
         lambda x: (["--lake", x.good, "--limit", "-1"], "--limit must be 0 (all) or positive"),
