@@ -11,6 +11,7 @@ is set for); the report says of each whether it was met. The cases about the log
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -604,14 +605,19 @@ def _bench_fold_reducer(scale: Scale, work: Path, report: BenchReport) -> None:
         list(map(orjson.loads, texts))
 
     # Each run times all four back to back, so that a load on the machine that comes and
-    # goes falls on the loop and the rebuilds alike.
+    # goes falls on the loop and the rebuilds alike; each starts from a full collection, so
+    # that none inherits the collector's backlog of the one before (the bare loop ran ~15%
+    # slower after a rebuild that had left it one).
     bare: list[float] = []
     floor: list[float] = []
     folded: dict[str, list[float]] = {view.name: [] for view in (untyped, typed)}
     for _ in range(scale.repeats):
+        gc.collect()
         bare.append(_timed(bare_loop))
+        gc.collect()
         floor.append(_timed(read_and_decode))
         for name, times in folded.items():
+            gc.collect()
             times.append(_timed(partial(rebuild, name)))
     report.cases += [Case("fold_bare_reduce_loop", tuple(bare), f"{count} events"),
                      Case("fold_bare_read_and_decode", tuple(floor),
