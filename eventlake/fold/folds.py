@@ -159,9 +159,10 @@ def _collector_paused() -> Iterator[None]:
     A window makes a few container objects per event (payload dicts, row tuples, the event
     dicts `reduce` gets) that all live until the window is folded, so the collector kept
     walking them as they piled up: with it running, a window folded in about 1.6 times
-    the time (5.0 against 3.1 µs/event for the sample `balances` reducer). Nothing a fold makes needs the collector to be freed; a reducer that
-    makes reference cycles has them collected once the window is done. Folds in several
-    threads share the pause: the last one to finish turns the collector back on, if it was.
+    the time (5.0 against 3.1 µs/event for the sample `balances` reducer). Nothing a fold
+    makes needs the collector to be freed; a reducer that makes reference cycles has them
+    collected once the window is done. Folds in several threads share the pause: the last
+    one to finish turns the collector back on, if it was.
     """
     global _gc_holders, _gc_was_enabled
     with _gc_lock:
