@@ -380,7 +380,8 @@ def _verify_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _report_json(report: VerifyReport) -> dict[str, Any]:
-    return {"view": report.view, "ok": report.ok, "watermark": report.watermark,
+    return {"view": report.view, "ok": report.ok, "built": report.built,
+            "watermark": report.watermark,
             "partitions_checked": report.partitions_checked,
             "differences": [{"partition": d.partition, "group": list(d.group), "field": d.field,
                              "stored": d.stored, "expected": d.expected}
@@ -404,6 +405,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print_json({"lake": lake.root, "ok": ok, "views": [_report_json(r) for r in reports]})
         return EXIT_OK if ok else EXIT_VERIFY_FAILED
     for report in reports:
+        if not report.built:
+            say(f"{report.view}: not built, nothing to verify (`eventlake materialize` builds "
+                "it)")
+            continue
         if report.ok:
             say(f"{report.view}: ok ({report.partitions_checked} partitions, up to seq "
                 f"{report.watermark})")

@@ -24,11 +24,13 @@ import pyarrow.compute as pc
 
 from eventlake.engine.chunks import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_EVENTS, Chunk, SeqBytes
 from eventlake.errors import (
+    CorruptLakeError,
     EventlakeError,
     MaterializeError,
     PartitionFailedError,
     RebuildSupersededError,
     ReducerError,
+    StorageWarning,
     ViewChangedError,
     ViewDefinitionError,
 )
@@ -785,10 +787,15 @@ def read_state(lake: LakeParts, view: View, partition: str, *, as_of_seq: int | 
     head = lake.log.last_seq(log)
     target = head if as_of_seq is None else max(0, min(as_of_seq, head))
     store = ViewStore(lake.storage, view)
-    try:
-        snap: Snapshot | None = store.snapshot()
-    except EventlakeError:
-        snap = None  # no view table yet
+    snap: Snapshot | None = None
+    if store.exists():
+        try:
+            snap = store.snapshot()
+        except CorruptLakeError as exc:
+            # The answer stays exact (folded from the log alone), but never silently: the
+            # damage is named, for `doctor --fix` or a rebuild.
+            warnings.warn(StorageWarning(f"state of {partition!r} in view {view.name!r} folded "
+                                         f"from the event log alone: {exc}"), stacklevel=2)
     if snap is not None:
         snap = store.check_definition(snap, accept=accept_changed_definition)
     if isinstance(view, AggregateView):

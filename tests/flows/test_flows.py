@@ -212,6 +212,27 @@ def test_bad_records_and_unreadable_files_are_quarantined(prefect_harness, tmp_p
     assert el.Lake.open(root).last_seq() == 502
 
 
+def test_a_file_lands_in_chunks_and_a_changed_file_is_refused_not_doubled(prefect_harness,
+                                                                           tmp_path):
+    from eventlake.flows.ingest import ingest_flow
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "orders.jsonl"
+    lines = [json.dumps({"type": "deposit", "payload": {"i": i}, "partition": f"p{i % 3}"})
+             for i in range(25)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    root = tmp_path / "lake"
+    totals = ingest_flow(inbox=str(inbox), lake=str(root), chunk_events=10)
+    assert (totals.files, totals.batches, totals.events, totals.refused) == (1, 1, 25, 0)
+    batches = set(el.Lake.open(root).events().collect()["batch_id"])
+    assert len(batches) == 3  # two chunks of 10 and the last, under the file's identity
+    path.write_text("\n".join(lines[:5]) + "\n", encoding="utf-8")
+    again = ingest_flow(inbox=str(inbox), lake=str(root), chunk_events=10)
+    assert (again.batches, again.events, again.refused) == (0, 0, 1)
+    assert el.Lake.open(root).last_seq() == 25
+
+
 # -- retries: transient only, and never twice ----------------------------------------------
 
 
