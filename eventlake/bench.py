@@ -11,6 +11,7 @@ is set for); the report says of each whether it was met. The cases about the log
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -200,6 +202,11 @@ GOALS: dict[str, Goal] = {
     "cold_open_s": Goal(None, None, "seconds for a fresh process to open the many-partition "
                         "lake and answer lake.state(p) (imports not counted)"),
     "rebuild_rss_growth": Goal("<=", 1.3, "peak RSS of a rebuild at 4x history / at 1x"),
+    "rebuild_speedup_2_workers": Goal(">=", 1.6, "document view rebuild in one process / as "
+                                      "bucket tasks on a 2-process Dask LocalCluster, "
+                                      "buckets layout", "medium"),
+    "bucket_task_overhead_ms": Goal(None, None, "ms of one bucket task with nothing to fold on "
+                                    "a Dask worker (open the lake, read the view table, answer)"),
 }
 
 
@@ -468,10 +475,12 @@ def _bench_sql_views(scale: Scale, work: Path, report: BenchReport,
     batch = max(1, scale.history_events // 100)
     touched = max(1, scale.history_partitions // 100)
     for view, partitions in ((merged, scale.history_partitions), (recomputed, touched)):
-        refresh, full = [], []
+        refresh, full, reads = [], [], []
         for run in range(scale.repeats):
+            since = lake.last_seq()
             lake.append(event_table(batch, partitions, seed=200 + run, kinds="domain",
                                     start=2 * 10**9 + run * batch))
+            reads.append(_timed(_batch_read(lake, since)))
             refresh.append(_timed(partial(lake.materialize, [view.name])))
             full.append(_timed(partial(_full_select, lake, view.sql)))
             lake.materialize()  # the other view too: each timed refresh is of one batch
@@ -482,6 +491,11 @@ def _bench_sql_views(scale: Scale, work: Path, report: BenchReport,
                Case(f"sql_view_refresh_{key}", tuple(refresh),
                     f"{batch} new events over {partitions} partitions, {lake.last_seq()} "
                     "history"))
+        # What the speedup would be if a refresh cost no more than reading its batch: the
+        # most any refresh that reads the batch from the log can reach.
+        report.cases.append(Case(f"sql_view_batch_read_{key}", tuple(reads),
+                                 f"polars read of the {batch} new events' rows"))
+        report.figures[f"sql_view_refresh_ceiling_{key}"] = _median(full) / _median(reads)
 
 
 def _full_select(lake: Any, sql: str) -> None:
@@ -587,12 +601,39 @@ def _bench_fold_reducer(scale: Scale, work: Path, report: BenchReport) -> None:
     def rebuild(name: str) -> None:
         lake.materialize([name], rebuild=True)
 
-    bare = [_timed(bare_loop) for _ in range(scale.repeats)]
-    report.cases.append(Case("fold_bare_reduce_loop", tuple(bare), f"{count} events"))
+    files = list(lake.log.plan().files)
+
+    def read_and_decode() -> None:
+        # What any engine folding the log with this Python reducer does besides the loop:
+        # read the events and decode their payloads (orjson, with no checks).
+        texts = pl.scan_parquet(files).collect().get_column("payload").to_list()
+        list(map(orjson.loads, texts))
+
+    # Each run times all four back to back, so that a load on the machine that comes and
+    # goes falls on the loop and the rebuilds alike; each starts from a full collection, so
+    # that none inherits the collector's backlog of the one before (the bare loop ran ~15%
+    # slower after a rebuild that had left it one).
+    bare: list[float] = []
+    floor: list[float] = []
+    folded: dict[str, list[float]] = {view.name: [] for view in (untyped, typed)}
+    for _ in range(scale.repeats):
+        gc.collect()
+        bare.append(_timed(bare_loop))
+        gc.collect()
+        floor.append(_timed(read_and_decode))
+        for name, times in folded.items():
+            gc.collect()
+            times.append(_timed(partial(rebuild, name)))
+    report.cases += [Case("fold_bare_reduce_loop", tuple(bare), f"{count} events"),
+                     Case("fold_bare_read_and_decode", tuple(floor),
+                          f"polars read of {count} events and orjson.loads of each payload")]
+    # The ratio a rebuild that did nothing but read, decode and run the bare loop would have.
+    report.figures["fold_overhead_reducer_floor"] = (_median(floor) + _median(bare)
+                                                     ) / _median(bare)
     for key, view in zip(keys, (untyped, typed), strict=True):
-        folded = [_timed(partial(rebuild, view.name)) for _ in range(scale.repeats)]
-        report.cases.append(Case(f"fold_{view.name}_rebuild", tuple(folded), f"{count} events"))
-        report.ratios[key] = _median(folded) / _median(bare)
+        times = folded[view.name]
+        report.cases.append(Case(f"fold_{view.name}_rebuild", tuple(times), f"{count} events"))
+        report.ratios[key] = _median(times) / _median(bare)
 
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child started by a big
@@ -699,6 +740,70 @@ def _bench_layout(scale: Scale, work: Path, report: BenchReport) -> None:
     report.figures["layout_view_files"] = files
 
 
+# -- rebuild over Dask workers (bucket tasks) -------------------------------------------------
+# rebuild_speedup_2_workers divides the document view's ordinary rebuild (one process, the
+# default) by the same rebuild as bucket tasks on a local Dask cluster of two worker processes,
+# on the refresh cases' history (1M events at medium), buckets layout. bucket_task_overhead_ms
+# is one bucket task with nothing to fold: submitted, the worker opens the lake from its URI,
+# reads the view table's snapshot and answers (median of sequential round trips). The same
+# rebuild on a one-worker cluster tells the tasks' own cost from the parallelism.
+
+_OVERHEAD_ROUNDS = 20
+
+
+def _bench_rebuild_workers(scale: Scale, work: Path, report: BenchReport,
+                          progress: Progress | None) -> None:
+    try:
+        import distributed
+    except ImportError:
+        for key in ("rebuild_speedup_2_workers", "bucket_task_overhead_ms"):
+            report.skipped[key] = "needs dask[distributed] (pip install 'eventlake[flows]')"
+        return
+    from eventlake.engine.buckettasks import RebuildTask, rebuild_buckets
+    from eventlake.engine.chunks import Chunk
+    from eventlake.lake import Lake
+
+    lake = open_lake(work / "rebuild-workers", "buckets")
+    _grow(lake, scale.history_events, scale.history_partitions, seed=30, start=0)
+    lake.materialize(["document"])
+    detail = f"{lake.last_seq()} events, document view, buckets layout"
+    if progress:
+        progress("rebuild on workers: one process")
+    alone = [_timed(partial(lake.materialize, ["document"], rebuild=True))
+             for _ in range(scale.repeats)]
+    spread: dict[int, list[float]] = {}
+    overhead: list[float] = []
+    for count in (1, 2):
+        if progress:
+            progress(f"rebuild on workers: {count}-process Dask cluster")
+        with distributed.LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
+                                      dashboard_address=":0") as cluster, \
+                distributed.Client(cluster) as client:
+            executor = client.get_executor()
+            # The workers' imports and first lake open are start-up, not rebuild time.
+            lake.materialize(["document"], rebuild=True, executor=executor)
+            spread[count] = [_timed(partial(lake.materialize, ["document"], rebuild=True,
+                                            executor=executor))
+                             for _ in range(scale.repeats)]
+            if count == 2:
+                empty = RebuildTask(partial(Lake.open, lake.root, create=False), "document",
+                                    generation=2**40, target=lake.last_seq(), buckets=(0,),
+                                    sizes={}, weights={}, chunk=Chunk())
+                for _ in range(_OVERHEAD_ROUNDS):
+                    started = time.perf_counter()
+                    executor.submit(rebuild_buckets, empty).result()
+                    overhead.append(time.perf_counter() - started)
+    report.cases += [
+        Case("rebuild_document_one_process", tuple(alone), detail),
+        Case("rebuild_document_dask_1_worker", tuple(spread[1]), detail),
+        Case("rebuild_document_dask_2_workers", tuple(spread[2]), detail),
+    ]
+    report.ratios["rebuild_speedup_2_workers"] = _median(alone) / _median(spread[2])
+    report.figures["rebuild_speedup_dask_1_to_2_workers"] = (_median(spread[1])
+                                                             / _median(spread[2]))
+    report.figures["bucket_task_overhead_ms"] = statistics.median(overhead) * 1000
+
+
 def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = None,
               only: Sequence[str] | None = None) -> BenchReport:
     """Run every case at `scale` (or only the steps named in `only`: the keys of `steps`
@@ -735,6 +840,8 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
         "many-partitions": ("reads at many partitions", lambda w: scaling.bench_many_partitions(
             sizes, w, report, progress)),
         "rss": ("rebuild peak rss", lambda w: _bench_rss(sizes, w, report)),
+        "rebuild-workers": ("rebuild on Dask workers", lambda w: _bench_rebuild_workers(
+            sizes, w, report, progress)),
         "actions": ("apply_action throughput", lambda w: _bench_actions(sizes, w, report)),
         "repository": ("repository get_state", lambda w: _bench_repository(sizes, w, report)),
         "layout": ("layout at many partitions", lambda w: _bench_layout(sizes, w, report)),

@@ -14,6 +14,7 @@ import errno
 from typing import Any
 
 __all__ = [
+    "ChangedFileError",
     "ChangesUnavailableError",
     "ColumnMismatchError",
     "CommandError",
@@ -150,6 +151,21 @@ class InboxNotFoundError(EventlakeError, FileNotFoundError):
 
     def __str__(self) -> str:  # OSError would format its args as a tuple
         return str(self.args[0])
+
+
+class ChangedFileError(EventlakeError, ValueError):
+    """A file is ingested under a name that already landed with other content.
+
+    Carries `file` (the path), `producer` and `previous` (the batch number the name landed
+    as, when known). Terminal: re-running does not change the file.
+    """
+
+    def __init__(self, message: str, *, file: str, producer: str,
+                 previous: str | None = None) -> None:
+        self.file = file
+        self.producer = producer
+        self.previous = previous
+        super().__init__(message)
 
 
 class UnknownActionError(EventlakeError, ValueError):
@@ -463,4 +479,6 @@ class CommandError(EventlakeError):
 
 class StorageWarning(UserWarning):
     """A write whose commit landed, but a step after the commit failed (for example the
-    checkpoint delta-rs writes after every 50th commit, on a disk that just filled up)."""
+    checkpoint delta-rs writes after every 50th commit, on a disk that just filled up); or a
+    read that stayed exact around damaged storage (a partition's state folded from the event
+    log alone because its view's log is damaged)."""

@@ -19,6 +19,7 @@ from eventlake.store.storage import Snapshot, Storage, among
 from eventlake.validate.events import normalize_batch
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
     from datetime import datetime
 
     import duckdb
@@ -201,9 +202,20 @@ class Lake:
     # -- views -----------------------------------------------------------------------------
 
     def materialize(self, views: Sequence[str] | None = None, *, rebuild: bool = False,
-                    chunk_events: int | None = None, retry_failed: bool = False,
-                    accept_changed_definition: bool = False) -> dict[str, MaterializeResult]:
+                    chunk_events: int | None = None, chunk_bytes: int | None = None,
+                    retry_failed: bool = False, accept_changed_definition: bool = False,
+                    executor: Executor | None = None) -> dict[str, MaterializeResult]:
         """Bring views up to date by folding only events above each view's watermark.
+
+        With `executor` (a `concurrent.futures.Executor`: threads, a `ProcessPoolExecutor`
+        with the spawn context, a Dask `Client.get_executor()`), a view's rebuild runs as
+        bucket tasks on it, each opening this lake from its URI and storage options, and
+        commits once (see `eventlake.engine.buckettasks`). A view defined outside the
+        built-ins must be importable by the workers (its functions are pickled by name).
+
+        Memory is bounded by the step: each reads at most `chunk_bytes` decoded bytes of
+        events (default 16 MB) or `chunk_events` events (default 100,000), whichever
+        comes first.
 
         A partition whose reducer raises (or whose aggregate meets a value its dtype refuses)
         does not stop the others: its row stops at that event, is listed by
@@ -215,10 +227,19 @@ class Lake:
         from eventlake.engine.materialize import materialize_views
 
         chosen = [self.view(name) for name in (views or list(self._views))]
+        workers = None
+        if executor is not None:
+            from functools import partial
+
+            from eventlake.engine.buckettasks import Workers
+
+            workers = Workers(executor, partial(Lake.open, self.root, create=False,
+                                                storage_options=self.storage.options))
         with self._damage_named([f"views/{view.name}" for view in chosen]):
             return materialize_views(self, chosen, rebuild=rebuild, chunk_events=chunk_events,
-                                     retry_failed=retry_failed,
-                                     accept_changed_definition=accept_changed_definition)
+                                     chunk_bytes=chunk_bytes, retry_failed=retry_failed,
+                                     accept_changed_definition=accept_changed_definition,
+                                     workers=workers)
 
     def freshness(self, views: Sequence[str] | None = None, *, partitions: int = 5
                   ) -> Freshness:

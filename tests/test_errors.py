@@ -181,6 +181,8 @@ SAMPLES = [
     ConfigError("bad setting"),
     errors.StorageOptionError("bad option"),
     InboxNotFoundError("inbox x is not a folder"),
+    errors.ChangedFileError("a.jsonl landed with other content", file="in/a.jsonl",
+                            producer="inbox"),
     errors.UnknownActionError("frob", ("set", "unset")),
     errors.UnknownViewError("nope", ("document",)),
     errors.UnknownPartitionError("p ", erased=True),

@@ -256,8 +256,10 @@ def test_damaged_view_log_entry_is_named_by_scan_and_sql(built: el.Lake, damage:
         with pytest.raises(CorruptLakeError) as info:
             call()
         assert info.value.path == str(entry) and str(entry) in str(info.value)
-    # The state falls back to the event log, exactly.
-    assert lake.state("p0") == {"v": 3}
+    # The state falls back to the event log, exactly, and says so naming the damaged entry.
+    with pytest.warns(el.StorageWarning, match="folded from the event log alone") as warned:
+        assert lake.state("p0") == {"v": 3}
+    assert str(entry) in str(warned[0].message)
 
 
 def test_damaged_view_bucket_is_named_and_a_rebuild_repairs_it(built: el.Lake) -> None:

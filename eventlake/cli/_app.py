@@ -162,6 +162,7 @@ COMMAND_MODULES = (
     "eventlake.cli.status_commands",
     "eventlake.cli.changes_commands",
     "eventlake.cli.erase_commands",
+    "eventlake.cli.quarantine_commands",
 )
 
 
@@ -220,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("interrupted", file=sys.stderr)
+        _report(args, "interrupted", kind="KeyboardInterrupt", code=EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Output piped into `head` and friends: stop quietly, as Unix tools do.
@@ -229,8 +230,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:
         if args.debug or not _reported(exc):
             raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        _report(args, _one_line(exc), kind=type(exc).__name__, code=EXIT_ERROR)
         return EXIT_ERROR
+
+
+def _report(args: argparse.Namespace, message: str, *, kind: str, code: int) -> None:
+    """Tell stderr why the command stopped: one `error: ...` line, or with `--json` one JSON
+    object (`error`, `type`, `exit_code`) so a script reading JSON never has to parse text."""
+    if getattr(args, "json", False):
+        from eventlake.cli.output import json_text
+
+        print(json_text({"error": message, "type": kind, "exit_code": code}), file=sys.stderr)
+    elif kind == "KeyboardInterrupt":
+        print(message, file=sys.stderr)
+    else:
+        print(f"error: {message}", file=sys.stderr)
 
 
 def _reported(exc: BaseException) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from eventlake.cli._app import (
     EXIT_OK,
     EXIT_USAGE,
     _open_existing,
+    _report,
     _storage_options,
     command,
     number_at_least,
@@ -59,12 +59,13 @@ def missing_flows_extra(command_name: str) -> str | None:
             f"{FLOWS_EXTRA_HINT}")
 
 
-def _without_flows(command_name: str) -> int | None:
-    """EXIT_USAGE, with its one line on stderr, when the flows extra is missing."""
+def _without_flows(args: argparse.Namespace, command_name: str) -> int | None:
+    """EXIT_USAGE, with its one line on stderr (a JSON object with --json), when the flows
+    extra is missing."""
     problem = missing_flows_extra(command_name)
     if problem is None:
         return None
-    print(f"error: {problem}", file=sys.stderr)
+    _report(args, problem, kind="MissingExtra", code=EXIT_USAGE)
     return EXIT_USAGE
 
 
@@ -138,7 +139,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     5 with --fail-on-quarantine when anything was quarantined.
     """
     started = time.perf_counter()
-    if (code := _without_flows("pipeline")) is not None:
+    if (code := _without_flows(args, "pipeline")) is not None:
         return code
     if args.workers is not None and args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
@@ -250,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     profile's. Runs until Ctrl-C (exit 130) or SIGTERM (exit 143): runs in flight are
     cancelled, the schedules paused.
     """
-    if (code := _without_flows("serve")) is not None:
+    if (code := _without_flows(args, "serve")) is not None:
         return code
     if args.interval <= 0:
         raise CommandError(f"--interval must be positive, got {args.interval:g}")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventlake.cli._app import (
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     _open_existing,
     _open_lake,
@@ -148,6 +150,15 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
                         help="folder for quarantine files (implies --quarantine; default "
                              "<lake>/quarantine, or data/quarantine/<bucket>/<prefix> under the "
                              "working folder for a lake on object storage)")
+    parser.add_argument("--chunk-events", type=number_at_least(1, what="a positive integer"),
+                        metavar="N", default=None,
+                        help="land each file in chunks of N records (default 50,000): memory "
+                             "follows the chunk; an ingest stopped midway resumes at the next "
+                             "chunk (with the chunk size it started with)")
+    parser.add_argument("--as-new", action="store_true",
+                        help="land a file whose name already landed with other content as a "
+                             "new file (default: refuse; replay corrected quarantined records "
+                             "with `eventlake quarantine replay`)")
 
 
 def _input_files(names: Sequence[str]) -> list[Path]:
@@ -179,17 +190,6 @@ def _quarantine_dir(args: argparse.Namespace, lake: Lake) -> Path | None:
     return default_quarantine_dir(lake)
 
 
-def _ingest_one(lake: Lake, path: Path, *, producer: str, quarantine: Path | None
-                ) -> dict[str, Any]:
-    from eventlake.ingest.inbox import ingest_file
-
-    # The quarantine file keeps the CLI's historical name `<file name>.jsonl`.
-    result = ingest_file(lake, path, producer=producer, quarantine_dir=quarantine,
-                         quarantine=quarantine is not None,
-                         quarantine_name=f"{path.name}.jsonl")
-    return result.to_json()
-
-
 def _describe_ingest(result: dict[str, Any]) -> str:
     name = Path(result["file"]).name
     if result["duplicate"]:
@@ -200,46 +200,102 @@ def _describe_ingest(result: dict[str, Any]) -> str:
         text = f"{name}: {result['events']} events, seq {result['first_seq']}..{result['last_seq']}"
     else:
         text = f"{name}: no events"
+    if result.get("resumed_chunks"):
+        text += f" (resumed: {result['resumed_chunks']} chunk(s) had landed before)"
     if result["quarantined"]:
         text += (f"; {result['quarantined']} bad record(s) quarantined to "
                  f"{result['quarantine_file']}")
     return text
 
 
+def _describe_stop(result: dict[str, Any]) -> str:
+    name = Path(result["file"]).name
+    return (f"{name}: stopped after chunk {result['chunks']} ({result['records']:,} records "
+            f"read, {result['events']:,} events landed in this run, last seq "
+            f"{result['last_seq']}); the file is not complete: run the same command again "
+            "to resume at the next chunk")
+
+
 @command("ingest", help="append JSON Lines / CSV / Parquet files as batches",
          configure=_ingest_args)
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Append each file as one batch. A file's batch identity is its name plus a hash of its
-    content, so ingesting the same file again is a no-op (reported as duplicate). By default
-    a file with any bad record fails with the first problem (file, line, field) and nothing
-    of it is written; files before it have landed, and a re-run skips them. With
-    --materialize the views are refreshed once the files landed.
+    """Append each file exactly once, in chunks of --chunk-events records (memory follows the
+    chunk). A file's batch identity is its name plus a hash of its content, so ingesting the
+    same file again is a no-op (reported as duplicate); a name that landed with other content
+    is refused (see --as-new and `eventlake quarantine`). By default a file with any bad
+    record fails with the first problem (file, line, field) and nothing of it is written;
+    files before it have landed, and a re-run skips them. With --materialize the views are
+    refreshed once the files landed.
+
+    Ctrl-C stops at the next chunk boundary: what landed is reported and the exit code is
+    130 (a re-run resumes); a Ctrl-C once everything landed reports it and exits as if none
+    came. A second Ctrl-C stops at once (a re-run still lands each record once).
     """
     from eventlake.ingest.files import DEFAULT_PRODUCER
-    from eventlake.model.progress import Progress
 
     files = _input_files(args.files)
     root = resolve_lake(args.lake).value
     lake = _open_lake(args, root, create=True)
     quarantine = _quarantine_dir(args, lake)
     producer = args.producer or DEFAULT_PRODUCER
+    with deferred_interrupt() as interrupt:
+        return _ingest_files(args, lake, files, quarantine, producer, interrupt)
+
+
+def _ingest_files(args: argparse.Namespace, lake: Lake, files: list[Path],
+                  quarantine: Path | None, producer: str, interrupt: _Interrupt) -> int:
+    from eventlake.ingest.inbox import DEFAULT_CHUNK_EVENTS, ingest_file
+    from eventlake.model.progress import Progress
+
     results: list[dict[str, Any]] = []
-    # One file needs no bar: its line says it is done.
-    with progress_display(quiet=args.json or len(files) == 1) as progress:
+    stopped: dict[str, Any] | None = None
+    with progress_display(quiet=args.json) as progress:
         for done, path in enumerate(files, start=1):
-            result = _ingest_one(lake, path, producer=producer, quarantine=quarantine)
+            # The quarantine file keeps the CLI's historical name `<file name>.jsonl`.
+            result = ingest_file(lake, path, producer=producer, quarantine_dir=quarantine,
+                                 quarantine=quarantine is not None,
+                                 quarantine_name=f"{path.name}.jsonl",
+                                 chunk_events=args.chunk_events or DEFAULT_CHUNK_EVENTS,
+                                 as_new=args.as_new, progress=progress,
+                                 stop=interrupt.requested).to_json()
             results.append(result)
+            if not result["complete"]:
+                stopped = result
+                break
             if not args.json:
                 say(_describe_ingest(result))
-            progress(Progress("ingesting", done, len(files), "files"))
+            if len(files) > 1:
+                progress(Progress("files", done, len(files), "files"))
+            if interrupt.requested():
+                break
     total = sum(r["events"] for r in results)
     last_seq = lake.last_seq()
+    unfinished = [str(p) for p in files[len(results) - (stopped is not None):]]
+    if unfinished:  # only a Ctrl-C leaves files behind
+        if args.json:
+            print_json({"lake": lake.root, "files": results, "events": total,
+                        "last_seq": last_seq, "interrupted": True, "not_ingested": unfinished})
+        else:
+            if stopped is not None:
+                say(_describe_stop(stopped))
+            say(f"interrupted: {total} events landed from {len(results)} file(s) "
+                f"(last seq {last_seq}); not complete: {len(unfinished)} file(s); run the "
+                "same command again to go on, nothing lands twice", stderr=True)
+        return EXIT_INTERRUPTED
     refresh = None
     if args.materialize:
         from eventlake.cli.view_commands import refresh_views
 
         # Once for all the files: the views end where a refresh after each would leave them.
-        refresh = refresh_views(lake, list(lake.views.values()), quiet=args.json)
+        # A Ctrl-C now stops the refresh at once (each view commit is atomic on its own).
+        try:
+            with interrupt.immediate():
+                refresh = refresh_views(lake, list(lake.views.values()), quiet=args.json)
+        except KeyboardInterrupt:
+            say(f"ingested {total} events from {len(files)} file(s) into {lake.root} "
+                f"(last seq {last_seq}); interrupted while refreshing the views: the next "
+                "`eventlake materialize` catches up", stderr=True)
+            return EXIT_INTERRUPTED
     if args.json:
         print_json({"lake": lake.root, "files": results, "events": total,
                     "quarantined": sum(r["quarantined"] for r in results),
@@ -248,9 +304,59 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         say(f"ingested {total} events from {len(files)} file(s) into {lake.root} "
             f"(last seq {last_seq})")
+        if interrupt.requested():
+            say("(Ctrl-C came once everything had landed: nothing was cut short)",
+                stderr=True)
         if refresh is not None:
             refresh.report()
     return EXIT_OK if refresh is None else refresh.exit_code
+
+
+class _Interrupt:
+    """Ctrl-Cs seen while `deferred_interrupt` holds; `immediate()` makes the first raise."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.raising = False
+
+    def requested(self) -> bool:
+        return self.count > 0
+
+    @contextmanager
+    def immediate(self) -> Iterator[None]:
+        self.raising = True
+        try:
+            yield
+        finally:
+            self.raising = False
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[_Interrupt]:
+    """While ingesting, the first Ctrl-C only asks to stop: the chunk being read or committed
+    finishes and lands, then the ingest stops at that boundary and says how far it got (a
+    KeyboardInterrupt between a commit and its report would hide what landed). A second
+    Ctrl-C raises KeyboardInterrupt at once. Outside the main thread nothing changes."""
+    import signal
+    import threading
+
+    state = _Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        state.count += 1
+        if state.count > 1 or state.raising:
+            raise KeyboardInterrupt
+        print("stopping after the chunk being landed (Ctrl-C again to stop at once)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- events ----------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 JSON: one document per line (`print_json`), all through `json_text`: integers exact at any
 size, a `Decimal` as the number it holds (an integral one as an integer; one with a fraction
-with its own digits, never rounded through a float), times in ISO 8601, bytes as hex, any
-other value as its `str`.
+with its own digits, never rounded through a float), a NaN or infinite number as the string
+"NaN", "Infinity" or "-Infinity" (no JSON number can hold it), times in ISO 8601, bytes as hex,
+any other value as its `str`.
 
 Human output goes through rich with markup off for data (`say`) and cells escaped (`Table`),
 so a value holding "[red]" is shown, not rendered. Width: a terminal's own, or `$COLUMNS`
@@ -16,6 +17,7 @@ rich loads inside these functions, not at import (`eventlake --help` stays fast)
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -60,9 +62,28 @@ def _encode(value: object) -> Any:
     return str(value)
 
 
+def _finite(value: Any) -> Any:
+    """`value` with each NaN or infinite float as the string JSON readers agree on for it
+    ("NaN", "Infinity", "-Infinity"), as a non-finite Decimal already is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def json_text(value: object, *, indent: int | None = None) -> str:
     """`value` as JSON text (one line unless `indent`), exactly; see the module doc."""
-    text = json.dumps(value, ensure_ascii=False, indent=indent, default=_encode)
+    try:
+        text = json.dumps(value, ensure_ascii=False, indent=indent, default=_encode,
+                          allow_nan=False)
+    except ValueError:
+        # A bare NaN is no JSON (jq and most parsers refuse the whole document): the rare
+        # value that holds one is walked once more with them spelled as strings.
+        text = json.dumps(_finite(value), ensure_ascii=False, indent=indent, default=_encode,
+                          allow_nan=False)
     if _RAW_QUOTED in text:
         text = _RAW_NUMBER.sub(r"\1", text)
     return text

@@ -209,9 +209,14 @@ def cmd_duckdb(args: argparse.Namespace) -> int:
     with `duckdb -init FILE`. Without the delta extension the script lists the files of the
     current snapshot and must be regenerated after new commits.
     """
+    from eventlake.query.deltaext import find_delta_extension
     from eventlake.query.sql import init_script
 
     lake = _open_existing(args)
+    extension = find_delta_extension()
+    if args.delta and not extension.available:
+        # A script that starts with a LOAD the shell cannot do fails at its first line.
+        raise CommandError(f"--delta-extension: {extension.problem}")
     script = init_script(lake, use_delta_extension=args.delta)
     if args.output == "-":
         sys.stdout.write(script.sql)
@@ -234,15 +239,35 @@ def cmd_duckdb(args: argparse.Namespace) -> int:
         note = (f"the delta extension is not available, so the script lists the files of the "
                 f"current snapshot (events table version {script.events_version}); run "
                 "`eventlake duckdb` again after new commits (ingest, materialize, compaction)")
+    shell = _shell_warning(extension.duckdb_release) if script.uses_delta_extension else None
     if args.json:
         print_json({"output": os.path.abspath(target), "tables": list(script.tables),
                     "delta_extension": script.uses_delta_extension,
-                    "events_version": script.events_version, "usage": usage, "note": note})
+                    "events_version": script.events_version, "usage": usage, "note": note,
+                    "warning": shell})
         return EXIT_OK
     say(f"wrote {target} (tables: {', '.join(script.tables)})")
     say(f"open it with: {usage}")
     say(note)
+    if shell:
+        print(f"warning: {shell}", file=sys.stderr)
     return EXIT_OK
+
+
+def _shell_warning(release: str) -> str | None:
+    """Why the DuckDB shell this environment would run cannot load the script's extension:
+    an extension binary loads only into the release it was built for."""
+    from eventlake.query.deltaext import find_duckdb_shell
+
+    shell = find_duckdb_shell()
+    if shell is None:
+        return (f"no duckdb shell found beside this Python or on PATH; pip install "
+                f"'duckdb-cli=={release}' (the extension loads only into DuckDB {release})")
+    if shell.release != release:
+        return (f"the duckdb shell {shell.path} is release {shell.release or 'unknown'}, but "
+                f"the delta extension here is for DuckDB {release}: the shell will refuse it; "
+                f"pip install 'duckdb-cli=={release}'")
+    return None
 
 
 def _shell_quote(path: str) -> str:

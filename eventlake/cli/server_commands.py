@@ -38,7 +38,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     when it does not, or its record is stale: its process is gone). Runs keep their logs and
     artifacts in the server's database (Prefect's, under $PREFECT_HOME).
     """
-    if (code := _without_flows("server")) is not None:
+    if (code := _without_flows(args, "server")) is not None:
         return code
     server = _flows("server")
     if args.action != "start" and (args.host or args.port or args.timeout):

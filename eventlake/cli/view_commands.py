@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from eventlake.cli.output import Column, plural, print_json, print_table, say
 from eventlake.cli.progress import progress_display
 
 if TYPE_CHECKING:
+    from eventlake.engine.buckettasks import Workers
     from eventlake.engine.materialize import MaterializeResult, PartitionFailure
     from eventlake.lake import Lake
     from eventlake.model.views import View
@@ -46,6 +48,26 @@ def _chosen_views(lake: Lake, names: Sequence[str] | None) -> list[View]:
 
 
 _positive = number_at_least(1, what="a positive integer")
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
+          "GB": 2**30}
+
+
+def _byte_size(text: str) -> int:
+    """An argparse `type=`: a positive size in bytes, `256MB`, `64M`, `1G` or plain bytes
+    (units are binary: MB is 2**20)."""
+    cleaned = text.strip().upper()
+    if cleaned.endswith("IB"):  # MiB and MB are the same here
+        cleaned = cleaned[:-2] + "B"
+    digits = cleaned.rstrip("KMGB")
+    unit = cleaned[len(digits):]
+    try:
+        value = float(digits) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 256MB, 64M or 1G, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return int(value)
 _non_negative = number_at_least(0, what="an integer >= 0")
 # `materialize` committed every view it could, but some partitions are failed (listed on
 # stderr): not an error of the command, yet something a scheduler should see.
@@ -68,7 +90,14 @@ def _materialize_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true",
                         help="rebuild the views from the whole log instead of refreshing them")
     parser.add_argument("--chunk-events", type=_positive, metavar="N",
-                        help="fold at most about N events per commit (bounds memory)")
+                        help="read at most N events per step (default 100000)")
+    parser.add_argument("--chunk-bytes", type=_byte_size, metavar="SIZE",
+                        help="read at most SIZE of decoded events per step, e.g. 256MB "
+                             "(default 16MB; bounds memory: the step stops at whichever "
+                             "limit comes first)")
+    parser.add_argument("--workers", type=_positive, metavar="N",
+                        help="run each view's rebuild and large refresh steps as bucket tasks "
+                             "on N spawned processes, committed once per step")
     parser.add_argument("--retry-failed", action="store_true",
                         help="fold the failed partitions again from the event they failed at "
                              "(after fixing the reducer, or for a transient error)")
@@ -124,14 +153,41 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     then exits 1.
     """
     lake = _open_existing(args)
-    refresh = refresh_views(lake, _chosen_views(lake, args.view), rebuild=args.rebuild,
-                            chunk_events=args.chunk_events, retry_failed=args.retry_failed,
-                            accept=args.accept, quiet=args.json)
+    with _process_workers(lake, args.views, args.workers) as workers:
+        refresh = refresh_views(lake, _chosen_views(lake, args.view), rebuild=args.rebuild,
+                                chunk_events=args.chunk_events, chunk_bytes=args.chunk_bytes,
+                                retry_failed=args.retry_failed, accept=args.accept,
+                                quiet=args.json, workers=workers)
     if args.json:
         print_json({"lake": lake.root, "last_seq": lake.last_seq(), **refresh.to_json()})
     else:
         refresh.report()
     return refresh.exit_code
+
+
+@contextmanager
+def _process_workers(lake: Lake, views: str | None, count: int | None
+                     ) -> Iterator[Workers | None]:
+    """`count` spawned worker processes for bucket tasks (none without `count`). They open
+    the lake and load the views module themselves, and take each view by name."""
+    if not count:
+        yield None
+        return
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from eventlake.config import open_lake, resolve_views
+    from eventlake.engine.buckettasks import Workers
+
+    source = resolve_views(views).value
+    if source is not None and os.path.exists(source):
+        source = os.path.abspath(source)
+    opener = partial(open_lake, lake.root, source, create=False,
+                     storage_options=lake.storage.options)
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield Workers(pool, opener, by_name=True, workers=count)
 
 
 @dataclass(frozen=True)
@@ -164,8 +220,9 @@ class Refresh:
 
 
 def refresh_views(lake: Lake, views: list[View], *, rebuild: bool = False,
-                  chunk_events: int | None = None, retry_failed: bool = False,
-                  accept: bool = False, quiet: bool = False) -> Refresh:
+                  chunk_events: int | None = None, chunk_bytes: int | None = None,
+                  retry_failed: bool = False, accept: bool = False, quiet: bool = False,
+                  workers: Workers | None = None) -> Refresh:
     """Refresh `views` with a progress display (none when `quiet`); a view that cannot
     refresh is reported, not raised, so the others' results still show."""
     from eventlake.engine.materialize import MaterializeError, failed_partitions, materialize_views
@@ -174,7 +231,8 @@ def refresh_views(lake: Lake, views: list[View], *, rebuild: bool = False,
     with progress_display(quiet=quiet) as progress:
         try:
             results = materialize_views(lake, views, rebuild=rebuild, chunk_events=chunk_events,
-                                        progress=progress, retry_failed=retry_failed,
+                                        chunk_bytes=chunk_bytes, progress=progress,
+                                        retry_failed=retry_failed, workers=workers,
                                         accept_changed_definition=accept)
         except MaterializeError as exc:
             results = exc.results
@@ -322,7 +380,8 @@ def _verify_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _report_json(report: VerifyReport) -> dict[str, Any]:
-    return {"view": report.view, "ok": report.ok, "watermark": report.watermark,
+    return {"view": report.view, "ok": report.ok, "built": report.built,
+            "watermark": report.watermark,
             "partitions_checked": report.partitions_checked,
             "differences": [{"partition": d.partition, "group": list(d.group), "field": d.field,
                              "stored": d.stored, "expected": d.expected}
@@ -346,6 +405,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print_json({"lake": lake.root, "ok": ok, "views": [_report_json(r) for r in reports]})
         return EXIT_OK if ok else EXIT_VERIFY_FAILED
     for report in reports:
+        if not report.built:
+            say(f"{report.view}: not built, nothing to verify (`eventlake materialize` builds "
+                "it)")
+            continue
         if report.ok:
             say(f"{report.view}: ok ({report.partitions_checked} partitions, up to seq "
                 f"{report.watermark})")

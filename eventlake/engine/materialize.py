@@ -1,6 +1,7 @@
 """The refresh engine: read what changed, fold it with `folds`, commit rows and watermark.
 
-Incremental refresh of a view: events above the view's watermark are read in seq-range chunks;
+Incremental refresh of a view: events above the view's watermark are read in seq-range chunks
+(of at most `chunks.Chunk` decoded bytes or events, whichever comes first);
 for each chunk only the buckets holding the touched partitions are read, folded and rewritten
 in one commit that also advances the watermark. A rebuild (new view version, `rebuild=True`,
 or a first build) writes a new generation bucket by bucket, reading only the events of the
@@ -21,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow.compute as pc
 
+from eventlake.engine.chunks import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_EVENTS, Chunk, SeqBytes
 from eventlake.errors import (
+    CorruptLakeError,
     EventlakeError,
     MaterializeError,
     PartitionFailedError,
     RebuildSupersededError,
     ReducerError,
+    StorageWarning,
     ViewChangedError,
     ViewDefinitionError,
 )
@@ -36,6 +40,7 @@ from eventlake.model.events import EVENT_SCHEMA
 from eventlake.model.layout import BUCKET_COLUMN, bucket_ids, bucket_of, buckets_of
 from eventlake.model.progress import Progress, ProgressSink
 from eventlake.model.views import MISMATCHES, AggregateView, SqlView, View, definition_fingerprint
+from eventlake.store.filebytes import decoded_bytes
 from eventlake.store.refreshrecords import (
     RefreshRecord,
     read_refresh_record,
@@ -49,13 +54,12 @@ from eventlake.store.viewstore import (
 )
 
 if TYPE_CHECKING:
+    from eventlake.engine.buckettasks import Workers
     from eventlake.store.parts import LakeParts
 
-__all__ = ["DEFAULT_CHUNK_EVENTS", "EventWindow", "MaterializeError", "MaterializeResult",
-           "PartitionFailure", "failed_partitions", "materialize_views", "read_events",
-           "read_state", "refresh_view"]
-
-DEFAULT_CHUNK_EVENTS = 100_000
+__all__ = ["DEFAULT_CHUNK_BYTES", "DEFAULT_CHUNK_EVENTS", "Chunk", "EventWindow",
+           "MaterializeError", "MaterializeResult", "PartitionFailure", "failed_partitions",
+           "materialize_views", "read_events", "read_state", "refresh_view"]
 
 
 @dataclass(frozen=True)
@@ -100,10 +104,14 @@ class PartitionFailure:
 
 
 def materialize_views(lake: LakeParts, views: Sequence[View], *, rebuild: bool = False,
-                      chunk_events: int | None = None, progress: ProgressSink | None = None,
-                      retry_failed: bool = False, accept_changed_definition: bool = False
-                      ) -> dict[str, MaterializeResult]:
+                      chunk_events: int | None = None, chunk_bytes: int | None = None,
+                      progress: ProgressSink | None = None,
+                      retry_failed: bool = False, accept_changed_definition: bool = False,
+                      workers: Workers | None = None) -> dict[str, MaterializeResult]:
     """Refresh each view; a failing view does not stop the others (they still commit).
+
+    With `workers`, a view's rebuild runs as bucket tasks on their executor
+    (`engine.buckettasks`), committed once.
 
     A partition that fails does not fail its view (see `MaterializeResult.failed`); a view
     fails when its definition changed under the same version (`ViewChangedError`) or its
@@ -119,9 +127,10 @@ def materialize_views(lake: LakeParts, views: Sequence[View], *, rebuild: bool =
     for view in views:
         try:
             results[view.name] = refresh_view(
-                lake, view, rebuild=rebuild, chunk_events=chunk_events, progress=progress,
+                lake, view, rebuild=rebuild, chunk_events=chunk_events,
+                chunk_bytes=chunk_bytes, progress=progress,
                 target_seq=head, window=window, retry_failed=retry_failed,
-                accept_changed_definition=accept_changed_definition)
+                accept_changed_definition=accept_changed_definition, workers=workers)
         except (ReducerError, ViewDefinitionError) as exc:
             failures[view.name] = exc
     if failures:
@@ -144,11 +153,14 @@ class EventWindow:
         self._key: tuple[int, int] | None = None
         self._events: pl.DataFrame | None = None
 
-    def read(self, lake: LakeParts, since: int, until: int) -> pl.DataFrame:
+    def read(self, lake: LakeParts, since: int, until: int, *, whole: bool = True
+             ) -> pl.DataFrame:
+        """Events in `(since, until]`; `whole=False` reads only those rows of each file
+        (when the files hold much more than the window, in bytes)."""
         if self._key != (since, until) or self._events is None:
             self._events = read_events(lake, since_seq=since, until_seq=until,
                                        columns=self.columns, snapshot=self.snapshot,
-                                       whole_files=2 * (until - since) + 10_000)
+                                       whole_files=2 * (until - since) + 10_000 if whole else 0)
             self._key = (since, until)
         return self._events
 
@@ -189,16 +201,19 @@ def read_events(lake: LakeParts, partitions: Sequence[str] | None = None, *,
 
 
 def refresh_view(lake: LakeParts, view: View, *, rebuild: bool = False,
-                 chunk_events: int | None = None, progress: ProgressSink | None = None,
+                 chunk_events: int | None = None, chunk_bytes: int | None = None,
+                 progress: ProgressSink | None = None,
                  target_seq: int | None = None, window: EventWindow | None = None,
-                 retry_failed: bool = False, accept_changed_definition: bool = False
-                 ) -> MaterializeResult:
+                 retry_failed: bool = False, accept_changed_definition: bool = False,
+                 workers: Workers | None = None) -> MaterializeResult:
     """Bring one view up to `target_seq` (default: the log's last seq).
 
     A view whose definition changed while its version did not is refused before anything is
     written (`ViewChangedError`), unless `accept_changed_definition` records the new one;
     `rebuild=True` rebuilds it from the new definition. `retry_failed` first folds the
-    failed partitions again from where they stopped.
+    failed partitions again from where they stopped. Each step reads at most `chunk_bytes`
+    decoded bytes of events (default `DEFAULT_CHUNK_BYTES`) or `chunk_events` events
+    (default `DEFAULT_CHUNK_EVENTS`), whichever limit it reaches first.
 
     Every run, whether it folded anything, found nothing to do or failed, leaves the view's
     refresh record (`store.refreshrecords`), which freshness reports read.
@@ -207,10 +222,12 @@ def refresh_view(lake: LakeParts, view: View, *, rebuild: bool = False,
     record = (previous if previous is not None and previous.version == view.version
               else RefreshRecord(view.name, view.version))
     try:
-        result = _refresh_view(lake, view, rebuild=rebuild, chunk_events=chunk_events,
+        result = _refresh_view(lake, view, rebuild=rebuild,
+                               chunk=Chunk.of(events=chunk_events, bytes=chunk_bytes),
                                progress=progress, target_seq=target_seq, window=window,
                                retry_failed=retry_failed,
-                               accept_changed_definition=accept_changed_definition)
+                               accept_changed_definition=accept_changed_definition,
+                               workers=workers)
     except Exception as exc:
         _keep_record(lake, record.failed(at=datetime.now(UTC),
                                          error=f"{type(exc).__name__}: {exc}"[:2000]),
@@ -235,12 +252,12 @@ def _keep_record(lake: LakeParts, record: RefreshRecord, *, quiet: bool = False)
 
 
 def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
-                  chunk_events: int | None, progress: ProgressSink | None,
+                  chunk: Chunk, progress: ProgressSink | None,
                   target_seq: int | None, window: EventWindow | None,
-                  retry_failed: bool, accept_changed_definition: bool) -> MaterializeResult:
+                  retry_failed: bool, accept_changed_definition: bool,
+                  workers: Workers | None = None) -> MaterializeResult:
     started = time.perf_counter()
     window = window or EventWindow(columns=event_columns(view))
-    chunk = chunk_events or DEFAULT_CHUNK_EVENTS
     store = ViewStore(lake.storage, view)
     fingerprint = definition_fingerprint(view)
     due = True
@@ -267,8 +284,14 @@ def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
     resume = (marks.building is not None and marks.building_version == view.version
               and marks.building_fingerprint in (None, fingerprint) and not rebuild)
     if rebuild or resume or marks.active is None or marks.active_version != view.version:
-        touched, folded, commits, broken, nulls = _rebuild(
-            lake, store, chunk=chunk, fresh=not resume, progress=progress)
+        if workers is not None:
+            from eventlake.engine.buckettasks import rebuild_on
+
+            touched, folded, commits, broken, nulls = rebuild_on(
+                workers, lake, store, chunk=chunk, progress=progress)
+        else:
+            touched, folded, commits, broken, nulls = _rebuild(
+                lake, store, chunk=chunk, fresh=not resume, progress=progress)
         partitions |= touched
         failed |= broken
         events += folded
@@ -281,7 +304,9 @@ def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
         events += folded
         commits += steps
     while True:
-        step = retry_commit(lambda: _refresh_step(lake, store, head, chunk, window),
+        step = retry_commit(lambda: _refresh_step(lake, store, head, chunk, window)
+                            if workers is None else _refresh_step_on(workers, lake, store, head,
+                                                                     chunk, window),
                             what=f"refresh of view {view.name!r}")
         final = step.watermark
         if not step.committed:
@@ -319,16 +344,18 @@ def _same_definition(store: ViewStore, marks: Any) -> None:
         raise ViewChangedError(store.view.name, store.view.version)
 
 
-def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: int, window: EventWindow
-                  ) -> _Step:
+def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: Chunk,
+                  window: EventWindow) -> _Step:
     snap = store.snapshot()
     marks = store.marks(snap)
     assert marks.active is not None
     if marks.watermark >= head:
         return _Step(False, marks.watermark)
     _same_definition(store, marks)
-    end = min(head, marks.watermark + chunk)
-    events = window.read(lake, marks.watermark, end)
+    since = marks.watermark
+    end, sized = _window_end(lake, window, since, head, chunk)
+    # Files holding many more bytes than the window are read only for its rows.
+    events = window.read(lake, since, end, whole=sized.files_to(end).within(2 * chunk.bytes))
     touched = sorted(set(events.get_column("partition_id").to_list()))
     buckets = sorted(set(buckets_of(touched, store.buckets(snap))))
     prior = store.read_buckets(snap, buckets, generation=marks.active) if buckets else None
@@ -336,7 +363,8 @@ def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: int, wind
     if touched and whole_history(store.view):
         from eventlake.engine.sqlrefresh import recompute_touched
 
-        recomputed = recompute_touched(lake, store.view, touched, end, chunk=chunk,
+        recomputed = recompute_touched(lake, store.view, touched, end,
+                                       chunk=chunk.events_at(sized.per_event),
                                        snapshot=window.snapshot)
     rows = _replace_partitions(store, snap, prior, events, new_rows=recomputed)
     store.commit_buckets(snap, rows, buckets=buckets, generation=marks.active,
@@ -344,6 +372,36 @@ def _refresh_step(lake: LakeParts, store: ViewStore, head: int, chunk: int, wind
                                 "fingerprint": definition_fingerprint(store.view)})
     return _Step(True, end, frozenset(touched), events.height, _newly_failed(prior, rows),
                  _nulled(rows) - _nulled(prior))
+
+
+def _window_end(lake: LakeParts, window: EventWindow, since: int, head: int, chunk: Chunk
+                ) -> tuple[int, SeqBytes]:
+    """Where the refresh step after `since` ends: within `chunk` and `head`; and the sizes
+    of the files it reads."""
+    limit = min(head, since + chunk.events)
+    sized = SeqBytes.of_files(window.snapshot or lake.log.snapshot(), since=since, until=limit)
+    return sized.end(since, limit, chunk.bytes), sized
+
+
+def _refresh_step_on(workers: Workers, lake: LakeParts, store: ViewStore, head: int,
+                     chunk: Chunk, window: EventWindow) -> _Step:
+    """`_refresh_step` with the touched buckets folded by bucket tasks (small windows, below
+    `workers.min_events`, stay in this process: a task costs more than they do)."""
+    from eventlake.engine.buckettasks import refresh_on
+
+    snap = store.snapshot()
+    marks = store.marks(snap)
+    assert marks.active is not None
+    if marks.watermark >= head:
+        return _Step(False, marks.watermark)
+    end, _ = _window_end(lake, window, marks.watermark, head, chunk)
+    if end - marks.watermark < workers.min_events:
+        return _refresh_step(lake, store, head, chunk, window)
+    _same_definition(store, marks)
+    done = refresh_on(workers, lake, store, snap, since=marks.watermark, end=end, chunk=chunk,
+                      snapshot=window.snapshot)
+    touched, events, failed, nulls = done
+    return _Step(True, end, frozenset(touched), events, frozenset(failed), nulls)
 
 
 def _failed_set(rows: pl.DataFrame | None) -> set[str]:
@@ -388,12 +446,12 @@ def _replace_partitions(store: ViewStore, snap: Snapshot, prior: pl.DataFrame | 
     return pl.concat([keep.select(new_rows.columns), new_rows], how="vertical_relaxed")
 
 
-def _retry_failed(lake: LakeParts, store: ViewStore, chunk: int
+def _retry_failed(lake: LakeParts, store: ViewStore, chunk: Chunk
                   ) -> tuple[set[str], int, int, set[str], int]:
     """Fold the failed partitions again from where they stopped, up to the watermark.
 
     Their failure is cleared and their events above their `last_seq` are folded in slices
-    of about `chunk` events, bucket group by bucket group, each group one commit (the
+    of at most `chunk`, bucket group by bucket group, each group one commit (the
     watermark does not move). A partition that fails again is marked again, maybe at a
     later event. Returns (retried, events folded, commits, failed again, values nulled).
     """
@@ -443,22 +501,37 @@ def _retry_failed(lake: LakeParts, store: ViewStore, chunk: int
 
 
 def _fold_slices(lake: LakeParts, view: View, rows: pl.DataFrame, partitions: list[str],
-                 target: int, chunk: int) -> tuple[pl.DataFrame, int]:
+                 target: int, chunk: Chunk) -> tuple[pl.DataFrame, int]:
     """`rows` of `partitions` with their events above their `last_seq` up to `target`
-    folded on, reading about `chunk` events at a time; also how many events were read."""
+    folded on, reading at most `chunk` at a time; also how many events were read.
+
+    A slice's seq range is sized from the bytes of the files holding those partitions (a
+    bucket file shared with other partitions counts whole: slices come out smaller, never
+    bigger), and cut short at `chunk.events` events.
+    """
     after = int(rows.get_column("last_seq").min() or 0) if rows.height else 0  # type: ignore[arg-type]
+    snap = lake.log.snapshot()
+    layout = lake.log.layout(snap)
+    equals: dict[str, Sequence[str | int | None]] = (
+        {"partition_id": partitions} if layout.kind == "partition_id"
+        else {BUCKET_COLUMN: [*layout.buckets_for(partitions), None]})
+    sized = SeqBytes.of_files(snap, since=after, until=target, equals=equals)
     count = 0
     while after < target:
-        events = lake.events(partitions, since_seq=after, until_seq=target).head(
-            chunk).collect()
+        end = sized.end(after, target, chunk.bytes)
+        events = lake.events(partitions, since_seq=after, until_seq=end, snapshot=snap).head(
+            chunk.events).collect()
         if not events.height:
-            break
+            after = end
+            continue
         count += events.height
         new = fold_view(view, rows, events)
         touched = events.get_column("partition_id").unique().implode()
         rows = pl.concat([rows.filter(~pl.col("partition_id").is_in(touched)).select(
             new.columns), new], how="vertical_relaxed") if rows.height else new
-        after = int(events.get_column("seq").max())  # type: ignore[arg-type]
+        # A slice cut short by the event limit resumes after its last event.
+        after = (int(events.get_column("seq").max())  # type: ignore[arg-type]
+                 if events.height >= chunk.events else end)
     return rows, count
 
 
@@ -472,13 +545,15 @@ def _placed(rows: pl.DataFrame, buckets: int) -> pl.DataFrame:
 
 
 class _Sizes:
-    """How many events up to a rebuild's target each partition has, by view bucket.
+    """How many events up to a rebuild's target each partition has, and about how many
+    decoded bytes (`store.filebytes`), by view bucket.
 
     On a bucketed log whose bucket count is the view's, view bucket `b` is log bucket `b`
     (same hash), so the sizes of one bucket come from that bucket's files alone (their
     `partition_id` column), plus the tail's rows of its partitions: a rebuild of bucket `b`
     reads only log bucket `b`. Otherwise the log's `partition_sizes` serve (from statistics
-    on a `partition_id` log).
+    on a `partition_id` log). Bytes are exact per file; a partition sharing its files with
+    others (a bucketed log) is given its share of them by event count.
     """
 
     def __init__(self, lake: LakeParts, target: int, buckets: int) -> None:
@@ -490,31 +565,65 @@ class _Sizes:
         self.aligned = layout.kind == "buckets" and layout.bucket_count == buckets
         self._by_bucket: dict[int, dict[str, int]] = {}
         self._totals: dict[int, int] = defaultdict(int)
+        self._bytes: dict[int, float] = defaultdict(float)
+        self._partition_bytes: dict[str, float] = {}
         self._tail: dict[int, dict[str, int]] = defaultdict(dict)
+        actions = self.snap.add_actions()
+        if actions.num_rows:
+            actions = actions.filter(pc.fill_null(
+                pc.less_equal(actions.column("min.seq"), target), True))
+        # A rebuild reads every file anyway; a few hundred footers size it well enough.
+        decoded = decoded_bytes(self.snap, actions.column("path").to_pylist(),
+                                actions.column("size_bytes").to_pylist(), sample=256
+                                ) if actions.num_rows else []
+        records = actions.column("num_records").to_pylist() if actions.num_rows else []
         if not self.aligned:
             sizes = lake.log.partition_sizes(self.snap, until_seq=target)
+            if layout.kind == "partition_id":
+                owners = actions.column("partition.partition_id").to_pylist()
+                for owner, size in zip(owners, decoded, strict=True):
+                    self._partition_bytes[owner] = self._partition_bytes.get(owner, 0) + size
+            else:
+                rows = sum(int(n or 0) for n in records)
+                per_event = sum(decoded) / rows if rows else 0.0
+                self._partition_bytes = {p: n * per_event for p, n in sizes.items()}
             for partition in sorted(sizes):
                 b = bucket_of(partition, buckets)
                 self._by_bucket.setdefault(b, {})[partition] = sizes[partition]
                 self._totals[b] += sizes[partition]
+                self._bytes[b] += self._partition_bytes.get(partition, 0.0)
             return
         tail = lake.log.partition_sizes(self.snap, until_seq=target, plan=self.snap.plan(
             equals={BUCKET_COLUMN: [None]}, max_seq=target))
+        numbers = (actions.column(f"partition.{BUCKET_COLUMN}").to_pylist()
+                   if actions.num_rows else [])
+        tail_rows = sum(int(n or 0) for b, n in zip(numbers, records, strict=True) if b is None)
+        tail_bytes = sum(d for b, d in zip(numbers, decoded, strict=True) if b is None)
+        tail_per_event = tail_bytes / tail_rows if tail_rows else 0.0
         for partition, n in tail.items():
-            self._tail[bucket_of(partition, buckets)][partition] = n
-            self._totals[bucket_of(partition, buckets)] += n
-        actions = self.snap.add_actions()
-        if actions.num_rows:
-            logged = actions.filter(pc.and_(
-                pc.is_valid(actions.column(f"partition.{BUCKET_COLUMN}")),
-                pc.less_equal(actions.column("min.seq"), target)))
-            for b, rows in zip(logged.column(f"partition.{BUCKET_COLUMN}").to_pylist(),
-                               logged.column("num_records").to_pylist(), strict=True):
+            b = bucket_of(partition, buckets)
+            self._tail[b][partition] = n
+            self._totals[b] += n
+            self._bytes[b] += n * tail_per_event
+        for b, rows, size in zip(numbers, records, decoded, strict=True):
+            if b is not None:
                 self._totals[int(b)] += int(rows or 0)
+                self._bytes[int(b)] += size
 
     def total(self, bucket: int) -> int:
         """About how many events view bucket `bucket` holds (from statistics when aligned)."""
         return self._totals.get(bucket, 0)
+
+    def bytes(self, bucket: int) -> float:
+        """About how many decoded bytes the events of view bucket `bucket` hold."""
+        return self._bytes.get(bucket, 0.0)
+
+    def partition_bytes(self, bucket: int, partition: str) -> float:
+        """About how many decoded bytes the events of `partition` (in `bucket`) hold."""
+        if partition in self._partition_bytes:
+            return self._partition_bytes[partition]
+        total = self.total(bucket)
+        return self.bytes(bucket) * self.members(bucket).get(partition, 0) / total if total else 0
 
     def members(self, bucket: int) -> dict[str, int]:
         """The partitions of view bucket `bucket` and their events, sorted by partition."""
@@ -530,7 +639,28 @@ class _Sizes:
         return self._by_bucket[bucket]
 
 
-def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
+def _bucket_groups(sizing: _Sizes, chunk: Chunk, *, start: int = 0, most: int | None = None
+                   ) -> list[list[int]]:
+    """Consecutive buckets from `start` on, grouped within `chunk` (and at most `most`
+    buckets a group), one bucket at least."""
+    groups: list[list[int]] = []
+    bucket = start
+    while bucket < sizing.buckets:
+        group = [bucket]
+        total, size = sizing.total(bucket), sizing.bytes(bucket)
+        while group[-1] + 1 < sizing.buckets and (most is None or len(group) < most):
+            following = group[-1] + 1
+            if not chunk.fits(total + sizing.total(following), size + sizing.bytes(following)):
+                break
+            group.append(following)
+            total += sizing.total(following)
+            size += sizing.bytes(following)
+        groups.append(group)
+        bucket = group[-1] + 1
+    return groups
+
+
+def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: Chunk, fresh: bool,
              progress: ProgressSink | None) -> tuple[set[str], int, int, set[str], int]:
     """Build a new generation bucket by bucket, then make it the active one atomically.
 
@@ -562,21 +692,12 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
     sizing = _Sizes(lake, target, buckets)
     touched: set[str] = set()
     folded = 0
-    bucket = done
-    while bucket < buckets:
-        # A group of consecutive buckets holding about `chunk` events (at least one bucket).
-        group = [bucket]
-        total = sizing.total(bucket)
-        while group[-1] + 1 < buckets:
-            extra = sizing.total(group[-1] + 1)
-            if total + extra > chunk:
-                break
-            group.append(group[-1] + 1)
-            total += extra
+    for group in _bucket_groups(sizing, chunk, start=done):
         sizes = {p: n for b in group for p, n in sizing.members(b).items()}
+        weights = {p: sizing.partition_bytes(b, p) for b in group for p in sizing.members(b)}
         members = list(sizes)
         total = sum(sizes.values())
-        rows = _fold_partitions(lake, view, members, sizes, target, chunk)
+        rows = _fold_partitions(lake, view, members, sizes, weights, target, chunk)
         broken |= _failed_set(rows)
         nulls += _nulled(rows)
         if rows.height:
@@ -595,9 +716,8 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
         commits += 1
         touched.update(members)
         folded += total
-        bucket = end
         if progress is not None:
-            progress(Progress(view.name, bucket, buckets, "buckets"))
+            progress(Progress(view.name, end, buckets, "buckets"))
 
     def activate() -> None:
         snap = store.snapshot()
@@ -616,23 +736,37 @@ def _rebuild(lake: LakeParts, store: ViewStore, *, chunk: int, fresh: bool,
 
 
 def _fold_partitions(lake: LakeParts, view: View, members: list[str], sizes: dict[str, int],
-                     target: int, chunk: int) -> pl.DataFrame:
-    """From-scratch rows of `members` using events up to `target`, in bounded slices."""
+                     weights: dict[str, float], target: int, chunk: Chunk) -> pl.DataFrame:
+    """From-scratch rows of `members` using events up to `target`, reading at most `chunk`
+    at a time: partitions in groups within it, one bigger than it slice by slice of seq.
+    `sizes` and `weights` are each partition's events and decoded bytes."""
     if not members:
         return pl.DataFrame()
     parts: list[pl.DataFrame] = []
-    small: list[str] = []
+    groups: list[list[str]] = [[]]
+    total = size = 0.0
     for partition in members:
-        if sizes.get(partition, 0) > chunk and not whole_history(view):
-            # More events than a chunk: folded slice by slice of seq.
+        count, weight = sizes.get(partition, 0), weights.get(partition, 0.0)
+        if not chunk.fits(count, weight) and not whole_history(view):
             parts.append(_fold_slices(lake, view, pl.DataFrame(), [partition], target,
                                       chunk)[0])
-        else:
-            small.append(partition)
-    if small:
-        wanted = sum(sizes.get(p, 0) for p in small)
-        events = read_events(lake, small, until_seq=target, columns=event_columns(view),
-                             whole_files=2 * wanted + 10_000)
+            continue
+        if groups[-1] and not chunk.fits(int(total) + count, size + weight):
+            groups.append([])
+            total = size = 0.0
+        groups[-1].append(partition)
+        total += count
+        size += weight
+    columns = event_columns(view)
+    for group in groups:
+        if not group:
+            continue
+        wanted = sum(sizes.get(p, 0) for p in group)
+        per_event = sum(weights.get(p, 0.0) for p in group) / wanted if wanted else 0.0
+        # Files shared with other partitions are read whole only when that adds at most
+        # about a chunk.
+        events = read_events(lake, group, until_seq=target, columns=columns,
+                             whole_files=2 * wanted + min(10_000, chunk.events_at(per_event)))
         if events.height:
             parts.append(fold_view(view, pl.DataFrame(), events))
     parts = [p for p in parts if p.height]
@@ -653,10 +787,15 @@ def read_state(lake: LakeParts, view: View, partition: str, *, as_of_seq: int | 
     head = lake.log.last_seq(log)
     target = head if as_of_seq is None else max(0, min(as_of_seq, head))
     store = ViewStore(lake.storage, view)
-    try:
-        snap: Snapshot | None = store.snapshot()
-    except EventlakeError:
-        snap = None  # no view table yet
+    snap: Snapshot | None = None
+    if store.exists():
+        try:
+            snap = store.snapshot()
+        except CorruptLakeError as exc:
+            # The answer stays exact (folded from the log alone), but never silently: the
+            # damage is named, for `doctor --fix` or a rebuild.
+            warnings.warn(StorageWarning(f"state of {partition!r} in view {view.name!r} folded "
+                                         f"from the event log alone: {exc}"), stacklevel=2)
     if snap is not None:
         snap = store.check_definition(snap, accept=accept_changed_definition)
     if isinstance(view, AggregateView):

@@ -11,13 +11,15 @@ Parquet, an unknown suffix, a header without the event columns) raises `InvalidE
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "Chunk",
     "FileRead",
     "RecordProblem",
     "SplitFile",
@@ -37,6 +40,7 @@ __all__ = [
     "file_batch_identity",
     "file_format",
     "inbox_files",
+    "read_chunks",
     "read_file",
     "split_valid",
 ]
@@ -154,51 +158,147 @@ def read_file(path: str | os.PathLike[str]) -> FileRead:
     """Read an inbox file into `(line, record)` pairs and per-record problems.
 
     Raises `InvalidEventError` (with `source` set to the path) when the file as a whole cannot
-    be read; `OSError` when it cannot be opened.
+    be read; `OSError` when it cannot be opened. The whole file in memory: `read_chunks`
+    reads it piece by piece, with the same records and problems.
+    """
+    name = os.fspath(path)
+    result = FileRead(name, file_format(name))
+    for chunk in read_chunks(name, chunk_records=None):
+        result.records.extend(chunk.records)
+        result.errors.extend(chunk.errors)
+    return result
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """`chunk_records` consecutive non-blank lines (or rows) of a file, as `read_file` reads
+    them: the unit a file is landed in.
+
+    `number` counts from 0; `last_line` is the last line (or row) the chunk read; `position`
+    is how many bytes of the file were read by then (an estimate for Parquet); `last` says no
+    record follows. The boundaries depend only on the file and `chunk_records`, so a resumed
+    ingest meets the same chunks.
+    """
+
+    number: int
+    records: list[Record]
+    errors: list[RecordProblem]
+    last_line: int
+    position: int
+    last: bool
+
+    @property
+    def read(self) -> int:
+        return len(self.records) + len(self.errors)
+
+
+Item = tuple["Record | RecordProblem", int]  # a record or a problem, and the bytes read
+
+
+def read_chunks(path: str | os.PathLike[str], *, chunk_records: int | None) -> Iterator[Chunk]:
+    """The file in chunks of `chunk_records` records-or-problems (None: one chunk), read in
+    bounded memory; a file without a record is one empty chunk.
+
+    The checks of the whole file (UTF-8 text without NUL, a CSV header of event columns, a
+    Parquet schema) run here, before the first chunk, and raise `InvalidEventError` as
+    `read_file` does. A CSV quote broken past the first chunk cannot be the file's problem
+    any more (chunks before it may have landed): the rest of the file from that line becomes
+    one `RecordProblem`.
     """
     name = os.fspath(path)
     kind = file_format(name)
+    if chunk_records is not None and chunk_records < 1:
+        raise ValueError(f"chunk_records must be >= 1, got {chunk_records}")
     if kind == "parquet":
-        return _read_parquet(name)
-    data = Path(name).read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InvalidEventError(f"not UTF-8 text (bad byte at offset {exc.start}, line {line})",
-                                source=name, expected="a UTF-8 encoded text file") from None
-    if "\x00" in text:
-        raise InvalidEventError("holds NUL bytes, so it is not a text file", source=name,
-                                expected=f"{kind} text")
-    if kind == "csv":
-        return _read_csv(name, text)
-    return _read_jsonl(name, text)
+        items = _parquet_items(name, chunk_records)
+    else:
+        _check_text(name, kind)
+        items = _csv_items(name, chunk_records) if kind == "csv" else _jsonl_items(name)
+    first = next(items, None)  # the header checks of a CSV file run now
+    return _grouped(first, items, chunk_records, os.path.getsize(name))
 
 
-def _read_jsonl(name: str, text: str) -> FileRead:
-    result = FileRead(name, "jsonl")
-    # Split on "\n" only: str.splitlines() would also split on U+2028 and friends, which JSON
-    # allows raw inside strings.
-    for number, line in enumerate(text.split("\n"), start=1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        raw = line.rstrip("\r")
-        # The strict codec: a key twice in the record or anywhere in an inline payload, a
-        # number too large for a float, NaN, a lone surrogate escape: each is refused here,
-        # named by its path (`type`, `payload.a.b`), as the record check names it.
-        try:
-            value = jsoncodec.loads(stripped)
-        except InvalidEventError as exc:
-            result.errors.append(RecordProblem(name, number, _describe(exc), raw,
-                                               field=exc.field))
-            continue
-        if not isinstance(value, dict):
-            result.errors.append(RecordProblem(
-                name, number, f"a JSON {_json_kind(value)}, not an object", raw))
-            continue
-        result.records.append((number, value))
-    return result
+def _grouped(first: Item | None, items: Iterator[Item], size: int | None, end: int
+             ) -> Iterator[Chunk]:
+    # The last chunk ends at the end of the file, whatever blank lines follow its records.
+    records: list[Record] = []
+    errors: list[RecordProblem] = []
+    number = line = position = 0
+    full: Chunk | None = None  # a full chunk waits until a next item says it is not the last
+    pending = itertools.chain([first], items) if first is not None else iter(())
+    for item, position in pending:
+        if full is not None:
+            yield full
+            full = None
+        if isinstance(item, RecordProblem):
+            errors.append(item)
+            line = item.line
+        else:
+            records.append(item)
+            line = item[0]
+        if size is not None and len(records) + len(errors) >= size:
+            full = Chunk(number, records, errors, line, position, last=False)
+            number, records, errors = number + 1, [], []
+    if full is not None:
+        yield replace(full, last=True, position=end)
+        return
+    yield Chunk(number, records, errors, line, end, last=True)
+
+
+def _check_text(name: str, kind: Format) -> None:
+    """Refuse a file that is not UTF-8 text or holds NUL bytes, reading it block by block."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0
+    with open(name, "rb") as handle:
+        for block in itertools.chain(iter(lambda: handle.read(1 << 20), b""), [None]):
+            buffered = decoder.getstate()[0]
+            try:
+                if block is None:
+                    decoder.decode(b"", final=True)
+                    return
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                data = buffered + (block or b"")
+                at = offset - len(buffered) + exc.start
+                line = lines - buffered.count(b"\n") + data[: exc.start].count(b"\n") + 1
+                raise InvalidEventError(
+                    f"not UTF-8 text (bad byte at offset {at}, line {line})", source=name,
+                    expected="a UTF-8 encoded text file") from None
+            if b"\x00" in block:
+                raise InvalidEventError("holds NUL bytes, so it is not a text file",
+                                        source=name, expected=f"{kind} text")
+            offset += len(block)
+            lines += block.count(b"\n")
+
+
+def _jsonl_items(name: str) -> Iterator[Item]:
+    position = 0
+    with open(name, "rb") as handle:
+        # Lines split on "\n" only: str.splitlines() would also split on U+2028 and friends,
+        # which JSON allows raw inside strings. The text was checked as UTF-8 already.
+        for number, data in enumerate(handle, start=1):
+            position += len(data)
+            line = data.decode("utf-8")
+            if number == 1:
+                line = line.removeprefix("\ufeff")
+            stripped = line.strip()
+            if not stripped:
+                continue
+            # The strict codec: a key twice in the record or anywhere in an inline payload, a
+            # number too large for a float, NaN, a lone surrogate escape: each is refused
+            # here, named by its path (`type`, `payload.a.b`), as the record check names it.
+            try:
+                value = jsoncodec.loads(stripped)
+            except InvalidEventError as exc:
+                raw = line.removesuffix("\n").rstrip("\r")
+                yield RecordProblem(name, number, _describe(exc), raw, field=exc.field), position
+                continue
+            if type(value) is not dict:
+                raw = line.removesuffix("\n").rstrip("\r")
+                yield RecordProblem(name, number, f"a JSON {_json_kind(value)}, not an object",
+                                    raw), position
+                continue
+            yield (number, value), position
 
 
 def _json_kind(value: object) -> str:
@@ -213,92 +313,121 @@ def _json_kind(value: object) -> str:
     return "number"
 
 
-def _read_csv(name: str, text: str) -> FileRead:
-    result = FileRead(name, "csv")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidEventError("empty CSV file (no header row)", source=name,
-                                expected="a header row") from None
-    except csv.Error as exc:
-        raise InvalidEventError(f"unreadable CSV header: {exc}", source=name) from None
-    header = [column.strip() for column in header]
+def _csv_items(name: str, chunk_records: int | None) -> Iterator[Item]:
     from eventlake.validate.events import check_columns
 
-    check_columns(header, source=name)
-    lines = text.split("\n")
-    start = reader.line_num + 1
-    while True:
+    with open(name, "rb") as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+        seen: list[str] = []  # the physical lines the reader took for the current row
+
+        def lines() -> Iterator[str]:
+            for line in text:
+                seen.append(line)
+                yield line
+
+        reader = csv.reader(lines(), strict=True)
         try:
-            row = next(reader)
+            header = next(reader)
         except StopIteration:
-            break
+            raise InvalidEventError("empty CSV file (no header row)", source=name,
+                                    expected="a header row") from None
         except csv.Error as exc:
-            # The csv module cannot resynchronise after a broken quote; what follows is
-            # unreadable, which is a whole-file problem rather than one bad row.
-            raise InvalidEventError(f"malformed CSV at line {start}: {exc}", source=name) from None
-        end = reader.line_num
-        raw = "\n".join(lines[start - 1:end]).rstrip("\r")
-        number, start = start, end + 1
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            result.errors.append(RecordProblem(
-                name, number, f"has {len(row)} fields, the header has {len(header)}", raw))
-            continue
-        record: dict[str, Any] = {}
-        for column, cell in zip(header, row, strict=True):
-            if column in _OPTIONAL and cell == "":
-                continue  # an empty optional cell means "not given"
-            record[column] = cell
-        # The payload cell is JSON text: the record check (`split_valid`) decides it, as it
-        # decides a payload string given to `Lake.append`.
-        result.records.append((number, record))
-    return result
+            raise InvalidEventError(f"unreadable CSV header: {exc}", source=name) from None
+        header = [column.strip() for column in header]
+        check_columns(header, source=name)
+        start = reader.line_num + 1
+        given = 0
+        while True:
+            seen.clear()
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                if chunk_records is None or given < chunk_records:
+                    # The csv module cannot resynchronise after a broken quote; what follows
+                    # is unreadable, which is a whole-file problem rather than one bad row.
+                    raise InvalidEventError(f"malformed CSV at line {start}: {exc}",
+                                            source=name) from None
+                yield RecordProblem(
+                    name, start, f"malformed CSV ({exc}): the rest of the file, from this "
+                    "line on, cannot be read", "".join(seen)), binary.tell()
+                return
+            end = reader.line_num
+            raw = "".join(seen)
+            raw = (raw[:-1] if raw.endswith("\n") else raw).rstrip("\r")
+            number, start = start, end + 1
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            given += 1
+            if len(row) != len(header):
+                yield RecordProblem(name, number, f"has {len(row)} fields, the header has "
+                                    f"{len(header)}", raw), binary.tell()
+                continue
+            record: dict[str, Any] = {}
+            for column, cell in zip(header, row, strict=True):
+                if column in _OPTIONAL and cell == "":
+                    continue  # an empty optional cell means "not given"
+                record[column] = cell
+            # The payload cell is JSON text: the record check (`split_valid`) decides it, as
+            # it decides a payload string given to `Lake.append`.
+            yield (number, record), binary.tell()
 
 
-def _read_parquet(name: str) -> FileRead:
+def _parquet_items(name: str, chunk_records: int | None) -> Iterator[Item]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from eventlake.validate.events import check_columns, check_payload_type, payload_from_arrow
 
     try:
-        with pq.ParquetFile(name) as handle:
-            # The columns first: a file with a column twice is refused naming it (the dataset
-            # reader of `pq.read_table` fails on it with "Multiple matches for FieldRef").
-            check_columns(handle.schema_arrow.names, source=name)
-            table = handle.read()
+        handle = pq.ParquetFile(name)
+        # The columns first: a file with a column twice is refused naming it (the dataset
+        # reader of `pq.read_table` fails on it with "Multiple matches for FieldRef").
+        check_columns(handle.schema_arrow.names, source=name)
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise InvalidEventError(f"not a readable Parquet file: {exc}", source=name) from None
-    result = FileRead(name, "parquet")
-    payload_type = table.schema.field("payload").type
+    payload_type = handle.schema_arrow.field("payload").type
     nested = pa.types.is_struct(payload_type) or pa.types.is_map(payload_type)
     if not (nested or pa.types.is_string(payload_type) or pa.types.is_large_string(payload_type)
             or pa.types.is_string_view(payload_type)):
+        handle.close()
         raise InvalidEventError(f"column 'payload' has type {payload_type}", source=name,
                                 field="payload",
                                 expected="JSON text (string), a struct or a map column")
     if nested:
         check_payload_type(payload_type, source=name)
-    for number, row in enumerate(table.to_pylist(), start=1):
-        record = {key: value for key, value in row.items()
-                  if not (key in _OPTIONAL and value is None)}
-        payload = record.get("payload")
-        if nested and payload is not None:
-            # As `Lake.append` reads a struct or map column: a map's repeated or non-string
-            # key is refused with the same message, not quietly reduced to one.
-            try:
-                record["payload"] = payload_from_arrow(payload, payload_type)
-            except InvalidEventError as exc:
-                result.errors.append(RecordProblem(name, number, _describe(exc),
-                                                   _raw_json(row), field=exc.field))
-                continue
-        result.records.append((number, record))
-    return result
+    size = os.path.getsize(name)
+    total = max(handle.metadata.num_rows, 1)
+    number = 0
+    with handle:
+        try:
+            batches = handle.iter_batches(batch_size=min(chunk_records or 65_536, 65_536))
+            for batch in batches:
+                for row in batch.to_pylist():
+                    number += 1
+                    position = size * number // total
+                    record = {key: value for key, value in row.items()
+                              if not (key in _OPTIONAL and value is None)}
+                    payload = record.get("payload")
+                    if nested and payload is not None:
+                        # As `Lake.append` reads a struct or map column: a map's repeated or
+                        # non-string key is refused with the same message, not reduced to one.
+                        try:
+                            record["payload"] = payload_from_arrow(payload, payload_type)
+                        except InvalidEventError as exc:
+                            yield RecordProblem(name, number, _describe(exc), _raw_json(row),
+                                                field=exc.field), position
+                            continue
+                    yield (number, record), position
+        except pa.ArrowException as exc:
+            if not number:
+                raise InvalidEventError(f"not a readable Parquet file: {exc}",
+                                        source=name) from None
+            raise InvalidEventError(f"unreadable Parquet data after row {number}: {exc}",
+                                    source=name) from None
 
 
 def _raw_json(record: object) -> str:
@@ -320,26 +449,33 @@ def _describe(exc: InvalidEventError) -> str:
 
 
 def split_valid(records: Sequence[Record], *, file: str = "<records>",
-                limits: Limits | None = None) -> tuple[list[Record], list[RecordProblem]]:
+                limits: Limits | None = None, claimed: dict[str, int] | None = None
+                ) -> tuple[list[Record], list[RecordProblem]]:
     """Split `(line, record)` pairs into those `Lake.append` accepts and `RecordProblem`s.
 
     Every record ends up on exactly one side; `good` keeps the input order, problems are in
     line order. A repeated `event_id` keeps its first *valid* record; later ones are problems
     naming that record's line. `limits` are the lake's (default: `DEFAULT_LIMITS`).
+    `claimed` (event id -> line) holds the ids of earlier chunks of the same file, and gets
+    those of this one's good records: a file in chunks is split as it would be whole.
     """
     from eventlake.validate.events import DEFAULT_LIMITS, normalize_batch
 
     limits = limits or DEFAULT_LIMITS
     everything = list(enumerate(records))
-    try:
-        normalize_batch([record for _, (_, record) in everything], limits=limits)
-    except InvalidEventError:
-        pass
-    else:
-        return list(records), []
+    if claimed is None:
+        claimed = {}  # event_id -> line of the valid record holding it
+    if not claimed or not any(isinstance(r, dict) and r.get("event_id") in claimed
+                              for _, r in records):
+        try:
+            normalize_batch([record for _, (_, record) in everything], limits=limits)
+        except InvalidEventError:
+            pass
+        else:
+            _claim(claimed, records)
+            return list(records), []
     good: list[tuple[int, Record]] = []
     bad: list[RecordProblem] = []
-    claimed: dict[str, int] = {}  # event_id -> line of the valid record holding it
     pending = everything
     # Each round validates at most one candidate per event_id, so a first occurrence that is
     # itself invalid does not make a later valid one a "duplicate". Rounds are rare beyond one.
@@ -369,6 +505,13 @@ def split_valid(records: Sequence[Record], *, file: str = "<records>",
         pending = deferred
     good.sort(key=lambda item: item[0])
     return [pair for _, pair in good], sorted(bad, key=lambda p: p.line)
+
+
+def _claim(claimed: dict[str, int], records: Sequence[Record]) -> None:
+    for number, record in records:
+        event_id = record.get("event_id")
+        if isinstance(event_id, str):
+            claimed.setdefault(event_id, number)
 
 
 def _validate(batch: list[tuple[int, Record]], file: str, bad: list[RecordProblem],

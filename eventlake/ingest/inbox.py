@@ -24,30 +24,35 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventlake.errors import InvalidEventError
+from eventlake.errors import ChangedFileError, InvalidEventError
 from eventlake.ingest.files import (
     DEFAULT_PRODUCER,
-    FORMATS,
-    SplitFile,
+    Chunk,
+    RecordProblem,
     file_batch_identity,
     inbox_files,
-    read_file,
+    read_chunks,
     split_valid,
 )
 from eventlake.model import jsoncodec
+from eventlake.model.events import NormalizedBatch
+from eventlake.model.progress import Progress
 from eventlake.store.atomicfile import atomic_write
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from eventlake.model.progress import ProgressSink
+    from eventlake.store.log import AppendResult
     from eventlake.store.parts import LakeParts
 
 __all__ = [
+    "DEFAULT_CHUNK_EVENTS",
     "QUARANTINE",
     "RAW_COPY_LIMIT",
     "FileIngestResult",
@@ -56,8 +61,10 @@ __all__ = [
     "inbox_files",
     "ingest_file",
     "ingest_files",
+    "name_mark",
     "quarantine_file_name",
     "read_quarantine",
+    "refused_result",
 ]
 
 QUARANTINE = "quarantine"
@@ -86,6 +93,13 @@ class FileIngestResult:
     first_seq: int | None = None
     last_seq: int | None = None
     quarantine_file: str | None = None
+    # False when the ingest stopped between chunks (`stop`): a re-run lands the rest.
+    complete: bool = True
+    chunks: int = 0  # chunks of the file handled so far (landed now or before)
+    resumed_chunks: int = 0  # of them, chunks that had landed in an earlier run
+    chunk_events: int | None = None
+    # Not ingested: its name landed before with other content (`ChangedFileError`).
+    refused: bool = False
 
     @property
     def batch_id(self) -> str:
@@ -96,7 +110,10 @@ class FileIngestResult:
                 "batch_id": self.batch_id, "records": self.records, "events": self.events,
                 "first_seq": self.first_seq, "last_seq": self.last_seq,
                 "duplicate": self.duplicate, "unreadable": self.unreadable,
-                "quarantined": self.quarantined, "quarantine_file": self.quarantine_file}
+                "quarantined": self.quarantined, "quarantine_file": self.quarantine_file,
+                "complete": self.complete, "chunks": self.chunks,
+                "resumed_chunks": self.resumed_chunks, "chunk_events": self.chunk_events,
+                "refused": self.refused}
 
 
 @dataclass(frozen=True)
@@ -110,19 +127,29 @@ class IngestTotals:
     events: int
     quarantined: int
     unreadable: int
+    refused: int = 0  # files whose name landed before with other content
 
     @classmethod
     def of(cls, results: Iterable[FileIngestResult]) -> IngestTotals:
         items = list(results)
         return cls(
             files=len(items),
-            batches=sum(1 for r in items if not r.duplicate),
+            batches=sum(1 for r in items if not r.duplicate and not r.refused),
             duplicates=sum(1 for r in items if r.duplicate),
             records=sum(r.records or 0 for r in items),
             events=sum(r.events for r in items),
             quarantined=sum(r.quarantined for r in items if not r.unreadable),
             unreadable=sum(1 for r in items if r.unreadable),
+            refused=sum(1 for r in items if r.refused),
         )
+
+
+def refused_result(path: str | os.PathLike[str], producer: str = DEFAULT_PRODUCER
+                   ) -> FileIngestResult:
+    """The result of a file `ingest_file` refused with `ChangedFileError` (nothing written)."""
+    _, batch_no = file_batch_identity(path, producer=producer)
+    return FileIngestResult(os.fspath(path), producer, batch_no, records=None, events=0,
+                            quarantined=0, duplicate=False, refused=True)
 
 
 def default_quarantine_dir(lake: LakeParts) -> Path:
@@ -154,26 +181,65 @@ def _write_quarantine(target: Path, entries: Sequence[dict[str, Any]]) -> Path:
     return target
 
 
-def _whole_file_entry(path: Path, exc: InvalidEventError) -> dict[str, Any]:
+def _whole_file_entry(path: Path, exc: InvalidEventError, producer: str, batch_no: str
+                      ) -> dict[str, Any]:
     raw: str | None = None
     try:
         if path.stat().st_size <= RAW_COPY_LIMIT:
             raw = path.read_bytes().decode("utf-8", errors="replace")
     except OSError:
         raw = None
-    return {"file": str(path), "line": None, "field": exc.field, "reason": str(exc), "raw": raw}
+    return {"file": str(path), "line": None, "field": exc.field, "reason": str(exc), "raw": raw,
+            "producer": producer, "batch_no": batch_no}
+
+
+DEFAULT_CHUNK_EVENTS = 50_000
+# App ids of the marks a file ingest commits with its batches (`EventLog.append(marks=...)`).
+_CHUNKING = "eventlake.chunking/"  # <producer>/<file identity> -> the chunk size it uses
+_NAMED = "eventlake.file/"  # <producer>/<file name> -> its content hash, as an int
+
+
+def name_mark(producer: str, name: str) -> str:
+    """The app id recording which content the file name `name` of `producer` landed with."""
+    return f"{_NAMED}{producer}/{name}"
+
+
+def content_code(batch_no: str) -> int:
+    """A file identity's content hash as a mark version (the first 60 bits)."""
+    return int(batch_no.rpartition("@")[2][:15], 16)
+
+
+def chunk_batch_no(batch_no: str, number: int, *, last: bool) -> str:
+    """The batch number of chunk `number` of a file: the file's own identity for its last
+    chunk (so a file that fits one chunk is one batch, as it always was, and the file counts
+    as landed exactly when its last chunk did), `<identity>#<number>` for the others."""
+    return batch_no if last else f"{batch_no}#{number}"
 
 
 def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str = DEFAULT_PRODUCER,
                 quarantine_dir: str | os.PathLike[str] | None = None,
-                quarantine: bool = True, quarantine_name: str | None = None
-                ) -> FileIngestResult:
-    """Land one inbox file as one batch, exactly once; bad records go to quarantine.
+                quarantine: bool = True, quarantine_name: str | None = None,
+                chunk_events: int = DEFAULT_CHUNK_EVENTS, as_new: bool = False,
+                progress: ProgressSink | None = None,
+                stop: Callable[[], bool] | None = None) -> FileIngestResult:
+    """Land one inbox file exactly once, in chunks of `chunk_events` records; bad records go
+    to quarantine.
+
+    Memory follows the chunk, not the file. Each chunk is a batch keyed by the file's
+    identity and its chunk number; the file counts as landed once its last chunk has, and an
+    ingest that stopped midway (a crash, `stop`) resumes at the first chunk that did not land,
+    with the chunk size it started with.
 
     `quarantine_dir` defaults to `<root>/quarantine` of a local lake. With `quarantine=False`
     a bad record (or an unreadable file) raises `InvalidEventError` naming the first problem
-    and nothing of the file is written. `quarantine_name` overrides the quarantine file's
-    name (default `quarantine_file_name(batch_no)`).
+    and nothing of the file is written (a file of several chunks is checked whole first).
+    `quarantine_name` overrides the quarantine file's name (default
+    `quarantine_file_name(batch_no)`).
+
+    A file name that already landed with other content raises `ChangedFileError` (replay
+    corrected records with `eventlake.ingest.replay`), unless `as_new`: then it lands as a
+    file of its own. `progress` receives a `Progress` in bytes after each chunk; `stop` is
+    asked after each landed chunk, and a True ends the ingest there (`complete=False`).
 
     Errors other than bad input propagate: `OSError` when the file cannot be opened,
     `CommitConflictError` (transient) when the append keeps losing commit races.
@@ -184,84 +250,222 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
                             quarantined=0, duplicate=False)
     # A file that already landed is not read again: it may even hold records that were
     # quarantined then, which must not fail a strict re-run.
-    landed = lake.log.landed(producer, batch_no)
+    log = lake.log
+    landed = log.landed(producer, batch_no)
     if landed is not None:
-        return replace(base, duplicate=True, last_seq=landed)
-    folder: Path | None = None
+        return replace(base, duplicate=True, last_seq=landed, complete=True)
+    named = log.mark(name_mark(producer, source.name))
+    if named is not None and named != content_code(batch_no) and not as_new:
+        raise ChangedFileError(
+            f"{source.name} already landed (producer {producer}) with other content: a "
+            "corrected file would land its good records twice. Replay corrected quarantined "
+            "records with `eventlake quarantine replay QUARANTINE_FILE`, or pass --as-new "
+            "(as_new=True) to land this file as a new one", file=str(source),
+            producer=producer)
+    # A resumed file keeps the chunk size it started with: other boundaries would land
+    # records of its landed chunks again.
+    size = log.mark(f"{_CHUNKING}{producer}/{batch_no}") or chunk_events
+    target = None
     if quarantine:
         folder = Path(quarantine_dir) if quarantine_dir is not None else (
             default_quarantine_dir(lake))
-    target = None if folder is None else folder / (quarantine_name
-                                                   or quarantine_file_name(batch_no))
-    # The common case, a file without a bad record, lands as one Arrow table: validated column
-    # by column, which costs a fraction of checking record by record. A refusal writes
-    # nothing, and the file is then read again record by record, which names every problem.
-    records = _read_clean_jsonl(source)
-    table = _as_table(records) if records else None
-    if records and table is not None:
-        try:
-            appended = lake.append(table, producer=producer, batch_no=batch_no)
-        except InvalidEventError:
-            pass
-        else:
-            return replace(base, records=len(records), events=appended.count,
-                           first_seq=appended.first_seq, last_seq=appended.last_seq,
-                           duplicate=appended.duplicate)
+        target = folder / (quarantine_name or quarantine_file_name(batch_no))
     try:
-        read = read_file(source)
+        chunks = read_chunks(source, chunk_records=size)
+        first = next(chunks)
     except InvalidEventError as exc:
         if target is None:
             raise
-        written = _write_quarantine(target, [_whole_file_entry(source, exc)])
-        appended = lake.append([], producer=producer, batch_no=batch_no)
+        written = _write_quarantine(target, [_whole_file_entry(source, exc, producer,
+                                                               batch_no)])
+        appended = _append(lake, [], producer, batch_no, _first_marks(producer, source,
+                                                                      batch_no, size, True))
         return replace(base, quarantined=1, unreadable=True, quarantine_file=str(written),
-                        duplicate=appended.duplicate, last_seq=appended.last_seq)
-    result = replace(base, records=read.read)
-    good, bad = split_valid(read.records, file=read.path, limits=lake.limits)
-    checked = SplitFile(read.path, read.format, read.read, good,
-                        sorted([*read.errors, *bad], key=lambda p: p.line))
-    if checked.problems:
-        if target is None:
-            count = len(checked.problems)
-            note = (f"{count} bad record{'s' if count != 1 else ''} in this file, nothing of it "
-                    "written; --quarantine lands the good ones")
-            raise checked.problems[0].to_error(note=note)
-        written = _write_quarantine(target, [p.to_json() for p in checked.problems])
-        result = replace(result, quarantined=len(checked.problems),
-                          quarantine_file=str(written))
-    appended = lake.append(checked.events, producer=producer, batch_no=batch_no)
-    return replace(result, events=appended.count, first_seq=appended.first_seq,
-                    last_seq=appended.last_seq, duplicate=appended.duplicate)
+                       duplicate=appended.duplicate, last_seq=appended.last_seq,
+                       complete=True)
+    run = _Run(lake, source, producer, batch_no, size, target, progress)
+    if target is None and not first.last and not _check_whole(lake, source, size, producer,
+                                                              batch_no, stop):
+        return run.result(base, complete=False)
+    pending: Chunk | None = first
+    del first  # each chunk is let go once it landed: memory follows one chunk
+    while pending is not None:
+        last = pending.last
+        run.land(pending)
+        pending = None
+        if last:
+            return run.result(base, complete=True)
+        if stop is not None and stop():
+            return run.result(base, complete=False)
+        pending = next(chunks)
+    raise AssertionError("read_chunks ends with a last chunk")
 
 
-def _read_clean_jsonl(path: Path) -> list[dict[str, Any]] | None:
-    """The records of a JSON Lines file in which `files.read_file` finds no problem, or None
-    for any other file (or format), which then goes through `read_file` itself.
+class _Run:
+    """The chunks of one file landing, and what they did."""
 
-    It accepts a file exactly when `read_file` reads every line into an object, and then
-    yields the same objects: the same decoding, line split, stripping and strict JSON decoder
-    (`jsoncodec.loads`), only without `read_file`'s per-line bookkeeping."""
-    if FORMATS.get(path.suffix.lower()) != "jsonl":
-        return None
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
-    if "\x00" in text:
-        return None
-    records: list[dict[str, Any]] = []
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if not stripped:
+    def __init__(self, lake: LakeParts, source: Path, producer: str, batch_no: str, size: int,
+                 target: Path | None, progress: ProgressSink | None) -> None:
+        self.lake, self.source, self.producer, self.batch_no = lake, source, producer, batch_no
+        self.size, self.target, self.progress = size, target, progress
+        self.total_bytes = source.stat().st_size
+        self.records = self.events = self.chunks = self.resumed = 0
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
+        self.duplicate = False
+        # Quarantine entries of the file so far, rewritten whole with each chunk that adds
+        # some; a resumed run starts from those of the chunks that landed before it.
+        self.entries: list[dict[str, Any]] | None = None
+        self.kept_line = 0  # the last line of the chunks that landed before this run
+        # The caller-supplied event ids of the file so far (about 100 bytes each): a repeat
+        # in a later chunk is quarantined, as it would be in the file as one batch.
+        self.claimed: dict[str, int] = {}
+
+    def prior(self) -> list[dict[str, Any]]:
+        if self.entries is None:
+            self.entries = [] if self.target is None or not self.resumed else [
+                entry for entry in _entries(self.target)
+                if isinstance(entry.get("line"), int) and entry["line"] <= self.kept_line
+                and entry.get("batch_no") == self.batch_no]
+        return self.entries
+
+    def land(self, chunk: Chunk) -> None:
+        key = chunk_batch_no(self.batch_no, chunk.number, last=chunk.last)
+        self.records += chunk.read
+        if not chunk.last and self.lake.log.landed(self.producer, key) is not None:
+            self.resumed += 1
+            self.kept_line = chunk.last_line
+            if any("event_id" in record for _, record in chunk.records):
+                _checked(self.lake, chunk, self.source, self.claimed)  # its ids count
+            self._report(chunk)
+            return
+        good, problems = _checked(self.lake, chunk, self.source, self.claimed)
+        # The records are in `good` now (as a table on the common path): free the dicts
+        # before the commit, which needs memory of its own.
+        chunk.records.clear()
+        if problems:
+            if self.target is None:
+                # Only a file of one chunk gets here: a longer one was checked whole first.
+                raise _strict_error(problems[0], len(problems))
+            entries = self.prior()
+            entries.extend({**p.to_json(), "producer": self.producer,
+                            "batch_no": self.batch_no} for p in problems)
+            # On disk before the chunk lands: a crash between the two rewrites it the same.
+            _write_quarantine(self.target, entries)
+        marks = _first_marks(self.producer, self.source, self.batch_no, self.size,
+                             chunk.last) if chunk.number == 0 else {}
+        appended = _append(self.lake, good, self.producer, key, marks)
+        self.chunks += 1
+        self.events += appended.count
+        self.duplicate = appended.duplicate and chunk.last and not self.events
+        if appended.first_seq is not None and self.first_seq is None:
+            self.first_seq = appended.first_seq
+        if appended.count:
+            self.last_seq = appended.last_seq
+        elif self.last_seq is None:
+            self.last_seq = appended.last_seq
+        self._report(chunk)
+
+    def _report(self, chunk: Chunk) -> None:
+        if self.progress is not None:
+            self.progress(Progress(self.source.name, chunk.position, self.total_bytes, "bytes",
+                                   rows=self.records))
+
+    def result(self, base: FileIngestResult, *, complete: bool) -> FileIngestResult:
+        quarantined = len(self.prior())
+        return replace(base, records=self.records, events=self.events,
+                       quarantined=quarantined, first_seq=self.first_seq,
+                       last_seq=self.last_seq, duplicate=self.duplicate, complete=complete,
+                       chunks=self.chunks + self.resumed, resumed_chunks=self.resumed,
+                       chunk_events=self.size,
+                       quarantine_file=str(self.target) if quarantined else None)
+
+
+def _entries(target: Path) -> list[dict[str, Any]]:
+    if not target.exists():
+        return []
+    with target.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _first_marks(producer: str, source: Path, batch_no: str, size: int, last: bool
+                 ) -> dict[str, int]:
+    """The marks the first chunk of a file commits: its name's content, and, for a file of
+    several chunks, the chunk size a resumed ingest must keep."""
+    marks = {name_mark(producer, source.name): content_code(batch_no)}
+    if not last:
+        marks[f"{_CHUNKING}{producer}/{batch_no}"] = size
+    return marks
+
+
+def _checked(lake: LakeParts, chunk: Chunk, source: Path, claimed: dict[str, int]
+             ) -> tuple[NormalizedBatch | list[dict[str, Any]], list[RecordProblem]]:
+    """A chunk's events ready to append, and its problems in line order.
+
+    The common case, a chunk without a bad record, is validated as one Arrow table (the
+    columnar checks of `Lake.append`), which costs a fraction of checking record by record;
+    a refusal there sends the chunk through `split_valid`, which names every problem.
+    `claimed` holds the event ids of the file's earlier chunks (see `split_valid`)."""
+    from eventlake.validate.events import normalize_batch
+
+    if not chunk.errors and chunk.records:
+        table = _as_table([record for _, record in chunk.records])
+        ids = table.column("event_id") if table is not None and (
+            "event_id" in table.column_names) else None
+        if table is not None and (ids is None or not claimed or not any(
+                value in claimed for value in ids.to_pylist())):
+            try:
+                batch = normalize_batch(table, limits=lake.limits)
+            except InvalidEventError:
+                pass
+            else:
+                if ids is not None:
+                    for (number, _), value in zip(chunk.records, ids.to_pylist(), strict=True):
+                        if value is not None:
+                            claimed.setdefault(value, number)
+                return batch, []
+    good, bad = split_valid(chunk.records, file=str(source), limits=lake.limits,
+                            claimed=claimed)
+    problems = sorted([*chunk.errors, *bad], key=lambda p: p.line)
+    return [record for _, record in good], problems
+
+
+def _check_whole(lake: LakeParts, source: Path, size: int, producer: str, batch_no: str,
+                 stop: Callable[[], bool] | None) -> bool:
+    """Strict mode for a file of several chunks: read it through once and raise on its first
+    problem before any chunk lands (chunks that landed in an earlier run are not checked).
+    False when `stop` asked to stop meanwhile."""
+    count = 0
+    first: RecordProblem | None = None
+    claimed: dict[str, int] = {}
+    for chunk in read_chunks(source, chunk_records=size):
+        if stop is not None and stop():
+            return False
+        _, problems = _checked(lake, chunk, source, claimed)
+        key = chunk_batch_no(batch_no, chunk.number, last=chunk.last)
+        if not chunk.last and lake.log.landed(producer, key) is not None:
             continue
-        try:
-            value = jsoncodec.loads(stripped)
-        except InvalidEventError:
-            return None
-        if type(value) is not dict:
-            return None
-        records.append(value)
-    return records
+        count += len(problems)
+        if first is None and problems:
+            first = problems[0]
+    if first is not None:
+        raise _strict_error(first, count)
+    return True
+
+
+def _strict_error(first: RecordProblem, count: int) -> InvalidEventError:
+    note = (f"{count} bad record{'s' if count != 1 else ''} in this file, nothing of it "
+            "written; --quarantine lands the good ones")
+    return first.to_error(note=note)
+
+
+def _append(lake: LakeParts, events: NormalizedBatch | list[dict[str, Any]], producer: str,
+            batch_no: str, marks: dict[str, int]) -> AppendResult:
+    from eventlake.validate.events import normalize_batch
+
+    batch = events if isinstance(events, NormalizedBatch) else normalize_batch(
+        events, limits=lake.limits)
+    return lake.log.append(batch, producer=producer, batch_no=batch_no, marks=marks)
 
 
 def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
@@ -303,10 +507,12 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
 
 def ingest_files(lake: LakeParts, paths: Iterable[str | os.PathLike[str]], *,
                  producer: str = DEFAULT_PRODUCER,
-                 quarantine_dir: str | os.PathLike[str] | None = None
+                 quarantine_dir: str | os.PathLike[str] | None = None,
+                 chunk_events: int = DEFAULT_CHUNK_EVENTS
                  ) -> list[FileIngestResult]:
     """`ingest_file` for each path in order (seq order follows the order given)."""
-    return [ingest_file(lake, p, producer=producer, quarantine_dir=quarantine_dir)
+    return [ingest_file(lake, p, producer=producer, quarantine_dir=quarantine_dir,
+                        chunk_events=chunk_events)
             for p in paths]
 
 

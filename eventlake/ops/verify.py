@@ -46,6 +46,8 @@ class VerifyReport:
     watermark: int
     partitions_checked: int
     differences: tuple[Difference, ...]
+    # False when the view has no table yet (never materialized): nothing was compared.
+    built: bool = True
 
     @property
     def ok(self) -> bool:
@@ -74,7 +76,10 @@ def verify_view(lake: LakeParts, view: View, *, sample: int | None = None,
     """
     store = ViewStore(lake.storage, view)
     if not store.exists():
-        return VerifyReport(view.name, 0, 0, ())
+        # Nothing stored to compare, but the log it would be folded from is still read: a
+        # damaged event log is an error here, never an "ok".
+        lake.log.last_seq(lake.log.snapshot())
+        return VerifyReport(view.name, 0, 0, (), built=False)
     # Rows built from another definition of this version are refused, not diffed.
     snap = store.check_definition(store.snapshot())
     watermark = store.watermark(snap)

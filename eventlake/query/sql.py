@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from eventlake.errors import InvalidArgumentError
 from eventlake.model.events import EVENT_SCHEMA
+from eventlake.query.deltaext import find_delta_extension
 from eventlake.store.log import EVENTS
 from eventlake.store.viewstore import TYPE_KEY, ViewStore, logical_columns, row_schema
 
@@ -570,16 +571,8 @@ def _define_remote(con: duckdb.DuckDBPyConnection, lake: LakeParts, name: str, i
 
 
 def delta_extension_available() -> bool:
-    """Whether DuckDB's `delta` extension loads here without a download."""
-    con = duckdb.connect()
-    try:
-        con.execute("SET autoinstall_known_extensions = false")
-        con.execute("LOAD delta")
-        return True
-    except duckdb.Error:
-        return False
-    finally:
-        con.close()
+    """Whether DuckDB's `delta` extension loads here without a download (see `deltaext`)."""
+    return find_delta_extension().available
 
 
 @dataclass(frozen=True)
@@ -624,7 +617,8 @@ def init_script(lake: LakeParts, *, use_delta_extension: bool | None = None) -> 
         header += _remote_header(lake.storage.options)
     parts = ["\n".join(header) + "\n"]
     if use_delta:
-        parts.append("LOAD delta;\n")
+        found = find_delta_extension()
+        parts.append(f"{found.load or 'LOAD delta'};\n")
     for source in sources:
         types = _duckdb_types(source.schema)
         select = _delta_select(source, types) if use_delta else _files_select(

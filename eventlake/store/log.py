@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -142,6 +142,19 @@ def batch_app_id(producer: str, batch_no: int | str) -> str:
     Unambiguous because a producer never contains '/' (`check_batch_key` enforces it).
     """
     return f"{BATCH_APP_PREFIX}{producer}/{batch_no}"
+
+
+def _check_marks(marks: Mapping[str, int] | None) -> list[tuple[str, int]]:
+    if not marks:
+        return []
+    for app, version in marks.items():
+        if (not app or app.startswith(BATCH_APP_PREFIX) or app == SEQ_APP_ID
+                or _CONTROL.search(app)) or isinstance(version, bool) or not isinstance(
+                    version, int) or version < 0:
+            raise InvalidEventError("bad mark", field="marks", value=(app, version),
+                                    expected="an app id outside the batch keys and a "
+                                             "version >= 0")
+    return sorted(marks.items())
 
 
 def check_batch_key(producer: object, batch_no: object) -> tuple[str, int | str] | None:
@@ -320,17 +333,30 @@ class EventLog:
         # of a batch it took out of the log by setting it to a negative version.
         return landed if landed is not None and landed >= 0 else None
 
+    def mark(self, app_id: str, *, snapshot: Snapshot | None = None) -> int | None:
+        """The version of mark `app_id` (see `append(marks=...)`), None when it was never
+        set or a restore took it out again."""
+        snap = snapshot or self.snapshot()
+        found = snap.transaction_version(app_id)
+        return found if found is not None and found >= 0 else None
+
     def append(
         self, batch: NormalizedBatch, *, producer: str | None = None,
         batch_no: int | str | None = None, expected_last_seq: int | None = None,
+        marks: Mapping[str, int] | None = None,
     ) -> AppendResult:
         """Commit `batch` in one Delta commit, numbering it after the log's last seq.
 
         With `producer` and `batch_no` the batch lands at most once (a repeat returns
         `duplicate=True`). With `expected_last_seq` it lands only if the log's last seq is
         exactly that when it commits, else `StaleLogError` is raised and nothing is written.
+        `marks` are more app transactions (`app id -> version`, ids outside the batch-key
+        prefix) committed with the batch, so what they record holds exactly when it landed
+        (a file ingest records its chunking and the content of a file name this way); read
+        them back with `mark`. They expire with the batch keys.
         """
         key = check_batch_key(producer, batch_no)
+        extra = _check_marks(marks)
         batch_key = None if key is None else batch_app_id(*key)
         batch_id = (f"{key[0]}/{key[1]}" if key is not None
                     else f"anonymous/{uuid.uuid4().hex}")
@@ -366,6 +392,7 @@ class EventLog:
             txns = [(SEQ_APP_ID, last + count, False)]
             if batch_key is not None:
                 txns.append((batch_key, last + count, True))
+            txns.extend((app, version, True) for app, version in extra)
             info = {"eventlake.batch_id": batch_id, "eventlake.first_seq": str(last + 1),
                     "eventlake.count": str(count)}
             # A full disk or a store that does not answer becomes one StorageError; a commit

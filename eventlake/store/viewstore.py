@@ -44,7 +44,7 @@ from eventlake.model.views import (
     View,
     definition_fingerprint,
 )
-from eventlake.store.datafiles import PlannedFile, delete_files, write_files
+from eventlake.store.datafiles import DataFile, PlannedFile, delete_files, write_files
 from eventlake.store.deltalog import Commit, FileRemoval
 from eventlake.store.storage import Snapshot, Storage, among, commit_on, retry_commit
 
@@ -421,31 +421,63 @@ class ViewStore:
         Written on the pinned snapshot: if another writer committed since, the shared
         `commits` counter collides, Delta refuses, and the caller re-reads and refolds.
         """
-        table_schema = snap.arrow_schema
-        arrow = _conform(rows, row_schema(self.view), table_schema, generation)
         counter = (snap.transaction_version(f"{self.app}/commits") or 0) + 1
-        txns = [(f"{self.app}/commits", counter, False)]
-        txns += [(f"{self.app}/{k}", int(v), False) for k, v in marks.items()]
-        replaced = _files_of(snap, generation=generation, buckets=buckets,
-                             drop_generation=drop_generation)
-        planned = _bucket_files(arrow, generation)
         with self.storage.writing(self.name, base=snap.version,
                                   txn=(f"{self.app}/commits", counter)):
-            files = write_files(self.storage, self.name, planned, stats_columns=(),
-                                statistics_columns=("partition_id", "last_seq"))
-            try:
-                commit_on(self.storage, self.name, snap, Commit(
-                    adds=[f.action for f in files], removes=replaced, txns=txns,
-                    mode="Overwrite"), partition_by=["generation", "bucket"])
-            except CommitFailedError:
+            files = self._write(snap, rows, generation)
+            self._commit(snap, files, counter=counter, marks=marks, removes=_files_of(
+                snap, generation=generation, buckets=buckets,
+                drop_generations=() if drop_generation is None else (drop_generation,)))
+
+    def write_buckets(self, snap: Snapshot, rows: pl.DataFrame, *, generation: int
+                      ) -> list[DataFile]:
+        """Write `rows` as the bucket files of `generation` without committing them (a
+        bucket task's share of a commit that `commit_files` makes). Files no commit takes
+        are orphans: `doctor --fix` deletes them."""
+        with self.storage.writing(self.name):
+            return self._write(snap, rows, generation)
+
+    def commit_files(self, snap: Snapshot, files: Sequence[DataFile], *, generation: int,
+                     buckets: Sequence[int], marks: dict[str, int],
+                     drop_generations: Sequence[int] = ()) -> None:
+        """Commit files written by `write_buckets` (by any process) in place of `buckets` of
+        `generation` and every file of `drop_generations`, with bookkeeping, as one commit
+        on the pinned snapshot; `CommitFailedError` when another writer committed since
+        (the files stay, for the caller to commit again or delete)."""
+        counter = (snap.transaction_version(f"{self.app}/commits") or 0) + 1
+        with self.storage.writing(self.name, base=snap.version,
+                                  txn=(f"{self.app}/commits", counter)):
+            self._commit(snap, files, counter=counter, marks=marks, keep=True,
+                         removes=_files_of(snap, generation=generation, buckets=buckets,
+                                           drop_generations=drop_generations))
+
+    def delete_written(self, files: Sequence[DataFile]) -> None:
+        """Delete files `write_buckets` wrote that no commit took."""
+        delete_files(self.storage, self.name, files)
+
+    def _write(self, snap: Snapshot, rows: pl.DataFrame, generation: int) -> list[DataFile]:
+        arrow = _conform(rows, row_schema(self.view), snap.arrow_schema, generation)
+        return write_files(self.storage, self.name, _bucket_files(arrow, generation),
+                           stats_columns=(), statistics_columns=("partition_id", "last_seq"))
+
+    def _commit(self, snap: Snapshot, files: Sequence[DataFile], *, counter: int,
+                marks: dict[str, int], removes: list[FileRemoval], keep: bool = False) -> None:
+        txns = [(f"{self.app}/commits", counter, False)]
+        txns += [(f"{self.app}/{k}", int(v), False) for k, v in marks.items()]
+        try:
+            commit_on(self.storage, self.name, snap, Commit(
+                adds=[f.action for f in files], removes=removes, txns=txns,
+                mode="Overwrite"), partition_by=["generation", "bucket"])
+        except CommitFailedError:
+            if not keep:
                 delete_files(self.storage, self.name, files)
-                raise
+            raise
 
 
 def _files_of(snap: Snapshot, *, generation: int, buckets: Sequence[int],
-              drop_generation: int | None) -> list[FileRemoval]:
+              drop_generations: Sequence[int]) -> list[FileRemoval]:
     """The live files a bucket commit replaces: those of `buckets` in `generation`, and
-    every file of `drop_generation`."""
+    every file of `drop_generations`."""
     actions = snap.add_actions()
     if not actions.num_rows:
         return []
@@ -453,8 +485,9 @@ def _files_of(snap: Snapshot, *, generation: int, buckets: Sequence[int],
     numbers = pc.cast(actions.column("partition.bucket"), pa.int64())
     mask = pc.and_(pc.equal(generations, generation),
                    pc.is_in(numbers, value_set=pa.array(sorted(set(buckets)), pa.int64())))
-    if drop_generation is not None:
-        mask = pc.or_(mask, pc.equal(generations, drop_generation))
+    if drop_generations:
+        mask = pc.or_(mask, pc.is_in(generations, value_set=pa.array(
+            sorted(set(drop_generations)), pa.int64())))
     chosen = actions.filter(pc.fill_null(mask, False))
     return [FileRemoval(path, {"generation": str(g), "bucket": str(b)}, size)
             for path, g, b, size in zip(

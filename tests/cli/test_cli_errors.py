@@ -9,6 +9,7 @@ until it gets cases here.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -62,6 +63,11 @@ FAILURES: dict[str, list[Case]] = {
         lambda x: ([str(x.scratch / "no-such.jsonl"), "--lake", x.good],
                    "no such file or folder"),
         lambda x: ([_bad_record_file(x), "--lake", x.good], "line 2: field 'type'"),
+    ],
+    "quarantine": [
+        lambda x: (["list", "--lake", x.missing], "no lake at"),
+        lambda x: (["replay", "nope.jsonl", "--lake", x.good], "no quarantine file nope.jsonl"),
+        lambda x: (["replay", "--lake", x.good], "needs the quarantine FILE"),
     ],
     "events": [
         lambda x: (["--lake", x.missing], "no lake at"),
@@ -210,6 +216,23 @@ def test_a_failing_command_says_so_on_one_line(command, number, lakes, capsys):
     _one_error_line(err, expected)
     # A command that failed changed nothing.
     assert el.Lake.open(lakes.good, create=False).info() == before
+
+
+@pytest.mark.parametrize("command, number", [
+    (command, number) for command, cases in FAILURES.items() for number in range(len(cases))])
+def test_with_json_the_error_is_one_json_object_on_stderr(command, number, lakes, capsys):
+    argv, expected = FAILURES[command][number](lakes)
+    code = main([command, *argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_ERROR, err
+    assert out == ""
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    report = json.loads(lines[0])
+    assert expected in report["error"], report
+    assert report["exit_code"] == EXIT_ERROR
+    assert report["type"].endswith(("Error", "Exception")), report
 
 
 def test_debug_shows_the_traceback_instead(lakes, capsys):

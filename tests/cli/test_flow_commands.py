@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -27,6 +28,10 @@ def test_without_the_flows_extra_one_line_and_exit_2(command, tmp_path):
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"error: `eventlake {command[0]}` needs the 'flows' extra")
     assert "pip install 'eventlake[flows]'" in done.stderr
+    as_json = subprocess.run([sys.executable, "-c", WITHOUT_PREFECT, *command, "--json"],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stderr)["exit_code"] == 2
 
 
 def _summary(*, quarantined=0, unreadable=0, failed=None):

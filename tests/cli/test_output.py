@@ -110,6 +110,21 @@ def lake(tmp_path, monkeypatch):
     return root
 
 
+def test_non_finite_floats_are_strings_not_bare_nan():
+    text = json_text({"a": [float("nan"), 1.5], "b": float("inf"), "c": (float("-inf"),)})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}")) == {
+        "a": ["NaN", 1.5], "b": "Infinity", "c": ["-Infinity"]}
+
+
+def test_sql_json_of_nan_parses_strictly(lake, capsys):
+    code, out, err = run(capsys, "--lake", lake, "--json", "sql",
+                         "select 'nan'::double as n, 'inf'::double as i, 2.5::double as f")
+    assert code == EXIT_OK, err
+    (line,) = out.splitlines()
+    assert json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name}")) == {
+        "n": "NaN", "i": "Infinity", "f": 2.5}
+
+
 def test_sql_json_is_exact_for_hugeint_and_decimals(lake, capsys):
     query = ("select 170141183460469231731687303715884105727::hugeint as h, "
              "1234567890123456789012345678.1234567891::decimal(38, 10) as d, "

@@ -111,3 +111,13 @@ def test_materialize_draws_on_stderr_and_keeps_stdout_plain(lake, monkeypatch, c
     terminal.truncate()
     assert main(["materialize", "--lake", lake.root, "--views", views, "--json"]) == EXIT_OK
     assert terminal.getvalue() == ""
+
+
+def test_a_file_bar_shows_bytes_rows_and_time_left(monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with progress_display() as progress:
+        progress(Progress("events.jsonl", 3 * 2**20, 12 * 2**20, "bytes", rows=25_000))
+        progress(Progress("events.jsonl", 12 * 2**20, 12 * 2**20, "bytes", rows=100_000))
+    drawn = terminal.getvalue()
+    assert "events.jsonl" in drawn and "12.0 MB/12.0 MB" in drawn and "100,000 rows" in drawn

@@ -1,9 +1,13 @@
 """Bounded memory: a full rebuild of a lake much larger than the memory it is allowed.
 
 The rebuild runs in a subprocess whose address space is capped with `setrlimit(RLIMIT_AS)` at
-its size after start-up plus a budget. The lake's event payloads add up to several times that
-budget, so loading the history whole cannot fit; the same rebuild without chunking must fail
-under the same cap, which shows the cap really bites.
+its size after start-up plus a budget. Start-up is the imports and the thread pools a
+refresh starts (a refresh of a one-event lake runs before the cap): their stacks and
+allocator arenas are address space fixed per process, not memory that follows the data. The
+lake's event payloads add up to several times that budget, so loading the history whole
+cannot fit; the same rebuild without chunking must fail under the same cap, which shows the
+cap really bites. With default settings steps are sized by the bytes they read
+(`engine.chunks`), so payloads of 8 KB need no hand-picked chunk.
 """
 
 from __future__ import annotations
@@ -32,37 +36,50 @@ REBUILD = textwrap.dedent(
 
     lake = el.Lake.open(sys.argv[1], create=False)
     lake.events().head(1).collect()  # start-up work (imports, thread pools) before the cap
+    warm = el.Lake.open(sys.argv[1] + "-warm")
+    warm.append([{"type": "set", "payload": {"target": "a", "value": 1}, "partition": "p"}])
+    warm.materialize(rebuild=True)
     status = open("/proc/self/status").read()
     size = int(status.split("VmSize:")[1].split()[0]) * 1024
     cap = size + int(sys.argv[3]) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    result = lake.materialize(["document"], rebuild=True, chunk_events=int(sys.argv[2]))
+    options = json.loads(sys.argv[2])
+    result = lake.materialize(["document"], **options)
     print(json.dumps({"events": result["document"].events,
                       "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
     """
 )
 
 
-def _build(root, events: int, payload_bytes: int) -> float:
+def _build(root, events: int, payload_bytes: int, *, partitions: int = 64, start: int = 0,
+           batch: int = 20_000) -> float:
     lake = el.Lake.open(root)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(7 + start)
     filler = "x" * payload_bytes
-    batch = 20_000
-    for start in range(0, events, batch):
-        index = pa.array(np.arange(start, start + batch))
+    for first in range(start, start + events, batch):
+        index = pa.array(np.arange(first, first + batch))
         keys = pc.cast(pc.bit_wise_and(index, 15), pa.string())
         payload = pc.binary_join_element_wise(
             '{"target":"k', keys, '","value":"', pc.cast(index, pa.string()), filler, '"}', "")
-        partitions = pc.binary_join_element_wise(
-            "p", pc.cast(pa.array(rng.integers(0, 64, batch)), pa.string()), "")
+        owners = pc.binary_join_element_wise(
+            "p", pc.cast(pa.array(rng.integers(0, partitions, batch)), pa.string()), "")
         lake.append(pa.table({"type": pa.repeat(pa.scalar("set"), batch), "payload": payload,
-                              "partition": partitions}))
+                              "partition": owners}))
     return events * payload_bytes / 2**20
 
 
-def _rebuild(root, chunk: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", REBUILD, str(root), str(chunk), str(BUDGET_MB)],
-                          capture_output=True, text=True, timeout=600)
+def _rebuild(root, chunk: int | None = None, *, budget: int = BUDGET_MB, rebuild: bool = True,
+             **options) -> subprocess.CompletedProcess[str]:
+    if chunk is not None:
+        options["chunk_events"] = chunk
+    return subprocess.run([sys.executable, "-c", REBUILD, str(root),
+                           json.dumps({"rebuild": rebuild, **options}), str(budget)],
+                          capture_output=True, text=True, timeout=1800)
+
+
+def _folded(done: subprocess.CompletedProcess[str]) -> int:
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])["events"]
 
 
 @pytest.mark.integration
@@ -79,5 +96,48 @@ def test_rebuild_of_lake_larger_than_memory_cap(tmp_path):
     assert verify_view(lake, lake.view("document"), sample=8, seed=1).ok
 
     # Control: folding the whole history in one go does not fit under the same cap.
-    unbounded = _rebuild(root, chunk=10**9)
+    unbounded = _rebuild(root, chunk=10**9, chunk_bytes=2**40)
     assert unbounded.returncode != 0
+
+
+# The acceptance budget of issue #18 item 10: default settings, start-up + 300 MB.
+DEFAULT_BUDGET_MB = 300
+
+
+@pytest.mark.integration
+def test_default_rebuild_is_bounded_by_bytes_read(tmp_path):
+    root = tmp_path / "lake"
+    raw_mb = _build(root, 60_000, PAYLOAD_BYTES)
+    assert raw_mb > DEFAULT_BUDGET_MB  # 100k-event chunks of this would be 800 MB
+
+    assert _folded(_rebuild(root, budget=DEFAULT_BUDGET_MB)) == 60_000
+    lake = el.Lake.open(root)
+    assert verify_view(lake, lake.view("document"), sample=8, seed=2).ok
+    # Control: the event limit alone (the old default) does not fit under the same cap.
+    assert _rebuild(root, budget=DEFAULT_BUDGET_MB, chunk_bytes=2**40).returncode != 0
+
+
+@pytest.mark.integration
+def test_partition_bigger_than_a_chunk_rebuilds_and_refreshes_in_slices(tmp_path):
+    """One partition holds every event: a rebuild folds it slice by slice of bytes, and a
+    refresh of a batch bigger than a chunk commits it in steps."""
+    root = tmp_path / "lake"
+    _build(root, 40_000, PAYLOAD_BYTES, partitions=1)
+    assert _folded(_rebuild(root, budget=DEFAULT_BUDGET_MB)) == 40_000
+    _build(root, 40_000, PAYLOAD_BYTES, partitions=1, start=40_000)
+    assert _folded(_rebuild(root, budget=DEFAULT_BUDGET_MB, rebuild=False)) == 40_000
+    # The from-scratch fold, known without holding 640 MB of history: each key holds the
+    # value of the last event that set it.
+    filler = "x" * PAYLOAD_BYTES
+    expected = {f"k{key}": f"{80_000 - 16 + key}{filler}" for key in range(16)}
+    assert el.Lake.open(root).state("p0") == expected
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_default_rebuild_of_half_a_million_8kb_events(tmp_path):
+    root = tmp_path / "lake"
+    _build(root, 500_000, PAYLOAD_BYTES)
+    assert _folded(_rebuild(root, budget=DEFAULT_BUDGET_MB)) == 500_000
+    lake = el.Lake.open(root)
+    assert verify_view(lake, lake.view("document"), sample=8, seed=4).ok

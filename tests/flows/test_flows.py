@@ -212,6 +212,27 @@ def test_bad_records_and_unreadable_files_are_quarantined(prefect_harness, tmp_p
     assert el.Lake.open(root).last_seq() == 502
 
 
+def test_a_file_lands_in_chunks_and_a_changed_file_is_refused_not_doubled(prefect_harness,
+                                                                           tmp_path):
+    from eventlake.flows.ingest import ingest_flow
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "orders.jsonl"
+    lines = [json.dumps({"type": "deposit", "payload": {"i": i}, "partition": f"p{i % 3}"})
+             for i in range(25)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    root = tmp_path / "lake"
+    totals = ingest_flow(inbox=str(inbox), lake=str(root), chunk_events=10)
+    assert (totals.files, totals.batches, totals.events, totals.refused) == (1, 1, 25, 0)
+    batches = set(el.Lake.open(root).events().collect()["batch_id"])
+    assert len(batches) == 3  # two chunks of 10 and the last, under the file's identity
+    path.write_text("\n".join(lines[:5]) + "\n", encoding="utf-8")
+    again = ingest_flow(inbox=str(inbox), lake=str(root), chunk_events=10)
+    assert (again.batches, again.events, again.refused) == (0, 0, 1)
+    assert el.Lake.open(root).last_seq() == 25
+
+
 # -- retries: transient only, and never twice ----------------------------------------------
 
 
@@ -355,6 +376,42 @@ def test_dask_runner_gives_the_same_views_as_threads(prefect_harness, tmp_path, 
     for name in threads.views:
         assert view_rows(dask, name).equals(view_rows(threads, name)), name
     assert_views_exact(dask)
+
+
+@pytest.mark.integration
+def test_bucket_tasks_on_dask_retry_a_killed_worker(prefect_harness, tmp_path, views_file):
+    """`bucket_tasks=True` maps each view's buckets over the Dask runner, the flow commits
+    once per rebuild; a worker SIGKILLed after writing its files (before answering) costs a
+    retry of its bucket task, and none of its files is referenced."""
+    import distributed
+    from prefect_dask import DaskTaskRunner
+
+    from eventlake.flows.materialize import materialize_flow
+    from tests.engine.test_buckettasks import _kill_after_writing
+
+    inbox = copy_inbox(tmp_path / "inbox")
+    want = library_lake(tmp_path / "threads", inbox, views_file)
+    lake = library_lake(tmp_path / "dask", inbox, views_file, materialize=False)
+    marker = str(tmp_path / "killed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        runner = DaskTaskRunner(address=cluster.scheduler_address)
+        materialize_flow.with_options(task_runner=runner)(
+            lake=lake.root, views=str(views_file), bucket_tasks=True)
+        client.run(_kill_after_writing, marker)
+        results = materialize_flow.with_options(task_runner=runner)(
+            lake=lake.root, views=str(views_file), rebuild=True, bucket_tasks=True,
+            names=["balances"])
+    assert results["balances"]["rebuilt"] and results["balances"]["commits"] == 1
+    killed = set(open(marker).read().split())
+    assert killed
+    referenced = set(ViewStore(lake.storage, lake.view("balances")).snapshot()
+                     .add_actions().column("path").to_pylist())
+    assert not killed & referenced
+    for name in want.views:
+        assert view_rows(lake, name).equals(view_rows(want, name)), name
+    assert_views_exact(lake)
 
 
 def test_task_runner_choice(monkeypatch):

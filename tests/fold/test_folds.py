@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventlake.errors import InvalidEventError
 from eventlake.fold.folds import _payloads, rows_for
@@ -83,3 +85,38 @@ def test_a_partition_unstorable_from_its_first_event_keeps_its_initial_state():
     row = rows_for(view, _frame(['{"a":1}', '{"a":2}'])).row(0, named=True)
     assert json.loads(row["state"]) == {"n": 0}
     assert json.loads(row["failure"])["seq"] == 1 and row["last_seq"] == 0
+
+
+_objects = st.dictionaries(
+    st.sampled_from(["a", "b", ":", "k:v", "\\u003a"]),
+    st.one_of(st.integers(), st.sampled_from([2**63, -(2**64), 10**30]), st.floats(
+        allow_nan=False, allow_infinity=False), st.text(max_size=4), st.none(),
+        st.lists(st.integers(), max_size=2)), max_size=3)
+_bad_texts = st.sampled_from(['{"k":1,"k":2}', '[1]', '{"a":NaN}', '{"a":1', '7'])
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(_objects.map(json.dumps), _bad_texts), max_size=12),
+       st.integers(1, 60))
+def test_window_decoding_is_decoding_each_payload(monkeypatch, texts, group_chars):
+    # Whatever the groups: a payload comes out decoded exactly as `decode_payload` decodes
+    # it on its own (ints stay ints, beyond 64 bits too), or as its text when its group
+    # holds one the codec refuses; with nothing refused, every payload is decoded.
+    from eventlake.fold import folds
+
+    monkeypatch.setattr(folds, "_DECODE_GROUP_CHARS", group_chars)
+    out = _payloads(texts)
+    assert len(out) == len(texts)
+    refused = set()
+    for i, text in enumerate(texts):
+        try:
+            expected = decode_payload(text)
+        except InvalidEventError:
+            refused.add(i)
+            assert out[i] == text
+            continue
+        if out[i] is not text:
+            assert out[i] == expected
+            assert json.dumps(out[i], sort_keys=True) == json.dumps(expected, sort_keys=True)
+    if not refused:
+        assert all(type(value) is dict for value in out)

@@ -433,3 +433,57 @@ def test_decimal_mode_refuses_what_the_exact_mode_refuses(text: str) -> None:
         except InvalidEventError as exc:
             outcomes.append((exc.reason, exc.field, exc.expected))
     assert outcomes[0] is not None and outcomes[0] == outcomes[1]
+
+
+# -- many texts at once ---------------------------------------------------------------------
+
+
+def _one_by_one(texts: list[str]) -> list[Any] | None:
+    """What `loads` makes of each text, or None when it refuses one or one is no object."""
+    try:
+        found = [loads(t) for t in texts]
+    except InvalidEventError:
+        return None
+    return found if all(type(v) is dict for v in found) else None
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_loads_objects_is_loads_of_each_text_or_declines(data: st.DataObject) -> None:
+    # Objects in every format, some mutated (repeated keys, big integers, broken text, a
+    # scalar or array instead of an object): the batch gives exactly `loads` of each text,
+    # or None, and None whenever a text would be refused or is not an object.
+    texts = []
+    for _ in range(data.draw(st.integers(0, 6))):
+        kind = data.draw(st.sampled_from(["object", "repeated", "big", "mutated", "other"]))
+        if kind == "object":
+            texts.append(data.draw(formats(data.draw(st.dictionaries(keys, values,
+                                                                       max_size=4)))))
+        elif kind == "repeated":
+            texts.append('{"k":1,"a":{"x":2},"k":' + json.dumps(data.draw(values)) + "}")
+        elif kind == "big":
+            texts.append('{"n":' + str(data.draw(st.sampled_from(BOUNDARY_INTS))) + "}")
+        elif kind == "mutated":
+            text = json.dumps(data.draw(st.dictionaries(keys, values, max_size=3)))
+            at = data.draw(st.integers(0, len(text)))
+            piece = data.draw(st.sampled_from([*'{}[]:,"\\0e', "\\ud800", "\\u003a", "1e999"]))
+            texts.append(text[:at] + piece + text[at:])
+        else:
+            texts.append(json.dumps(data.draw(values)))
+    got = jsoncodec.loads_objects(texts)
+    expected = _one_by_one(texts)
+    if got is not None:
+        assert expected is not None
+        assert len(got) == len(texts) and all(exact(a, b) for a, b in zip(got, expected,
+                                                                          strict=True))
+
+
+def test_loads_objects_declines_texts_that_only_joined_look_like_objects() -> None:
+    # Neither is one JSON value, but joined into an array they would read as two objects.
+    assert jsoncodec.loads_objects(['{"a":"', '"},{"b":1}']) is None
+    assert jsoncodec.loads_objects(['{"a":1}', '{"a":1,"a":2}']) is None  # repeated key
+    assert jsoncodec.loads_objects(['{"n":123456789012345678901234567890}']) is None  # > 64 bits
+    assert jsoncodec.loads_objects(['{"a":1}', '[1]']) is None
+    assert jsoncodec.loads_objects(['{"a":"x:y"}', '{"b":[1.5,null]}']) == [
+        {"a": "x:y"}, {"b": [1.5, None]}]
+    assert jsoncodec.loads_objects([]) == []
