@@ -35,6 +35,7 @@ from eventlake.ingest.files import (
     Chunk,
     RecordProblem,
     file_batch_identity,
+    file_format,
     inbox_files,
     read_chunks,
     split_valid,
@@ -409,7 +410,8 @@ def _checked(lake: LakeParts, chunk: Chunk, source: Path, claimed: dict[str, int
     from eventlake.validate.events import normalize_batch
 
     if not chunk.errors and chunk.records:
-        table = _as_table([record for _, record in chunk.records])
+        table = _as_table([record for _, record in chunk.records],
+                          decoded=file_format(source) == "jsonl")
         ids = table.column("event_id") if table is not None and (
             "event_id" in table.column_names) else None
         if table is not None and (ids is None or not claimed or not any(
@@ -468,9 +470,12 @@ def _append(lake: LakeParts, events: NormalizedBatch | list[dict[str, Any]], pro
     return lake.log.append(batch, producer=producer, batch_no=batch_no, marks=marks)
 
 
-def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
+def _as_table(records: Sequence[dict[str, Any]], *, decoded: bool) -> pa.Table | None:
     """The records as the columns `Lake.append` validates, or None when one of them holds
-    something only the record path handles (an unknown key, a value of another kind)."""
+    something only the record path handles (an unknown key, a value of another kind, a
+    payload `dumps` refuses). `decoded`: the records came from the strict codec's `loads`
+    (JSON Lines), so their payloads hold nothing to refuse; a Parquet or CSV record's nested
+    payload can (a NaN, a key that is no string) and is checked."""
     import pyarrow as pa
 
     from eventlake.model.events import INPUT_COLUMNS
@@ -489,10 +494,12 @@ def _as_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
     else:
         key = "partition" if "partition" in keys else "partition_id"
         partitions = [record.get(key) for record in records]
-    # The stored text of an inline payload, as the record path writes it (`jsoncodec.dumps`);
-    # `loads` made these values, so the checks of `dumps` have nothing left to find.
-    texts = [jsoncodec.dumps(payload, decoded=True) if type(payload) is dict else payload
-             for payload in payloads]
+    # The stored text of an inline payload, as the record path writes it (`jsoncodec.dumps`).
+    try:
+        texts = [jsoncodec.dumps(payload, decoded=decoded) if type(payload) is dict
+                 else payload for payload in payloads]
+    except InvalidEventError:
+        return None  # the record path names the record and the field
     columns = {"type": kinds, "partition": partitions, "payload": texts}
     for optional in ("event_id", "ts"):
         if optional in keys:
