@@ -290,15 +290,16 @@ def test_clean_file_lands_as_a_table_with_the_record_paths_result(tmp_path, monk
     tables = []
     original = inbox._as_table
 
-    def spy(records):
-        table = original(records)
+    def spy(records, *, decoded):
+        assert decoded  # a JSON Lines file's payloads come from the strict loads
+        table = original(records, decoded=decoded)
         tables.append(type(table).__name__)
         return table
 
     monkeypatch.setattr(inbox, "_as_table", spy)
     first = ingest_file(fast, path)
     assert tables == ["Table"] and (first.records, first.events) == (300, 300)
-    monkeypatch.setattr(inbox, "_as_table", lambda records: None)
+    monkeypatch.setattr(inbox, "_as_table", lambda records, *, decoded: None)
     second = ingest_file(slow, path)
     assert second.events == 300
     assert landed(fast) == landed(slow)
