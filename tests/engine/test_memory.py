@@ -13,6 +13,7 @@ cap really bites. With default settings steps are sized by the bytes they read
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -72,9 +73,14 @@ def _rebuild(root, chunk: int | None = None, *, budget: int = BUDGET_MB, rebuild
              **options) -> subprocess.CompletedProcess[str]:
     if chunk is not None:
         options["chunk_events"] = chunk
+    # RLIMIT_AS counts reserved address space: glibc reserves up to 64 MB per thread arena
+    # (Arrow's and delta-rs's threads each take one), which the cap then counts whether or
+    # not it is used, and which made the same rebuild pass or fail from run to run. One arena
+    # leaves the cap measuring what the rebuild holds.
+    env = {**os.environ, "MALLOC_ARENA_MAX": "1"}
     return subprocess.run([sys.executable, "-c", REBUILD, str(root),
                            json.dumps({"rebuild": rebuild, **options}), str(budget)],
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=1800, env=env)
 
 
 def _folded(done: subprocess.CompletedProcess[str]) -> int:
