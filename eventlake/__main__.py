@@ -1,5 +1,5 @@
 """`python -m eventlake`: the `eventlake` command line."""
 
-from eventlake.cli._app import main
+from eventlake.cli._app import run
 
-raise SystemExit(main())
+run()

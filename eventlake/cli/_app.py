@@ -44,6 +44,7 @@ __all__ = [
     "build_parser",
     "command",
     "main",
+    "run",
 ]
 
 EXIT_OK = 0
@@ -232,6 +233,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _report(args, _one_line(exc), kind=type(exc).__name__, code=EXIT_ERROR)
         return EXIT_ERROR
+
+
+def run() -> None:
+    """The `eventlake` program (console script and `python -m eventlake`): `main`, then exit
+    with its code."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a Ctrl-C outside main's own handling: before or after it
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
+        import signal
+
+        # The user is stopping the program and it is about to exit 130. A further Ctrl-C while
+        # the interpreter shuts down (threads of the native libraries take a moment) would
+        # otherwise kill it by the signal, and the exit status would no longer say what landed.
+        # SIG_IGN is the one disposition that outlives interpreter finalization.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def _report(args: argparse.Namespace, message: str, *, kind: str, code: int) -> None:

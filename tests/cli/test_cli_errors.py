@@ -262,3 +262,34 @@ def test_a_real_process_prints_one_line_for_a_damaged_lake_and_a_missing_server(
     serve = _python_m_eventlake("serve", "--lake", lakes.good, env=env, cwd=lakes.scratch)
     assert serve.returncode == EXIT_ERROR
     _one_error_line(serve.stderr, "needs a running Prefect server: PREFECT_API_URL is not set")
+
+
+# The program around `main`: a KeyboardInterrupt outside main's own handler still exits 130,
+# and once the exit code is 130 a further Ctrl-C cannot turn it into death by SIGINT (-2).
+PROGRAM = """
+import os, signal, sys, threading, time
+import eventlake.cli._app as app
+
+def interrupted_main():
+    if sys.argv[1] == "raise":
+        raise KeyboardInterrupt
+    return app.EXIT_INTERRUPTED
+
+def ctrl_c_while_exiting():
+    # SIGINT reaches the main thread while it is in sys.exit(130).
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGINT)
+
+app.main = interrupted_main
+if sys.argv[1] == "late":
+    threading.Thread(target=ctrl_c_while_exiting).start()
+app.run()
+"""
+
+
+@pytest.mark.parametrize("case", ["raise", "late"])
+def test_the_program_exits_130_however_the_ctrl_c_comes(case):
+    done = subprocess.run([sys.executable, "-c", PROGRAM, case], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr

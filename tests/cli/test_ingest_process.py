@@ -186,14 +186,23 @@ def test_ctrl_c_during_the_last_chunk_lets_it_land_and_exits_0(tmp_path):
 
 
 def test_a_second_ctrl_c_stops_at_once_and_a_rerun_still_lands_each_once(tmp_path):
-    count, chunk = 60_000, 20_000
+    # Chunks of 40,000 events take about two seconds each: the second Ctrl-C goes as soon as
+    # the first is acknowledged, well inside the chunk (CI at 7ae578d sent it on a timer,
+    # and on a loaded machine the chunk landed between the two).
+    count, chunk = 120_000, 40_000
     root, argv, process = start(tmp_path, count, chunk)
     wait_for_seq(root, process, chunk)
-    time.sleep(0.3)  # inside the second chunk, which takes over a second
     process.send_signal(signal.SIGINT)
-    time.sleep(0.1)
+    assert process.stderr is not None
+    seen = ""
+    while "stopping after the chunk being landed" not in seen:
+        line = process.stderr.readline()
+        assert line, f"the ingest ended before it acknowledged the Ctrl-C: {seen}"
+        seen += line
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    _, rest = process.communicate(timeout=120)
+    err = seen + rest
     assert process.returncode == 130, err
     assert err.strip().endswith("interrupted")
+    assert el.Lake.open(root, create=False).last_seq() < count
     rerun_lands_the_rest(root, argv, count, resumed=False)
