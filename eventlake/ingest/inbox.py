@@ -495,11 +495,15 @@ def _as_table(records: Sequence[dict[str, Any]], *, decoded: bool) -> pa.Table |
         key = "partition" if "partition" in keys else "partition_id"
         partitions = [record.get(key) for record in records]
     # The stored text of an inline payload, as the record path writes it (`jsoncodec.dumps`).
+    inline = [index for index, payload in enumerate(payloads) if type(payload) is dict]
+    texts = list(payloads)
     try:
-        texts = [jsoncodec.dumps(payload, decoded=decoded) if type(payload) is dict
-                 else payload for payload in payloads]
+        encoded = (jsoncodec.dumps_decoded([payloads[i] for i in inline]) if decoded
+                   else [jsoncodec.dumps(payloads[i]) for i in inline])
     except InvalidEventError:
         return None  # the record path names the record and the field
+    for index, text in zip(inline, encoded, strict=True):
+        texts[index] = text
     columns = {"type": kinds, "partition": partitions, "payload": texts}
     for optional in ("event_id", "ts"):
         if optional in keys:

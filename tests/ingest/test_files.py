@@ -16,13 +16,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlake.errors import InvalidEventError
+from eventlake.ingest import files
 from eventlake.ingest.files import (
     RecordProblem,
     check_file,
     file_batch_identity,
+    read_chunks,
     read_file,
     split_valid,
 )
+from eventlake.model import jsoncodec
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".jsonl", ".csv", ".parquet"})
@@ -415,3 +418,35 @@ def test_generator_is_deterministic(tmp_path):
     for name, count in counts.items():
         assert (tmp_path / name).read_bytes() == (SAMPLES / name).read_bytes(), name
         assert check_file(tmp_path / name).read == count
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_good_line, _good_line, _bad_line, _blank), max_size=30),
+       st.sampled_from([1, 2, 3, 7]), st.integers(1, 9))
+def test_jsonl_reads_the_same_in_blocks_of_any_size(lines, block, chunk):
+    # Lines are decoded a block at a time (a block with a bad line line by line): block
+    # boundaries must change nothing of what a chunk holds, down to positions.
+    def chunks(size: int) -> list[files.Chunk]:
+        saved, files._JSONL_BLOCK = files._JSONL_BLOCK, size
+        try:
+            return list(read_chunks(path, chunk_records=chunk))
+        finally:
+            files._JSONL_BLOCK = saved
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "mixed.jsonl"
+        write_lines(path, [text for _, text in lines])
+        whole, blocked = chunks(10**6), chunks(block)
+    assert blocked == whole
+    objects = [n for n, (kind, text) in enumerate(lines, start=1)
+               if kind != "blank" and _strict_object(text)]
+    assert [line for chunk in blocked for line, _ in chunk.records] == objects
+
+
+def _strict_object(text: str) -> bool:
+    """A line the reader takes as a record: one JSON object by the strict codec, decoded on
+    its own (the reference the block decoding must agree with)."""
+    try:
+        return type(jsoncodec.loads(text.strip())) is dict
+    except InvalidEventError:
+        return False
