@@ -27,6 +27,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidEventError",
     "LakeNotFoundError",
+    "MarkedError",
     "MaterializeError",
     "PartitionFailedError",
     "RebuildSupersededError",
@@ -329,6 +330,17 @@ class StaleLogError(CommitConflictError):
         self.actual = actual
         super().__init__(f"the event log is at seq {actual}, not at the expected seq {expected}: "
                          "another writer appended first; re-read the log and try again")
+
+
+class MarkedError(CommitConflictError):
+    """`append(..., unless_marked=True)` found marks it would set already set by another
+    writer (`marks`, their app ids); nothing was written. Re-read what they record and
+    decide again."""
+
+    def __init__(self, marks: list[str]) -> None:
+        self.marks = marks
+        shown = ", ".join(marks[:3]) + (f" and {len(marks) - 3} more" if len(marks) > 3 else "")
+        super().__init__(f"another writer set {shown} first; nothing was written")
 
 
 class RebuildSupersededError(CommitConflictError):

@@ -198,6 +198,7 @@ SAMPLES = [
                                problem="holds an int beyond the signed 64-bit range"),
     errors.CommitConflictError("lost"),
     errors.StaleLogError(expected=4, actual=5),
+    errors.MarkedError(["eventlake.replayed/inbox/a@1/3"]),
     errors.RebuildSupersededError("totals"),
     errors.MaterializeError({"v": ViewDefinitionError("bad")}, {}),
     errors.LakeNotFoundError("no lake at x"),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from eventlake.errors import InvalidEventError
+from eventlake.errors import InvalidEventError, MarkedError
 from eventlake.ingest.files import RecordProblem, split_valid
 from eventlake.model import jsoncodec
 
@@ -135,7 +135,23 @@ def entry_status(lake: LakeParts, entry: QuarantineEntry, *,
 
 def replay_quarantine(lake: LakeParts, path: str | os.PathLike[str]) -> ReplayResult:
     """Land the records of quarantine file `path` that pass the checks now, each at most
-    once (see the module doc); a second replay of the same file is a no-op."""
+    once (see the module doc); a second replay of the same file is a no-op.
+
+    Replays racing on one file (two operators, a retried task) land each line once: the
+    commit claims the lines' marks, and a replay that finds some of them taken by another
+    one meanwhile starts over from the entries and the marks as they are then."""
+    for _ in range(_REPLAY_ATTEMPTS - 1):
+        try:
+            return _replay(lake, path)
+        except MarkedError:
+            continue
+    return _replay(lake, path)
+
+
+_REPLAY_ATTEMPTS = 5  # each retry follows a replay that landed: a race, not a loop
+
+
+def _replay(lake: LakeParts, path: str | os.PathLike[str]) -> ReplayResult:
     entries = quarantine_entries(path)
     snap = lake.log.snapshot()
     status = [entry_status(lake, e, snapshot=snap) for e in entries]
@@ -172,7 +188,7 @@ def replay_quarantine(lake: LakeParts, path: str | os.PathLike[str]) -> ReplayRe
     marks = {replay_mark(producer, batch_no, line): 0 for line, _ in good}
     appended = lake.log.append(normalize_batch([r for _, r in good], limits=lake.limits),
                                producer=producer, batch_no=f"{batch_no}!replay@{digest}",
-                               marks=marks)
+                               marks=marks, unless_marked=True)
     return ReplayResult(str(path), appended.count, already, still_bad, len(whole),
                         appended.first_seq, appended.last_seq, appended.batch_id)
 

@@ -48,6 +48,7 @@ from eventlake.errors import (
     CommitConflictError,
     InvalidEventError,
     LakeNotFoundError,
+    MarkedError,
     StaleLogError,
     StorageWarning,
 )
@@ -343,7 +344,7 @@ class EventLog:
     def append(
         self, batch: NormalizedBatch, *, producer: str | None = None,
         batch_no: int | str | None = None, expected_last_seq: int | None = None,
-        marks: Mapping[str, int] | None = None,
+        marks: Mapping[str, int] | None = None, unless_marked: bool = False,
     ) -> AppendResult:
         """Commit `batch` in one Delta commit, numbering it after the log's last seq.
 
@@ -354,6 +355,11 @@ class EventLog:
         prefix) committed with the batch, so what they record holds exactly when it landed
         (a file ingest records its chunking and the content of a file name this way); read
         them back with `mark`. They expire with the batch keys.
+
+        With `unless_marked` the batch lands only while none of `marks` is set, checked on
+        the version it commits on (a lost race checks again): else `MarkedError` names the
+        marks another writer set, and nothing is written. It claims the marks: of writers
+        racing for one, exactly one lands.
         """
         key = check_batch_key(producer, batch_no)
         extra = _check_marks(marks)
@@ -378,6 +384,11 @@ class EventLog:
                 landed = self.landed(*key, snapshot=snap)
                 if landed is not None:
                     return AppendResult(None, landed, 0, (), True, batch_id, None)
+            if unless_marked:
+                taken = sorted(app for app, _ in extra
+                               if self.mark(app, snapshot=snap) is not None)
+                if taken:
+                    raise MarkedError(taken)
             last = snap.transaction_version(SEQ_APP_ID) or 0
             if expected_last_seq is not None and last != expected_last_seq:
                 raise StaleLogError(expected=expected_last_seq, actual=last)

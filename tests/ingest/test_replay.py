@@ -4,6 +4,8 @@ keyed by its file and line; a changed file under a landed name is refused."""
 from __future__ import annotations
 
 import json
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,39 @@ def test_a_csv_row_is_fixed_as_a_csv_row(lake, tmp_path):
     fix(target, 3, 'deposit,"{""amount"": 2}",b')
     assert replay_quarantine(lake, target).replayed == 1
     assert amounts(lake) == [1, 2]
+
+
+def test_replays_racing_on_one_line_land_it_once(lake, tmp_path):
+    # Four operators fix line 2 each their own way and replay at the same moment, over
+    # several rounds: every line lands at most once, and the first commit wins.
+    path = write_mixed(tmp_path)
+    target = Path(ingest_file(lake, path).quarantine_file)
+    copies = []
+    for number in range(4):
+        copy = tmp_path / f"copy{number}" / target.name
+        copy.parent.mkdir()
+        shutil.copy(target, copy)
+        fix(copy, 2, good("b", 100 + number))
+        fix(copy, 4, good("c", 200 + number))
+        copies.append(copy)
+    start = threading.Barrier(len(copies))
+    results, failures = [], []
+
+    def replay(copy: Path) -> None:
+        start.wait()
+        try:
+            results.append(replay_quarantine(lake, copy))
+        except Exception as exc:  # the assert below shows it
+            failures.append(exc)
+
+    threads = [threading.Thread(target=replay, args=(copy,)) for copy in copies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    landed = sorted(amounts(lake))
+    assert landed[:3] == [1, 2, 4] and len(landed) == 5, landed
+    fixed = landed[3:]
+    assert [n // 100 for n in fixed] == [1, 2]
+    assert sum(r.replayed for r in results) == 2
