@@ -201,9 +201,9 @@ def read_chunks(path: str | os.PathLike[str], *, chunk_records: int | None) -> I
 
     The checks of the whole file (UTF-8 text without NUL, a CSV header of event columns, a
     Parquet schema) run here, before the first chunk, and raise `InvalidEventError` as
-    `read_file` does. A CSV quote broken past the first chunk cannot be the file's problem
-    any more (chunks before it may have landed): the rest of the file from that line becomes
-    one `RecordProblem`.
+    `read_file` does. A CSV quote broken past the first chunk, or Parquet data unreadable
+    there, cannot be the file's problem any more (chunks before it may have landed): the rest
+    of the file from that line (row) becomes one `RecordProblem`.
     """
     name = os.fspath(path)
     kind = file_format(name)
@@ -448,12 +448,18 @@ def _parquet_items(name: str, chunk_records: int | None) -> Iterator[Item]:
                                                 field=exc.field), position
                             continue
                     yield (number, record), position
-        except pa.ArrowException as exc:
+        except (pa.ArrowException, OSError) as exc:
             if not number:
                 raise InvalidEventError(f"not a readable Parquet file: {exc}",
                                         source=name) from None
-            raise InvalidEventError(f"unreadable Parquet data after row {number}: {exc}",
-                                    source=name) from None
+            if chunk_records is None or number < chunk_records:
+                raise InvalidEventError(f"unreadable Parquet data after row {number}: {exc}",
+                                        source=name) from None
+            # Past the first chunk, chunks before may have landed: as a CSV quote broken
+            # there, the unreadable rest is one problem of its own, not the file's.
+            why = " ".join(str(exc).split())
+            yield RecordProblem(name, number + 1, f"unreadable Parquet data ({why}): the rest "
+                                "of the file, from this row on, cannot be read", ""), size
 
 
 def _raw_json(record: object) -> str:

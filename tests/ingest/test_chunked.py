@@ -92,6 +92,38 @@ def test_a_broken_csv_quote_past_the_first_chunk_quarantines_the_rest(tmp_path):
     assert problem.line == 7 and "rest of the file" in problem.reason
 
 
+def corrupt_row_group(path: Path, group: int) -> None:
+    """Overwrite the compressed pages of row group `group`, keeping the footer readable."""
+    column = pq.ParquetFile(path).metadata.row_group(group).column(2)  # payload
+    data = bytearray(path.read_bytes())
+    start = column.data_page_offset
+    data[start + 8:start + 8 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+def test_parquet_data_unreadable_past_the_first_chunk_quarantines_the_rest(tmp_path):
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"type": ["t"] * 12, "partition": [f"p{i}" for i in range(12)],
+                             "payload": [json.dumps({"i": i, "pad": "x" * 40})
+                                         for i in range(12)]}),
+                   path, row_group_size=4, compression="snappy")
+    corrupt_row_group(path, 2)
+    with pytest.raises(InvalidEventError, match="not a readable Parquet file"):
+        read_file(path)  # one chunk: the file's problem
+    chunks = list(read_chunks(path, chunk_records=4))
+    assert sum(len(c.records) for c in chunks) == 8
+    [problem] = [p for c in chunks for p in c.errors]
+    assert problem.line == 9 and "rest of the file" in problem.reason
+    assert "\n" not in problem.reason
+    # Landed with quarantine: the readable rows land, the rest is one quarantined entry, and
+    # a re-run lands nothing twice.
+    lake = el.Lake.open(tmp_path / "lake")
+    result = ingest_file(lake, path, chunk_events=4, quarantine_dir=tmp_path / "q")
+    assert (result.events, result.quarantined, result.complete) == (8, 1, True)
+    assert ingest_file(lake, path, chunk_events=4, quarantine_dir=tmp_path / "q").duplicate
+    assert lake.last_seq() == 8
+
+
 # -- exactly the events of one batch ----------------------------------------------------------
 
 LINES = st.one_of(
