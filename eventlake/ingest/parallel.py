@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -81,7 +81,8 @@ class PrepareTask:
     """One file to prepare: everything a worker needs, as plain data (picklable)."""
 
     root: str
-    storage_options: dict[str, str]
+    # Out of the repr: a task's arguments may be shown (in a flow's task runs, say).
+    storage_options: dict[str, str] = field(repr=False)
     limits: Limits
     path: str
     producer: str

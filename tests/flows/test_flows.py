@@ -233,6 +233,58 @@ def test_a_file_lands_in_chunks_and_a_changed_file_is_refused_not_doubled(prefec
     assert el.Lake.open(root).last_seq() == 25
 
 
+def test_prepare_tasks_use_every_worker_and_land_as_one_task_per_file(prefect_harness,
+                                                                     tmp_path, monkeypatch):
+    """`prepare_tasks=True`: 100 inbox files read and checked on the flow's 3 task threads,
+    each thread prepared some, and the log and quarantine equal one task per file."""
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from eventlake.flows.ingest import ingest_inbox
+
+    monkeypatch.setenv("EVENTLAKE_FLOW_WORKERS", "3")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for n in range(100):
+        lines = [json.dumps({"type": "deposit", "payload": {"n": n, "i": i},
+                             "partition": f"p{(n + i) % 7}"}) for i in range(30)]
+        lines[n % 30] = "{oops"
+        (inbox / f"f{n:03d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=3))
+    def prepared(root: str, prepare: bool):
+        return ingest_inbox(root, str(inbox), quarantine_dir=f"{root}-quarantine",
+                            chunk_events=8, prepare_tasks=prepare)
+
+    results = prepared(str(tmp_path / "lake"), True)
+    serial = prepared(str(tmp_path / "serial"), False)
+    assert len({r.prepared_by for r in results}) == 3
+    assert [r.first_seq for r in results] == [r.first_seq for r in serial]
+    ingest_time = ["ts", "ingested_at"]
+    assert el.Lake.open(tmp_path / "lake").events().collect().drop(ingest_time).equals(
+        el.Lake.open(tmp_path / "serial").events().collect().drop(ingest_time))
+    got = [{**e, "file": None} for e in read_quarantine(f"{tmp_path / 'lake'}-quarantine")]
+    want = [{**e, "file": None} for e in read_quarantine(f"{tmp_path / 'serial'}-quarantine")]
+    assert got == want and len(got) == 100
+    assert not (tmp_path / "lake" / "_staging").exists()
+
+
+def test_pipeline_with_prepare_tasks_equals_the_library(prefect_harness, tmp_path,
+                                                        views_file):
+    from eventlake.flows.pipeline import pipeline_flow
+
+    inbox = copy_inbox(tmp_path / "inbox")
+    root = tmp_path / "lake"
+    summary = pipeline_flow(inbox=str(inbox), lake=str(root), views=str(views_file),
+                            prepare_tasks=True)
+    assert (summary.files, summary.batches, summary.events) == (4, 4, SAMPLE_EVENTS)
+    lake = el.Lake.open(root, views=load_views(str(views_file)))
+    assert_same_lakes(lake, library_lake(tmp_path / "reference", inbox, views_file))
+    again = pipeline_flow(inbox=str(inbox), lake=str(root), views=str(views_file),
+                          prepare_tasks=True)
+    assert (again.batches, again.duplicates, again.events) == (0, 4, 0)
+
+
 # -- retries: transient only, and never twice ----------------------------------------------
 
 
