@@ -338,7 +338,15 @@ def _landing(args: argparse.Namespace, lake: Lake, files: list[Path], quarantine
     # this process at a chunk boundary, which then stops them.
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_ignore_interrupts) as pool:
-        yield from iter_ingest_on(lake, files, executor=pool, options=options)
+        try:
+            yield from iter_ingest_on(lake, files, executor=pool, options=options)
+        except KeyboardInterrupt:
+            # A second Ctrl-C stops at once: the workers commit nothing, so they are ended
+            # rather than waited for (what they staged is for `doctor --fix`).
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _ignore_interrupts() -> None:

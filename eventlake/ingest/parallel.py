@@ -285,6 +285,11 @@ def iter_ingest_on(lake: LakeParts, paths: Sequence[str | os.PathLike[str]], *,
             yield result
             if not result.complete:
                 return
+    except (KeyboardInterrupt, SystemExit):
+        # Stopping at once: the prepares in flight are not waited for, and what they stage
+        # after this is left for `doctor --fix`.
+        pending.close(wait_running=False)
+        raise
     finally:
         pending.close()
         delete_staged(lake.storage, run)
@@ -333,13 +338,13 @@ class _Pending:
                     return None
                 attempt += 1
 
-    def close(self) -> None:
-        """Cancel what has not started and wait for what runs, so that nothing is staged
-        after the run's folder is deleted."""
+    def close(self, *, wait_running: bool = True) -> None:
+        """Cancel what has not started and (`wait_running`) wait for what runs, so that
+        nothing is staged after the run's folder is deleted."""
         for future in self.futures.values():
             future.cancel()
         running = [f for f in self.futures.values() if not f.cancelled()]
-        if running:
+        if running and wait_running:
             wait(running)
         self.futures.clear()
 
