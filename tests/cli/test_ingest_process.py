@@ -265,3 +265,32 @@ def test_parallel_ingest_ctrl_c_stops_at_a_chunk_and_a_rerun_resumes(tmp_path):
     assert not (root / "_staging").exists()
     # Stopped inside a file, the re-run resumes it; at a file's end, it goes on with the next.
     rerun_lands_the_rest(root, argv, files * count, resumed=landed % count != 0)
+
+
+def test_parallel_ingest_second_ctrl_c_ends_the_workers_and_a_rerun_lands_each_once(tmp_path):
+    """A second Ctrl-C stops `--workers` at once: the worker processes are ended, not waited
+    for, the exit code is 130, and a re-run still lands each event once."""
+    files, count, chunk = 4, 80_000, 40_000
+    root, argv, process = start_parallel(tmp_path, files, count, chunk)
+    wait_for_seq(root, process, chunk)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.stderr is not None
+    seen = ""
+    while "stopping after the chunk being landed" not in seen:
+        line = process.stderr.readline()
+        assert line, f"the ingest ended before it acknowledged the Ctrl-C: {seen}"
+        seen += line
+    os.killpg(process.pid, signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, seen + rest
+    assert (seen + rest).strip().endswith("interrupted")  # at once, not at the chunk's end
+    deadline = time.monotonic() + 30
+    while True:  # the whole process group, workers included, is gone
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "worker processes outlived the ingest"
+        time.sleep(0.1)
+    assert el.Lake.open(root, create=False).last_seq() < files * count
+    rerun_lands_the_rest(root, argv, files * count, resumed=False)
