@@ -130,12 +130,12 @@ def comparable(results) -> list[dict]:
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(files=FILES, strict=st.booleans(), chunk=st.integers(1, 5),
        unreadable=st.one_of(st.none(), st.integers(0, 4)),
-       runner=st.sampled_from(["threads", "spawn"]))
+       runner=st.sampled_from(["one-thread", "threads", "spawn"]))
 def test_parallel_equals_serial(tmp_path_factory, spawned, files, strict, chunk, unreadable,
                                 runner):
-    """Any inbox, strict or quarantining, in any chunk size: the parallel ingest (threads,
-    spawned processes) leaves the event log, the batch keys, the results, the error and the
-    quarantine files the serial ingest leaves, and nothing staged."""
+    """Any inbox, strict or quarantining, in any chunk size: the parallel ingest (one thread,
+    three, two spawned processes) leaves the event log, the batch keys, the results, the
+    error and the quarantine files the serial ingest leaves, and nothing staged."""
     work = tmp_path_factory.mktemp("parallel")
     paths = write_inbox(work / "inbox", files, unreadable=unreadable)
     outcomes = []
@@ -145,7 +145,8 @@ def test_parallel_equals_serial(tmp_path_factory, spawned, files, strict, chunk,
         if name == "serial":
             results, error = serial_run(lake, paths, quarantine_dir=folder, chunk_events=chunk)
         else:
-            with ThreadPoolExecutor(3) if runner == "threads" else _borrowed(spawned) as pool:
+            workers = {"one-thread": 1, "threads": 3}.get(runner)
+            with ThreadPoolExecutor(workers) if workers else _borrowed(spawned) as pool:
                 results, error = parallel_run(lake, paths, pool, quarantine_dir=folder,
                                               chunk_events=chunk)
             assert staged_files(lake.storage) == []
