@@ -56,18 +56,43 @@ LINES = st.one_of(
 FILES = st.lists(st.lists(LINES, max_size=12), min_size=1, max_size=5)
 
 
-def write_inbox(folder: Path, files: list[list[str]], *, unreadable: int | None = None
-                ) -> list[Path]:
+def write_inbox(folder: Path, files: list[list[str]], *, unreadable: int | None = None,
+                csv_files: frozenset[int] = frozenset()) -> list[Path]:
+    """The files as JSON Lines, those of `csv_files` as CSV (the same records as rows, a
+    line that is no record as a row of the wrong width), `unreadable` as one that is not
+    UTF-8."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, lines in enumerate(files):
-        path = folder / f"f{index:02d}.jsonl"
+        path = folder / f"f{index:02d}.{'csv' if index in csv_files else 'jsonl'}"
         if index == unreadable:
             path.write_bytes(b'{"type": "t"\xff}\n')
+        elif index in csv_files:
+            _write_csv(path, lines)
         else:
             path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         paths.append(path)
     return paths
+
+
+def _write_csv(path: Path, lines: list[str]) -> None:
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["type", "partition", "payload", "event_id"])
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                item = None
+            if not isinstance(item, dict):
+                writer.writerow(["only", "two"])
+                continue
+            payload = item.get("payload")
+            writer.writerow([item.get("type", ""), item.get("partition", ""),
+                             json.dumps(payload) if isinstance(payload, dict) else "",
+                             item.get("event_id", "")])
 
 
 def log_rows(lake: el.Lake) -> list[tuple]:
@@ -126,18 +151,20 @@ def comparable(results) -> list[dict]:
             for r in results]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[
+@settings(max_examples=60, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(files=FILES, strict=st.booleans(), chunk=st.integers(1, 5),
        unreadable=st.one_of(st.none(), st.integers(0, 4)),
+       csv_files=st.frozensets(st.integers(0, 4), max_size=2),
        runner=st.sampled_from(["one-thread", "threads", "spawn"]))
 def test_parallel_equals_serial(tmp_path_factory, spawned, files, strict, chunk, unreadable,
-                                runner):
-    """Any inbox, strict or quarantining, in any chunk size: the parallel ingest (one thread,
-    three, two spawned processes) leaves the event log, the batch keys, the results, the
-    error and the quarantine files the serial ingest leaves, and nothing staged."""
+                                csv_files, runner):
+    """Any inbox (JSON Lines and CSV), strict or quarantining, in any chunk size: the
+    parallel ingest (one thread, three, two spawned processes) leaves the event log, the
+    batch keys, the results, the error and the quarantine files the serial ingest leaves,
+    and nothing staged."""
     work = tmp_path_factory.mktemp("parallel")
-    paths = write_inbox(work / "inbox", files, unreadable=unreadable)
+    paths = write_inbox(work / "inbox", files, unreadable=unreadable, csv_files=csv_files)
     outcomes = []
     for name in ("serial", "parallel"):
         lake = el.Lake.open(work / name)
