@@ -321,6 +321,38 @@ def test_files_a_broken_pool_cannot_prepare_land_serially(tmp_path):
     assert [r.prepared_by for r in results] == [None] * 3 and lake.last_seq() == 15
 
 
+class _FailingFirst(ThreadPoolExecutor):
+    """Threads whose first attempt at each file fails as a dead worker would."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.attempts: dict[str, int] = {}
+
+    def submit(self, fn, /, *args, **kwargs):
+        path = args[0].path
+        self.attempts[path] = self.attempts.get(path, 0) + 1
+        if self.attempts[path] == 1:
+            return super().submit(_dies)
+        return super().submit(fn, *args, **kwargs)
+
+
+def _dies():
+    raise OSError("the worker died")
+
+
+def test_a_prepare_that_fails_is_submitted_again(tmp_path):
+    """A prepare failing with what is not an eventlake error is retried on the executor (the
+    file is still prepared there, not landed serially), and the log is the serial one."""
+    paths = write_inbox(tmp_path / "inbox", [[record(i) for i in range(9)]] * 3)
+    reference = el.Lake.open(tmp_path / "reference")
+    serial_run(reference, paths, quarantine_dir=tmp_path / "q0", chunk_events=4)
+    lake = el.Lake.open(tmp_path / "lake")
+    with _FailingFirst() as pool:
+        results = ingest_files_on(lake, paths, executor=pool, chunk_events=4)
+    assert set(pool.attempts.values()) == {2} and all(r.prepared_by for r in results)
+    assert log_rows(lake) == log_rows(reference)
+
+
 @pytest.mark.integration
 def test_parallel_ingest_on_s3(backend, tmp_path, monkeypatch, spawned):
     """On a lake on S3, spawned workers given only its URI and options stage there, and the
