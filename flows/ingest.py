@@ -20,12 +20,14 @@ the flow's task runner (threads, or Dask worker processes, which need only the l
 storage options), several files ahead of the one landing, and the flow itself lands them in
 name order, chunk by chunk (`eventlake.ingest.parallel`): the same batches, `seq` order and
 quarantine files as one `ingest-file` task per file. A prepare task that fails is retried,
-then its file is landed by the flow itself; a landing that fails ends the run, and the next
-run resumes at the next chunk.
+then its file is landed by the flow itself; a landing that fails transiently is retried as a
+task would be (from that file, which resumes at its next chunk), any other failure ends the
+run.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,9 +46,11 @@ from eventlake.ingest.parallel import PreparedFile, PrepareTask
 
 from .executor import FlowTasks
 from .settings import (
+    RETRY_DELAYS,
     SecretOptions,
     default_workers,
     flow_storage_options,
+    is_transient,
     open_flow_lake,
     resolve_inbox,
     resolve_target,
@@ -123,14 +127,28 @@ def _ingest_prepared(root: str, files: list[Path], *, producer: str,
                       workers=default_workers())
     options = IngestOptions(producer, quarantine_dir, chunk_events=chunk_events,
                             refuse_changed=True)
-    results = []
-    for result in iter_ingest_on(lake, files, executor=workers, options=options):
-        if result.refused:
-            get_run_logger().warning("%s: refused, not ingested: its name landed before with "
-                                     "other content (replay corrected records with "
-                                     "`eventlake quarantine replay`)", Path(result.file).name)
-        _log_quarantined(result)
-        results.append(result)
+    results: list[FileIngestResult] = []
+    # The landing runs here, not in a task: a transient failure of it (a commit race lost
+    # again and again) is retried as a task would be, from the file it failed on, which
+    # resumes at its next chunk (every landing is idempotent).
+    for attempt in range(len(RETRY_DELAYS) + 1):
+        try:
+            for result in iter_ingest_on(lake, files[len(results):], executor=workers,
+                                         options=options):
+                if result.refused:
+                    get_run_logger().warning(
+                        "%s: refused, not ingested: its name landed before with other "
+                        "content (replay corrected records with `eventlake quarantine "
+                        "replay`)", Path(result.file).name)
+                _log_quarantined(result)
+                results.append(result)
+            break
+        except Exception as exc:
+            if attempt == len(RETRY_DELAYS) or not is_transient(exc):
+                raise
+            get_run_logger().warning("landing %s failed (%s), retried in %s s",
+                                     files[len(results)].name, exc, RETRY_DELAYS[attempt])
+            time.sleep(RETRY_DELAYS[attempt])
     return results
 
 

@@ -338,6 +338,29 @@ def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_pat
         tmp_path / "all"), views_file))
 
 
+def test_prepare_tasks_landing_retries_a_transient_failure(prefect_harness, tmp_path,
+                                                           monkeypatch):
+    """With prepare tasks the flow lands the files itself: a commit race lost (injected, the
+    first append) is retried as a task would be, and each file lands once."""
+    from eventlake.flows.ingest import ingest_flow
+    from eventlake.store.log import EventLog
+
+    inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:2])
+    original_append = EventLog.append
+    appends = []
+
+    def flaky_append(self, *args, **kwargs):
+        appends.append(1)
+        if len(appends) == 1:
+            raise CommitConflictError("lost the commit race (injected)")
+        return original_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(EventLog, "append", flaky_append)
+    totals = ingest_flow(inbox=str(inbox), lake=str(tmp_path / "lake"), prepare_tasks=True)
+    assert len(appends) == 3 and totals.events == 578 + 500 and totals.batches == 2
+    assert el.Lake.open(tmp_path / "lake").last_seq() == 578 + 500
+
+
 def test_bad_input_is_not_retried(prefect_harness, tmp_path, monkeypatch):
     from eventlake.flows.ingest import ingest_flow
     from eventlake.ingest import inbox
