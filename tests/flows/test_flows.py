@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -288,6 +289,28 @@ def test_pipeline_with_prepare_tasks_equals_the_library(prefect_harness, tmp_pat
 # -- retries: transient only, and never twice ----------------------------------------------
 
 
+class _Appends(list):
+    original: Any = None
+
+
+def lose_first_append(monkeypatch) -> _Appends:
+    """`EventLog.append` loses its first commit race (injected); the calls are counted in
+    the list returned, which holds the real append as `original`."""
+    from eventlake.store.log import EventLog
+
+    appends = _Appends()
+    appends.original = original = EventLog.append
+
+    def flaky_append(self, *args, **kwargs):
+        appends.append(1)
+        if len(appends) == 1:
+            raise CommitConflictError("lost the commit race (injected)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EventLog, "append", flaky_append)
+    return appends
+
+
 def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_path, views_file,
                                                         monkeypatch):
     from eventlake.flows.ingest import ingest_flow
@@ -296,19 +319,10 @@ def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_pat
 
     inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:2])
     root = tmp_path / "lake"
-    original_append = EventLog.append
-    appends = []
-
-    def flaky_append(self, *args, **kwargs):
-        appends.append(1)
-        if len(appends) == 1:
-            raise CommitConflictError("lost the commit race (injected)")
-        return original_append(self, *args, **kwargs)
-
-    monkeypatch.setattr(EventLog, "append", flaky_append)
+    appends = lose_first_append(monkeypatch)
     totals = ingest_flow(inbox=str(inbox), lake=str(root), views=str(views_file))
     assert len(appends) == 3 and totals.events == 578 + 500
-    monkeypatch.setattr(EventLog, "append", original_append)
+    monkeypatch.setattr(EventLog, "append", appends.original)
 
     # Views built once, then more events; the refresh commits and *then* fails once (the
     # acknowledgement is lost): the retry must not fold the same events twice.
@@ -343,19 +357,9 @@ def test_prepare_tasks_landing_retries_a_transient_failure(prefect_harness, tmp_
     """With prepare tasks the flow lands the files itself: a commit race lost (injected, the
     first append) is retried as a task would be, and each file lands once."""
     from eventlake.flows.ingest import ingest_flow
-    from eventlake.store.log import EventLog
 
     inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:2])
-    original_append = EventLog.append
-    appends = []
-
-    def flaky_append(self, *args, **kwargs):
-        appends.append(1)
-        if len(appends) == 1:
-            raise CommitConflictError("lost the commit race (injected)")
-        return original_append(self, *args, **kwargs)
-
-    monkeypatch.setattr(EventLog, "append", flaky_append)
+    appends = lose_first_append(monkeypatch)
     totals = ingest_flow(inbox=str(inbox), lake=str(tmp_path / "lake"), prepare_tasks=True)
     assert len(appends) == 3 and totals.events == 578 + 500 and totals.batches == 2
     assert el.Lake.open(tmp_path / "lake").last_seq() == 578 + 500
