@@ -207,6 +207,10 @@ GOALS: dict[str, Goal] = {
                                       "buckets layout", "medium"),
     "bucket_task_overhead_ms": Goal(None, None, "ms of one bucket task with nothing to fold on "
                                     "a Dask worker (open the lake, read the view table, answer)"),
+    "ingest_parallel_speedup_2_workers": Goal(
+        None, None, "ingest of 40 JSON Lines inbox files (the ingest size in all) one file "
+        "after another / with the files read and checked on 2 spawned processes while one "
+        "coordinator lands them in order (`eventlake ingest --workers 2`), buckets layout"),
 }
 
 
@@ -398,6 +402,50 @@ def _bench_ingest_jsonl(scale: Scale, work: Path, report: BenchReport) -> None:
                      Case("ingest_jsonl_lake", tuple(lake_times), f"{n} events")]
     report.ratios["ingest_jsonl_ratio"] = _median(bare) / _median(lake_times)
     report.figures["ingest_jsonl_events_per_s"] = n / _median(lake_times)
+
+
+_INBOX_FILES = 40
+
+
+def _bench_ingest_parallel(scale: Scale, work: Path, report: BenchReport) -> None:
+    """`ingest_files` of an inbox one file after another, against `ingest_files_on` a
+    2-process spawn pool (started, and its workers' imports done, before the clock)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from eventlake.ingest.inbox import ingest_files
+    from eventlake.ingest.parallel import ingest_files_on
+
+    table = event_table(scale.ingest_events, scale.ingest_partitions, seed=3)
+    lines = pc.binary_join_element_wise(
+        '{"type":"', table.column("type"), '","partition":"', table.column("partition"),
+        '","payload":', table.column("payload"), "}", "").to_pylist()
+    inbox = work / "inbox"
+    inbox.mkdir()
+    per_file = math.ceil(len(lines) / _INBOX_FILES)
+    paths = []
+    for index in range(_INBOX_FILES):
+        path = inbox / f"{index:03d}.jsonl"
+        path.write_text("\n".join(lines[index * per_file:(index + 1) * per_file]) + "\n")
+        paths.append(path)
+    del lines, table
+    serial, spread = [], []
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        ingest_files_on(open_lake(work / "warm", "buckets"), paths[:2], executor=pool)
+        for run in range(scale.repeats):
+            lake = open_lake(work / f"serial{run}", "buckets")
+            serial.append(_timed(partial(ingest_files, lake, paths,
+                                         quarantine_dir=work / "q")))
+            lake = open_lake(work / f"parallel{run}", "buckets")
+            spread.append(_timed(partial(ingest_files_on, lake, paths, executor=pool,
+                                         quarantine_dir=work / "q")))
+    detail = f"{scale.ingest_events} events in {_INBOX_FILES} JSON Lines files"
+    _ratio(report, "ingest_parallel_speedup_2_workers",
+           Case("ingest_inbox_serial", tuple(serial), detail),
+           Case("ingest_inbox_2_workers", tuple(spread), detail))
+    report.figures["ingest_inbox_serial_events_per_s"] = scale.ingest_events / _median(serial)
+    report.figures["ingest_inbox_2_workers_events_per_s"] = (scale.ingest_events
+                                                             / _median(spread))
 
 
 def _grow(lake: Any, events: int, partitions: int, *, seed: int, start: int,
@@ -818,6 +866,8 @@ def run_bench(scale: ScaleName | str = "small", *, progress: Progress | None = N
         "ingest": ("ingest (arrow)", lambda w: _bench_ingest(sizes, w, report)),
         "ingest-jsonl": ("ingest (json lines)",
                          lambda w: _bench_ingest_jsonl(sizes, w, report)),
+        "ingest-parallel": ("ingest of an inbox on 2 workers",
+                            lambda w: _bench_ingest_parallel(sizes, w, report)),
         "scale-ingest": ("ingest at many partitions", lambda w: scaling.bench_scale_ingest(
             sizes, w, report, progress)),
         "small-batches": ("small batches vs eventsourcing",

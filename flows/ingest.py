@@ -14,10 +14,21 @@ landed with other content is refused, not landed twice: the task logs it and the
 (`IngestTotals.refused`); replay corrected records with `eventlake quarantine replay`.
 
 Tasks retry only transient failures (a lost commit race, an I/O hiccup), never bad input.
+
+With `prepare_tasks=True` the files are read and checked by `prepare-file` tasks mapped over
+the flow's task runner (threads, or Dask worker processes, which need only the lake URI and
+storage options), several files ahead of the one landing, and the flow itself lands them in
+name order, chunk by chunk (`eventlake.ingest.parallel`): the same batches, `seq` order and
+quarantine files as one `ingest-file` task per file. A prepare task that fails is retried,
+then its file is landed by the flow itself; a landing that fails transiently is retried as a
+task would be (from that file, which resumes at its next chunk), any other failure ends the
+run.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -31,17 +42,22 @@ from eventlake.ingest.inbox import (
     inbox_files,
     refused_result,
 )
+from eventlake.ingest.parallel import PreparedFile, PrepareTask
 
+from .executor import FlowTasks
 from .settings import (
+    RETRY_DELAYS,
     SecretOptions,
+    default_workers,
     flow_storage_options,
+    is_transient,
     open_flow_lake,
     resolve_inbox,
     resolve_target,
     task_retries,
 )
 
-__all__ = ["ingest_file_task", "ingest_flow", "ingest_inbox"]
+__all__ = ["ingest_file_task", "ingest_flow", "ingest_inbox", "prepare_file_task"]
 
 
 @task(name="ingest-file", task_run_name="ingest {path}", **task_retries())
@@ -59,41 +75,101 @@ def ingest_file_task(root: str, path: str, producer: str = DEFAULT_PRODUCER,
     except ChangedFileError as exc:
         get_run_logger().warning("%s: refused, not ingested: %s", Path(path).name, exc)
         return refused_result(path, producer)
+    _log_quarantined(result)
+    return result
+
+
+def _log_quarantined(result: FileIngestResult) -> None:
     if result.quarantined:
         get_run_logger().warning(
-            "%s: %s quarantined to %s", Path(path).name,
+            "%s: %s quarantined to %s", Path(result.file).name,
             "unreadable file" if result.unreadable else f"{result.quarantined} bad record(s)",
             result.quarantine_file)
-    return result
+
+
+@task(name="prepare-file", task_run_name="{label}", **task_retries())
+def prepare_file_task(function: Callable[[PrepareTask], PreparedFile], spec: PrepareTask,
+                      label: str) -> PreparedFile:
+    """Read, check and stage one inbox file (`eventlake.ingest.parallel.prepare_file`); it
+    commits nothing."""
+    return function(spec)
+
+
+def _prepare_label(spec: PrepareTask, number: int) -> str:
+    return f"prepare {Path(spec.path).name}"
 
 
 def ingest_inbox(root: str, inbox: str, *, producer: str = DEFAULT_PRODUCER,
                  quarantine_dir: str | None = None,
                  storage_options: SecretOptions | None = None,
-                 chunk_events: int = DEFAULT_CHUNK_EVENTS) -> list[FileIngestResult]:
-    """Run one `ingest_file_task` per inbox file, in name order (inside a flow)."""
+                 chunk_events: int = DEFAULT_CHUNK_EVENTS, prepare_tasks: bool = False
+                 ) -> list[FileIngestResult]:
+    """Run one `ingest_file_task` per inbox file, in name order (inside a flow); with
+    `prepare_tasks`, `prepare_file_task`s on the flow's task runner and the landing here."""
     files = inbox_files(inbox)
+    if prepare_tasks:
+        return _ingest_prepared(root, files, producer=producer, quarantine_dir=quarantine_dir,
+                                storage_options=storage_options, chunk_events=chunk_events)
     # In order and one at a time: seq order across files must not depend on scheduling.
     return [ingest_file_task(root, str(path), producer=producer, quarantine_dir=quarantine_dir,
                              storage_options=storage_options, chunk_events=chunk_events)
             for path in files]
 
 
+def _ingest_prepared(root: str, files: list[Path], *, producer: str,
+                     quarantine_dir: str | None, storage_options: SecretOptions | None,
+                     chunk_events: int) -> list[FileIngestResult]:
+    from eventlake.engine.buckettasks import Workers
+    from eventlake.ingest.parallel import IngestOptions, iter_ingest_on
+
+    lake = open_flow_lake(root, storage_options=storage_options)
+    workers = Workers(FlowTasks(prepare_file_task, _prepare_label), lambda: lake,
+                      workers=default_workers())
+    options = IngestOptions(producer, quarantine_dir, chunk_events=chunk_events,
+                            refuse_changed=True)
+    results: list[FileIngestResult] = []
+    # The landing runs here, not in a task: a transient failure of it (a commit race lost
+    # again and again) is retried as a task would be, from the file it failed on, which
+    # resumes at its next chunk (every landing is idempotent).
+    for attempt in range(len(RETRY_DELAYS) + 1):
+        try:
+            for result in iter_ingest_on(lake, files[len(results):], executor=workers,
+                                         options=options):
+                if result.refused:
+                    get_run_logger().warning(
+                        "%s: refused, not ingested: its name landed before with other "
+                        "content (replay corrected records with `eventlake quarantine "
+                        "replay`)", Path(result.file).name)
+                _log_quarantined(result)
+                results.append(result)
+            break
+        except Exception as exc:
+            if attempt == len(RETRY_DELAYS) or not is_transient(exc):
+                raise
+            get_run_logger().warning("landing %s failed (%s), retried in %s s",
+                                     files[len(results)].name, exc, RETRY_DELAYS[attempt])
+            time.sleep(RETRY_DELAYS[attempt])
+    return results
+
+
 @flow(name="eventlake-ingest", log_prints=False)
 def ingest_flow(inbox: str | None = None, lake: str | None = None, views: str | None = None,
                 producer: str = DEFAULT_PRODUCER, quarantine_dir: str | None = None,
                 storage_options: dict[str, str] | SecretOptions | None = None,
-                chunk_events: int = DEFAULT_CHUNK_EVENTS) -> IngestTotals:
+                chunk_events: int = DEFAULT_CHUNK_EVENTS, prepare_tasks: bool = False
+                ) -> IngestTotals:
     """Land every file of `inbox` in `lake` as one batch each; returns the run's totals.
 
-    `storage_options` reach a lake on object storage (see `eventlake.flows.settings`)."""
+    `storage_options` reach a lake on object storage (see `eventlake.flows.settings`);
+    `prepare_tasks` reads and checks the files on the task runner, several at a time."""
     folder = str(resolve_inbox(inbox))
     root, _ = resolve_target(lake, views)
     totals = IngestTotals.of(ingest_inbox(root, folder, producer=producer,
                                           quarantine_dir=quarantine_dir,
                                           storage_options=flow_storage_options(
                                               storage_options),
-                                          chunk_events=chunk_events))
+                                          chunk_events=chunk_events,
+                                          prepare_tasks=prepare_tasks))
     get_run_logger().info("ingested %s events from %s new file(s); %s quarantined; %s "
                           "refused", totals.events, totals.batches, totals.quarantined,
                           totals.refused)

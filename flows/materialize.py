@@ -26,9 +26,7 @@ rest have committed.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
 from functools import partial
 from typing import Any
 
@@ -43,6 +41,7 @@ from eventlake.engine.materialize import (
 )
 from eventlake.errors import EventlakeError
 
+from .executor import FlowTasks
 from .settings import (
     SecretOptions,
     default_workers,
@@ -75,28 +74,9 @@ def bucket_task(function: Callable[[Any], BucketOutput], spec: Any, label: str
     return function(spec)
 
 
-class _FlowTasks(Executor):
-    """An `Executor` whose calls are `bucket_task` runs on the running flow's task runner."""
-
-    def __init__(self) -> None:
-        self._count = 0
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        self._count += 1
-        spec = args[0]
-        label = (f"{getattr(spec.view, 'name', spec.view)} buckets "
-                 f"{spec.buckets[0]}-{spec.buckets[-1]} #{self._count}")
-        running = bucket_task.submit(fn, spec, label)
-        future: Future[Any] = Future()
-
-        def settle() -> None:
-            try:
-                future.set_result(running.result())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        threading.Thread(target=settle, name="eventlake-bucket-wait", daemon=True).start()
-        return future
+def _bucket_label(spec: Any, number: int) -> str:
+    return (f"{getattr(spec.view, 'name', spec.view)} buckets "
+            f"{spec.buckets[0]}-{spec.buckets[-1]} #{number}")
 
 
 def refresh_views_by_bucket(root: str, views_module: str | None,
@@ -110,7 +90,8 @@ def refresh_views_by_bucket(root: str, views_module: str | None,
     chosen = [lake.view(name) for name in (names or list(lake.views))]
     opener = partial(open_flow_lake, root, views_module, create=False,
                      storage_options=storage_options)
-    workers = Workers(_FlowTasks(), opener, by_name=True, workers=default_workers())
+    workers = Workers(FlowTasks(bucket_task, _bucket_label), opener, by_name=True,
+                      workers=default_workers())
     return materialize_views(lake, chosen, rebuild=rebuild, chunk_events=chunk_events,
                              chunk_bytes=chunk_bytes, workers=workers)
 

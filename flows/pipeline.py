@@ -106,14 +106,15 @@ def _freshness_text(view: dict[str, Any]) -> str:
 def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str | None = None,
                   names: list[str] | None = None, producer: str = DEFAULT_PRODUCER,
                   chunk_events: int | None = None, quarantine_dir: str | None = None,
-                  storage_options: dict[str, str] | SecretOptions | None = None
-                  ) -> PipelineSummary:
+                  storage_options: dict[str, str] | SecretOptions | None = None,
+                  prepare_tasks: bool = False) -> PipelineSummary:
     """Ingest every new file of `inbox`, then refresh the views; returns the summary.
 
     Bad records go to `quarantine_dir` (default `<lake>/quarantine`, or for a lake on object
     storage the local `data/quarantine/<bucket>/<prefix>`). `storage_options` reach a lake on
     object storage (see `eventlake.flows.settings`; pass `SecretOptions` to keep them out of
-    Prefect)."""
+    Prefect). `prepare_tasks` reads and checks the inbox files as tasks on the flow's task
+    runner, several at a time, and lands them here in name order (see `flows.ingest`)."""
     started = time.perf_counter()
     folder = str(resolve_inbox(inbox))
     root, module = resolve_target(lake, views)
@@ -121,7 +122,8 @@ def pipeline_flow(inbox: str | None = None, lake: str | None = None, views: str 
     opened = open_flow_lake(root, module, storage_options=options)
     quarantine = quarantine_dir or str(default_quarantine_dir(opened))
     totals = IngestTotals.of(ingest_inbox(root, folder, producer=producer,
-                                          quarantine_dir=quarantine, storage_options=options))
+                                          quarantine_dir=quarantine, storage_options=options,
+                                          prepare_tasks=prepare_tasks))
     refreshed = refresh_views(root, module, names, chunk_events=chunk_events,
                               storage_options=options)
     fresh = opened.freshness()
@@ -152,8 +154,8 @@ def run_pipeline(inbox: str | None = None, *, lake: str | None = None,
                  views: str | None = None, names: list[str] | None = None,
                  task_runner: TaskRunnerKind = "threads", workers: int | None = None,
                  address: str | None = None, chunk_events: int | None = None,
-                 storage_options: dict[str, str] | SecretOptions | None = None
-                 ) -> PipelineSummary:
+                 storage_options: dict[str, str] | SecretOptions | None = None,
+                 prepare_tasks: bool = False) -> PipelineSummary:
     """Run `pipeline_flow` once with the chosen task runner (threads or Dask)."""
     runner = make_task_runner(task_runner, workers=workers, address=address)
     chosen = pipeline_flow.with_options(task_runner=runner)
@@ -161,4 +163,4 @@ def run_pipeline(inbox: str | None = None, *, lake: str | None = None,
     options = storage_options if isinstance(storage_options, SecretOptions) else (
         SecretOptions(storage_options) if storage_options else None)
     return chosen(inbox=inbox, lake=lake, views=views, names=names, chunk_events=chunk_events,
-                  storage_options=options)
+                  storage_options=options, prepare_tasks=prepare_tasks)

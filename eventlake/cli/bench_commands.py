@@ -15,9 +15,10 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json-file", "--json-out", dest="json_file", metavar="FILE",
                         help="also write the numbers, with stable keys, to FILE")
     parser.add_argument("--only", metavar="STEP[,STEP]",
-                        help="run only these steps: ingest, ingest-jsonl, scale-ingest, "
-                             "small-batches, refresh, refresh-buckets, growth, age, fold, "
-                             "fold-reducer, many-partitions, rss, actions, repository, layout")
+                        help="run only these steps: ingest, ingest-jsonl, ingest-parallel, "
+                             "scale-ingest, small-batches, refresh, refresh-buckets, growth, "
+                             "age, fold, fold-reducer, many-partitions, rss, actions, "
+                             "repository, layout")
 
 
 _STATUS = {"met": "met", "missed": "MISSED", "report": "reported", "skipped": "skipped"}

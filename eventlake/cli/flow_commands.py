@@ -123,6 +123,10 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-on-quarantine", action="store_true",
                         help=f"exit {EXIT_QUARANTINED} when any record or file went to "
                              "quarantine (the good records still land)")
+    parser.add_argument("--prepare-tasks", action="store_true",
+                        help="read and check the inbox files as tasks on the task runner, "
+                             "several at a time, while the flow lands them in name order "
+                             "(the same batches and seq order)")
     parser.add_argument("--temporary-server", action="store_true",
                         help="run on a temporary Prefect server of this process even when "
                              "`eventlake server start` recorded one")
@@ -164,7 +168,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     summary = pipeline.run_pipeline(str(inbox), lake=lake.value, views=args.views,
                                     task_runner=kind, workers=args.workers,
                                     address=args.dask_address,
-                                    storage_options=_storage_options(args) or None)
+                                    storage_options=_storage_options(args) or None,
+                                    prepare_tasks=args.prepare_tasks)
     elapsed = time.perf_counter() - started
     # What Prefect cost around the flow's own work: the server's start-up (a temporary
     # one's, or none), creating the run, its task runner, reporting its states.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -35,8 +35,10 @@ from eventlake.config import resolve_lake
 from eventlake.errors import CommandError, LakeNotFoundError
 
 if TYPE_CHECKING:
+    from eventlake.ingest.inbox import FileIngestResult
     from eventlake.lake import Lake
     from eventlake.model.layout import Layout
+    from eventlake.model.progress import ProgressSink
     from eventlake.ops.restore import RestorePlan
 
 
@@ -155,6 +157,11 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
                         help="land each file in chunks of N records (default 50,000): memory "
                              "follows the chunk; an ingest stopped midway resumes at the next "
                              "chunk (with the chunk size it started with)")
+    parser.add_argument("--workers", type=number_at_least(1, what="a positive integer"),
+                        metavar="N", default=None,
+                        help="read and check the files on N spawned processes, several files "
+                             "at a time, while this process lands them in order (the same "
+                             "batches, seq order and quarantine files as without it)")
     parser.add_argument("--as-new", action="store_true",
                         help="land a file whose name already landed with other content as a "
                              "new file (default: refuse; replay corrected quarantined records "
@@ -244,20 +251,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _ingest_files(args: argparse.Namespace, lake: Lake, files: list[Path],
                   quarantine: Path | None, producer: str, interrupt: _Interrupt) -> int:
-    from eventlake.ingest.inbox import DEFAULT_CHUNK_EVENTS, ingest_file
     from eventlake.model.progress import Progress
 
     results: list[dict[str, Any]] = []
     stopped: dict[str, Any] | None = None
     with progress_display(quiet=args.json) as progress:
-        for done, path in enumerate(files, start=1):
-            # The quarantine file keeps the CLI's historical name `<file name>.jsonl`.
-            result = ingest_file(lake, path, producer=producer, quarantine_dir=quarantine,
-                                 quarantine=quarantine is not None,
-                                 quarantine_name=f"{path.name}.jsonl",
-                                 chunk_events=args.chunk_events or DEFAULT_CHUNK_EVENTS,
-                                 as_new=args.as_new, progress=progress,
-                                 stop=interrupt.requested).to_json()
+        landing = _landing(args, lake, files, quarantine, producer, progress, interrupt)
+        for done, landed in enumerate(landing, start=1):
+            result = landed.to_json()
             results.append(result)
             if not result["complete"]:
                 stopped = result
@@ -268,6 +269,7 @@ def _ingest_files(args: argparse.Namespace, lake: Lake, files: list[Path],
                 progress(Progress("files", done, len(files), "files"))
             if interrupt.requested():
                 break
+        landing.close()  # stops the workers (if any) before the report
     total = sum(r["events"] for r in results)
     last_seq = lake.last_seq()
     unfinished = [str(p) for p in files[len(results) - (stopped is not None):]]
@@ -310,6 +312,47 @@ def _ingest_files(args: argparse.Namespace, lake: Lake, files: list[Path],
         if refresh is not None:
             refresh.report()
     return EXIT_OK if refresh is None else refresh.exit_code
+
+
+def _landing(args: argparse.Namespace, lake: Lake, files: list[Path], quarantine: Path | None,
+             producer: str, progress: ProgressSink, interrupt: _Interrupt
+             ) -> Generator[FileIngestResult, None, None]:
+    """Each file's result as it lands: `ingest_file` one file after another, or with
+    `--workers` the files prepared on spawned processes (`eventlake.ingest.parallel`)."""
+    from eventlake.ingest.inbox import DEFAULT_CHUNK_EVENTS
+    from eventlake.ingest.parallel import IngestOptions, iter_ingest_on
+
+    # The quarantine file keeps the CLI's historical name `<file name>.jsonl`.
+    options = IngestOptions(producer, quarantine, quarantine is not None,
+                            lambda path: f"{path.name}.jsonl",
+                            args.chunk_events or DEFAULT_CHUNK_EVENTS, args.as_new, progress,
+                            interrupt.requested)
+    if not args.workers:
+        for path in files:
+            yield options.serial(lake, path)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # The workers ignore Ctrl-C (the terminal sends it to them too): the first one stops
+    # this process at a chunk boundary, which then stops them.
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_ignore_interrupts) as pool:
+        try:
+            yield from iter_ingest_on(lake, files, executor=pool, options=options)
+        except KeyboardInterrupt:
+            # A second Ctrl-C stops at once: the workers commit nothing, so they are ended
+            # rather than waited for (what they staged is for `doctor --fix`).
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _ignore_interrupts() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Interrupt:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,8 @@ from eventlake.model.progress import Progress
 from eventlake.store.atomicfile import atomic_write
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     import pyarrow as pa
 
     from eventlake.model.progress import ProgressSink
@@ -56,16 +58,22 @@ __all__ = [
     "DEFAULT_CHUNK_EVENTS",
     "QUARANTINE",
     "RAW_COPY_LIMIT",
+    "ChunkPlace",
     "FileIngestResult",
+    "FileRun",
     "IngestTotals",
+    "admit",
     "default_quarantine_dir",
     "inbox_files",
     "ingest_file",
     "ingest_files",
+    "land_unreadable",
     "name_mark",
     "quarantine_file_name",
+    "quarantine_target",
     "read_quarantine",
     "refused_result",
+    "strict_failure",
 ]
 
 QUARANTINE = "quarantine"
@@ -101,6 +109,9 @@ class FileIngestResult:
     chunk_events: int | None = None
     # Not ingested: its name landed before with other content (`ChangedFileError`).
     refused: bool = False
+    # The worker (`<pid>/<thread id>`) that read and checked it, in a parallel ingest
+    # (`eventlake.ingest.parallel`); None when this process did.
+    prepared_by: str | None = None
 
     @property
     def batch_id(self) -> str:
@@ -114,7 +125,8 @@ class FileIngestResult:
                 "quarantined": self.quarantined, "quarantine_file": self.quarantine_file,
                 "complete": self.complete, "chunks": self.chunks,
                 "resumed_chunks": self.resumed_chunks, "chunk_events": self.chunk_events,
-                "refused": self.refused}
+                "refused": self.refused,
+                **({"prepared_by": self.prepared_by} if self.prepared_by else {})}
 
 
 @dataclass(frozen=True)
@@ -251,40 +263,20 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
                             quarantined=0, duplicate=False)
     # A file that already landed is not read again: it may even hold records that were
     # quarantined then, which must not fail a strict re-run.
-    log = lake.log
-    landed = log.landed(producer, batch_no)
-    if landed is not None:
-        return replace(base, duplicate=True, last_seq=landed, complete=True)
-    named = log.mark(name_mark(producer, source.name))
-    if named is not None and named != content_code(batch_no) and not as_new:
-        raise ChangedFileError(
-            f"{source.name} already landed (producer {producer}) with other content: a "
-            "corrected file would land its good records twice. Replay corrected quarantined "
-            "records with `eventlake quarantine replay QUARANTINE_FILE`, or pass --as-new "
-            "(as_new=True) to land this file as a new one", file=str(source),
-            producer=producer)
-    # A resumed file keeps the chunk size it started with: other boundaries would land
-    # records of its landed chunks again.
-    size = log.mark(f"{_CHUNKING}{producer}/{batch_no}") or chunk_events
-    target = None
-    if quarantine:
-        folder = Path(quarantine_dir) if quarantine_dir is not None else (
-            default_quarantine_dir(lake))
-        target = folder / (quarantine_name or quarantine_file_name(batch_no))
+    admitted = admit(lake, base, as_new=as_new, chunk_events=chunk_events)
+    if isinstance(admitted, FileIngestResult):
+        return admitted
+    size = admitted
+    target = quarantine_target(lake, batch_no, quarantine=quarantine,
+                               quarantine_dir=quarantine_dir, quarantine_name=quarantine_name)
     try:
         chunks = read_chunks(source, chunk_records=size)
         first = next(chunks)
     except InvalidEventError as exc:
         if target is None:
             raise
-        written = _write_quarantine(target, [_whole_file_entry(source, exc, producer,
-                                                               batch_no)])
-        appended = _append(lake, [], producer, batch_no, _first_marks(producer, source,
-                                                                      batch_no, size, True))
-        return replace(base, quarantined=1, unreadable=True, quarantine_file=str(written),
-                       duplicate=appended.duplicate, last_seq=appended.last_seq,
-                       complete=True)
-    run = _Run(lake, source, producer, batch_no, size, target, progress)
+        return land_unreadable(lake, base, exc, target, size)
+    run = FileRun(lake, source, producer, batch_no, size, target, progress)
     if target is None and not first.last and not _check_whole(lake, source, size, producer,
                                                               batch_no, stop):
         return run.result(base, complete=False)
@@ -302,14 +294,78 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
     raise AssertionError("read_chunks ends with a last chunk")
 
 
-class _Run:
+def admit(lake: LakeParts, base: FileIngestResult, *, as_new: bool, chunk_events: int
+          ) -> FileIngestResult | int:
+    """Whether the file of `base` is to land: its duplicate result when its identity landed
+    already, else the chunk size it lands with (the size a resumed file started with).
+    Raises `ChangedFileError` when its name landed with other content (unless `as_new`)."""
+    producer, batch_no = base.producer, base.batch_no
+    log = lake.log
+    landed = log.landed(producer, batch_no)
+    if landed is not None:
+        return replace(base, duplicate=True, last_seq=landed, complete=True)
+    name = Path(base.file).name
+    named = log.mark(name_mark(producer, name))
+    if named is not None and named != content_code(batch_no) and not as_new:
+        raise ChangedFileError(
+            f"{name} already landed (producer {producer}) with other content: a "
+            "corrected file would land its good records twice. Replay corrected quarantined "
+            "records with `eventlake quarantine replay QUARANTINE_FILE`, or pass --as-new "
+            "(as_new=True) to land this file as a new one", file=base.file,
+            producer=producer)
+    # A resumed file keeps the chunk size it started with: other boundaries would land
+    # records of its landed chunks again.
+    return log.mark(f"{_CHUNKING}{producer}/{batch_no}") or chunk_events
+
+
+def quarantine_target(lake: LakeParts, batch_no: str, *, quarantine: bool,
+                      quarantine_dir: str | os.PathLike[str] | None,
+                      quarantine_name: str | None) -> Path | None:
+    """The quarantine file of a file identity, None in strict mode (`quarantine=False`)."""
+    if not quarantine:
+        return None
+    folder = Path(quarantine_dir) if quarantine_dir is not None else (
+        default_quarantine_dir(lake))
+    return folder / (quarantine_name or quarantine_file_name(batch_no))
+
+
+def land_unreadable(lake: LakeParts, base: FileIngestResult, exc: InvalidEventError,
+                    target: Path, size: int) -> FileIngestResult:
+    """Quarantine a file that cannot be read at all, whole, and commit its empty batch."""
+    source = Path(base.file)
+    producer, batch_no = base.producer, base.batch_no
+    written = _write_quarantine(target, [_whole_file_entry(source, exc, producer, batch_no)])
+    appended = _append(lake, [], producer, batch_no,
+                       _first_marks(producer, source, batch_no, size, True))
+    return replace(base, quarantined=1, unreadable=True, quarantine_file=str(written),
+                   duplicate=appended.duplicate, last_seq=appended.last_seq, complete=True)
+
+
+@dataclass(frozen=True)
+class ChunkPlace:
+    """Where a chunk sits in its file (`Chunk` without its records): enough to land it once
+    its records were checked, in this process or another."""
+
+    number: int
+    last: bool
+    read: int
+    last_line: int
+    position: int
+
+    @classmethod
+    def of(cls, chunk: Chunk) -> ChunkPlace:
+        return cls(chunk.number, chunk.last, chunk.read, chunk.last_line, chunk.position)
+
+
+class FileRun:
     """The chunks of one file landing, and what they did."""
 
     def __init__(self, lake: LakeParts, source: Path, producer: str, batch_no: str, size: int,
-                 target: Path | None, progress: ProgressSink | None) -> None:
+                 target: Path | None, progress: ProgressSink | None,
+                 total_bytes: int | None = None) -> None:
         self.lake, self.source, self.producer, self.batch_no = lake, source, producer, batch_no
         self.size, self.target, self.progress = size, target, progress
-        self.total_bytes = source.stat().st_size
+        self.total_bytes = source.stat().st_size if total_bytes is None else total_bytes
         self.records = self.events = self.chunks = self.resumed = 0
         self.first_seq: int | None = None
         self.last_seq: int | None = None
@@ -331,19 +387,33 @@ class _Run:
         return self.entries
 
     def land(self, chunk: Chunk) -> None:
-        key = chunk_batch_no(self.batch_no, chunk.number, last=chunk.last)
-        self.records += chunk.read
-        if not chunk.last and self.lake.log.landed(self.producer, key) is not None:
-            self.resumed += 1
-            self.kept_line = chunk.last_line
+        place = ChunkPlace.of(chunk)
+        if self.skip_landed(place):
             if any("event_id" in record for _, record in chunk.records):
                 _checked(self.lake, chunk, self.source, self.claimed)  # its ids count
-            self._report(chunk)
             return
         good, problems = _checked(self.lake, chunk, self.source, self.claimed)
         # The records are in `good` now (as a table on the common path): free the dicts
         # before the commit, which needs memory of its own.
         chunk.records.clear()
+        self.commit(place, good, problems)
+
+    def skip_landed(self, place: ChunkPlace) -> bool:
+        """Count a chunk that landed in an earlier run (True), or say it is to land."""
+        if place.last or self.lake.log.landed(
+                self.producer, chunk_batch_no(self.batch_no, place.number, last=False)) is None:
+            return False
+        self.records += place.read
+        self.resumed += 1
+        self.kept_line = place.last_line
+        self._report(place)
+        return True
+
+    def commit(self, place: ChunkPlace, good: NormalizedBatch | list[dict[str, Any]],
+               problems: Sequence[RecordProblem]) -> None:
+        """Land a checked chunk: its problems to quarantine first, then its good events."""
+        key = chunk_batch_no(self.batch_no, place.number, last=place.last)
+        self.records += place.read
         if problems:
             if self.target is None:
                 # Only a file of one chunk gets here: a longer one was checked whole first.
@@ -354,22 +424,22 @@ class _Run:
             # On disk before the chunk lands: a crash between the two rewrites it the same.
             _write_quarantine(self.target, entries)
         marks = _first_marks(self.producer, self.source, self.batch_no, self.size,
-                             chunk.last) if chunk.number == 0 else {}
+                             place.last) if place.number == 0 else {}
         appended = _append(self.lake, good, self.producer, key, marks)
         self.chunks += 1
         self.events += appended.count
-        self.duplicate = appended.duplicate and chunk.last and not self.events
+        self.duplicate = appended.duplicate and place.last and not self.events
         if appended.first_seq is not None and self.first_seq is None:
             self.first_seq = appended.first_seq
         if appended.count:
             self.last_seq = appended.last_seq
         elif self.last_seq is None:
             self.last_seq = appended.last_seq
-        self._report(chunk)
+        self._report(place)
 
-    def _report(self, chunk: Chunk) -> None:
+    def _report(self, place: ChunkPlace) -> None:
         if self.progress is not None:
-            self.progress(Progress(self.source.name, chunk.position, self.total_bytes, "bytes",
+            self.progress(Progress(self.source.name, place.position, self.total_bytes, "bytes",
                                    rows=self.records))
 
     def result(self, base: FileIngestResult, *, complete: bool) -> FileIngestResult:
@@ -437,22 +507,42 @@ def _check_whole(lake: LakeParts, source: Path, size: int, producer: str, batch_
     """Strict mode for a file of several chunks: read it through once and raise on its first
     problem before any chunk lands (chunks that landed in an earlier run are not checked).
     False when `stop` asked to stop meanwhile."""
+    stopped = False
+
+    def checked() -> Iterator[tuple[ChunkPlace, list[RecordProblem]]]:
+        nonlocal stopped
+        claimed: dict[str, int] = {}
+        for chunk in read_chunks(source, chunk_records=size):
+            if stop is not None and stop():
+                stopped = True
+                return
+            _, problems = _checked(lake, chunk, source, claimed)
+            yield ChunkPlace.of(chunk), problems
+
+    failure = strict_failure(lake, producer, batch_no, checked())
+    if stopped:
+        return False
+    if failure is not None:
+        raise failure
+    return True
+
+
+def strict_failure(lake: LakeParts, producer: str, batch_no: str,
+                   checked: Iterable[tuple[ChunkPlace, Sequence[RecordProblem]]]
+                   ) -> InvalidEventError | None:
+    """The error a strict ingest raises for a file whose chunks had these problems, None
+    when it lands: its first problem, counting those of the chunks still to land (a chunk
+    that landed in an earlier run is not checked again)."""
     count = 0
     first: RecordProblem | None = None
-    claimed: dict[str, int] = {}
-    for chunk in read_chunks(source, chunk_records=size):
-        if stop is not None and stop():
-            return False
-        _, problems = _checked(lake, chunk, source, claimed)
-        key = chunk_batch_no(batch_no, chunk.number, last=chunk.last)
-        if not chunk.last and lake.log.landed(producer, key) is not None:
+    for place, problems in checked:
+        key = chunk_batch_no(batch_no, place.number, last=place.last)
+        if not place.last and lake.log.landed(producer, key) is not None:
             continue
         count += len(problems)
         if first is None and problems:
             first = problems[0]
-    if first is not None:
-        raise _strict_error(first, count)
-    return True
+    return None if first is None else _strict_error(first, count)
 
 
 def _strict_error(first: RecordProblem, count: int) -> InvalidEventError:
@@ -519,9 +609,16 @@ def _as_table(records: Sequence[dict[str, Any]], *, decoded: bool) -> pa.Table |
 def ingest_files(lake: LakeParts, paths: Iterable[str | os.PathLike[str]], *,
                  producer: str = DEFAULT_PRODUCER,
                  quarantine_dir: str | os.PathLike[str] | None = None,
-                 chunk_events: int = DEFAULT_CHUNK_EVENTS
-                 ) -> list[FileIngestResult]:
-    """`ingest_file` for each path in order (seq order follows the order given)."""
+                 chunk_events: int = DEFAULT_CHUNK_EVENTS,
+                 executor: Executor | None = None) -> list[FileIngestResult]:
+    """`ingest_file` for each path in order (seq order follows the order given). With
+    `executor` the files are read and checked on it, several at a time, and landed here in
+    the same order with the same result (`eventlake.ingest.parallel.ingest_files_on`)."""
+    if executor is not None:
+        from eventlake.ingest.parallel import ingest_files_on
+
+        return ingest_files_on(lake, list(paths), executor=executor, producer=producer,
+                               quarantine_dir=quarantine_dir, chunk_events=chunk_events)
     return [ingest_file(lake, p, producer=producer, quarantine_dir=quarantine_dir,
                         chunk_events=chunk_events)
             for p in paths]

@@ -10,6 +10,9 @@ What a crash or a damaged disk can leave behind, and what `doctor` reports for e
   stays true); `fix=True` deletes those older than `min_age_seconds` (younger ones may belong
   to a commit in flight). Files that a commit removed (tombstones, kept for time travel) are
   not orphans; `vacuum` deletes them after its retention.
+- **orphan** in `_staging`: a chunk a parallel ingest's worker staged for its coordinator
+  (`eventlake.ingest.parallel`) that was never landed and deleted: the coordinator was
+  killed. Same rule as any orphan.
 - **temp**: a temporary commit file in `_delta_log` (`<version>.json#<n>`) left by a crash in
   the middle of a commit; invisible to Delta; a warning like an orphan, and `fix=True`
   deletes it (same age rule).
@@ -61,6 +64,7 @@ __all__ = [
     "diagnose",
     "doctor",
     "find_orphans",
+    "find_staged",
 ]
 
 # A file younger than this may belong to a commit still in flight: never deleted by default.
@@ -213,6 +217,18 @@ def find_orphans(snap: Snapshot, referenced: set[str]) -> list[Problem]:
     return found
 
 
+def find_staged(storage: Storage) -> list[Problem]:
+    """Files under `<root>/_staging` (`eventlake.store.staging`): staged by a parallel ingest
+    that did not finish (a killed coordinator). No table references them: orphans."""
+    from eventlake.store.staging import STAGING, staged_files
+
+    now = time.time()
+    return [Problem(STAGING, "orphan", item.path,
+                    f"staged by an ingest that did not finish "
+                    f"({now - (item.mtime or now):.0f} s old)", item.size)
+            for item in staged_files(storage)]
+
+
 def _check_seq(lake: LakeParts, snap: Snapshot,
                erased: Sequence[tuple[int, int]] = ()) -> list[Problem]:
     """Every seq from 1 to the log's last seq exactly once (reads the `seq` column), except
@@ -313,6 +329,7 @@ def doctor(lake: LakeParts, *, fix: bool = False, deep: bool = True,
         if name == EVENTS:
             advice = _layout_advice(lake, snap)
         problems += find_orphans(snap, referenced)
+    problems += find_staged(lake.storage)
     removed: list[str] = []
     young: list[str] = []
     if fix:

@@ -25,6 +25,8 @@ both tables healthy without changing what any reader sees:
   bounds how far back time travel on a table version (`lake.scan(view, as_of_version=...)`)
   is guaranteed to work. `lake.state(..., as_of_seq=...)` stays exact after a vacuum: it falls
   back to folding the event log.
+  It also deletes the chunks a killed parallel ingest left under `<root>/_staging` once older
+  than the retention (reported as the table `_staging`).
 
 The library never runs maintenance on its own; the Prefect maintenance flow does, on a
 schedule (see `flows/maintenance.py`), as does `eventlake maintain`.
@@ -374,7 +376,34 @@ def vacuum(lake: LakeParts, *, retention_hours: float = DEFAULT_VACUUM_HOURS,
                 retention_hours=int(retention_hours), dry_run=dry_run,
                 enforce_retention_duration=False, full=True)
         results[name] = VacuumResult(name, tuple(sorted(files)), dry_run)
+    staged = _vacuum_staged(lake, retention_hours, dry_run=dry_run)
+    if staged:
+        from eventlake.store.staging import STAGING
+
+        results[STAGING] = VacuumResult(STAGING, staged, dry_run)
     return results
+
+
+def _vacuum_staged(lake: LakeParts, retention_hours: float, *, dry_run: bool
+                   ) -> tuple[str, ...]:
+    """The files under `<root>/_staging` older than the retention (a parallel ingest that
+    was killed staged them; one still running deletes its own within minutes): deleted
+    unless `dry_run`."""
+    import time
+
+    from eventlake.store.staging import staged_files
+
+    now = time.time()
+    old = [f.path for f in staged_files(lake.storage)
+           if f.mtime is not None and now - f.mtime >= retention_hours * 3600]
+    if not dry_run:
+        for path in old:
+            fs, relative = lake.storage.file_system_of(path)
+            try:
+                fs.delete_file(relative)
+            except FileNotFoundError:
+                pass
+    return tuple(old)
 
 
 def maintain(lake: LakeParts, *, retention_hours: float = DEFAULT_VACUUM_HOURS,

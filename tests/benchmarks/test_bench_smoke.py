@@ -29,7 +29,7 @@ KEYS = {
     "state_read_ratio_current", "cold_open_s", "rebuild_rss_growth",
     "sql_view_refresh_speedup_merge", "sql_view_refresh_speedup_recompute",
     "sql_view_refresh_speedup_merge_buckets", "sql_view_refresh_speedup_recompute_buckets",
-    "rebuild_speedup_2_workers", "bucket_task_overhead_ms",
+    "rebuild_speedup_2_workers", "bucket_task_overhead_ms", "ingest_parallel_speedup_2_workers",
 }
 HAS_EVENTSOURCING = importlib.util.find_spec("eventsourcing") is not None
 

@@ -206,3 +206,92 @@ def test_a_second_ctrl_c_stops_at_once_and_a_rerun_still_lands_each_once(tmp_pat
     assert err.strip().endswith("interrupted")
     assert el.Lake.open(root, create=False).last_seq() < count
     rerun_lands_the_rest(root, argv, count, resumed=False)
+
+
+def start_parallel(tmp_path: Path, files: int, count: int, chunk: int
+                   ) -> tuple[Path, list[str], subprocess.Popen[str]]:
+    """`eventlake ingest --workers 2` of an inbox of `files` files of `count` events each, in
+    its own process group (the terminal's Ctrl-C reaches every process of it)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for index in range(files):
+        with (inbox / f"f{index:02d}.jsonl").open("w", encoding="utf-8") as out:
+            for i in range(count):
+                out.write(json.dumps({"type": "deposit", "partition": f"acct-{i % 100}",
+                                      "payload": {"i": index * count + i}}) + "\n")
+    root = tmp_path / "lake"
+    argv = cli("ingest", str(inbox), "--lake", str(root), "--chunk-events", str(chunk),
+               "--workers", "2")
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    return root, argv, process
+
+
+def test_parallel_ingest_killed_midway_then_rerun_lands_each_event_once(tmp_path):
+    """SIGKILL to the coordinator and its workers midway: the staged chunks they leave are
+    orphans `doctor --fix` deletes, and a re-run (parallel again) lands each event once."""
+    files, count, chunk = 6, 10_000, 2_500
+    root, argv, process = start_parallel(tmp_path, files, count, chunk)
+    try:
+        wait_for_seq(root, process, 3 * chunk)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+    landed = el.Lake.open(root, create=False).last_seq()
+    assert 3 * chunk <= landed < files * count and landed % chunk == 0
+    doctor = subprocess.run(cli("doctor", "--lake", str(root), "--fix", "--min-age", "0"),
+                            capture_output=True, text=True, timeout=300)
+    assert doctor.returncode == 0, doctor.stderr
+    assert not (root / "_staging").exists() or not any(
+        p.is_file() for p in (root / "_staging").rglob("*"))
+    # Killed inside a file, the re-run resumes it; at a file's end, it goes on with the next.
+    rerun_lands_the_rest(root, argv, files * count, resumed=landed % count != 0)
+
+
+def test_parallel_ingest_ctrl_c_stops_at_a_chunk_and_a_rerun_resumes(tmp_path):
+    """The terminal's Ctrl-C reaches the workers too: they ignore it, the coordinator stops
+    after the chunk it lands, deletes what was staged and exits 130; a re-run resumes."""
+    files, count, chunk = 6, 10_000, 2_500
+    root, argv, process = start_parallel(tmp_path, files, count, chunk)
+    wait_for_seq(root, process, 3 * chunk)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    landed = el.Lake.open(root, create=False).last_seq()
+    assert landed < files * count and landed % chunk == 0
+    assert "interrupted" in err and "Traceback" not in err
+    assert not (root / "_staging").exists()
+    # Stopped inside a file, the re-run resumes it; at a file's end, it goes on with the next.
+    rerun_lands_the_rest(root, argv, files * count, resumed=landed % count != 0)
+
+
+def test_parallel_ingest_second_ctrl_c_ends_the_workers_and_a_rerun_lands_each_once(tmp_path):
+    """A second Ctrl-C stops `--workers` at once: the worker processes are ended, not waited
+    for, the exit code is 130, and a re-run still lands each event once."""
+    files, count, chunk = 4, 80_000, 40_000
+    root, argv, process = start_parallel(tmp_path, files, count, chunk)
+    wait_for_seq(root, process, chunk)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.stderr is not None
+    seen = ""
+    while "stopping after the chunk being landed" not in seen:
+        line = process.stderr.readline()
+        assert line, f"the ingest ended before it acknowledged the Ctrl-C: {seen}"
+        seen += line
+    os.killpg(process.pid, signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, seen + rest
+    assert (seen + rest).strip().endswith("interrupted")  # at once, not at the chunk's end
+    deadline = time.monotonic() + 30
+    while True:  # the whole process group, workers included, is gone
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "worker processes outlived the ingest"
+        time.sleep(0.1)
+    assert el.Lake.open(root, create=False).last_seq() < files * count
+    rerun_lands_the_rest(root, argv, files * count, resumed=False)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -233,7 +234,81 @@ def test_a_file_lands_in_chunks_and_a_changed_file_is_refused_not_doubled(prefec
     assert el.Lake.open(root).last_seq() == 25
 
 
+def test_prepare_tasks_use_every_worker_and_land_as_one_task_per_file(prefect_harness,
+                                                                     tmp_path, monkeypatch):
+    """`prepare_tasks=True`: 100 inbox files read and checked on the flow's 3 task threads,
+    each thread prepared some, and the log and quarantine equal one task per file."""
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from eventlake.flows.ingest import ingest_inbox
+
+    monkeypatch.setenv("EVENTLAKE_FLOW_WORKERS", "3")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for n in range(100):
+        lines = [json.dumps({"type": "deposit", "payload": {"n": n, "i": i},
+                             "partition": f"p{(n + i) % 7}"}) for i in range(30)]
+        lines[n % 30] = "{oops"
+        (inbox / f"f{n:03d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=3))
+    def prepared(root: str, prepare: bool):
+        return ingest_inbox(root, str(inbox), quarantine_dir=f"{root}-quarantine",
+                            chunk_events=8, prepare_tasks=prepare)
+
+    results = prepared(str(tmp_path / "lake"), True)
+    serial = prepared(str(tmp_path / "serial"), False)
+    assert len({r.prepared_by for r in results}) == 3
+    assert [r.first_seq for r in results] == [r.first_seq for r in serial]
+    ingest_time = ["ts", "ingested_at"]
+    assert el.Lake.open(tmp_path / "lake").events().collect().drop(ingest_time).equals(
+        el.Lake.open(tmp_path / "serial").events().collect().drop(ingest_time))
+    got = [{**e, "file": None} for e in read_quarantine(f"{tmp_path / 'lake'}-quarantine")]
+    want = [{**e, "file": None} for e in read_quarantine(f"{tmp_path / 'serial'}-quarantine")]
+    assert got == want and len(got) == 100
+    assert not (tmp_path / "lake" / "_staging").exists()
+
+
+def test_pipeline_with_prepare_tasks_equals_the_library(prefect_harness, tmp_path,
+                                                        views_file):
+    from eventlake.flows.pipeline import pipeline_flow
+
+    inbox = copy_inbox(tmp_path / "inbox")
+    root = tmp_path / "lake"
+    summary = pipeline_flow(inbox=str(inbox), lake=str(root), views=str(views_file),
+                            prepare_tasks=True)
+    assert (summary.files, summary.batches, summary.events) == (4, 4, SAMPLE_EVENTS)
+    lake = el.Lake.open(root, views=load_views(str(views_file)))
+    assert_same_lakes(lake, library_lake(tmp_path / "reference", inbox, views_file))
+    again = pipeline_flow(inbox=str(inbox), lake=str(root), views=str(views_file),
+                          prepare_tasks=True)
+    assert (again.batches, again.duplicates, again.events) == (0, 4, 0)
+
+
 # -- retries: transient only, and never twice ----------------------------------------------
+
+
+class _Appends(list):
+    original: Any = None
+
+
+def lose_first_append(monkeypatch) -> _Appends:
+    """`EventLog.append` loses its first commit race (injected); the calls are counted in
+    the list returned, which holds the real append as `original`."""
+    from eventlake.store.log import EventLog
+
+    appends = _Appends()
+    appends.original = original = EventLog.append
+
+    def flaky_append(self, *args, **kwargs):
+        appends.append(1)
+        if len(appends) == 1:
+            raise CommitConflictError("lost the commit race (injected)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EventLog, "append", flaky_append)
+    return appends
 
 
 def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_path, views_file,
@@ -244,19 +319,10 @@ def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_pat
 
     inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:2])
     root = tmp_path / "lake"
-    original_append = EventLog.append
-    appends = []
-
-    def flaky_append(self, *args, **kwargs):
-        appends.append(1)
-        if len(appends) == 1:
-            raise CommitConflictError("lost the commit race (injected)")
-        return original_append(self, *args, **kwargs)
-
-    monkeypatch.setattr(EventLog, "append", flaky_append)
+    appends = lose_first_append(monkeypatch)
     totals = ingest_flow(inbox=str(inbox), lake=str(root), views=str(views_file))
     assert len(appends) == 3 and totals.events == 578 + 500
-    monkeypatch.setattr(EventLog, "append", original_append)
+    monkeypatch.setattr(EventLog, "append", appends.original)
 
     # Views built once, then more events; the refresh commits and *then* fails once (the
     # acknowledgement is lost): the retry must not fold the same events twice.
@@ -284,6 +350,19 @@ def test_transient_failures_retry_and_land_exactly_once(prefect_harness, tmp_pat
     assert_views_exact(lake)
     assert_same_lakes(lake, library_lake(tmp_path / "reference", copy_inbox(
         tmp_path / "all"), views_file))
+
+
+def test_prepare_tasks_landing_retries_a_transient_failure(prefect_harness, tmp_path,
+                                                           monkeypatch):
+    """With prepare tasks the flow lands the files itself: a commit race lost (injected, the
+    first append) is retried as a task would be, and each file lands once."""
+    from eventlake.flows.ingest import ingest_flow
+
+    inbox = copy_inbox(tmp_path / "inbox", SAMPLE_FILES[:2])
+    appends = lose_first_append(monkeypatch)
+    totals = ingest_flow(inbox=str(inbox), lake=str(tmp_path / "lake"), prepare_tasks=True)
+    assert len(appends) == 3 and totals.events == 578 + 500 and totals.batches == 2
+    assert el.Lake.open(tmp_path / "lake").last_seq() == 578 + 500
 
 
 def test_bad_input_is_not_retried(prefect_harness, tmp_path, monkeypatch):

@@ -81,9 +81,10 @@ def test_a_run_on_the_recorded_server_leaves_its_logs_and_artifact_and_fails_on_
     assert rows["records quarantined"] == "2" and rows["events ingested"] == "1079"
 
     # Nothing new: nothing quarantined by this run, so exit 0 even with the flag; the
-    # text output names the reused server and what Prefect's side took.
+    # text output names the reused server and what Prefect's side took. (With prepare
+    # tasks, which find every file landed.)
     again = _cli(prefect_server, "pipeline", "--lake", str(lake), "--inbox", str(inbox),
-                 "--fail-on-quarantine", cwd=tmp_path)
+                 "--fail-on-quarantine", "--prepare-tasks", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"Prefect server {prefect_server.url} (from eventlake server" in again.stderr
     assert "Prefect start-up and overhead" in again.stdout

@@ -381,3 +381,23 @@ def test_maintain_command(lake_path, make_events, capsys, monkeypatch):
     assert report["events"]["files_removed"] == count
     assert len(report["vacuumed"]["events"]) == count
     assert el.Lake.open(lake_path).events().collect().height == 30
+
+
+def test_vacuum_deletes_what_a_killed_parallel_ingest_staged(lake, tmp_path):
+    """Chunks staged under `<lake>/_staging` by an ingest that never landed them: listed by a
+    dry run, deleted by the vacuum once older than its retention (0 here)."""
+    from eventlake.ingest.parallel import PrepareTask, prepare_file
+    from eventlake.store.staging import staged_files
+
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps({"type": "t", "payload": {"i": i}, "partition": "p"})
+                            + "\n" for i in range(10)), encoding="utf-8")
+    prepare_file(PrepareTask(lake.root, {}, lake.limits, str(path), "inbox", 4,
+                             "ingest/killed/000000"))
+    staged = [f.path for f in staged_files(lake.storage)]
+    assert len(staged) == 3
+    assert vacuum(lake, retention_hours=1, dry_run=False).get("_staging") is None
+    listed = vacuum(lake, retention_hours=0)["_staging"]
+    assert listed.files == tuple(staged) and staged_files(lake.storage)
+    vacuum(lake, retention_hours=0, dry_run=False)
+    assert staged_files(lake.storage) == []

@@ -185,8 +185,9 @@ def prefect_server():
         yield
 
 
+@pytest.mark.parametrize("prepare_tasks", [False, True], ids=["file-tasks", "prepare-tasks"])
 def test_pipeline_with_dask_workers_on_s3_equals_local(s3, prefect_server, tmp_path,
-                                                       monkeypatch, caplog):
+                                                       monkeypatch, caplog, prepare_tasks):
     from prefect.client.orchestration import get_client
 
     from eventlake.config import load_views
@@ -202,8 +203,10 @@ def test_pipeline_with_dask_workers_on_s3_equals_local(s3, prefect_server, tmp_p
         + "\n{oops\n", encoding="utf-8")
     uri = s3.lake_uri()
     # Options only as a parameter: the Dask worker processes get them from the flow.
+    # With `prepare_tasks` the Dask workers read the files and stage their chunks on S3.
     summary = run_pipeline(str(inbox), lake=uri, views=str(views_file), task_runner="dask",
-                           workers=2, storage_options=s3.options())
+                           workers=2, storage_options=s3.options(),
+                           prepare_tasks=prepare_tasks)
     assert (summary.files, summary.batches, summary.quarantined) == (5, 5, 1)
     assert summary.max_lag == 0 and summary.lake == uri
     bucket, prefix = uri.removeprefix("s3://").split("/", 1)
