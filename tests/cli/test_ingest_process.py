@@ -91,6 +91,17 @@ def wait_for_seq(root: Path, process: subprocess.Popen[str], at_least: int) -> i
     raise AssertionError("the ingest made no progress")
 
 
+def acknowledged(process: subprocess.Popen[str]) -> str:
+    """Read `process`'s stderr up to its acknowledgement of a first Ctrl-C; what was read."""
+    assert process.stderr is not None
+    seen = ""
+    while "stopping after the chunk being landed" not in seen:
+        line = process.stderr.readline()
+        assert line, f"the ingest ended before it acknowledged the Ctrl-C: {seen}"
+        seen += line
+    return seen
+
+
 # RLIMIT_AS counts address space reserved, not memory used: glibc reserves 64 MB per thread
 # arena, Arrow's bundled allocator a large region up front, and every thread its stack (8 MB
 # by default). Those reservations would fill the cap before any record is read, so the capped
@@ -195,12 +206,7 @@ def test_a_second_ctrl_c_stops_at_once_and_a_rerun_still_lands_each_once(tmp_pat
     root, argv, process = start(tmp_path, count, chunk)
     wait_for_seq(root, process, chunk)
     process.send_signal(signal.SIGINT)
-    assert process.stderr is not None
-    seen = ""
-    while "stopping after the chunk being landed" not in seen:
-        line = process.stderr.readline()
-        assert line, f"the ingest ended before it acknowledged the Ctrl-C: {seen}"
-        seen += line
+    seen = acknowledged(process)
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
     err = seen + rest
@@ -277,12 +283,7 @@ def test_parallel_ingest_second_ctrl_c_ends_the_workers_and_a_rerun_lands_each_o
     root, argv, process = start_parallel(tmp_path, files, count, chunk)
     wait_for_seq(root, process, chunk)
     os.killpg(process.pid, signal.SIGINT)
-    assert process.stderr is not None
-    seen = ""
-    while "stopping after the chunk being landed" not in seen:
-        line = process.stderr.readline()
-        assert line, f"the ingest ended before it acknowledged the Ctrl-C: {seen}"
-        seen += line
+    seen = acknowledged(process)
     os.killpg(process.pid, signal.SIGINT)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, seen + rest
