@@ -333,9 +333,9 @@ class StaleLogError(CommitConflictError):
 
 
 class MarkedError(CommitConflictError):
-    """`append(..., unless_marked=True)` found marks it would set already set by another
-    writer (`marks`, their app ids); nothing was written. Re-read what they record and
-    decide again."""
+    """`append(..., expect_marks=...)` found marks (`marks`, their app ids) holding other
+    versions than expected: another writer set them first; nothing was written. Re-read what
+    they record and decide again."""
 
     def __init__(self, marks: list[str]) -> None:
         self.marks = marks

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventlake.errors import ChangedFileError, InvalidEventError
+from eventlake.errors import ChangedFileError, InvalidEventError, MarkedError
 from eventlake.ingest.files import (
     DEFAULT_PRODUCER,
     Chunk,
@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_CHUNK_EVENTS",
     "QUARANTINE",
     "RAW_COPY_LIMIT",
+    "Admission",
     "ChunkPlace",
     "FileIngestResult",
     "FileRun",
@@ -266,7 +267,7 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
     admitted = admit(lake, base, as_new=as_new, chunk_events=chunk_events)
     if isinstance(admitted, FileIngestResult):
         return admitted
-    size = admitted
+    size = admitted.size
     target = quarantine_target(lake, batch_no, quarantine=quarantine,
                                quarantine_dir=quarantine_dir, quarantine_name=quarantine_name)
     try:
@@ -275,8 +276,8 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
     except InvalidEventError as exc:
         if target is None:
             raise
-        return land_unreadable(lake, base, exc, target, size)
-    run = FileRun(lake, source, producer, batch_no, size, target, progress)
+        return land_unreadable(lake, base, exc, target, admitted)
+    run = FileRun(lake, source, producer, batch_no, admitted, target, progress)
     if target is None and not first.last and not _check_whole(lake, source, size, producer,
                                                               batch_no, stop):
         return run.result(base, complete=False)
@@ -294,28 +295,44 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
     raise AssertionError("read_chunks ends with a last chunk")
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A file `admit` let land: the chunk size it lands with, and what its name's mark held
+    then (None: the name never landed), which its first chunk's commit expects still."""
+
+    size: int
+    named: int | None
+    as_new: bool
+
+
 def admit(lake: LakeParts, base: FileIngestResult, *, as_new: bool, chunk_events: int
-          ) -> FileIngestResult | int:
+          ) -> FileIngestResult | Admission:
     """Whether the file of `base` is to land: its duplicate result when its identity landed
-    already, else the chunk size it lands with (the size a resumed file started with).
+    already, else its `Admission` (with the chunk size a resumed file started with).
     Raises `ChangedFileError` when its name landed with other content (unless `as_new`)."""
     producer, batch_no = base.producer, base.batch_no
     log = lake.log
     landed = log.landed(producer, batch_no)
     if landed is not None:
         return replace(base, duplicate=True, last_seq=landed, complete=True)
-    name = Path(base.file).name
-    named = log.mark(name_mark(producer, name))
-    if named is not None and named != content_code(batch_no) and not as_new:
-        raise ChangedFileError(
-            f"{name} already landed (producer {producer}) with other content: a "
-            "corrected file would land its good records twice. Replay corrected quarantined "
-            "records with `eventlake quarantine replay QUARANTINE_FILE`, or pass --as-new "
-            "(as_new=True) to land this file as a new one", file=base.file,
-            producer=producer)
+    named = log.mark(name_mark(producer, Path(base.file).name))
+    _refuse_changed(base.file, producer, batch_no, named, as_new=as_new)
     # A resumed file keeps the chunk size it started with: other boundaries would land
     # records of its landed chunks again.
-    return log.mark(f"{_CHUNKING}{producer}/{batch_no}") or chunk_events
+    size = log.mark(f"{_CHUNKING}{producer}/{batch_no}") or chunk_events
+    return Admission(size, named, as_new)
+
+
+def _refuse_changed(file: str, producer: str, batch_no: str, named: int | None, *,
+                    as_new: bool) -> None:
+    """Raise `ChangedFileError` when the name's mark `named` records other content."""
+    if named is None or named == content_code(batch_no) or as_new:
+        return
+    raise ChangedFileError(
+        f"{Path(file).name} already landed (producer {producer}) with other content: a "
+        "corrected file would land its good records twice. Replay corrected quarantined "
+        "records with `eventlake quarantine replay QUARANTINE_FILE`, or pass --as-new "
+        "(as_new=True) to land this file as a new one", file=file, producer=producer)
 
 
 def quarantine_target(lake: LakeParts, batch_no: str, *, quarantine: bool,
@@ -330,13 +347,12 @@ def quarantine_target(lake: LakeParts, batch_no: str, *, quarantine: bool,
 
 
 def land_unreadable(lake: LakeParts, base: FileIngestResult, exc: InvalidEventError,
-                    target: Path, size: int) -> FileIngestResult:
+                    target: Path, admission: Admission) -> FileIngestResult:
     """Quarantine a file that cannot be read at all, whole, and commit its empty batch."""
     source = Path(base.file)
     producer, batch_no = base.producer, base.batch_no
     written = _write_quarantine(target, [_whole_file_entry(source, exc, producer, batch_no)])
-    appended = _append(lake, [], producer, batch_no,
-                       _first_marks(producer, source, batch_no, size, True))
+    appended = _append_first(lake, [], producer, batch_no, source, admission, last=True)
     return replace(base, quarantined=1, unreadable=True, quarantine_file=str(written),
                    duplicate=appended.duplicate, last_seq=appended.last_seq, complete=True)
 
@@ -360,11 +376,12 @@ class ChunkPlace:
 class FileRun:
     """The chunks of one file landing, and what they did."""
 
-    def __init__(self, lake: LakeParts, source: Path, producer: str, batch_no: str, size: int,
-                 target: Path | None, progress: ProgressSink | None,
+    def __init__(self, lake: LakeParts, source: Path, producer: str, batch_no: str,
+                 admission: Admission, target: Path | None, progress: ProgressSink | None,
                  total_bytes: int | None = None) -> None:
         self.lake, self.source, self.producer, self.batch_no = lake, source, producer, batch_no
-        self.size, self.target, self.progress = size, target, progress
+        self.admission, self.size = admission, admission.size
+        self.target, self.progress = target, progress
         self.total_bytes = source.stat().st_size if total_bytes is None else total_bytes
         self.records = self.events = self.chunks = self.resumed = 0
         self.first_seq: int | None = None
@@ -423,9 +440,10 @@ class FileRun:
                             "batch_no": self.batch_no} for p in problems)
             # On disk before the chunk lands: a crash between the two rewrites it the same.
             _write_quarantine(self.target, entries)
-        marks = _first_marks(self.producer, self.source, self.batch_no, self.size,
-                             place.last) if place.number == 0 else {}
-        appended = _append(self.lake, good, self.producer, key, marks)
+        appended = _append_first(
+            self.lake, good, self.producer, self.batch_no, self.source, self.admission,
+            last=place.last) if place.number == 0 else _append(
+                self.lake, good, self.producer, key, {})
         self.chunks += 1
         self.events += appended.count
         self.duplicate = appended.duplicate and place.last and not self.events
@@ -459,14 +477,34 @@ def _entries(target: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def _first_marks(producer: str, source: Path, batch_no: str, size: int, last: bool
-                 ) -> dict[str, int]:
-    """The marks the first chunk of a file commits: its name's content, and, for a file of
-    several chunks, the chunk size a resumed ingest must keep."""
-    marks = {name_mark(producer, source.name): content_code(batch_no)}
+def _append_first(lake: LakeParts, events: NormalizedBatch | list[dict[str, Any]],
+                  producer: str, batch_no: str, source: Path, admission: Admission, *,
+                  last: bool) -> AppendResult:
+    """Append the first chunk of a file (batch key `key`) with its marks: its name's content,
+    and, for a file of several chunks, the chunk size a resumed ingest must keep.
+
+    The commit claims the name: it lands only while the name's mark still holds what
+    `admit` read, so of two ingests racing with other contents under one name exactly one
+    lands and the other gets `ChangedFileError`, as it would have one after the other."""
+    key = chunk_batch_no(batch_no, 0, last=last)
+    name = name_mark(producer, source.name)
+    marks = {name: content_code(batch_no)}
     if not last:
-        marks[f"{_CHUNKING}{producer}/{batch_no}"] = size
-    return marks
+        marks[f"{_CHUNKING}{producer}/{batch_no}"] = admission.size
+    seen = admission.named
+    for attempt in range(_CLAIM_ATTEMPTS):
+        try:
+            return _append(lake, events, producer, key, marks, expect={name: seen})
+        except MarkedError:
+            if attempt == _CLAIM_ATTEMPTS - 1:
+                raise  # transient: a retry admits the file again
+            # Another writer landed a file of this name meanwhile: decide again on its mark.
+            seen = lake.log.mark(name)
+            _refuse_changed(str(source), producer, batch_no, seen, as_new=admission.as_new)
+    raise AssertionError("the last attempt returns or raises")
+
+
+_CLAIM_ATTEMPTS = 5  # each retry follows another writer's landed file: a race, not a loop
 
 
 def _checked(lake: LakeParts, chunk: Chunk, source: Path, claimed: dict[str, int]
@@ -552,12 +590,14 @@ def _strict_error(first: RecordProblem, count: int) -> InvalidEventError:
 
 
 def _append(lake: LakeParts, events: NormalizedBatch | list[dict[str, Any]], producer: str,
-            batch_no: str, marks: dict[str, int]) -> AppendResult:
+            batch_no: str, marks: dict[str, int], *,
+            expect: dict[str, int | None] | None = None) -> AppendResult:
     from eventlake.validate.events import normalize_batch
 
     batch = events if isinstance(events, NormalizedBatch) else normalize_batch(
         events, limits=lake.limits)
-    return lake.log.append(batch, producer=producer, batch_no=batch_no, marks=marks)
+    return lake.log.append(batch, producer=producer, batch_no=batch_no, marks=marks,
+                           expect_marks=expect)
 
 
 def _as_table(records: Sequence[dict[str, Any]], *, decoded: bool) -> pa.Table | None:

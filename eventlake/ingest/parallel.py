@@ -166,7 +166,7 @@ def prepare_file(task: PrepareTask) -> PreparedFile:
         return replace(prepared, skipped="named", seconds=time.perf_counter() - started)
     if isinstance(admitted, FileIngestResult):
         return replace(prepared, skipped="landed", seconds=time.perf_counter() - started)
-    size = admitted
+    size = admitted.size
     try:
         chunks = read_chunks(source, chunk_records=size)
         first = next(chunks)
@@ -361,7 +361,7 @@ def _land(lake: LakeParts, path: Path, prepared: PreparedFile | None, options: I
     admitted = admit(lake, base, as_new=options.as_new, chunk_events=options.chunk_events)
     if isinstance(admitted, FileIngestResult):
         return admitted
-    if prepared.skipped is not None or admitted != prepared.size:
+    if prepared.skipped is not None or admitted.size != prepared.size:
         # Prepared on a log that has changed since (another run landed part of the file, or
         # its identity's batch key was revoked): the file is read again, here.
         return options.serial(lake, path)
@@ -371,14 +371,14 @@ def _land(lake: LakeParts, path: Path, prepared: PreparedFile | None, options: I
     if prepared.unreadable is not None:
         if target is None:
             raise prepared.unreadable
-        return land_unreadable(lake, base, prepared.unreadable, target, prepared.size)
+        return land_unreadable(lake, base, prepared.unreadable, target, admitted)
     chunks = prepared.chunks
     if target is None and len(chunks) > 1:
         failure = strict_failure(lake, prepared.producer, prepared.batch_no,
                                  ((c.place, c.problems) for c in chunks))
         if failure is not None:
             raise failure
-    run = FileRun(lake, path, prepared.producer, prepared.batch_no, prepared.size, target,
+    run = FileRun(lake, path, prepared.producer, prepared.batch_no, admitted, target,
                   options.progress, total_bytes=prepared.total_bytes)
     for chunk in chunks:
         if run.skip_landed(chunk.place):

@@ -188,7 +188,7 @@ def _replay(lake: LakeParts, path: str | os.PathLike[str]) -> ReplayResult:
     marks = {replay_mark(producer, batch_no, line): 0 for line, _ in good}
     appended = lake.log.append(normalize_batch([r for _, r in good], limits=lake.limits),
                                producer=producer, batch_no=f"{batch_no}!replay@{digest}",
-                               marks=marks, unless_marked=True)
+                               marks=marks, expect_marks=dict.fromkeys(marks))
     return ReplayResult(str(path), appended.count, already, still_bad, len(whole),
                         appended.first_seq, appended.last_seq, appended.batch_id)
 

@@ -344,7 +344,8 @@ class EventLog:
     def append(
         self, batch: NormalizedBatch, *, producer: str | None = None,
         batch_no: int | str | None = None, expected_last_seq: int | None = None,
-        marks: Mapping[str, int] | None = None, unless_marked: bool = False,
+        marks: Mapping[str, int] | None = None,
+        expect_marks: Mapping[str, int | None] | None = None,
     ) -> AppendResult:
         """Commit `batch` in one Delta commit, numbering it after the log's last seq.
 
@@ -356,10 +357,11 @@ class EventLog:
         (a file ingest records its chunking and the content of a file name this way); read
         them back with `mark`. They expire with the batch keys.
 
-        With `unless_marked` the batch lands only while none of `marks` is set, checked on
-        the version it commits on (a lost race checks again): else `MarkedError` names the
-        marks another writer set, and nothing is written. It claims the marks: of writers
-        racing for one, exactly one lands.
+        With `expect_marks` (`app id -> version`, None for a mark not set) the batch lands
+        only while each of those marks holds the version given, checked on the version it
+        commits on (a lost race checks again): else `MarkedError` names the marks that
+        differ, and nothing is written. Expecting the marks it sets unset, or as the writer
+        last read them, claims them: of writers racing for one, exactly one lands.
         """
         key = check_batch_key(producer, batch_no)
         extra = _check_marks(marks)
@@ -384,11 +386,11 @@ class EventLog:
                 landed = self.landed(*key, snapshot=snap)
                 if landed is not None:
                     return AppendResult(None, landed, 0, (), True, batch_id, None)
-            if unless_marked:
-                taken = sorted(app for app, _ in extra
-                               if self.mark(app, snapshot=snap) is not None)
-                if taken:
-                    raise MarkedError(taken)
+            if expect_marks:
+                moved = sorted(app for app, version in expect_marks.items()
+                               if self.mark(app, snapshot=snap) != version)
+                if moved:
+                    raise MarkedError(moved)
             last = snap.transaction_version(SEQ_APP_ID) or 0
             if expected_last_seq is not None and last != expected_last_seq:
                 raise StaleLogError(expected=expected_last_seq, actual=last)

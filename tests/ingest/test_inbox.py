@@ -19,6 +19,7 @@ from eventlake.errors import (
 from eventlake.ingest import inbox
 from eventlake.ingest.files import check_file, file_batch_identity
 from eventlake.ingest.inbox import (
+    FileIngestResult,
     IngestTotals,
     inbox_files,
     ingest_file,
@@ -26,6 +27,7 @@ from eventlake.ingest.inbox import (
     read_quarantine,
 )
 from eventlake.store.log import EventLog
+from tests.racing import at_once
 from tests.samples import SAMPLE_FILES, SAMPLES
 
 
@@ -132,6 +134,57 @@ def test_two_versions_of_a_file_keep_separate_quarantine_files(lake, tmp_path):
     files = sorted((Path(lake.root) / "quarantine").glob("*.jsonl"))
     assert len(files) == 2 and all(f.name.startswith("orders.jsonl@") for f in files)
     assert len(read_quarantine(files[0].parent)) == 5
+
+
+def amounts_of(lake) -> list[int]:
+    frame = lake.events().select("payload").collect()
+    return sorted(json.loads(text)["amount"] for text in frame["payload"].to_list())
+
+
+def numbered(path: Path, amounts: range) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(good("acct-001", n) + "\n" for n in amounts), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("chunk_events", [100, 4])
+def test_a_file_of_that_name_landing_meanwhile_refuses_the_other_content(
+        lake, tmp_path, monkeypatch, chunk_events):
+    # Another ingest lands `orders.jsonl` with other content after this one admitted its
+    # file and before its first chunk commits: this one must be refused, as it would be
+    # one after the other, not land a second version of the name.
+    mine = numbered(tmp_path / "a" / "orders.jsonl", range(10))
+    theirs = numbered(tmp_path / "b" / "orders.jsonl", range(100, 110))
+    original = EventLog.append
+    raced = []
+
+    def other_writer_first(self, batch, **kwargs):
+        if not raced:
+            raced.append(1)
+            ingest_file(el.Lake.open(lake.root, create=False), theirs)
+        return original(self, batch, **kwargs)
+
+    monkeypatch.setattr(EventLog, "append", other_writer_first)
+    with pytest.raises(ChangedFileError, match="other content") as info:
+        ingest_file(lake, mine, chunk_events=chunk_events)
+    assert info.value.file == str(mine)
+    assert amounts_of(lake) == list(range(100, 110))
+    monkeypatch.setattr(EventLog, "append", original)
+    assert ingest_file(lake, theirs).duplicate
+    # Meant as a new file, it lands whole after all.
+    assert ingest_file(lake, mine, as_new=True, chunk_events=chunk_events).events == 10
+    assert amounts_of(lake) == [*range(10), *range(100, 110)]
+
+
+def test_ingests_racing_with_other_contents_under_one_name_land_one(lake, tmp_path):
+    versions = [numbered(tmp_path / str(n) / "orders.jsonl", range(100 * n, 100 * n + 5))
+                for n in range(4)]
+    outcomes = at_once(lambda path: ingest_file(lake, path), versions)
+    landed = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, FileIngestResult)]
+    refused = [o for o in outcomes if isinstance(o, ChangedFileError)]
+    assert len(landed) == 1 and len(refused) == 3, outcomes
+    (n,) = landed
+    assert amounts_of(lake) == list(range(100 * n, 100 * n + 5))
 
 
 def test_crash_after_quarantine_before_append_is_repaired_by_a_rerun(lake, tmp_path,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from eventlake.ingest.replay import (
     replay_quarantine,
 )
 from eventlake.store.log import EventLog
+from tests.racing import at_once
 
 
 def good(partition: str, amount: int) -> str:
@@ -133,22 +133,8 @@ def test_replays_racing_on_one_line_land_it_once(lake, tmp_path):
         fix(copy, 2, good("b", 100 + number))
         fix(copy, 4, good("c", 200 + number))
         copies.append(copy)
-    start = threading.Barrier(len(copies))
-    results, failures = [], []
-
-    def replay(copy: Path) -> None:
-        start.wait()
-        try:
-            results.append(replay_quarantine(lake, copy))
-        except Exception as exc:  # the assert below shows it
-            failures.append(exc)
-
-    threads = [threading.Thread(target=replay, args=(copy,)) for copy in copies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not failures
+    results = at_once(lambda copy: replay_quarantine(lake, copy), copies)
+    assert not [r for r in results if isinstance(r, Exception)], results
     landed = sorted(amounts(lake))
     assert landed[:3] == [1, 2, 4] and len(landed) == 5, landed
     fixed = landed[3:]
