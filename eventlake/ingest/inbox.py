@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +46,7 @@ from eventlake.model import jsoncodec
 from eventlake.model.events import NormalizedBatch
 from eventlake.model.progress import Progress
 from eventlake.store.atomicfile import atomic_write
+from eventlake.store.staging import delete_staged, read_staged, stage_table
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -63,17 +66,20 @@ __all__ = [
     "FileIngestResult",
     "FileRun",
     "IngestTotals",
+    "StagedChunk",
     "admit",
     "default_quarantine_dir",
     "inbox_files",
     "ingest_file",
     "ingest_files",
+    "land_staged",
     "land_unreadable",
     "name_mark",
     "quarantine_file_name",
     "quarantine_target",
     "read_quarantine",
     "refused_result",
+    "staging_run",
     "strict_failure",
 ]
 
@@ -246,7 +252,8 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
 
     `quarantine_dir` defaults to `<root>/quarantine` of a local lake. With `quarantine=False`
     a bad record (or an unreadable file) raises `InvalidEventError` naming the first problem
-    and nothing of the file is written (a file of several chunks is checked whole first).
+    and nothing of the file is written (a file of several chunks is checked whole first,
+    its checked chunks staged under `<root>/_staging` so that it is read once).
     `quarantine_name` overrides the quarantine file's name (default
     `quarantine_file_name(batch_no)`).
 
@@ -278,9 +285,18 @@ def ingest_file(lake: LakeParts, path: str | os.PathLike[str], *, producer: str 
             raise
         return land_unreadable(lake, base, exc, target, admitted)
     run = FileRun(lake, source, producer, batch_no, admitted, target, progress)
-    if target is None and not first.last and not _check_whole(lake, source, size, producer,
-                                                              batch_no, stop):
-        return run.result(base, complete=False)
+    if target is None and not first.last:
+        # Strict, several chunks: nothing lands unless every chunk passes, and the file is
+        # read once (its checked chunks are staged, then landed from there).
+        folder = f"{staging_run()}/000000"
+        try:
+            staged = _stage_checked(lake, run, _chained(first, chunks), folder, stop)
+            del first
+            if staged is None:
+                return run.result(base, complete=False)
+            return land_staged(lake, base, run, staged, stop)
+        finally:
+            delete_staged(lake.storage, folder)
     pending: Chunk | None = first
     del first  # each chunk is let go once it landed: memory follows one chunk
     while pending is not None:
@@ -540,29 +556,108 @@ def _checked(lake: LakeParts, chunk: Chunk, source: Path, claimed: dict[str, int
     return [record for _, record in good], problems
 
 
-def _check_whole(lake: LakeParts, source: Path, size: int, producer: str, batch_no: str,
-                 stop: Callable[[], bool] | None) -> bool:
-    """Strict mode for a file of several chunks: read it through once and raise on its first
-    problem before any chunk lands (chunks that landed in an earlier run are not checked).
-    False when `stop` asked to stop meanwhile."""
-    stopped = False
+def _chained(first: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
+    yield first
+    yield from rest
 
-    def checked() -> Iterator[tuple[ChunkPlace, list[RecordProblem]]]:
-        nonlocal stopped
-        claimed: dict[str, int] = {}
-        for chunk in read_chunks(source, chunk_records=size):
-            if stop is not None and stop():
-                stopped = True
-                return
-            _, problems = _checked(lake, chunk, source, claimed)
-            yield ChunkPlace.of(chunk), problems
 
-    failure = strict_failure(lake, producer, batch_no, checked())
-    if stopped:
-        return False
+@dataclass(frozen=True)
+class StagedChunk:
+    """One checked chunk: its place, its good events staged at `staged` (None: it has
+    none, or in strict mode it cannot land), their count, and its problems in line order."""
+
+    place: ChunkPlace
+    staged: str | None
+    events: int
+    problems: tuple[RecordProblem, ...] = ()
+
+
+_STAGED = "ingest"  # `<root>/_staging/ingest/<run>/<file index>/<chunk>.parquet`
+
+
+def staging_run() -> str:
+    """A fresh folder under `<root>/_staging` for one ingest run's staged chunks."""
+    return f"{_STAGED}/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+
+
+def _stage_checked(lake: LakeParts, run: FileRun, chunks: Iterable[Chunk], folder: str,
+                   stop: Callable[[], bool] | None) -> list[StagedChunk] | None:
+    """Strict mode for a file of several chunks: read it through once, checking each chunk
+    and staging its good events under `folder` (`eventlake.store.staging`), and raise the
+    file's first problem before any chunk lands (chunks that landed in an earlier run do not
+    count). The staged chunks, for `land_staged`; None when `stop` asked to stop meanwhile.
+
+    Only the first problem and a count are kept, so memory follows one chunk here too."""
+    from eventlake.validate.events import normalize_batch
+
+    claimed: dict[str, int] = {}
+    strict = _StrictCount(lake, run.producer, run.batch_no)
+    staged: list[StagedChunk] = []
+    for chunk in chunks:
+        if stop is not None and stop():
+            return None
+        place = ChunkPlace.of(chunk)
+        good, problems = _checked(lake, chunk, run.source, claimed)
+        chunk.records.clear()
+        strict.add(place, problems)
+        name: str | None = None
+        events = 0
+        if good and strict.first is None:
+            batch = good if isinstance(good, NormalizedBatch) else normalize_batch(
+                good, limits=lake.limits)
+            name = f"{folder}/{place.number:06d}.parquet"
+            stage_table(lake.storage, name, batch.table)
+            events = batch.count
+        staged.append(StagedChunk(place, name, events))
+    failure = strict.error()
     if failure is not None:
         raise failure
-    return True
+    return staged
+
+
+def land_staged(lake: LakeParts, base: FileIngestResult, run: FileRun,
+                chunks: Sequence[StagedChunk], stop: Callable[[], bool] | None
+                ) -> FileIngestResult:
+    """Land a file's checked, staged chunks in order (those that landed before are counted,
+    not landed again), deleting each staged file once its chunk landed; `stop` is asked after
+    each landed chunk, as in `ingest_file`."""
+    for chunk in chunks:
+        if run.skip_landed(chunk.place):
+            continue
+        good: NormalizedBatch | list[dict[str, Any]] = []
+        if chunk.staged is not None:
+            good = NormalizedBatch(read_staged(lake.storage, chunk.staged))
+        run.commit(chunk.place, good, chunk.problems)
+        if chunk.staged is not None:
+            delete_staged(lake.storage, chunk.staged)
+        if chunk.place.last:
+            return run.result(base, complete=True)
+        if stop is not None and stop():
+            return run.result(base, complete=False)
+    raise AssertionError("a file's chunks end with its last chunk")
+
+
+class _StrictCount:
+    """The problems a strict ingest counts: those of the chunks still to land (a chunk that
+    landed in an earlier run is not checked again); the first of them is the error."""
+
+    def __init__(self, lake: LakeParts, producer: str, batch_no: str) -> None:
+        self.lake, self.producer, self.batch_no = lake, producer, batch_no
+        self.count = 0
+        self.first: RecordProblem | None = None
+
+    def add(self, place: ChunkPlace, problems: Sequence[RecordProblem]) -> None:
+        if not problems:
+            return
+        key = chunk_batch_no(self.batch_no, place.number, last=place.last)
+        if not place.last and self.lake.log.landed(self.producer, key) is not None:
+            return
+        self.count += len(problems)
+        if self.first is None:
+            self.first = problems[0]
+
+    def error(self) -> InvalidEventError | None:
+        return None if self.first is None else _strict_error(self.first, self.count)
 
 
 def strict_failure(lake: LakeParts, producer: str, batch_no: str,
@@ -571,16 +666,10 @@ def strict_failure(lake: LakeParts, producer: str, batch_no: str,
     """The error a strict ingest raises for a file whose chunks had these problems, None
     when it lands: its first problem, counting those of the chunks still to land (a chunk
     that landed in an earlier run is not checked again)."""
-    count = 0
-    first: RecordProblem | None = None
+    strict = _StrictCount(lake, producer, batch_no)
     for place, problems in checked:
-        key = chunk_batch_no(batch_no, place.number, last=place.last)
-        if not place.last and lake.log.landed(producer, key) is not None:
-            continue
-        count += len(problems)
-        if first is None and problems:
-            first = problems[0]
-    return None if first is None else _strict_error(first, count)
+        strict.add(place, problems)
+    return strict.error()
 
 
 def _strict_error(first: RecordProblem, count: int) -> InvalidEventError:

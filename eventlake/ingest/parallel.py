@@ -38,31 +38,34 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from eventlake.engine.buckettasks import Workers
 from eventlake.errors import ChangedFileError, EventlakeError, InvalidEventError
-from eventlake.ingest.files import DEFAULT_PRODUCER, RecordProblem, file_batch_identity, read_chunks
+from eventlake.ingest.files import DEFAULT_PRODUCER, file_batch_identity, read_chunks
 from eventlake.ingest.inbox import (
     DEFAULT_CHUNK_EVENTS,
     ChunkPlace,
     FileIngestResult,
     FileRun,
+    StagedChunk,
+    _chained,
     _checked,
     admit,
     ingest_file,
+    land_staged,
     land_unreadable,
     quarantine_target,
     refused_result,
+    staging_run,
     strict_failure,
 )
 from eventlake.model.events import Limits, NormalizedBatch
-from eventlake.store.staging import delete_staged, read_staged, stage_table
+from eventlake.store.staging import delete_staged, stage_table
 
 if TYPE_CHECKING:
     from eventlake.model.progress import ProgressSink
@@ -72,9 +75,6 @@ if TYPE_CHECKING:
 
 __all__ = ["IngestOptions", "PrepareTask", "PreparedFile", "StagedChunk", "ingest_files_on",
            "iter_ingest_on", "prepare_file"]
-
-_STAGED = "ingest"  # `<root>/_staging/ingest/<run>/<file index>/<chunk>.parquet`
-
 
 @dataclass(frozen=True)
 class PrepareTask:
@@ -90,17 +90,6 @@ class PrepareTask:
     staging: str  # the folder under `<root>/_staging` for this file's chunks
     strict: bool = False  # quarantine off: a chunk with a problem never lands, so no staging
     as_new: bool = False
-
-
-@dataclass(frozen=True)
-class StagedChunk:
-    """One checked chunk: its place, its good events staged at `staged` (None: it has
-    none, or in strict mode it cannot land), their count, and its problems in line order."""
-
-    place: ChunkPlace
-    staged: str | None
-    events: int
-    problems: tuple[RecordProblem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,11 +185,6 @@ def prepare_file(task: PrepareTask) -> PreparedFile:
                    seconds=time.perf_counter() - started)
 
 
-def _chained(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
-
-
 @dataclass(frozen=True)
 class IngestOptions:
     """The options of one ingest run, as `ingest_file` takes them (`quarantine_name` gives a
@@ -263,7 +247,7 @@ def iter_ingest_on(lake: LakeParts, paths: Sequence[str | os.PathLike[str]], *,
     workers = executor if isinstance(executor, Workers) else Workers(executor, _no_lake)
     files = [Path(p) for p in paths]
     ahead = max(1, lookahead if lookahead is not None else 2 * workers.count())
-    run = f"{_STAGED}/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+    run = staging_run()
     tasks = [PrepareTask(lake.storage.root, dict(lake.storage.options), lake.limits,
                          str(path), options.producer, options.chunk_events,
                          f"{run}/{index:06d}", strict=not options.quarantine,
@@ -380,17 +364,4 @@ def _land(lake: LakeParts, path: Path, prepared: PreparedFile | None, options: I
             raise failure
     run = FileRun(lake, path, prepared.producer, prepared.batch_no, admitted, target,
                   options.progress, total_bytes=prepared.total_bytes)
-    for chunk in chunks:
-        if run.skip_landed(chunk.place):
-            continue
-        good: NormalizedBatch | list[dict[str, Any]] = []
-        if chunk.staged is not None:
-            good = NormalizedBatch(read_staged(lake.storage, chunk.staged))
-        run.commit(chunk.place, good, chunk.problems)
-        if chunk.staged is not None:
-            delete_staged(lake.storage, chunk.staged)
-        if chunk.place.last:
-            return run.result(base, complete=True)
-        if options.stop is not None and options.stop():
-            return run.result(base, complete=False)
-    raise AssertionError("a prepared file ends with its last chunk")
+    return land_staged(lake, base, run, chunks, options.stop)

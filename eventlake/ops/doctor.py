@@ -11,8 +11,8 @@ What a crash or a damaged disk can leave behind, and what `doctor` reports for e
   to a commit in flight). Files that a commit removed (tombstones, kept for time travel) are
   not orphans; `vacuum` deletes them after its retention.
 - **orphan** in `_staging`: a chunk a parallel ingest's worker staged for its coordinator
-  (`eventlake.ingest.parallel`) that was never landed and deleted: the coordinator was
-  killed. Same rule as any orphan.
+  (`eventlake.ingest.parallel`), or a strict ingest while it checked the rest of its file,
+  that was never landed and deleted: the ingest was killed. Same rule as any orphan.
 - **temp**: a temporary commit file in `_delta_log` (`<version>.json#<n>`) left by a crash in
   the middle of a commit; invisible to Delta; a warning like an orphan, and `fix=True`
   deletes it (same age rule).

@@ -1,5 +1,6 @@
 """Staged tables: Parquet files under `<root>/_staging/` that a worker wrote for a
-coordinator to commit later (a parallel ingest's checked chunks, `eventlake.ingest.parallel`).
+coordinator to commit later (a parallel ingest's checked chunks, `eventlake.ingest.parallel`,
+and a strict ingest's chunks while the rest of its file is checked).
 
 They live in the lake's own storage, through the same seam as its tables, so a worker on
 another machine reaches them with the lake URI and storage options alone, on a local folder

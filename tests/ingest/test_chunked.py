@@ -205,6 +205,67 @@ def test_strict_mode_checks_a_long_file_whole_before_landing(lake, tmp_path):
     assert lake.last_seq() == 0
 
 
+def reads_of(monkeypatch) -> list[Path]:
+    """The files `ingest_file` opens with `read_chunks`, as it opens them."""
+    from eventlake.ingest import inbox
+
+    opened: list[Path] = []
+
+    def counted(path, **kwargs):
+        opened.append(Path(path))
+        return read_chunks(path, **kwargs)
+
+    monkeypatch.setattr(inbox, "read_chunks", counted)
+    return opened
+
+
+def test_strict_mode_reads_a_long_file_once_and_leaves_nothing_staged(lake, tmp_path,
+                                                                      monkeypatch):
+    from eventlake.store.staging import staged_files
+
+    path = write_lines(tmp_path / "big.jsonl", 30)
+    opened = reads_of(monkeypatch)
+    result = ingest_file(lake, path, chunk_events=10, quarantine=False)
+    assert opened == [path]
+    assert (result.events, result.chunks, result.complete) == (30, 3, True)
+    assert [json.loads(r[3])["amount"] for r in landed(lake)] == list(range(30))
+    identity = file_batch_identity(path)[1]
+    assert sorted(set(lake.events().collect()["batch_id"])) == sorted(
+        f"inbox/{identity}{suffix}" for suffix in ("#0", "#1", ""))
+    assert staged_files(lake.storage) == []
+    # A bad record, or a stop during the check: nothing lands, and nothing stays staged.
+    bad = write_lines(tmp_path / "bad.jsonl", 30, bad=(22,))
+    with pytest.raises(InvalidEventError, match="line 23"):
+        ingest_file(lake, bad, chunk_events=10, quarantine=False)
+    asked: list[int] = []
+    stopped = ingest_file(lake, write_lines(tmp_path / "stop.jsonl", 30), chunk_events=10,
+                          quarantine=False, stop=lambda: bool(asked.append(1)) or len(asked) > 2)
+    assert not stopped.complete and stopped.events == 0
+    assert lake.last_seq() == 30 and staged_files(lake.storage) == []
+
+
+def test_a_strict_ingest_cut_short_resumes_and_lands_each_record_once(lake, tmp_path,
+                                                                     monkeypatch):
+    path = write_lines(tmp_path / "big.jsonl", 35)
+    original = EventLog.append
+    calls = []
+
+    def crash_on_second(self, batch, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise CommitConflictError("the process died here")
+        return original(self, batch, **kwargs)
+
+    monkeypatch.setattr(EventLog, "append", crash_on_second)
+    with pytest.raises(CommitConflictError):
+        ingest_file(lake, path, chunk_events=10, quarantine=False)
+    assert lake.last_seq() == 10
+    monkeypatch.setattr(EventLog, "append", original)
+    rest = ingest_file(lake, path, chunk_events=10, quarantine=False)
+    assert (rest.events, rest.resumed_chunks, rest.chunks) == (25, 1, 4)
+    assert [json.loads(r[3])["amount"] for r in landed(lake)] == list(range(35))
+
+
 def test_progress_counts_bytes_and_rows_to_the_end(lake, tmp_path):
     path = write_lines(tmp_path / "big.jsonl", 25)
     seen: list[Progress] = []
