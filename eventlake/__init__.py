@@ -7,12 +7,24 @@ polars, duckdb, pyarrow) load only when a name that needs them is first touched.
 
 from __future__ import annotations
 
+import os as _os
 from typing import TYPE_CHECKING, Any
 
 from eventlake import _lazy
 from eventlake import errors as _errors
 from eventlake._version import __version__
 from eventlake.errors import *  # noqa: F403 (every error class: exactly `errors.__all__`)
+
+# Polars' allocator (jemalloc) keeps by default every range of address space it once mapped,
+# to reuse later: over a long rebuild the ranges fragment and the process's address space
+# creeps far past what it holds (+300 MB against flat resident memory on 200k 8 KB events),
+# so it fails under an address-space limit (`ulimit -v`, RLIMIT_AS) that its data fits.
+# Giving freed ranges back cost nothing measurable (tests/engine/test_memory.py, README
+# "Bounded memory"). It takes effect only if Polars is not loaded yet (Polars adds its own
+# settings to the variable on import); a `retain` setting already there wins.
+_JEMALLOC = _os.environ.get("_RJEM_MALLOC_CONF", "")
+if "retain:" not in _JEMALLOC:
+    _os.environ["_RJEM_MALLOC_CONF"] = ",".join(filter(None, (_JEMALLOC, "retain:false")))
 
 if TYPE_CHECKING:
     from eventlake.engine.materialize import MaterializeResult, PartitionFailure

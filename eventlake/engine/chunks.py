@@ -25,10 +25,10 @@ __all__ = ["DEFAULT_CHUNK_BYTES", "DEFAULT_CHUNK_EVENTS", "Chunk", "SeqBytes"]
 
 DEFAULT_CHUNK_EVENTS = 100_000
 # Decoded event bytes per step. A step holds its events about three times over at its peak
-# (the Arrow read, the frame it is filtered and sorted into, the payloads a fold decodes),
-# on top of about 240 MB of address space the thread pools of a refresh reserve. Measured on
-# a rebuild of 8 KB payloads (README, "Bounded memory"): 16 MB peaks 277 MB of address space
-# above start-up (92 MB of RSS), 64 MB 419 MB (211 MB), so 16 MB keeps within 300 MB.
+# (the Arrow read, the frame it is filtered and sorted into, the payloads a fold decodes).
+# Measured on a rebuild of 8 KB payloads (README, "Bounded memory"): 16 MB peaks at about
+# 100 MB of RSS above start-up and 150-190 MB of address space, 64 MB at about 220 MB and
+# 170-240 MB, so 16 MB keeps well within 300 MB of address space.
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 # More than a log file decodes to per byte stored: snappy expands at most about 21-fold, and
 # every event carries a random event id that does not compress. Only used to skip reading
