@@ -443,14 +443,15 @@ class FileRun:
         return True
 
     def commit(self, place: ChunkPlace, good: NormalizedBatch | list[dict[str, Any]],
-               problems: Sequence[RecordProblem]) -> None:
-        """Land a checked chunk: its problems to quarantine first, then its good events."""
+               problems: Sequence[RecordProblem], *, unlisted: int = 0) -> None:
+        """Land a checked chunk: its problems to quarantine first, then its good events.
+        `unlisted` counts problems of a strict check that were counted, not kept."""
         key = chunk_batch_no(self.batch_no, place.number, last=place.last)
         self.records += place.read
         if problems:
             if self.target is None:
                 # Only a file of one chunk gets here: a longer one was checked whole first.
-                raise _strict_error(problems[0], len(problems))
+                raise _strict_error(problems[0], len(problems) + unlisted)
             entries = self.prior()
             entries.extend({**p.to_json(), "producer": self.producer,
                             "batch_no": self.batch_no} for p in problems)
@@ -564,12 +565,23 @@ def _chained(first: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
 @dataclass(frozen=True)
 class StagedChunk:
     """One checked chunk: its place, its good events staged at `staged` (None: it has
-    none, or in strict mode it cannot land), their count, and its problems in line order."""
+    none, or in strict mode it cannot land), their count, and its problems in line order.
+
+    A strict check, whose problems only ever make its error, keeps the first one and counts
+    the rest in `unlisted`: a file of bad lines then costs one problem per chunk."""
 
     place: ChunkPlace
     staged: str | None
     events: int
     problems: tuple[RecordProblem, ...] = ()
+    unlisted: int = 0
+
+    @classmethod
+    def checked(cls, place: ChunkPlace, staged: str | None, events: int,
+                problems: Sequence[RecordProblem], *, strict: bool) -> StagedChunk:
+        if strict and len(problems) > 1:
+            return cls(place, staged, events, tuple(problems[:1]), len(problems) - 1)
+        return cls(place, staged, events, tuple(problems))
 
 
 _STAGED = "ingest"  # `<root>/_staging/ingest/<run>/<file index>/<chunk>.parquet`
@@ -627,7 +639,7 @@ def land_staged(lake: LakeParts, base: FileIngestResult, run: FileRun,
         good: NormalizedBatch | list[dict[str, Any]] = []
         if chunk.staged is not None:
             good = NormalizedBatch(read_staged(lake.storage, chunk.staged))
-        run.commit(chunk.place, good, chunk.problems)
+        run.commit(chunk.place, good, chunk.problems, unlisted=chunk.unlisted)
         if chunk.staged is not None:
             delete_staged(lake.storage, chunk.staged)
         if chunk.place.last:
@@ -646,13 +658,14 @@ class _StrictCount:
         self.count = 0
         self.first: RecordProblem | None = None
 
-    def add(self, place: ChunkPlace, problems: Sequence[RecordProblem]) -> None:
+    def add(self, place: ChunkPlace, problems: Sequence[RecordProblem], *, unlisted: int = 0
+            ) -> None:
         if not problems:
             return
         key = chunk_batch_no(self.batch_no, place.number, last=place.last)
         if not place.last and self.lake.log.landed(self.producer, key) is not None:
             return
-        self.count += len(problems)
+        self.count += len(problems) + unlisted
         if self.first is None:
             self.first = problems[0]
 
@@ -661,14 +674,13 @@ class _StrictCount:
 
 
 def strict_failure(lake: LakeParts, producer: str, batch_no: str,
-                   checked: Iterable[tuple[ChunkPlace, Sequence[RecordProblem]]]
-                   ) -> InvalidEventError | None:
+                   checked: Iterable[StagedChunk]) -> InvalidEventError | None:
     """The error a strict ingest raises for a file whose chunks had these problems, None
     when it lands: its first problem, counting those of the chunks still to land (a chunk
     that landed in an earlier run is not checked again)."""
     strict = _StrictCount(lake, producer, batch_no)
-    for place, problems in checked:
-        strict.add(place, problems)
+    for chunk in checked:
+        strict.add(chunk.place, chunk.problems, unlisted=chunk.unlisted)
     return strict.error()
 
 

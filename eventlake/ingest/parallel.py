@@ -177,7 +177,8 @@ def prepare_file(task: PrepareTask) -> PreparedFile:
                 count = batch.count
                 name = f"{task.staging}/{place.number:06d}.parquet"
                 stage_table(lake.storage, name, batch.table)
-            staged.append(StagedChunk(place, name, count, tuple(problems)))
+            staged.append(StagedChunk.checked(place, name, count, problems,
+                                              strict=task.strict))
     except BaseException:
         delete_staged(lake.storage, task.staging)  # a failed attempt leaves nothing
         raise
@@ -358,8 +359,7 @@ def _land(lake: LakeParts, path: Path, prepared: PreparedFile | None, options: I
         return land_unreadable(lake, base, prepared.unreadable, target, admitted)
     chunks = prepared.chunks
     if target is None and len(chunks) > 1:
-        failure = strict_failure(lake, prepared.producer, prepared.batch_no,
-                                 ((c.place, c.problems) for c in chunks))
+        failure = strict_failure(lake, prepared.producer, prepared.batch_no, chunks)
         if failure is not None:
             raise failure
     run = FileRun(lake, path, prepared.producer, prepared.batch_no, admitted, target,

@@ -368,3 +368,25 @@ def test_parallel_ingest_on_s3(backend, tmp_path, monkeypatch, spawned):
     assert comparable(results) == comparable(expected)
     assert all(r.prepared_by for r in results)
     assert staged_files(lake.storage) == []
+
+
+@pytest.mark.one_layout
+def test_a_strict_prepare_keeps_one_problem_per_chunk(tmp_path):
+    """Strict mode: a chunk's problems only make the error, so preparing a file of bad lines
+    returns the first of each chunk and a count (not every line's text), and the error the
+    coordinator raises names the first and counts them all, as the serial ingest does."""
+    lines = [record(i) if i % 10 == 0 else "{oops" for i in range(40)]
+    [path] = write_inbox(tmp_path / "inbox", [lines])
+    lake = el.Lake.open(tmp_path / "lake")
+    prepared = prepare_file(PrepareTask(lake.root, {}, lake.limits, str(path), "inbox", 8,
+                                        "ingest/strict/000000", strict=True))
+    assert [len(c.problems) for c in prepared.chunks] == [1] * 5
+    assert sum(len(c.problems) + c.unlisted for c in prepared.chunks) == 36
+    assert [c.problems[0].line for c in prepared.chunks] == [2, 9, 17, 25, 33]
+    with pytest.raises(InvalidEventError) as serial:
+        ingest_file(lake, path, quarantine=False, chunk_events=8)
+    for size in (8, 100):  # several chunks, and one
+        with ThreadPoolExecutor(2) as pool, pytest.raises(InvalidEventError) as parallel:
+            ingest_files_on(lake, [path], executor=pool, quarantine=False, chunk_events=size)
+        assert str(parallel.value) == str(serial.value) and "36 bad records" in str(serial.value)
+    assert lake.last_seq() == 0
