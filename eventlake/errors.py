@@ -45,6 +45,7 @@ __all__ = [
     "UnknownActionError",
     "UnknownPartitionError",
     "UnknownViewError",
+    "UnstagedChunkError",
     "ViewChangedError",
     "ViewDefinitionError",
 ]
@@ -351,6 +352,18 @@ class RebuildSupersededError(CommitConflictError):
         self.view = view
         super().__init__(f"rebuild of view {view!r} was taken over by another materializer; "
                          "run materialize again")
+
+
+class UnstagedChunkError(CommitConflictError):
+    """A chunk of `file` (number `chunk`) had landed when the ingest read the file, so it
+    was not staged, and its batch key is not in the log now (a restore revoked it
+    meanwhile). The chunks before it landed; transient: ingest the file again, which
+    resumes at this chunk."""
+
+    def __init__(self, file: str, chunk: int) -> None:
+        self.file, self.chunk = file, chunk
+        super().__init__(f"{file}: chunk {chunk} had landed when the file was read and is not "
+                         "in the log now (a restore meanwhile?); ingest the file again")
 
 
 class MaterializeError(EventlakeError):

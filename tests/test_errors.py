@@ -200,6 +200,7 @@ SAMPLES = [
     errors.StaleLogError(expected=4, actual=5),
     errors.MarkedError(["eventlake.replayed/inbox/a@1/3"]),
     errors.RebuildSupersededError("totals"),
+    errors.UnstagedChunkError("big.jsonl", 3),
     errors.MaterializeError({"v": ViewDefinitionError("bad")}, {}),
     errors.LakeNotFoundError("no lake at x"),
     errors.CorruptLakeError("damaged", path="events/part-0.parquet"),

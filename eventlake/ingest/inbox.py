@@ -31,7 +31,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventlake.errors import ChangedFileError, InvalidEventError, MarkedError
+from eventlake.errors import (
+    ChangedFileError,
+    InvalidEventError,
+    MarkedError,
+    UnstagedChunkError,
+)
 from eventlake.ingest.files import (
     DEFAULT_PRODUCER,
     Chunk,
@@ -422,8 +427,7 @@ class FileRun:
     def land(self, chunk: Chunk) -> None:
         place = ChunkPlace.of(chunk)
         if self.skip_landed(place):
-            if any("event_id" in record for _, record in chunk.records):
-                _checked(self.lake, chunk, self.source, self.claimed)  # its ids count
+            claim_ids(self.lake, chunk, self.source, self.claimed)
             return
         good, problems = _checked(self.lake, chunk, self.source, self.claimed)
         # The records are in `good` now (as a table on the common path): free the dicts
@@ -433,8 +437,7 @@ class FileRun:
 
     def skip_landed(self, place: ChunkPlace) -> bool:
         """Count a chunk that landed in an earlier run (True), or say it is to land."""
-        if place.last or self.lake.log.landed(
-                self.producer, chunk_batch_no(self.batch_no, place.number, last=False)) is None:
+        if not landed_before(self.lake, self.producer, self.batch_no, place):
             return False
         self.records += place.read
         self.resumed += 1
@@ -524,6 +527,21 @@ def _append_first(lake: LakeParts, events: NormalizedBatch | list[dict[str, Any]
 _CLAIM_ATTEMPTS = 5  # each retry follows another writer's landed file: a race, not a loop
 
 
+def landed_before(lake: LakeParts, producer: str, batch_no: str, place: ChunkPlace) -> bool:
+    """Whether the chunk at `place` of a file landed in an earlier run (a last chunk's key is
+    the file's own, which `admit` reads first: it is never taken as landed here)."""
+    return not place.last and lake.log.landed(
+        producer, chunk_batch_no(batch_no, place.number, last=False)) is not None
+
+
+def claim_ids(lake: LakeParts, chunk: Chunk, source: Path, claimed: dict[str, int]) -> None:
+    """Claim the event ids of a chunk that landed before, unchecked otherwise: a repeat of
+    one in a later chunk is still a problem, as it was in the run that landed it."""
+    if any("event_id" in record for _, record in chunk.records):
+        _checked(lake, chunk, source, claimed)
+    chunk.records.clear()
+
+
 def _checked(lake: LakeParts, chunk: Chunk, source: Path, claimed: dict[str, int]
              ) -> tuple[NormalizedBatch | list[dict[str, Any]], list[RecordProblem]]:
     """A chunk's events ready to append, and its problems in line order.
@@ -568,13 +586,15 @@ class StagedChunk:
     none, or in strict mode it cannot land), their count, and its problems in line order.
 
     A strict check, whose problems only ever make its error, keeps the first one and counts
-    the rest in `unlisted`: a file of bad lines then costs one problem per chunk."""
+    the rest in `unlisted`: a file of bad lines then costs one problem per chunk. A chunk
+    that had `landed` in an earlier run when it was read is neither checked nor staged."""
 
     place: ChunkPlace
     staged: str | None
     events: int
     problems: tuple[RecordProblem, ...] = ()
     unlisted: int = 0
+    landed: bool = False
 
     @classmethod
     def checked(cls, place: ChunkPlace, staged: str | None, events: int,
@@ -609,6 +629,10 @@ def _stage_checked(lake: LakeParts, run: FileRun, chunks: Iterable[Chunk], folde
         if stop is not None and stop():
             return None
         place = ChunkPlace.of(chunk)
+        if landed_before(lake, run.producer, run.batch_no, place):
+            claim_ids(lake, chunk, run.source, claimed)
+            staged.append(StagedChunk(place, None, 0, landed=True))
+            continue
         good, problems = _checked(lake, chunk, run.source, claimed)
         chunk.records.clear()
         strict.add(place, problems)
@@ -636,6 +660,8 @@ def land_staged(lake: LakeParts, base: FileIngestResult, run: FileRun,
     for chunk in chunks:
         if run.skip_landed(chunk.place):
             continue
+        if chunk.landed:
+            raise UnstagedChunkError(run.source.name, chunk.place.number)
         good: NormalizedBatch | list[dict[str, Any]] = []
         if chunk.staged is not None:
             good = NormalizedBatch(read_staged(lake.storage, chunk.staged))
@@ -662,8 +688,7 @@ class _StrictCount:
             ) -> None:
         if not problems:
             return
-        key = chunk_batch_no(self.batch_no, place.number, last=place.last)
-        if not place.last and self.lake.log.landed(self.producer, key) is not None:
+        if landed_before(self.lake, self.producer, self.batch_no, place):
             return
         self.count += len(problems) + unlisted
         if self.first is None:

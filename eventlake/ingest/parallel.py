@@ -9,7 +9,8 @@ independent; commits are not (each takes the next `seq`). So the work splits in 
    storage options and input limits, the file's path, the producer and chunk size), it reads
    the file in the chunks `ingest_file` would, checks each chunk exactly as `ingest_file`
    does (the same `_checked`, event ids claimed across chunks), and stages each chunk's
-   good events, normalized, as a Parquet file under `<lake>/_staging/ingest/<run>/`
+   good events (of a resumed file, those of the chunks still to land), normalized, as a
+   Parquet file under `<lake>/_staging/ingest/<run>/`
    through the lake's storage seam (`eventlake.store.staging`), so it works on an object
    store. It returns the chunks' places, staged files and problems (`PreparedFile`). It
    commits nothing.
@@ -45,7 +46,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from eventlake.engine.buckettasks import Workers
-from eventlake.errors import ChangedFileError, EventlakeError, InvalidEventError
+from eventlake.errors import (
+    ChangedFileError,
+    EventlakeError,
+    InvalidEventError,
+    UnstagedChunkError,
+)
 from eventlake.ingest.files import DEFAULT_PRODUCER, file_batch_identity, read_chunks
 from eventlake.ingest.inbox import (
     DEFAULT_CHUNK_EVENTS,
@@ -56,9 +62,11 @@ from eventlake.ingest.inbox import (
     _chained,
     _checked,
     admit,
+    claim_ids,
     ingest_file,
     land_staged,
     land_unreadable,
+    landed_before,
     quarantine_target,
     refused_result,
     staging_run,
@@ -167,6 +175,10 @@ def prepare_file(task: PrepareTask) -> PreparedFile:
     try:
         for chunk in _chained(first, chunks):
             place = ChunkPlace.of(chunk)
+            if landed_before(lake, producer, batch_no, place):  # a file resumed
+                claim_ids(lake, chunk, source, claimed)
+                staged.append(StagedChunk(place, None, 0, landed=True))
+                continue
             good, problems = _checked(lake, chunk, source, claimed)
             chunk.records.clear()
             name: str | None = None
@@ -364,4 +376,9 @@ def _land(lake: LakeParts, path: Path, prepared: PreparedFile | None, options: I
             raise failure
     run = FileRun(lake, path, prepared.producer, prepared.batch_no, admitted, target,
                   options.progress, total_bytes=prepared.total_bytes)
-    return land_staged(lake, base, run, chunks, options.stop)
+    try:
+        return land_staged(lake, base, run, chunks, options.stop)
+    except UnstagedChunkError:
+        # A chunk prepared as landed is not in the log now: the file is read again, here,
+        # resuming after the chunks that did land.
+        return options.serial(lake, path)

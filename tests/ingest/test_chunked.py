@@ -266,6 +266,47 @@ def test_a_strict_ingest_cut_short_resumes_and_lands_each_record_once(lake, tmp_
     assert [json.loads(r[3])["amount"] for r in landed(lake)] == list(range(35))
 
 
+def staged_names(monkeypatch) -> list[str]:
+    """The chunk files an ingest stages, by name, as it stages them."""
+    import eventlake.ingest.inbox as inbox
+
+    names: list[str] = []
+    real = inbox.stage_table
+
+    def counted(storage, name, table):
+        names.append(Path(name).name)
+        return real(storage, name, table)
+
+    monkeypatch.setattr(inbox, "stage_table", counted)
+    return names
+
+
+def test_a_resumed_strict_ingest_stages_only_the_chunks_still_to_land(lake, tmp_path,
+                                                                      monkeypatch):
+    """The chunks an earlier run landed are counted, not checked or staged again; their
+    event ids still count, so a repeat of one later is the file's problem as before."""
+    path = write_lines(tmp_path / "big.jsonl", 45)
+    asked: list[int] = []
+    first = ingest_file(lake, path, chunk_events=10, stop=lambda: len(asked) >= 1 or bool(
+        asked.append(1)))
+    assert (first.complete, first.events) == (False, 20)
+    names = staged_names(monkeypatch)
+    rest = ingest_file(lake, path, chunk_events=10, quarantine=False)
+    assert names == ["000002.parquet", "000003.parquet", "000004.parquet"]
+    assert (rest.events, rest.resumed_chunks, rest.chunks) == (25, 2, 5)
+    assert [json.loads(r[3])["amount"] for r in landed(lake)] == list(range(45))
+    lines = [json.dumps({"type": "t", "payload": {}, "partition": "p", "event_id": f"e{i}"})
+             for i in range(25)]
+    lines[22] = lines[3]
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    asked.clear()
+    assert ingest_file(lake, ids, chunk_events=10, stop=lambda: True).events == 10
+    with pytest.raises(InvalidEventError, match="line 23"):
+        ingest_file(lake, ids, chunk_events=10, quarantine=False)
+    assert lake.last_seq() == 55
+
+
 def test_progress_counts_bytes_and_rows_to_the_end(lake, tmp_path):
     path = write_lines(tmp_path / "big.jsonl", 25)
     seen: list[Progress] = []

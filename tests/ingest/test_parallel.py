@@ -390,3 +390,30 @@ def test_a_strict_prepare_keeps_one_problem_per_chunk(tmp_path):
             ingest_files_on(lake, [path], executor=pool, quarantine=False, chunk_events=size)
         assert str(parallel.value) == str(serial.value) and "36 bad records" in str(serial.value)
     assert lake.last_seq() == 0
+
+
+@pytest.mark.one_layout
+def test_a_resumed_file_is_prepared_without_its_landed_chunks(tmp_path):
+    """Preparing a file an earlier run landed part of stages only the chunks still to land;
+    if a restore revokes a landed chunk before the file's turn, the coordinator reads the
+    file again itself, and every record lands once."""
+    from eventlake.ingest.parallel import _land
+
+    [path] = write_inbox(tmp_path / "inbox", [[record(i) for i in range(25)]])
+    reference = el.Lake.open(tmp_path / "reference")
+    serial_run(reference, [path], quarantine_dir=None, chunk_events=10)
+    lake = el.Lake.open(tmp_path / "lake")
+    before = lake.log.snapshot().version
+    asked: list[int] = []
+    ingest_file(lake, path, chunk_events=10, stop=lambda: len(asked) >= 1 or bool(
+        asked.append(1)))
+    assert lake.last_seq() == 20
+    prepared = prepare_file(PrepareTask(lake.root, {}, lake.limits, str(path), "inbox", 10,
+                                        "ingest/resumed/000000"))
+    assert [(c.landed, c.staged is None) for c in prepared.chunks] == [
+        (True, True), (True, True), (False, False)]
+    lake.restore(version=before)
+    assert lake.last_seq() == 0
+    result = _land(lake, path, prepared, IngestOptions(chunk_events=10))
+    assert (result.events, result.resumed_chunks, result.prepared_by) == (25, 0, None)
+    assert log_rows(lake) == log_rows(reference)
