@@ -23,7 +23,8 @@ independent; commits are not (each takes the next `seq`). So the work splits in 
    and serial runs, or a crash at any point.
 
 Preparation runs ahead of landing by a bounded number of files (`lookahead`, twice the
-workers by default), so staged data never holds more than that many files. A landed chunk's
+workers by default) that together hold at most `lookahead_bytes` of input (one file ahead
+at least), so staged data never holds more than the file landing and those. A landed chunk's
 staged file is deleted at once, and the run's folder when it ends; files staged by a run that
 crashed are orphans no reader sees, which `eventlake doctor --fix` deletes.
 
@@ -81,8 +82,13 @@ if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts
     from eventlake.store.storage import Storage
 
-__all__ = ["IngestOptions", "PrepareTask", "PreparedFile", "StagedChunk", "ingest_files_on",
-           "iter_ingest_on", "prepare_file"]
+__all__ = ["DEFAULT_LOOKAHEAD_BYTES", "IngestOptions", "PrepareTask", "PreparedFile",
+           "StagedChunk", "ingest_files_on", "iter_ingest_on", "prepare_file"]
+
+# What the files prepared ahead of the one landing may hold, in input bytes: their staged
+# chunks are on disk (or the object store) until they land.
+DEFAULT_LOOKAHEAD_BYTES = 4 << 30
+
 
 @dataclass(frozen=True)
 class PrepareTask:
@@ -232,12 +238,14 @@ def ingest_files_on(lake: LakeParts, paths: Sequence[str | os.PathLike[str]], *,
                     quarantine_dir: str | os.PathLike[str] | None = None,
                     quarantine: bool = True, chunk_events: int = DEFAULT_CHUNK_EVENTS,
                     as_new: bool = False, refuse_changed: bool = False,
-                    lookahead: int | None = None) -> list[FileIngestResult]:
+                    lookahead: int | None = None,
+                    lookahead_bytes: int = DEFAULT_LOOKAHEAD_BYTES) -> list[FileIngestResult]:
     """Land `paths` in the order given, as `ingest_file` of each would, with each file read
     and checked on `executor` (a `concurrent.futures.Executor`: threads, a
     `ProcessPoolExecutor` with the spawn context, a Dask `Client.get_executor()`; or
     `Workers` to set retries and the worker count), at most `lookahead` files ahead of the
-    one landing (default: twice the workers).
+    one landing (default: twice the workers) holding at most `lookahead_bytes` of input
+    together (one file ahead at least).
 
     The result is what serial `ingest_file` calls give: the same batches, `seq` order,
     quarantine files and errors (a bad record in strict mode, `ChangedFileError`, raised when
@@ -246,12 +254,15 @@ def ingest_files_on(lake: LakeParts, paths: Sequence[str | os.PathLike[str]], *,
     options = IngestOptions(producer, quarantine_dir, quarantine, None, chunk_events, as_new,
                             refuse_changed=refuse_changed)
     return list(iter_ingest_on(lake, paths, executor=executor, options=options,
-                               lookahead=lookahead))
+                               lookahead=lookahead, lookahead_bytes=lookahead_bytes))
+
 
 
 def iter_ingest_on(lake: LakeParts, paths: Sequence[str | os.PathLike[str]], *,
                    executor: Executor | Workers, options: IngestOptions | None = None,
-                   lookahead: int | None = None) -> Iterator[FileIngestResult]:
+                   lookahead: int | None = None,
+                   lookahead_bytes: int = DEFAULT_LOOKAHEAD_BYTES
+                   ) -> Iterator[FileIngestResult]:
     """`ingest_files_on`, one result at a time as each file lands (the CLI reports each).
     `options.stop` is asked after each landed chunk: a True ends the run there, after a
     result with `complete=False`. Closing the iterator early stops preparing and deletes
@@ -267,9 +278,10 @@ def iter_ingest_on(lake: LakeParts, paths: Sequence[str | os.PathLike[str]], *,
                          as_new=options.as_new)
              for index, path in enumerate(files)]
     pending = _Pending(workers, tasks)
+    sizes = [_size(path) for path in files]
     try:
         for index, path in enumerate(files):
-            pending.fill(min(len(tasks), index + 1 + ahead))
+            pending.fill(_ahead_to(sizes, index, ahead, lookahead_bytes))
             prepared = pending.take(index)
             try:
                 result = _land(lake, path, prepared, options)
@@ -290,6 +302,26 @@ def iter_ingest_on(lake: LakeParts, paths: Sequence[str | os.PathLike[str]], *,
     finally:
         pending.close()
         delete_staged(lake.storage, run)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # gone or unreadable: its prepare meets the error and says it
+        return 0
+
+
+def _ahead_to(sizes: Sequence[int], index: int, ahead: int, budget: int) -> int:
+    """How many files are to be submitted while file `index` lands: those up to it, then at
+    most `ahead` more holding at most `budget` bytes together (one more at least)."""
+    upto = index + 1
+    held = 0
+    while upto < len(sizes) and upto <= index + ahead:
+        held += sizes[upto]
+        if upto > index + 1 and held > budget:
+            break
+        upto += 1
+    return upto
 
 
 def _no_lake() -> LakeParts:

@@ -417,3 +417,46 @@ def test_a_resumed_file_is_prepared_without_its_landed_chunks(tmp_path):
     result = _land(lake, path, prepared, IngestOptions(chunk_events=10))
     assert (result.events, result.resumed_chunks, result.prepared_by) == (25, 0, None)
     assert log_rows(lake) == log_rows(reference)
+
+
+@given(sizes=st.lists(st.integers(0, 100), min_size=1, max_size=12), data=st.data(),
+       ahead=st.integers(1, 6), budget=st.integers(0, 300))
+def test_files_prepared_ahead_hold_at_most_the_byte_budget(sizes, data, ahead, budget):
+    from eventlake.ingest.parallel import _ahead_to
+
+    index = data.draw(st.integers(0, len(sizes) - 1))
+    upto = _ahead_to(sizes, index, ahead, budget)
+    assert index + 1 <= upto <= min(len(sizes), index + 1 + ahead)
+    if index + 1 < len(sizes):
+        assert upto >= index + 2  # one file ahead, whatever its size
+    assert upto == index + 2 or sum(sizes[index + 1:upto]) <= budget
+    # As many as fit: the next one would break the count or the budget.
+    if upto < min(len(sizes), index + 1 + ahead):
+        assert sum(sizes[index + 1:upto + 1]) > budget
+
+
+@pytest.mark.one_layout
+def test_an_ingest_prepares_ahead_within_its_byte_budget(tmp_path):
+    """With a budget below one file's size, one file is prepared ahead of the one landing;
+    without it, the file count alone bounds what runs ahead."""
+    paths = write_inbox(tmp_path / "inbox", [[record(i) for i in range(5)]] * 8)
+    for budget, most in ((1, 2), (10**9, 1 + 4)):
+        lake = el.Lake.open(tmp_path / f"lake{budget}")
+        with ThreadPoolExecutor(2) as pool:
+            submitted = _Counting(pool)
+            ahead = []
+            for landed, _ in enumerate(iter_ingest_on(lake, paths, executor=submitted,
+                                                      lookahead=4, lookahead_bytes=budget)):
+                ahead.append(submitted.count - landed)
+        assert max(ahead) == most and lake.last_seq() == 40
+
+
+class _Counting:
+    """An executor that counts the prepares submitted to it."""
+
+    def __init__(self, pool) -> None:
+        self.pool, self.count = pool, 0
+
+    def submit(self, fn, *args, **kwargs):
+        self.count += 1
+        return self.pool.submit(fn, *args, **kwargs)
