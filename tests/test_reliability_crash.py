@@ -8,7 +8,7 @@ asserts: every acknowledged batch is present exactly once, every batch is whole 
 committed data, and the next `materialize()` leaves every view exact.
 
 The unmarked test runs a CI-sized campaign covering every fault kind; the slow one runs 240
-kill points (`pytest -m slow tests/test_reliability_crash.py -s` prints the figures).
+kill points (`pytest -m slow -n 0 -s tests/test_reliability_crash.py` prints the figures).
 """
 
 from __future__ import annotations
