@@ -25,6 +25,27 @@ _LAYOUT_FREE = {"test_actions", "test_architecture", "test_conformance", "test_d
 BACKENDS = tuple(os.environ.get("EVENTLAKE_TEST_BACKENDS", "local,s3").split(","))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker per core this process may use, by its CPU affinity and a cgroup
+    CPU quota (a container can grant two cores of a host's 64 and still show all 64), and
+    no more than memory holds at about 3 GB a worker (its S3 and Prefect servers
+    included)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return cores
+    return max(1, min(cores, memory // (3 << 30)))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "lake_layout" in metafunc.fixturenames and not metafunc.definition.get_closest_marker(
             "one_layout") and metafunc.module.__name__.rsplit(".", 1)[-1] not in _LAYOUT_FREE:
