@@ -16,8 +16,6 @@ checks again, so an action never lands against a state it was not checked on.
 
 from __future__ import annotations
 
-import random
-import time
 from bisect import bisect_right
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,6 +29,7 @@ from eventlake.errors import (
 )
 from eventlake.model.actions import copy_json
 from eventlake.model.views import DOCUMENT_VIEW, fold
+from eventlake.store.storage import backoff
 from eventlake.validate.events import NormalizedBatch, decode_payload, normalize_batch
 
 if TYPE_CHECKING:
@@ -140,7 +139,7 @@ class Repository:
             try:
                 result = self.lake.append(batch, expected_last_seq=self._last_seq)
             except StaleLogError:
-                time.sleep(random.uniform(0, delay))
+                backoff(delay)
                 delay = min(0.25, delay * 2)
                 continue
             assert result.first_seq == self._last_seq + 1

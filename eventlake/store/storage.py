@@ -66,11 +66,21 @@ __all__ = [
     "Snapshot",
     "Storage",
     "Written",
+    "backoff",
     "commit_on",
     "retry_commit",
 ]
 
 T = TypeVar("T")
+
+# Retry jitter from a generator of our own: the global `random` of a caller (a seeded test, a
+# Hypothesis strategy in another thread) is left alone.
+_JITTER = random.Random()
+
+
+def backoff(delay: float) -> None:
+    """Sleep a random time up to `delay` seconds before a retry (full jitter)."""
+    time.sleep(_JITTER.uniform(0, delay))
 
 FILE_COLUMN = "__eventlake_file"
 
@@ -767,7 +777,7 @@ def retry_commit(
             last = exc
             if time.monotonic() - started > timeout:
                 break
-            time.sleep(random.uniform(0, delay))
+            backoff(delay)
             delay = min(max_delay, delay * 2)
             if number == attempts:
                 break
