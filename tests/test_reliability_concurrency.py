@@ -158,3 +158,24 @@ def test_retry_commit_does_not_retry_other_errors() -> None:
     with pytest.raises(ValueError, match="bad input"):
         retry_commit(attempt, what="x")
     assert calls == 1
+
+
+@pytest.mark.one_layout
+def test_retrying_leaves_the_callers_random_state_alone() -> None:
+    """The backoff's jitter is eventlake's own: a caller's seeded `random` (a Hypothesis
+    strategy in another thread, say) draws the same numbers after a retried commit."""
+    import random
+
+    calls = 0
+
+    def attempt() -> int:
+        nonlocal calls
+        calls += 1
+        if calls < 4:
+            raise CommitFailedError("a concurrent transaction won")
+        return calls
+
+    random.seed(7)
+    before = random.getstate()
+    assert retry_commit(attempt, what="append", base_delay=0.001, max_delay=0.002) == 4
+    assert random.getstate() == before
