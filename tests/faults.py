@@ -123,6 +123,15 @@ def _watch_files(root: Path, event: str, nth: int) -> None:
 
     add(root)
     seen = [0]
+    counted: set[Path] = set()
+
+    def hit(path: Path) -> None:
+        if path in counted:  # found by a scan, then its own event came too
+            return
+        counted.add(path)
+        seen[0] += 1
+        if seen[0] >= nth:
+            _die()
 
     def matches(folder: Path, name: str, flags: int) -> bool:
         in_log = folder.name == "_delta_log"
@@ -158,11 +167,15 @@ def _watch_files(root: Path, event: str, nth: int) -> None:
                     continue
                 if flags & _IN_ISDIR and flags & _IN_CREATE:
                     add(folder / name)
+                    # Files made in a new folder before its watch was added have no event
+                    # of their own: count them from the folder (as created and written).
+                    for found in sorted((folder / name).rglob("*")):
+                        if found.is_file() and matches(found.parent, found.name,
+                                                       _IN_CREATE | _IN_CLOSE_WRITE):
+                            hit(found)
                     continue
                 if matches(folder, name, flags):
-                    seen[0] += 1
-                    if seen[0] >= nth:
-                        _die()
+                    hit(folder / name)
 
     # The watch reads its events on a thread of its own: an append or a refresh could commit,
     # and the process exit, before it read the event of a data file. So each commit first

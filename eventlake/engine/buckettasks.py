@@ -1,7 +1,8 @@
 """Bucket tasks: one view's rebuild or refresh step spread over an `Executor`, committed once.
 
 A view's rows are independent by bucket, so a rebuild splits into tasks of consecutive
-buckets, and a refresh step into tasks of the buckets its window touched (each folds the
+buckets, a retry of failed partitions into tasks of the buckets holding them, and a refresh
+step into tasks of the buckets its window touched (each folds the
 window's events of its partitions onto its buckets' prior rows, read at the version the
 coordinator commits on). A task opens the lake itself (from plain data: `Workers.open_lake`,
 a picklable callable holding the lake URI and storage options), folds (a rebuild's with
@@ -38,8 +39,9 @@ from eventlake.store.viewstore import ViewStore
 if TYPE_CHECKING:
     from eventlake.store.parts import LakeParts
 
-__all__ = ["BucketOutput", "RebuildTask", "RefreshTask", "Workers", "rebuild_buckets",
-           "rebuild_on", "refresh_buckets", "refresh_on"]
+__all__ = ["BucketOutput", "RebuildTask", "RefreshTask", "RetryTask", "Workers",
+           "rebuild_buckets", "rebuild_on", "refresh_buckets", "refresh_on", "retry_buckets",
+           "retry_on"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,22 @@ class RefreshTask:
 
 
 @dataclass(frozen=True)
+class RetryTask:
+    """One task of a retry: fold the failed `partitions` of `buckets` again from where they
+    stopped, up to `watermark`, onto the rows of `generation` (read at view-table version
+    `version`)."""
+
+    open_lake: Callable[[], LakeParts]
+    view: View | str
+    generation: int
+    version: int
+    watermark: int
+    buckets: tuple[int, ...]
+    partitions: tuple[str, ...]
+    chunk: Chunk
+
+
+@dataclass(frozen=True)
 class BucketOutput:
     """What a bucket task wrote (not committed) and folded."""
 
@@ -135,7 +153,8 @@ def _view_of(lake: LakeParts, view: View | str) -> View:
     return view
 
 
-def _opened(task: RebuildTask | RefreshTask) -> tuple[LakeParts, View, ViewStore, Snapshot]:
+def _opened(task: RebuildTask | RefreshTask | RetryTask
+            ) -> tuple[LakeParts, View, ViewStore, Snapshot]:
     """A task's lake, view, view store and the view table's latest snapshot."""
     lake = task.open_lake()
     view = _view_of(lake, task.view)
@@ -204,44 +223,111 @@ def refresh_buckets(task: RefreshTask) -> BucketOutput:
                         _nulled(rows) - _nulled(prior), version=snap.version)
 
 
+def retry_buckets(task: RetryTask) -> BucketOutput:
+    """Run one retry task (in any process): fold, write the files, commit nothing."""
+    from eventlake.engine.materialize import _failed_set, _nulled, retried_rows
+
+    lake, view, store, snap = _opened(task)
+    if snap.version != task.version:
+        return BucketOutput(task.buckets, (), (), 0, version=snap.version)
+    prior = store.read_buckets(snap, task.buckets, generation=task.generation)
+    rows, count = retried_rows(lake, view, prior, task.partitions, task.watermark,
+                               task.chunk, store.buckets(snap))
+    files = store.write_buckets(snap, rows, generation=task.generation) if rows.height else []
+    return BucketOutput(task.buckets, tuple(files), task.partitions, count,
+                        tuple(sorted(_failed_set(rows) & set(task.partitions))),
+                        _nulled(rows) - _nulled(prior), version=snap.version)
+
+
+def retry_on(workers: Workers, lake: LakeParts, store: ViewStore, chunk: Chunk
+             ) -> tuple[set[str], int, int, set[str], int]:
+    """`materialize._retry_failed` with the buckets holding failed partitions folded by
+    bucket tasks and committed at once (the watermark does not move). Returns (retried,
+    events folded, commits, failed again, values nulled)."""
+    from eventlake.engine.materialize import _same_definition
+
+    view = store.view
+
+    def attempt() -> tuple[set[str], int, int, set[str], int]:
+        snap = store.snapshot()
+        marks = store.marks(snap)
+        if marks.active is None or marks.active_version != view.version:
+            return set(), 0, 0, set(), 0
+        _same_definition(store, marks)
+        failed = store.failed_rows(snap).get_column("partition_id").to_list()
+        if not failed:
+            return set(), 0, 0, set(), 0
+        groups = _task_groups(workers, failed, store.buckets(snap))
+        tasks = [RetryTask(workers.open_lake, workers.view(view), marks.active, snap.version,
+                           marks.watermark, group, members, chunk)
+                 for group, members in groups]
+        outputs = _run(workers, retry_buckets, tasks, lambda _: None)
+        retried, events, again, nulls = _commit_outputs(
+            store, snap, outputs, generation=marks.active,
+            buckets=[b for group, _ in groups for b in group],
+            marks={"fingerprint": definition_fingerprint(view)})
+        return retried, events, 1, again, nulls
+
+    return retry_commit(attempt, what=f"retry of failed partitions of view {view.name!r}")
+
+
 def refresh_on(workers: Workers, lake: LakeParts, store: ViewStore, snap: Snapshot, *,
                since: int, end: int, chunk: Chunk, snapshot: Snapshot | None
                ) -> tuple[set[str], int, set[str], int]:
     """Fold the events in `(since, end]` into the active generation of `store` with bucket
     tasks, committed as one step on `snap` (raises `CommitFailedError` for `retry_commit`
     when the table moved on). Returns (partitions, events, newly failed, values nulled)."""
-    from deltalake.exceptions import CommitFailedError
 
     from eventlake.engine.materialize import read_events
-    from eventlake.model.layout import bucket_of
 
     marks = store.marks(snap)
     assert marks.active is not None
     view = store.view
-    buckets = store.buckets(snap)
     owners = read_events(lake, since_seq=since, until_seq=end, columns=["partition_id"],
                          snapshot=snapshot).get_column("partition_id").unique().to_list()
-    by_bucket: dict[int, list[str]] = {}
-    for partition in sorted(owners):
-        by_bucket.setdefault(bucket_of(partition, buckets), []).append(partition)
-    touched = sorted(by_bucket)
-    size = max(1, math.ceil(len(touched) / (workers.count() * workers.tasks_per_worker)))
+    groups = _task_groups(workers, owners, store.buckets(snap))
     # Events up to `end` are immutable, so tasks read the log's latest version, not a pinned
     # one (which would cost each task a replay of the log on object storage).
     log_version = None
     tasks = [RefreshTask(workers.open_lake, workers.view(view), marks.active, snap.version,
-                         since, end, tuple(group),
-                         tuple(p for b in group for p in by_bucket[b]), chunk, log_version)
-             for group in (touched[i:i + size] for i in range(0, len(touched), size))]
+                         since, end, group, members, chunk, log_version)
+             for group, members in groups]
     outputs = _run(workers, refresh_buckets, tasks, lambda _: None)
+    return _commit_outputs(store, snap, outputs, generation=marks.active,
+                           buckets=[b for group, _ in groups for b in group],
+                           marks={f"v{view.version}": end,
+                                  "fingerprint": definition_fingerprint(view)})
+
+
+def _task_groups(workers: Workers, partitions: Sequence[str], buckets: int
+                 ) -> list[tuple[tuple[int, ...], tuple[str, ...]]]:
+    """`partitions` by view bucket, in groups of consecutive buckets, a few per worker:
+    each group's buckets and its partitions."""
+    from eventlake.model.layout import bucket_of
+
+    by_bucket: dict[int, list[str]] = {}
+    for partition in sorted(partitions):
+        by_bucket.setdefault(bucket_of(partition, buckets), []).append(partition)
+    touched = sorted(by_bucket)
+    size = max(1, math.ceil(len(touched) / (workers.count() * workers.tasks_per_worker)))
+    return [(tuple(group), tuple(p for b in group for p in by_bucket[b]))
+            for group in (touched[i:i + size] for i in range(0, len(touched), size))]
+
+
+def _commit_outputs(store: ViewStore, snap: Snapshot, outputs: Sequence[BucketOutput], *,
+                    generation: int, buckets: list[int], marks: dict[str, Any]
+                    ) -> tuple[set[str], int, set[str], int]:
+    """Commit the files of tasks that read their rows at `snap`, in place of those of
+    `buckets`, with `marks` (raises `CommitFailedError` for `retry_commit` when the table
+    moved on; the files are deleted then). Returns (partitions, events, failed, nulls)."""
+    from deltalake.exceptions import CommitFailedError
+
     files = [f for output in outputs for f in output.files]
     if any(output.version != snap.version for output in outputs):
         store.delete_written(files)
         raise CommitFailedError("the view table moved on while its bucket tasks ran")
     try:
-        store.commit_files(snap, files, generation=marks.active, buckets=touched,
-                           marks={f"v{view.version}": end,
-                                  "fingerprint": definition_fingerprint(view)})
+        store.commit_files(snap, files, generation=generation, buckets=buckets, marks=marks)
     except CommitFailedError:
         store.delete_written(files)
         raise

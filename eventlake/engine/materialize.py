@@ -297,7 +297,12 @@ def _refresh_view(lake: LakeParts, view: View, *, rebuild: bool,
         events += folded
         rebuilt = True
     elif retry_failed:
-        touched, folded, steps, broken, nulls = _retry_failed(lake, store, chunk)
+        if workers is not None:
+            from eventlake.engine.buckettasks import retry_on
+
+            touched, folded, steps, broken, nulls = retry_on(workers, lake, store, chunk)
+        else:
+            touched, folded, steps, broken, nulls = _retry_failed(lake, store, chunk)
         recovered = tuple(sorted(touched - broken))
         partitions |= touched
         failed |= broken
@@ -477,15 +482,8 @@ def _retry_failed(lake: LakeParts, store: ViewStore, chunk: Chunk
                 return 0, set(), 0
             _same_definition(store, marks)
             prior = store.read_buckets(snap, [bucket], generation=marks.active)
-            mine = pl.col("partition_id").is_in(members)
-            rows = prior.filter(mine).with_columns(pl.lit(None, dtype=pl.String).alias(FAILURE))
-            rows, count = _fold_slices(lake, view, rows, members, marks.watermark, chunk)
-            rows = _placed(rows, buckets) if rows.height else rows
-            kept = prior.filter(~mine)
-            if rows.height:
-                rows = pl.concat([kept.select(rows.columns), rows], how="vertical_relaxed")
-            else:
-                rows = kept
+            rows, count = retried_rows(lake, view, prior, members, marks.watermark, chunk,
+                                       buckets)
             store.commit_buckets(snap, rows, buckets=[bucket], generation=marks.active,
                                  marks={"fingerprint": definition_fingerprint(view)})
             return count, _failed_set(rows) & set(members), _nulled(rows) - _nulled(prior)
@@ -498,6 +496,21 @@ def _retry_failed(lake: LakeParts, store: ViewStore, chunk: Chunk
         nulls += nulled
         commits += 1
     return retried, folded, commits, again, nulls
+
+
+def retried_rows(lake: LakeParts, view: View, prior: pl.DataFrame, members: Sequence[str],
+                 watermark: int, chunk: Chunk, buckets: int) -> tuple[pl.DataFrame, int]:
+    """`prior` (the rows of some buckets) with the failed partitions `members` folded again
+    from where they stopped up to `watermark`, their failure cleared first; and how many
+    events that read. Rows of other partitions stay as they are."""
+    mine = pl.col("partition_id").is_in(list(members))
+    rows = prior.filter(mine).with_columns(pl.lit(None, dtype=pl.String).alias(FAILURE))
+    rows, count = _fold_slices(lake, view, rows, list(members), watermark, chunk)
+    kept = prior.filter(~mine)
+    if not rows.height:
+        return kept, count
+    rows = _placed(rows, buckets)
+    return pl.concat([kept.select(rows.columns), rows], how="vertical_relaxed"), count
 
 
 def _fold_slices(lake: LakeParts, view: View, rows: pl.DataFrame, partitions: list[str],

@@ -202,3 +202,59 @@ def test_bucket_tasks_on_each_backend(backend, spawn_pool):
     lake.materialize(rebuild=True, executor=spawn_pool)
     _same(_rows(lake), _rows(alone), backend.name)
     assert _watermarks(lake) == _watermarks(alone)
+
+
+def _rates_start() -> dict:
+    return {"n": 0, "sum": 0}
+
+
+def _rates(state, event):
+    # Down while the variable is set (read in the worker: a spawned one inherits it).
+    if event["payload"].get("poison") and os.environ.get("EVENTLAKE_TEST_RATES_DOWN"):
+        raise ConnectionError("the rates service did not answer")
+    if event["payload"].get("broken"):
+        raise ZeroDivisionError("a bug no retry fixes")
+    return {"n": state["n"] + 1, "sum": state["sum"] + event["payload"]["amount"]}
+
+
+RATES = ReducerView(name="rates", version=1, initial_state=_rates_start, reduce=_rates)
+
+
+@pytest.mark.one_layout
+@pytest.mark.parametrize("runner", ["threads", "spawn"])
+def test_retry_failed_on_bucket_tasks_equals_the_sequential_retry(tmp_path, monkeypatch,
+                                                                  runner):
+    """`retry_failed` with an executor folds the failed partitions in bucket tasks, one
+    commit: the rows, the recovered and the failed-again partitions are the serial retry's,
+    and equal a fold from scratch."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setenv("EVENTLAKE_TEST_RATES_DOWN", "1")
+    partitions = [f"p-{i:03d}" for i in range(60)]
+    lakes = {}
+    for name in ("serial", "tasks"):
+        lake = el.Lake.open(tmp_path / name, views=[RATES])
+        lake.append([{"type": "deposit", "payload": {"amount": 1 + i % 5}, "partition": p}
+                     for i, p in enumerate(partitions)])
+        lake.append([{"type": "deposit", "payload": {"amount": 0, "poison": True},
+                      "partition": p} for p in partitions[::7]]
+                    + [{"type": "deposit", "payload": {"amount": 0, "broken": True},
+                        "partition": "p-005"}])
+        lake.append([{"type": "deposit", "payload": {"amount": 2}, "partition": p}
+                     for p in partitions])
+        lake.materialize()
+        assert len(lake.failed_partitions("rates")) == 10
+        lakes[name] = lake
+    monkeypatch.delenv("EVENTLAKE_TEST_RATES_DOWN")
+    serial = lakes["serial"].materialize(retry_failed=True)["rates"]
+    pool = ThreadPoolExecutor(2) if runner == "threads" else ProcessPoolExecutor(
+        2, mp_context=multiprocessing.get_context("spawn"))
+    with pool:
+        spread = lakes["tasks"].materialize(retry_failed=True, executor=pool)["rates"]
+    assert spread.recovered == serial.recovered == tuple(partitions[::7])
+    assert spread.failed == serial.failed == ("p-005",)
+    # Events read depend on how partitions are grouped (a group reads from its oldest stop).
+    assert spread.events >= 10 and spread.commits == 1 and serial.commits > 1
+    _same(_rows(lakes["tasks"]), _rows(lakes["serial"]), runner)
+    assert [f.partition for f in lakes["tasks"].failed_partitions("rates")] == ["p-005"]
+    assert_views_exact(lakes["tasks"])
