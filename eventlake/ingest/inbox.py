@@ -534,6 +534,17 @@ def landed_before(lake: LakeParts, producer: str, batch_no: str, place: ChunkPla
         producer, chunk_batch_no(batch_no, place.number, last=False)) is not None
 
 
+def staged_if_landed(lake: LakeParts, chunk: Chunk, source: Path, producer: str,
+                     batch_no: str, claimed: dict[str, int]) -> StagedChunk | None:
+    """A chunk's entry when it landed in an earlier run (its ids claimed, nothing checked or
+    staged), None when it is still to land."""
+    place = ChunkPlace.of(chunk)
+    if not landed_before(lake, producer, batch_no, place):
+        return None
+    claim_ids(lake, chunk, source, claimed)
+    return StagedChunk(place, None, 0, landed=True)
+
+
 def claim_ids(lake: LakeParts, chunk: Chunk, source: Path, claimed: dict[str, int]) -> None:
     """Claim the event ids of a chunk that landed before, unchecked otherwise: a repeat of
     one in a later chunk is still a problem, as it was in the run that landed it."""
@@ -628,11 +639,11 @@ def _stage_checked(lake: LakeParts, run: FileRun, chunks: Iterable[Chunk], folde
     for chunk in chunks:
         if stop is not None and stop():
             return None
-        place = ChunkPlace.of(chunk)
-        if landed_before(lake, run.producer, run.batch_no, place):
-            claim_ids(lake, chunk, run.source, claimed)
-            staged.append(StagedChunk(place, None, 0, landed=True))
+        landed = staged_if_landed(lake, chunk, run.source, run.producer, run.batch_no, claimed)
+        if landed is not None:
+            staged.append(landed)
             continue
+        place = ChunkPlace.of(chunk)
         good, problems = _checked(lake, chunk, run.source, claimed)
         chunk.records.clear()
         strict.add(place, problems)

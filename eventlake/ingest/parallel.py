@@ -63,13 +63,12 @@ from eventlake.ingest.inbox import (
     _chained,
     _checked,
     admit,
-    claim_ids,
     ingest_file,
     land_staged,
     land_unreadable,
-    landed_before,
     quarantine_target,
     refused_result,
+    staged_if_landed,
     staging_run,
     strict_failure,
 )
@@ -180,11 +179,11 @@ def prepare_file(task: PrepareTask) -> PreparedFile:
     claimed: dict[str, int] = {}
     try:
         for chunk in _chained(first, chunks):
-            place = ChunkPlace.of(chunk)
-            if landed_before(lake, producer, batch_no, place):  # a file resumed
-                claim_ids(lake, chunk, source, claimed)
-                staged.append(StagedChunk(place, None, 0, landed=True))
+            landed = staged_if_landed(lake, chunk, source, producer, batch_no, claimed)
+            if landed is not None:  # a file resumed
+                staged.append(landed)
                 continue
+            place = ChunkPlace.of(chunk)
             good, problems = _checked(lake, chunk, source, claimed)
             chunk.records.clear()
             name: str | None = None
