@@ -229,10 +229,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_OK
     except BaseException as exc:
+        if not args.debug and _unwinding_ctrl_c(exc):
+            _report(args, "interrupted", kind="KeyboardInterrupt", code=EXIT_INTERRUPTED)
+            return EXIT_INTERRUPTED
         if args.debug or not _reported(exc):
             raise
         _report(args, _one_line(exc), kind=type(exc).__name__, code=EXIT_ERROR)
         return EXIT_ERROR
+
+
+def _unwinding_ctrl_c(exc: BaseException) -> bool:
+    """Whether `exc` was raised while a Ctrl-C's KeyboardInterrupt unwound. A Ctrl-C whose
+    handler raises inside `threading.Condition.wait` (a thread pool's `future.result()`)
+    can leave the condition's lock released, and leaving its `with` block then raises
+    `RuntimeError: cannot release un-acquired lock` in place of the interrupt."""
+    seen = exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def run() -> None:

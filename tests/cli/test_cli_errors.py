@@ -293,3 +293,26 @@ def test_the_program_exits_130_however_the_ctrl_c_comes(case):
                           text=True, timeout=60)
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.one_layout
+def test_an_error_raised_while_a_ctrl_c_unwinds_is_the_interrupt(monkeypatch, capsys):
+    """A Ctrl-C landing inside a lock's bookkeeping (`Condition.wait` of a thread pool) can
+    surface as a `RuntimeError` raised while its KeyboardInterrupt unwinds: exit 130, one
+    line, as for the interrupt itself (it was exit 1 and a traceback)."""
+    from dataclasses import replace
+
+    from eventlake.cli import _app
+
+    _app._load_commands()
+
+    def unwinding(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("cannot release un-acquired lock") from None
+
+    monkeypatch.setitem(_app.COMMANDS, "info", replace(_app.COMMANDS["info"], run=unwinding))
+    assert _app.main(["info"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "interrupted"
